@@ -1,0 +1,8 @@
+from twisted.application.service import ServiceMaker
+
+dna = ServiceMaker(
+    "DNA XMPP server-to-server federation",
+    "dna.tap",
+    "Secure, multiplexed XMPP S2S for hosted domains (Domain Name Associations)",
+    "dna",
+)
