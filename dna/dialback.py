@@ -1,0 +1,468 @@
+"""
+Authorization of domain pairs with C{<db:result/>} on one stream.
+
+draft-ietf-xmpp-dna-01 section 6. On a stream between two server names, the
+Originating Server asks for each (Sender Domain, Target Domain) pair with
+C{<db:result from='sender' to='target'/>}; the Receiving Server checks the
+request (steps 1-5) and answers C{type='valid'} or C{type='invalid'}. Either
+answer, and a later C{type='invalid'} that revokes a granted pair, updates the
+binding table of both sides. Errors ride in the C{type='invalid'} result as an
+C{<error/>} child, as XEP-0220 section 2.1.1 does.
+
+One L{StreamAuthorization} holds the per-stream negotiation state of both
+roles; the tables and the delegation checker it uses are shared by all
+streams (L{dna.federation.Federation}).
+"""
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.words.protocols.jabber import error
+from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
+from twisted.words.xish import domish
+
+import attr
+
+from dna.addressing import InvalidAddress, normalizeDomain
+from dna.enforcement import StanzaFilter
+from dna.error import AuthorizationRefused, ConnectionLost, DNAError
+from dna.namespaces import NS_DIALBACK, NS_STANZAS
+from dna.tables import INCOMING, OUTGOING
+
+_log = Logger()
+
+#: At most this many requests from the peer are checked at once per stream.
+DEFAULT_MAX_PENDING = 100
+
+#: Seconds an Originating Server waits for the answer to a request. Peers that
+#: do not speak DNA may never answer one (Prosody 0.12 with secure auth).
+DEFAULT_REQUEST_TIMEOUT = 30.0
+
+#: The XPath query for C{<db:result/>} elements.
+DB_RESULT = "/result[@xmlns='%s']" % (NS_DIALBACK,)
+
+
+@attr.s(auto_exc=True)
+class RequestTimedOut(DNAError):
+    """
+    The peer did not answer a C{<db:result/>} request in time.
+    """
+
+    sender = attr.ib()
+    target = attr.ib()
+    timeout = attr.ib()
+
+
+def resultElement(sender, target, resultType=None, stanzaError=None):
+    """
+    Build a C{<db:result/>}.
+
+    @param sender: The 'from' domain.
+    @param target: The 'to' domain.
+    @param resultType: L{None} for a request, C{'valid'} or C{'invalid'}.
+    @param stanzaError: An L{error.StanzaError} to carry in an invalid result.
+    @rtype: L{domish.Element}
+    """
+    result = domish.Element((NS_DIALBACK, "result"))
+    result["from"] = sender
+    result["to"] = target
+    if resultType is not None:
+        result["type"] = resultType
+    if stanzaError is not None:
+        result.addChild(stanzaError.getElement())
+    return result
+
+
+def errorFromResult(result):
+    """
+    Read the error condition and text of a C{type='invalid'} result.
+
+    @return: A tuple (condition, text), each L{None} when absent.
+    """
+    for child in result.elements():
+        if child.name != "error":
+            continue
+        condition = text = None
+        for part in child.elements(NS_STANZAS):
+            if part.name == "text":
+                text = str(part)
+            elif condition is None:
+                condition = part.name
+        return condition, text
+    return None, None
+
+
+class StreamAuthorization:
+    """
+    The C{<db:result/>} exchange of one stream, in both roles, and the
+    enforcement filter of its incoming stanzas.
+
+    Created when a stream has been authenticated: the remote side's server
+    names are known and the stream id is final. It records the connection in
+    the tables, and removes every trace of it when the stream ends.
+
+    @ivar streamID: The connection's id in the tables (the stream id).
+    @ivar initiating: Whether we opened the underlying connection.
+    @ivar bidi: Whether XEP-0288 bidirectionality was negotiated.
+    """
+
+    def __init__(
+        self,
+        xs,
+        tables,
+        hostedDomains,
+        checker,
+        initiating,
+        serverNames=(),
+        bidi=False,
+        maxPending=DEFAULT_MAX_PENDING,
+        requestTimeout=DEFAULT_REQUEST_TIMEOUT,
+        clock=None,
+    ):
+        """
+        @param xs: The authenticated stream.
+        @param tables: The shared L{dna.tables.Tables}.
+        @param hostedDomains: A container of the normalised domains we host.
+        @param checker: An L{IDelegationChecker}.
+        @param initiating: C{True} when we opened the connection.
+        @param serverNames: The server names the peer authenticated.
+        @param bidi: Whether both directions are allowed on this stream.
+        @param maxPending: How many requests from the peer may be checked at
+            once; more is a C{<policy-violation/>} stream error.
+        @param requestTimeout: Seconds to wait for answers to our requests.
+        @param clock: An L{IReactorTime}; the global reactor if L{None}.
+        """
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.xs = xs
+        self.streamID = xs.sid
+        self.initiating = initiating
+        self.bidi = bidi
+        self._tables = tables
+        self._hosted = hostedDomains
+        self._checker = checker
+        self._maxPending = maxPending
+        self._requestTimeout = requestTimeout
+        self._clock = clock
+        self._closed = False
+        # (sender, target) -> list of Deferreds waiting for the answer
+        self._asked = {}
+        # (sender, target) -> timeout IDelayedCall
+        self._timers = {}
+        # (target, sender) of the peer's requests being checked
+        self._checking = set()
+
+        tables.openConnection(self.streamID, serverNames)
+        self.filter = StanzaFilter(xs, self.streamID, tables.incoming)
+        self.filter.install()
+        xs.addObserver(DB_RESULT, self._onResult)
+        xs.addObserver(STREAM_END_EVENT, self._onStreamEnd)
+
+    @property
+    def serverNames(self):
+        """
+        The server names the peer authenticated on this stream.
+        """
+        return frozenset(self._tables.connections.get(self.streamID).serverNames)
+
+    @property
+    def canSend(self):
+        """
+        Whether we may ask for pairs and send stanzas on this stream.
+        """
+        return self.initiating or self.bidi
+
+    @property
+    def canReceive(self):
+        """
+        Whether the peer may ask for pairs and send stanzas on this stream.
+        """
+        return not self.initiating or self.bidi
+
+    # Originating role
+
+    def request(self, sender, target):
+        """
+        Ask the peer to authorize stanzas from C{sender} to C{target} on this
+        stream (section 6, Originating Server steps 1-3).
+
+        @param sender: A hosted domain of ours (normalised).
+        @param target: The peer's domain (normalised).
+        @return: A L{Deferred} that fires with L{None} once the pair is bound
+            for sending on this stream, or fails with L{AuthorizationRefused},
+            L{RequestTimedOut} or L{ConnectionLost}. Requests for a pair
+            already asked for share the one C{<db:result/>}.
+        """
+        if self._closed:
+            return defer.fail(ConnectionLost(self.streamID))
+        if not self.canSend:
+            return defer.fail(
+                DNAError("stream {} is one-way towards us".format(self.streamID))
+            )
+        pair = (sender, target)
+        if self._tables.outgoing.accepts(self.streamID, sender, target):
+            return defer.succeed(None)
+        d = defer.Deferred()
+        if pair in self._asked:
+            self._asked[pair].append(d)
+            return d
+        self._asked[pair] = [d]
+        self._timers[pair] = self._clock.callLater(
+            self._requestTimeout, self._requestTimedOut, pair
+        )
+        self.xs.send(resultElement(sender, target))
+        return d
+
+    def _requestTimedOut(self, pair):
+        del self._timers[pair]
+        _log.info(
+            "Stream {streamID}: no answer for {sender} -> {target} in {timeout}s",
+            streamID=self.streamID,
+            sender=pair[0],
+            target=pair[1],
+            timeout=self._requestTimeout,
+        )
+        self._answered(pair, Failure(RequestTimedOut(pair[0], pair[1], self._requestTimeout)))
+
+    def _answered(self, pair, outcome):
+        """
+        Fire every waiter of C{pair} with C{outcome} (L{None} or a failure).
+        """
+        timer = self._timers.pop(pair, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        for d in self._asked.pop(pair, ()):
+            if isinstance(outcome, Failure):
+                d.errback(outcome)
+            else:
+                d.callback(outcome)
+
+    # Receiving role
+
+    def revoke(self, local, remote):
+        """
+        Withdraw the peer's authorization to send from C{remote} to C{local}
+        on this stream (section 6: "A service may revoke authorization").
+
+        @return: Whether the pair was bound to this stream.
+        """
+        if not self._tables.unbind(INCOMING, local, remote, self.streamID):
+            return False
+        self.filter.forget()
+        _log.info(
+            "Stream {streamID}: revoked {remote} -> {local}",
+            streamID=self.streamID,
+            remote=remote,
+            local=local,
+        )
+        if not self._closed:
+            self.xs.send(resultElement(local, remote, "invalid"))
+        return True
+
+    def _onResult(self, result):
+        result.handled = True
+        resultType = result.getAttribute("type")
+        try:
+            sender = normalizeDomain(result.getAttribute("from"))
+            target = normalizeDomain(result.getAttribute("to"))
+        except InvalidAddress as e:
+            _log.info(
+                "Stream {streamID}: <db:result/> with bad address {address!r}",
+                streamID=self.streamID,
+                address=e.address,
+            )
+            self.xs.sendStreamError(error.StreamError("improper-addressing"))
+            return
+        if resultType is None:
+            self._onRequest(sender, target, result)
+        elif resultType == "valid":
+            self._onValid(target, sender)
+        elif resultType == "invalid":
+            self._onInvalid(target, sender, result)
+        else:
+            _log.info(
+                "Stream {streamID}: <db:result/> of unknown type {type!r}",
+                streamID=self.streamID,
+                type=resultType,
+            )
+            self.xs.sendStreamError(error.StreamError("bad-format"))
+
+    def _onValid(self, sender, target):
+        """
+        The peer granted C{sender} -> C{target} (Originating steps 2-3).
+        """
+        pair = (sender, target)
+        if pair not in self._asked:
+            _log.info(
+                "Stream {streamID}: unsolicited valid result for {sender} -> "
+                "{target} ignored",
+                streamID=self.streamID,
+                sender=sender,
+                target=target,
+            )
+            return
+        self._tables.bind(OUTGOING, sender, target, self.streamID)
+        _log.debug(
+            "Stream {streamID}: may send {sender} -> {target}",
+            streamID=self.streamID,
+            sender=sender,
+            target=target,
+        )
+        self._answered(pair, None)
+
+    def _onInvalid(self, sender, target, result):
+        """
+        The peer refused our request for C{sender} -> C{target}, or revoked
+        the pair.
+        """
+        pair = (sender, target)
+        condition, text = errorFromResult(result)
+        if pair in self._asked:
+            _log.info(
+                "Stream {streamID}: {sender} -> {target} refused: {condition}",
+                streamID=self.streamID,
+                sender=sender,
+                target=target,
+                condition=condition,
+            )
+            self._answered(
+                pair, Failure(AuthorizationRefused(sender, target, condition, text))
+            )
+        elif self._tables.unbind(OUTGOING, sender, target, self.streamID):
+            _log.info(
+                "Stream {streamID}: peer revoked {sender} -> {target}",
+                streamID=self.streamID,
+                sender=sender,
+                target=target,
+            )
+        else:
+            _log.debug(
+                "Stream {streamID}: invalid result for unknown pair "
+                "{sender} -> {target} ignored",
+                streamID=self.streamID,
+                sender=sender,
+                target=target,
+            )
+
+    def _onRequest(self, sender, target, result):
+        """
+        The peer asks to send from C{sender} to C{target}: Receiving Server
+        steps 1-5.
+        """
+        # Step 1: direction.
+        if not self.canReceive:
+            _log.info(
+                "Stream {streamID}: request {sender} -> {target} on a one-way "
+                "stream we opened: closing",
+                streamID=self.streamID,
+                sender=sender,
+                target=target,
+            )
+            self.xs.sendStreamError(
+                error.StreamError(
+                    "unsupported-stanza-type",
+                    text="this stream is one-way; negotiate bidi",
+                )
+            )
+            return
+        pair = (target, sender)
+        if pair in self._checking:
+            # Coalesced: the answer to the first request covers this one.
+            return
+        if self._tables.incoming.accepts(self.streamID, target, sender):
+            self.xs.send(resultElement(target, sender, "valid"))
+            return
+        if len(self._checking) >= self._maxPending:
+            _log.warn(
+                "Stream {streamID}: more than {limit} requests pending: closing",
+                streamID=self.streamID,
+                limit=self._maxPending,
+            )
+            self.xs.sendStreamError(
+                error.StreamError(
+                    "policy-violation", text="too many pending <db:result/> requests"
+                )
+            )
+            return
+        # Step 2: is the target ours?
+        if target not in self._hosted:
+            self._refuse(sender, target, "item-not-found", "cancel", "not hosted here")
+            return
+        # Step 3: is the sender delegated to the peer's server names?
+        self._checking.add(pair)
+        serverNames = self.serverNames
+        d = defer.maybeDeferred(self._checker.isDelegated, sender, serverNames)
+
+        def checked(delegated):
+            if self._closed:
+                return
+            if not delegated:
+                self._refuse(
+                    sender, target, "not-authorized", "auth",
+                    "{} is not securely delegated to {}".format(
+                        sender, ", ".join(sorted(serverNames)) or "(no names)"
+                    ),
+                )
+                return
+            # Step 4: record; step 5: answer.
+            self._tables.connections.addDelegatedNames(self.streamID, [sender])
+            self._tables.bind(INCOMING, target, sender, self.streamID)
+            _log.debug(
+                "Stream {streamID}: granted {sender} -> {target}",
+                streamID=self.streamID,
+                sender=sender,
+                target=target,
+            )
+            self.xs.send(resultElement(target, sender, "valid"))
+
+        def failed(failure):
+            _log.failure(
+                "Stream {streamID}: delegation check of {sender} failed",
+                failure,
+                streamID=self.streamID,
+                sender=sender,
+            )
+            if not self._closed:
+                self._refuse(
+                    sender, target, "remote-server-timeout", "wait",
+                    "delegation check failed",
+                )
+
+        def done(ignored):
+            self._checking.discard(pair)
+
+        d.addCallbacks(checked, failed)
+        d.addBoth(done)
+
+    def _refuse(self, sender, target, condition, errorType, why):
+        _log.info(
+            "Stream {streamID}: refused {sender} -> {target}: {condition} ({why})",
+            streamID=self.streamID,
+            sender=sender,
+            target=target,
+            condition=condition,
+            why=why,
+        )
+        self.xs.send(
+            resultElement(
+                target, sender, "invalid", error.StanzaError(condition, type=errorType)
+            )
+        )
+
+    # Both roles
+
+    def _onStreamEnd(self, reason):
+        """
+        The stream is gone: remove every trace of it (section 4: "both servers
+        MUST delete its entry"), and fail what waits on it.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self.xs.removeObserver(DB_RESULT, self._onResult)
+        self.xs.removeObserver(STREAM_END_EVENT, self._onStreamEnd)
+        self.filter.uninstall()
+        self._tables.closeConnection(self.streamID)
+        self._checking.clear()
+        for pair in list(self._asked):
+            self._answered(pair, Failure(ConnectionLost(self.streamID, reason)))

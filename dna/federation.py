@@ -1,0 +1,261 @@
+"""
+The state shared by all S2S streams: tables, hosted domains, the delegation
+checker, the streams, and the stanzas waiting for a domain pair.
+
+draft-ietf-xmpp-dna-01 section 4 (the binding table as routing table for
+outgoing stanzas and filter for incoming ones) and section 6 (stanzas are sent
+only once a pair is authorized). A server hands stanzas to L{Federation.send};
+accepted incoming stanzas and bounces reach the local router through the
+C{deliver} callable.
+"""
+
+import collections
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.words.protocols.jabber import error
+
+from dna.addressing import InvalidAddress, domainOf, normalizeDomain
+from dna.dialback import (
+    DEFAULT_MAX_PENDING,
+    DEFAULT_REQUEST_TIMEOUT,
+    RequestTimedOut,
+    StreamAuthorization,
+)
+from dna.enforcement import errorResponse
+from dna.error import AuthorizationRefused, ConnectionLost, DNAError
+from dna.tables import Tables
+
+_log = Logger()
+
+#: How many stanzas may wait for one domain pair before new ones bounce.
+DEFAULT_QUEUE_LIMIT = 1000
+
+
+class NoRoute(DNAError):
+    """
+    No stream can carry a pair: nothing connects us to the target domain.
+    """
+
+
+def _bounceCondition(failure):
+    """
+    The stanza error for stanzas that could not be sent because of C{failure}.
+    """
+    if failure.check(AuthorizationRefused):
+        return error.StanzaError(
+            "not-authorized", type="auth", text="the remote server refused the domain pair"
+        )
+    if failure.check(RequestTimedOut):
+        return error.StanzaError("remote-server-timeout", type="wait")
+    return error.StanzaError("remote-server-not-found", type="cancel")
+
+
+class Federation:
+    """
+    Cross-stream state of a DNA server.
+
+    @ivar tables: The connection and binding tables.
+    @ivar streams: Stream id -> L{StreamAuthorization} of every open stream.
+    """
+
+    def __init__(
+        self,
+        hostedDomains,
+        checker,
+        deliver,
+        establish=None,
+        maxPending=DEFAULT_MAX_PENDING,
+        requestTimeout=DEFAULT_REQUEST_TIMEOUT,
+        queueLimit=DEFAULT_QUEUE_LIMIT,
+        clock=None,
+    ):
+        """
+        @param hostedDomains: The domains we host.
+        @param checker: An L{IDelegationChecker}.
+        @param deliver: Called with each accepted incoming stanza and each
+            bounce, to hand it to the local router.
+        @param establish: Called with (sender, target) when no stream carries
+            the pair; returns a L{Deferred} firing with the
+            L{StreamAuthorization} to ask on. The default looks for an open
+            stream on which the peer has proved to represent the target.
+        @param maxPending: Per-stream limit of the peer's pending requests.
+        @param requestTimeout: Seconds to wait for the peer's answer.
+        @param queueLimit: Stanzas that may wait per pair.
+        @param clock: An L{IReactorTime}; the global reactor if L{None}.
+        """
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.tables = Tables()
+        self.streams = {}
+        self.hostedDomains = frozenset(normalizeDomain(d) for d in hostedDomains)
+        self._checker = checker
+        self._deliver = deliver
+        self._establish = establish if establish is not None else self._existingStream
+        self._maxPending = maxPending
+        self._requestTimeout = requestTimeout
+        self._queueLimit = queueLimit
+        self._clock = clock
+        # (sender, target) -> deque of stanzas waiting for the pair
+        self._waiting = {}
+
+    # Streams
+
+    def streamAuthenticated(self, xs, initiating, serverNames=(), bidi=False):
+        """
+        Take an authenticated stream into the tables and start authorizing
+        domain pairs and enforcing bindings on it.
+
+        @param xs: The stream; C{xs.sid} is its connection id.
+        @param initiating: C{True} when we opened the connection.
+        @param serverNames: Names the peer authenticated (from its certificate).
+        @param bidi: Whether XEP-0288 was negotiated.
+        @return: The stream's L{StreamAuthorization}.
+        """
+        streamID = xs.sid
+        authorization = StreamAuthorization(
+            xs,
+            self.tables,
+            self.hostedDomains,
+            self._checker,
+            initiating=initiating,
+            serverNames=serverNames,
+            bidi=bidi,
+            maxPending=self._maxPending,
+            requestTimeout=self._requestTimeout,
+            clock=self._clock,
+        )
+        self.streams[streamID] = authorization
+        xs.addObserver("/*", self._onStanza, -1, xs=xs)
+        xs.addOnetimeObserver(
+            "//event/stream/end", self._onStreamEnd, 0, streamID=streamID
+        )
+        return authorization
+
+    def _onStreamEnd(self, reason, streamID):
+        authorization = self.streams.pop(streamID, None)
+        if authorization is not None:
+            authorization.xs.removeObserver("/*", self._onStanza)
+
+    def _onStanza(self, stanza, xs):
+        """
+        Hand an incoming stanza that passed the filter to the local router.
+        """
+        if stanza.handled or stanza.name not in ("message", "presence", "iq"):
+            return
+        stanza.handled = True
+        self._deliver(stanza)
+
+    def _existingStream(self, sender, target):
+        """
+        The default way to reach C{target}: an open stream that may send and
+        whose peer proved to represent C{target} (its delegated or server
+        names), as section 5 step 3 reuses connections.
+        """
+        for streamID in self.tables.connections:
+            authorization = self.streams.get(streamID)
+            if authorization is None or not authorization.canSend:
+                continue
+            row = self.tables.connections.get(streamID)
+            if target in row.delegatedNames or target in row.serverNames:
+                return defer.succeed(authorization)
+        return defer.fail(NoRoute(target))
+
+    # Outgoing stanzas
+
+    def send(self, stanza):
+        """
+        Send a stanza to a remote domain: on the first stream of its binding
+        row, or once the pair has been authorized; bounced to its sender with a
+        stanza error when that fails.
+
+        @param stanza: A message, presence or iq with 'from' and 'to'.
+        """
+        try:
+            sender = domainOf(stanza.getAttribute("from"))
+            target = domainOf(stanza.getAttribute("to"))
+        except InvalidAddress as e:
+            _log.info("Not sending stanza with bad address {address!r}", address=e.address)
+            self._bounce([stanza], error.StanzaError("jid-malformed", type="modify"))
+            return
+        pair = (sender, target)
+        waiting = self._waiting.get(pair)
+        if waiting is None:
+            streamID = self.tables.route(sender, target)
+            if streamID is not None:
+                self.streams[streamID].xs.send(stanza)
+                return
+            waiting = self._waiting[pair] = collections.deque()
+            waiting.append(stanza)
+            self._authorize(sender, target)
+        elif len(waiting) >= self._queueLimit:
+            _log.warn(
+                "More than {limit} stanzas wait for {sender} -> {target}: bouncing",
+                limit=self._queueLimit,
+                sender=sender,
+                target=target,
+            )
+            self._bounce([stanza], error.StanzaError("resource-constraint", type="wait"))
+        else:
+            waiting.append(stanza)
+
+    def _authorize(self, sender, target, attempts=2):
+        """
+        Get C{sender} -> C{target} bound on some stream, then flush its queue.
+        """
+        d = self._establish(sender, target)
+        d.addCallback(lambda authorization: authorization.request(sender, target))
+
+        def granted(ignored):
+            self._flush(sender, target)
+
+        def failed(failure):
+            if failure.check(ConnectionLost) and attempts > 1:
+                _log.info(
+                    "Stream lost while authorizing {sender} -> {target}: retrying",
+                    sender=sender,
+                    target=target,
+                )
+                self._authorize(sender, target, attempts - 1)
+                return
+            if not failure.check(DNAError):
+                _log.failure(
+                    "Authorizing {sender} -> {target} failed",
+                    failure,
+                    sender=sender,
+                    target=target,
+                )
+            self._bounce(self._waiting.pop((sender, target), ()), _bounceCondition(failure))
+
+        d.addCallbacks(granted, failed)
+
+    def _flush(self, sender, target):
+        """
+        Send the stanzas waiting for a pair that is now bound, in order.
+        """
+        waiting = self._waiting.pop((sender, target), None)
+        if not waiting:
+            return
+        streamID = self.tables.route(sender, target)
+        if streamID is None:
+            # Revoked or lost between the grant and now: ask again.
+            self._waiting[(sender, target)] = waiting
+            self._authorize(sender, target)
+            return
+        xs = self.streams[streamID].xs
+        for stanza in waiting:
+            xs.send(stanza)
+
+    def _bounce(self, stanzas, stanzaError):
+        """
+        Return stanzas that cannot be sent to their senders, except errors
+        (RFC 6120 section 8.3.1).
+        """
+        for stanza in stanzas:
+            if stanza.getAttribute("type") == "error":
+                _log.info(
+                    "Dropped undeliverable error stanza from {sender!r}",
+                    sender=stanza.getAttribute("from"),
+                )
+                continue
+            self._deliver(errorResponse(stanza, stanzaError))

@@ -1,0 +1,722 @@
+"""
+TLS for DNA: servers authenticate as themselves over mutual TLS.
+
+draft-ietf-xmpp-dna-01 section 5 has both ends of a server-to-server stream
+prove their own server names with X.509 certificates:
+
+  - The Originating Server connects to the target of a DNSSEC-secured SRV
+    record, sends that name in SNI, verifies the chain of the certificate it
+    gets, and requires the target name among the names the certificate
+    presents (section 5 steps 5-7).  L{clientContextFactory} does all of this
+    inside the handshake and fails closed.
+
+  - The Receiving Server requires a client certificate and verifies its chain
+    (section 5, receiving steps 2-3).  L{ServerContextFactory} does that and
+    picks our own certificate by SNI.  The certificate's names are not known to
+    match anything until the stream header arrives: the stream layer then
+    checks the header's C{from} with L{verifyPeerName} on
+    L{peerCertificate}, and records L{peerServerNames} as the connection's
+    server names.
+
+Both ends speak of a certificate's names in the sense of RFC 6125 as profiled
+for XMPP by RFC 6120 section 13.7 and RFC 7590: see
+L{serverNamesFromCertificate}.  Wildcard, IDNA and SRV-ID matching is left to
+C{service_identity}.
+
+Certificates of initiating servers are server certificates: the Receiving
+Server verifies the client's chain for the TLS server purpose (C{serverAuth}),
+not OpenSSL's default client purpose, because public CAs stopped putting
+C{clientAuth} into server certificates in 2026.  See
+L{ServerContextFactory}.
+
+These contexts say nothing about the TCP connection under them.  The stream
+layer should call C{transport.setTcpNoDelay(True)} on every server-to-server
+connection: with Nagle's algorithm on, the first small writes after a TLS
+handshake wait for a delayed acknowledgement, about 40 ms per new connection.
+"""
+
+import ipaddress
+
+import attr
+import idna
+from cryptography import x509
+from cryptography.hazmat import asn1
+from cryptography.hazmat.bindings.openssl.binding import Binding
+from cryptography.x509.oid import ExtensionOID, NameOID
+from OpenSSL import SSL
+from service_identity import CertificateError, VerificationError
+from service_identity.cryptography import extract_patterns
+from service_identity.hazmat import (
+    DNS_ID,
+    SRV_ID,
+    DNSPattern,
+    SRVPattern,
+    URIPattern,
+    verify_service_identity,
+)
+from twisted.internet.interfaces import (
+    IOpenSSLClientConnectionCreator,
+    IOpenSSLServerConnectionCreator,
+)
+from twisted.internet.ssl import Certificate, CertificateOptions
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from dna.error import DNAError
+
+_log = Logger()
+
+#: The ALPN protocol name of server-to-server XMPP over TLS (XEP-0368).
+#: Prosody always offers it, and a Twisted server that does not accept it
+#: aborts the handshake with an C{internal_error} alert.
+ALPN_XMPP_SERVER = b"xmpp-server"
+
+#: The service label of SRV-IDs naming an XMPP server (RFC 6120 section
+#: 13.7.1.2.1).
+SRV_SERVICE = "xmpp-server"
+
+#: RFC 6120 section 13.7.1.4: C{id-on-xmppAddr}, which C{service_identity}
+#: does not read.
+ID_ON_XMPPADDR = x509.ObjectIdentifier("1.3.6.1.5.5.7.8.5")
+
+_SRV_SERVICE_BYTES = SRV_SERVICE.encode("ascii")
+
+
+@attr.s(auto_exc=True)
+class CertificateNameMismatch(DNAError):
+    """
+    A certificate is not valid for a server name.
+
+    @ivar name: The name that was looked for, as given.
+    @type name: L{str}
+
+    @ivar presentedNames: The server names the certificate presents, as
+        L{serverNamesFromCertificate} returns them.
+    @type presentedNames: L{frozenset} of L{str}
+    """
+
+    name = attr.ib()
+    presentedNames = attr.ib(default=frozenset())
+
+
+def normalizeServerName(name):
+    """
+    Bring a server name into the form certificates and SNI use.
+
+    @param name: A domain name in U-labels or A-labels, any case, with or
+        without one trailing dot.
+    @type name: L{str}
+
+    @return: The name in lowercase A-labels without a trailing dot, such as
+        C{"xn--bcher-kva.example"} for C{"Bücher.example."}.
+    @rtype: L{str}
+
+    @raise ValueError: If C{name} is not a domain name: empty, an IP address,
+        an empty label, characters outside letters, digits, C{-} and C{_}
+        (C{_} as C{service_identity} allows), or not valid IDNA.
+    @raise TypeError: If C{name} is not text.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"server names are text, not {type(name).__name__}")
+    if name.endswith("."):
+        name = name[:-1]
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        pass
+    else:
+        raise ValueError(f"{name!r} is an IP address, not a server name")
+    if not name.isascii():
+        try:
+            name = idna.encode(name, uts46=True).decode("ascii")
+        except idna.IDNAError as e:
+            raise ValueError(f"{name!r} is not a valid IDNA name: {e}") from e
+    name = name.lower()
+    labels = name.split(".")
+    if not all(labels) or not all(
+        label.replace("-", "").replace("_", "").isalnum() for label in labels
+    ):
+        raise ValueError(f"{name!r} is not a domain name")
+    return name
+
+
+def _toCryptography(certificate):
+    """
+    Accept the certificate types of the three libraries involved.
+
+    @param certificate: A L{cryptography.x509.Certificate}, an
+        L{OpenSSL.crypto.X509} or a L{twisted.internet.ssl.Certificate}.
+
+    @rtype: L{cryptography.x509.Certificate}
+    """
+    if isinstance(certificate, Certificate):
+        certificate = certificate.original
+    if not isinstance(certificate, x509.Certificate):
+        certificate = certificate.to_cryptography()
+    return certificate
+
+
+@attr.s(frozen=True)
+class _PresentedIdentifiers:
+    """
+    What a certificate says about its subject's names, parsed once.
+
+    @ivar patterns: The C{service_identity} patterns of the subject
+        alternative names (DNS, SRV, URI, IP).
+    @ivar xmppAddrs: The C{id-on-xmppAddr} entries that are bare domains,
+        normalized with L{normalizeServerName}.
+    @ivar commonNames: The subject common name as a single
+        C{service_identity} DNS pattern when RFC 6125 section 6.4.4 lets it
+        count, or empty.
+    """
+
+    patterns = attr.ib(default=())
+    xmppAddrs = attr.ib(default=frozenset())
+    commonNames = attr.ib(default=())
+
+
+def _xmppAddrs(certificate):
+    """
+    The C{id-on-xmppAddr} values of a certificate.
+
+    @rtype: L{list} of L{str}
+
+    @raise ValueError: If one of them is not a DER C{UTF8String}.
+    """
+    try:
+        san = certificate.extensions.get_extension_for_oid(
+            ExtensionOID.SUBJECT_ALTERNATIVE_NAME
+        )
+    except x509.ExtensionNotFound:
+        return []
+    return [
+        asn1.decode_der(str, other.value)
+        for other in san.value.get_values_for_type(x509.OtherName)
+        if other.type_id == ID_ON_XMPPADDR
+    ]
+
+
+def _presentedIdentifiers(certificate):
+    """
+    Parse the identifiers of a certificate.
+
+    A certificate whose subject alternative names cannot be parsed (a
+    malformed SRV-ID or XmppAddr, an invalid wildcard) presents nothing at
+    all, rather than whatever parsed: a CA that issued garbage is not trusted
+    for the rest.
+
+    @rtype: L{_PresentedIdentifiers}
+    """
+    if certificate is None:
+        return _PresentedIdentifiers()
+    certificate = _toCryptography(certificate)
+    try:
+        patterns = tuple(extract_patterns(certificate))
+        xmppAddrValues = _xmppAddrs(certificate)
+    except (CertificateError, ValueError, x509.DuplicateExtension,
+            x509.UnsupportedGeneralNameType) as e:
+        _log.info(
+            "Ignoring the names of a malformed certificate ({subject}): {error}",
+            subject=certificate.subject.rfc4514_string(),
+            error=e,
+        )
+        return _PresentedIdentifiers()
+
+    xmppAddrs = set()
+    for value in xmppAddrValues:
+        # Server certificates name a domain (RFC 6120 section 13.7.1.4); a
+        # JID with a localpart or resourcepart names something else.
+        if "@" in value or "/" in value:
+            continue
+        try:
+            xmppAddrs.add(normalizeServerName(value))
+        except ValueError:
+            continue
+
+    commonNames = ()
+    hasApplicationIdentifiers = xmppAddrValues or any(
+        isinstance(p, (DNSPattern, SRVPattern, URIPattern)) for p in patterns
+    )
+    if not hasApplicationIdentifiers:
+        commonNames = _commonNamePatterns(certificate)
+    return _PresentedIdentifiers(patterns, frozenset(xmppAddrs), commonNames)
+
+
+def _commonNamePatterns(certificate):
+    """
+    The most specific (last) subject common name as a DNS pattern, when it is
+    a domain name, possibly with a wildcard.
+
+    @rtype: L{tuple} of zero or one L{DNSPattern}
+    """
+    attributes = certificate.subject.get_attributes_for_oid(
+        NameOID.COMMON_NAME)
+    if not attributes:
+        return ()
+    commonName = attributes[-1].value
+    if isinstance(commonName, bytes):
+        return ()
+    normalized = _normalizePattern(commonName)
+    if normalized is None:
+        return ()
+    try:
+        return (DNSPattern.from_bytes(normalized.encode("ascii")),)
+    except CertificateError:
+        return ()
+
+
+def _normalizePattern(pattern):
+    """
+    Normalize a DNS name pattern: a server name, possibly with C{*} for its
+    whole leftmost label.
+
+    @rtype: L{str}, or L{None} if C{pattern} is not such a pattern
+    """
+    wildcard, rest = "", pattern
+    if pattern.startswith("*."):
+        wildcard, rest = "*.", pattern[2:]
+    try:
+        return wildcard + normalizeServerName(rest)
+    except ValueError:
+        return None
+
+
+def serverNamesFromCertificate(certificate):
+    """
+    The server names a certificate presents (draft-ietf-xmpp-dna-01 section 5
+    step 6, "construct a list of all names that the certificate presents").
+
+    Following RFC 6125 and RFC 6120 section 13.7.1.2.1, these are:
+
+      - every subject alternative C{dNSName} (DNS-ID) that is a domain name,
+        lowercase; a wildcard such as C{*.example.net} is kept as it is,
+        because it names no single server: membership of a name in the result
+        is exact, and L{verifyPeerName} is what matches wildcards;
+      - the domain of every C{id-on-dnsSRV} (SRV-ID) for the service
+        C{_xmpp-server}, so C{_xmpp-server.example.com} gives
+        C{example.com}; SRV-IDs of other services (C{_xmpp-client}) give
+        nothing;
+      - every C{id-on-xmppAddr} that is a bare domain, normalized to
+        A-labels; XmppAddrs with a localpart or resource give nothing;
+      - the last subject common name, only when the certificate has no
+        DNS-ID, SRV-ID, URI-ID or XmppAddr at all (RFC 6125 section 6.4.4)
+        and the common name is a domain name.
+
+    IP address entries and URI-IDs give nothing.  A certificate whose
+    subject alternative names are malformed presents nothing.  All names are
+    lowercase A-labels without a trailing dot.
+
+    The certificate's validity (chain, dates, purpose) is not checked here:
+    the TLS handshake did that.
+
+    @param certificate: A certificate, or L{None} for a peer that presented
+        none.
+    @type certificate: L{cryptography.x509.Certificate},
+        L{OpenSSL.crypto.X509}, L{twisted.internet.ssl.Certificate} or
+        L{None}
+
+    @rtype: L{frozenset} of L{str}
+    """
+    identifiers = _presentedIdentifiers(certificate)
+    names = set(identifiers.xmppAddrs)
+    for pattern in identifiers.patterns + identifiers.commonNames:
+        if isinstance(pattern, DNSPattern):
+            name = _normalizePattern(pattern.pattern.decode("ascii"))
+        elif (isinstance(pattern, SRVPattern)
+              and pattern.name_pattern == _SRV_SERVICE_BYTES):
+            name = _normalizePattern(
+                pattern.dns_pattern.pattern.decode("ascii"))
+        else:
+            name = None
+        if name is not None:
+            names.add(name)
+    return frozenset(names)
+
+
+def _matches(patterns, referenceIdentifier):
+    """
+    Whether C{service_identity} finds C{referenceIdentifier} among
+    C{patterns}.
+    """
+    if not patterns:
+        return False
+    try:
+        verify_service_identity(patterns, [referenceIdentifier], [])
+    except VerificationError:
+        return False
+    return True
+
+
+def verifyPeerName(certificate, name):
+    """
+    Check that a certificate is valid for a server name.
+
+    The certificate is valid for C{name} when one of these holds:
+
+      - a DNS-ID matches C{name} (wildcards as RFC 6125 section 6.4.3 allows);
+      - an SRV-ID C{_xmpp-server.<name>} matches;
+      - an XmppAddr is the bare domain C{name};
+      - the certificate has none of those nor any URI-ID, and its last
+        subject common name matches C{name} as a DNS-ID would (RFC 6125
+        section 6.4.4).
+
+    These are exactly the names L{serverNamesFromCertificate} returns, with
+    wildcards expanded.  The matching itself is C{service_identity}'s.
+
+    The certificate's chain and dates are not checked here: the TLS handshake
+    did that.
+
+    @param certificate: The peer's certificate, or L{None} when it presented
+        none (which is valid for no name).
+    @type certificate: L{cryptography.x509.Certificate},
+        L{OpenSSL.crypto.X509}, L{twisted.internet.ssl.Certificate} or
+        L{None}
+
+    @param name: The server name, such as a stream header's C{from} or the
+        target of an SRV record, in U-labels or A-labels.  Anything that is
+        not a domain name is valid for no certificate.
+    @type name: L{str}
+
+    @raise CertificateNameMismatch: If the certificate is not valid for
+        C{name}.
+    @raise TypeError: If C{name} is not text (a L{JID} is not a name).
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"server names are text, not {type(name).__name__}")
+    identifiers = _presentedIdentifiers(certificate)
+    try:
+        reference = normalizeServerName(name)
+        dnsID = DNS_ID(reference)
+        srvID = SRV_ID(f"_{SRV_SERVICE}.{reference}")
+    except ValueError:
+        pass
+    else:
+        if (_matches(identifiers.patterns, dnsID)
+                or _matches(identifiers.patterns, srvID)
+                or reference in identifiers.xmppAddrs
+                or _matches(identifiers.commonNames, dnsID)):
+            return
+    raise CertificateNameMismatch(name, serverNamesFromCertificate(certificate))
+
+
+def peerCertificate(transport):
+    """
+    The certificate the peer presented in the TLS handshake.
+
+    @param transport: A transport after a completed TLS handshake, such as
+        an C{XmlStream}'s transport after STARTTLS.
+    @type transport: L{twisted.internet.interfaces.ISSLTransport}
+
+    @return: The peer's certificate, or L{None} when it presented none.
+    @rtype: L{cryptography.x509.Certificate} or L{None}
+    """
+    certificate = transport.getPeerCertificate()
+    if certificate is None:
+        return None
+    return certificate.to_cryptography()
+
+
+def peerServerNames(transport):
+    """
+    The server names of the peer of a TLS connection: the Receiving Server's
+    C{server names} for an incoming connection (draft-ietf-xmpp-dna-01
+    section 5, "the list of names from the client certificate ..., if
+    present.  Otherwise, empty").
+
+    Before trusting a stream header's C{from}, check it with
+    C{verifyPeerName(peerCertificate(transport), from)}.
+
+    @param transport: A transport after a completed TLS handshake.
+    @type transport: L{twisted.internet.interfaces.ISSLTransport}
+
+    @rtype: L{frozenset} of L{str}
+    """
+    return serverNamesFromCertificate(peerCertificate(transport))
+
+
+def _certificateOptions(trustRoot, certificate=None, chain=(), **kw):
+    """
+    The options both ends share: verify the peer against C{trustRoot},
+    present C{certificate} and its chain, accept ALPN C{xmpp-server}.
+
+    @param certificate: Our certificate and key.
+    @type certificate: L{twisted.internet.ssl.PrivateCertificate} or L{None}
+
+    @param chain: Intermediates to send after it.
+    @type chain: iterable of L{twisted.internet.ssl.Certificate}
+
+    @rtype: L{CertificateOptions}
+    """
+    if certificate is not None:
+        kw.update(
+            privateKey=certificate.privateKey.original,
+            certificate=certificate.original,
+            extraCertChain=[c.original for c in chain] or None,
+        )
+    return CertificateOptions(
+        trustRoot=trustRoot,
+        acceptableProtocols=[ALPN_XMPP_SERVER],
+        **kw,
+    )
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class _ServerNameVerifyingCreator:
+    """
+    Client connections that send a server name in SNI and accept only a
+    certificate valid for it, by L{verifyPeerName}.
+
+    Twisted's own L{twisted.internet.ssl.optionsForClientTLS} accepts only
+    DNS-IDs and, in Twisted 26.10, lets the handshake succeed when the
+    certificate has no subject alternative name at all (its verify callback
+    only logs C{service_identity.CertificateError}).  This one accepts SRV-IDs
+    and XmppAddrs too and fails closed on every error.
+    """
+
+    def __init__(self, certificateOptions, serverName):
+        """
+        @param certificateOptions: Options that verify the chain.
+        @type certificateOptions: L{CertificateOptions}
+
+        @param serverName: The server name to expect, normalized.
+        @type serverName: L{str}
+        """
+        self._certificateOptions = certificateOptions
+        self._serverName = serverName
+
+    def clientConnectionForTLS(self, tlsProtocol):
+        """
+        Create a connection for C{tlsProtocol}.
+
+        @param tlsProtocol: The TLS protocol initiating the connection.
+        @type tlsProtocol: L{twisted.protocols.tls.TLSMemoryBIOProtocol}
+
+        @rtype: L{OpenSSL.SSL.Connection}
+        """
+        connection = self._certificateOptions.clientConnectionForTLS(
+            tlsProtocol)
+        connection.set_tlsext_host_name(self._serverName.encode("ascii"))
+        connection.set_verify(
+            SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT,
+            self._verifyCallback(tlsProtocol),
+        )
+        return connection
+
+    def _verifyCallback(self, tlsProtocol):
+        """
+        Make an OpenSSL verify callback that adds the name check to the chain
+        verification.
+
+        OpenSSL calls it once for every certificate of the chain, root first,
+        with C{preverifyOK} saying whether OpenSSL accepted that certificate;
+        the leaf comes last, at depth 0.  The callback never raises: an
+        exception escaping into OpenSSL would be lost or be reported far from
+        here.
+
+        @param tlsProtocol: The protocol to fail with the reason.
+        """
+        serverName = self._serverName
+        protocolRef = [tlsProtocol]
+
+        def verifyCallback(connection, certificate, errno, depth, preverifyOK):
+            if depth != 0:
+                return bool(preverifyOK)
+            # The leaf: the last call that needs the protocol.  Drop it, to
+            # break the cycle of protocol, connection and this callback.
+            tlsProtocol = protocolRef.pop() if protocolRef else None
+            if not preverifyOK:
+                return False
+            try:
+                verifyPeerName(certificate, serverName)
+            except BaseException:
+                reason = Failure()
+                if not reason.check(CertificateNameMismatch):
+                    _log.failure("While verifying the certificate of {name}",
+                                 reason, name=serverName)
+                if tlsProtocol is not None:
+                    tlsProtocol.failVerification(reason)
+                return False
+            return True
+
+        return verifyCallback
+
+
+def clientContextFactory(serverName, trustRoot, clientCertificate,
+                         chain=()):
+    """
+    TLS for an Originating Server connecting to a Receiving Server
+    (draft-ietf-xmpp-dna-01 section 5 steps 5-7).
+
+    The connection sends C{serverName} in SNI, offers ALPN C{xmpp-server},
+    presents C{clientCertificate}, verifies the peer's chain against
+    C{trustRoot} and requires the peer's certificate to be valid for
+    C{serverName} by L{verifyPeerName}: DNS-ID, SRV-ID for C{_xmpp-server} or
+    XmppAddr.  Any failure aborts the handshake; the application protocol's
+    C{connectionLost} then gets the reason, a L{CertificateNameMismatch} for a
+    wrong name.
+
+    Pass the result as C{configurationForTLS} of a
+    L{twisted.words.protocols.jabber.xmlstream.TLSInitiatingInitializer}, or
+    to C{startTLS}.  Set C{TCP_NODELAY} on the transport (see the module
+    docstring).
+
+    @param serverName: The name to expect: the SRV target (DNA) or the
+        domain.  U-labels are converted.
+    @type serverName: L{str}
+
+    @param trustRoot: The certificate authorities to accept, such as
+        L{twisted.internet.ssl.platformTrust}C{()} or a single CA
+        certificate.
+    @type trustRoot: L{twisted.internet.ssl.IOpenSSLTrustRoot} or
+        L{twisted.internet.ssl.Certificate}
+
+    @param clientCertificate: Our certificate and key, naming the server
+        name we put in the stream header's C{from}; L{None} presents none,
+        which a DNA Receiving Server refuses.
+    @type clientCertificate: L{twisted.internet.ssl.PrivateCertificate} or
+        L{None}
+
+    @param chain: Intermediate certificates to send after ours.
+    @type chain: iterable of L{twisted.internet.ssl.Certificate}
+
+    @rtype: L{IOpenSSLClientConnectionCreator}
+
+    @raise ValueError: If C{serverName} is not a domain name.
+    """
+    return _ServerNameVerifyingCreator(
+        _certificateOptions(trustRoot, clientCertificate, chain),
+        normalizeServerName(serverName),
+    )
+
+
+def _verifyPeerAsServer(context):
+    """
+    Make C{context} verify the peer's certificate chain for the TLS server
+    purpose.
+
+    OpenSSL verifies a client's chain for C{X509_PURPOSE_SSL_CLIENT}: the
+    leaf's extended key usage, when present, must list C{clientAuth}, and so
+    must that of every CA certificate with one.  A server certificate issued
+    for C{serverAuth} alone fails with C{X509_V_ERR_INVALID_PURPOSE}.
+    OpenSSL takes the purpose from the verification store when one is set
+    there (C{X509_STORE_CTX_set_default} only fills in a purpose that is still
+    unset), so setting C{X509_PURPOSE_SSL_SERVER} on the context's store makes
+    it verify the client's chain exactly as a client verifies a server's:
+    chain, dates, basic constraints and key usage as before, and
+    C{serverAuth} instead of C{clientAuth}.  A certificate for C{clientAuth}
+    alone, which names no server, is refused.
+
+    pyOpenSSL has no call for this; C{cryptography}'s bindings have
+    C{X509_STORE_set_purpose}, reached through the store's pointer.  It must
+    run before the context makes its first connection.
+
+    @type context: L{OpenSSL.SSL.Context}
+    """
+    lib = Binding.lib
+    store = context.get_cert_store()
+    if lib.X509_STORE_set_purpose(store._store,
+                                  lib.X509_PURPOSE_SSL_SERVER) != 1:
+        raise RuntimeError("X509_STORE_set_purpose failed")
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class ServerContextFactory:
+    """
+    TLS for a Receiving Server (draft-ietf-xmpp-dna-01 section 5, receiving
+    steps 2-3).
+
+    A connection presents the certificate of the server name the client asks
+    for in SNI, or the default one when it asks for none or for a name we do
+    not have.  It requires a client certificate, verifies its chain against
+    the trust root for the TLS I{server} purpose (see
+    L{_verifyPeerAsServer}), and accepts ALPN C{xmpp-server} (a Twisted
+    server that accepts no protocol aborts the handshakes of clients that
+    offer one, and Prosody always does).
+
+    Which server names the client's certificate presents is for the stream
+    layer to check once the stream header names one: see L{verifyPeerName},
+    L{peerCertificate} and L{peerServerNames}.  Set C{TCP_NODELAY} on the
+    transport (see the module docstring).
+
+    Pass it to C{startTLS} when the peer sends C{<starttls/>}.
+    """
+
+    def __init__(self, certificates, trustRoot, defaultName, chains=None):
+        """
+        @param certificates: Our certificate for each of our server names,
+            such as C{{"xmpp1.example.net": cert}}.  One certificate may serve
+            several names.
+        @type certificates: L{dict} of L{str} to
+            L{twisted.internet.ssl.PrivateCertificate}
+
+        @param trustRoot: The certificate authorities whose certificates we
+            accept from initiating servers.
+        @type trustRoot: L{twisted.internet.ssl.IOpenSSLTrustRoot} or
+            L{twisted.internet.ssl.Certificate}
+
+        @param defaultName: The key of C{certificates} to present when SNI
+            names nothing we have.
+        @type defaultName: L{str}
+
+        @param chains: Intermediate certificates to send after each name's
+            certificate, keyed like C{certificates}.
+        @type chains: L{dict} of L{str} to iterable of
+            L{twisted.internet.ssl.Certificate}, or L{None}
+
+        @raise ValueError: If a name is not a domain name, or C{defaultName}
+            is not among them.
+        """
+        chains = {normalizeServerName(name): chain
+                  for name, chain in (chains or {}).items()}
+        self._contexts = {}
+        self._options = {}
+        for name, certificate in certificates.items():
+            name = normalizeServerName(name)
+            options = _certificateOptions(
+                trustRoot, certificate, chains.get(name, ()),
+                contextForServerName=self._contextForServerName,
+            )
+            context = options.getContext()
+            _verifyPeerAsServer(context)
+            self._options[name] = options
+            self._contexts[name] = context
+        defaultName = normalizeServerName(defaultName)
+        if defaultName not in self._options:
+            raise ValueError(
+                f"no certificate for the default name {defaultName!r}")
+        self._defaultOptions = self._options[defaultName]
+
+    def _contextForServerName(self, serverName):
+        """
+        Choose our certificate by the client's SNI.
+
+        @param serverName: The SNI host name, or L{None}.
+        @type serverName: L{bytes} or L{None}
+
+        @return: The context to switch to, or L{None} to stay with the
+            default.
+        @rtype: L{OpenSSL.SSL.Context} or L{None}
+        """
+        if serverName is None:
+            return None
+        try:
+            name = normalizeServerName(serverName.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            name = None
+        context = self._contexts.get(name)
+        if context is None:
+            _log.debug("No certificate for SNI {serverName!r}; "
+                       "presenting the default one", serverName=serverName)
+        return context
+
+    def serverConnectionForTLS(self, tlsProtocol):
+        """
+        Create a connection for C{tlsProtocol}.
+
+        @param tlsProtocol: The TLS protocol accepting the connection.
+        @type tlsProtocol: L{twisted.protocols.tls.TLSMemoryBIOProtocol}
+
+        @rtype: L{OpenSSL.SSL.Connection}
+        """
+        return self._defaultOptions.serverConnectionForTLS(tlsProtocol)

@@ -1,0 +1,939 @@
+"""
+Tests for L{dna.tls}: server names in certificates and mutual TLS between
+servers (draft-ietf-xmpp-dna-01 section 5).
+"""
+
+import datetime
+import ipaddress
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from OpenSSL import SSL
+from twisted.internet import defer, protocol
+from twisted.internet.ssl import CertificateOptions, PrivateCertificate
+from twisted.internet.task import Clock
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.filepath import FilePath
+from twisted.test.iosim import connectedServerAndClient
+from twisted.trial import unittest
+
+from dna import tls
+from dna.error import DNAError
+from dna.testing_pki import (
+    ID_ON_DNSSRV,
+    ID_ON_XMPPADDR,
+    CertificateAuthority,
+)
+from dna.tls import (
+    CertificateNameMismatch,
+    ServerContextFactory,
+    clientContextFactory,
+    normalizeServerName,
+    peerCertificate,
+    peerServerNames,
+    serverNamesFromCertificate,
+    verifyPeerName,
+)
+
+# Certificates are cheap, but not free: share the authorities.
+CA = CertificateAuthority("DNA Test Root CA")
+STRANGER = CertificateAuthority("Untrusted Test CA")
+
+RECEIVING = "xmpp1.receiving.example"
+RECEIVING2 = "xmpp2.receiving.example"
+ORIGINATING = "xmpp1.originating.example"
+
+
+def _past(days):
+    return datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(
+        days=days)
+
+
+def _certificateWithOtherName(typeID, value, dnsNames=()):
+    """
+    A certificate with one raw C{otherName}, for malformed contents.
+    """
+    issued = CA.issue(None, dnsNames=dnsNames)
+    key = issued.privateKey
+    names = [x509.DNSName(n) for n in dnsNames] + [x509.OtherName(typeID, value)]
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([]))
+        .issuer_name(CA.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(_past(1))
+        .not_valid_after(_past(-1))
+        .add_extension(x509.SubjectAlternativeName(names), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+
+
+class NormalizeServerNameTests(unittest.TestCase):
+    """
+    Tests for L{normalizeServerName}.
+    """
+
+    def test_lowercaseALabels(self):
+        """
+        Names come out in lowercase A-labels without a trailing dot.
+        """
+        self.assertEqual(normalizeServerName("XMPP1.Example.NET."),
+                         "xmpp1.example.net")
+        self.assertEqual(normalizeServerName("Bücher.example"),
+                         "xn--bcher-kva.example")
+
+    def test_refused(self):
+        """
+        Empty names, IP addresses, empty labels and other characters are not
+        server names.
+        """
+        for name in ["", ".", "127.0.0.1", "::1", "a..example", "a b.example",
+                     "user@example.com", "*.example.com"]:
+            self.assertRaises(ValueError, normalizeServerName, name)
+
+    def test_text(self):
+        """
+        Names are text.
+        """
+        self.assertRaises(TypeError, normalizeServerName, b"example.com")
+
+
+class ServerNamesTests(unittest.TestCase):
+    """
+    Tests for L{serverNamesFromCertificate} and L{verifyPeerName}.
+    """
+
+    def assertValidFor(self, certificate, *names):
+        for name in names:
+            verifyPeerName(certificate, name)
+
+    def assertNotValidFor(self, certificate, *names):
+        for name in names:
+            error = self.assertRaises(
+                CertificateNameMismatch, verifyPeerName, certificate, name)
+            self.assertEqual(error.name, name)
+            self.assertEqual(error.presentedNames,
+                             serverNamesFromCertificate(certificate))
+
+    def test_dnsID(self):
+        """
+        A DNS-ID names a server, in any case.
+        """
+        certificate = CA.issue(
+            "ignored.example", dnsNames=["XMPP1.Example.NET", "b.example"]
+        ).certificate
+        self.assertEqual(serverNamesFromCertificate(certificate),
+                         {"xmpp1.example.net", "b.example"})
+        self.assertValidFor(certificate, "xmpp1.example.net",
+                            "Xmpp1.Example.Net.", "b.example")
+        self.assertNotValidFor(certificate, "ignored.example", "example.net",
+                               "c.example")
+
+    def test_wildcard(self):
+        """
+        A wildcard DNS-ID is presented as it is and matches one whole label
+        on its left, as RFC 6125 allows.
+        """
+        certificate = CA.issue(None, dnsNames=["*.example.net"]).certificate
+        self.assertEqual(serverNamesFromCertificate(certificate),
+                         {"*.example.net"})
+        self.assertValidFor(certificate, "xmpp1.example.net", "A.example.net")
+        self.assertNotValidFor(certificate, "example.net", "a.b.example.net",
+                               "xn--bcher-kva.example.net", "*.example.net")
+
+    def test_srvID(self):
+        """
+        An SRV-ID for C{_xmpp-server} names the server of its domain; an
+        SRV-ID for another service does not.
+        """
+        certificate = CA.issue(
+            None,
+            srvNames=["_xmpp-server.Example.com", "_xmpp-client.other.example"],
+        ).certificate
+        self.assertEqual(serverNamesFromCertificate(certificate),
+                         {"example.com"})
+        self.assertValidFor(certificate, "example.com")
+        self.assertNotValidFor(certificate, "other.example",
+                               "_xmpp-server.example.com",
+                               "xmpp-server.example.com")
+
+    def test_xmppAddr(self):
+        """
+        An XmppAddr that is a bare domain names a server; one with a
+        localpart or a resourcepart does not.
+        """
+        certificate = CA.issue(
+            None,
+            xmppAddrs=["Example.com", "user@user.example",
+                       "res.example/resource"],
+        ).certificate
+        self.assertEqual(serverNamesFromCertificate(certificate),
+                         {"example.com"})
+        self.assertValidFor(certificate, "example.com", "EXAMPLE.COM")
+        self.assertNotValidFor(certificate, "user.example", "res.example",
+                               "user@user.example", "sub.example.com")
+
+    def test_xmppAddrIsNotAPattern(self):
+        """
+        An XmppAddr is compared exactly: C{*} in it is no wildcard.
+        """
+        certificate = CA.issue(None, xmppAddrs=["*.example.com"]).certificate
+        self.assertEqual(serverNamesFromCertificate(certificate), set())
+        self.assertNotValidFor(certificate, "a.example.com")
+
+    def test_allKinds(self):
+        """
+        The names of all identifier types are presented together.
+        """
+        certificate = CA.issue(
+            "cn.example",
+            dnsNames=["dns.example"],
+            srvNames=["_xmpp-server.srv.example"],
+            xmppAddrs=["xmpp.example"],
+        ).certificate
+        self.assertEqual(serverNamesFromCertificate(certificate),
+                         {"dns.example", "srv.example", "xmpp.example"})
+        self.assertValidFor(certificate, "dns.example", "srv.example",
+                            "xmpp.example")
+        self.assertNotValidFor(certificate, "cn.example")
+
+    def test_commonNameWithoutSubjectAltName(self):
+        """
+        Without any subject alternative name, the common name is a server
+        name, as RFC 6125 section 6.4.4 allows.
+        """
+        certificate = CA.issue("XMPP1.example.net").certificate
+        self.assertEqual(serverNamesFromCertificate(certificate),
+                         {"xmpp1.example.net"})
+        self.assertValidFor(certificate, "xmpp1.example.net")
+        self.assertNotValidFor(certificate, "example.net")
+
+    def test_commonNameWildcard(self):
+        """
+        A wildcard common name matches like a wildcard DNS-ID.
+        """
+        certificate = CA.issue("*.example.net").certificate
+        self.assertEqual(serverNamesFromCertificate(certificate),
+                         {"*.example.net"})
+        self.assertValidFor(certificate, "a.example.net")
+        self.assertNotValidFor(certificate, "a.b.example.net")
+
+    def test_commonNameIgnoredWithApplicationIdentifiers(self):
+        """
+        The common name does not count when the certificate has a DNS-ID, an
+        SRV-ID (of any service) or an XmppAddr (even a user's).
+        """
+        for kw in [dict(dnsNames=["other.example"]),
+                   dict(srvNames=["_xmpp-client.other.example"]),
+                   dict(xmppAddrs=["user@other.example"])]:
+            certificate = CA.issue("cn.example", **kw).certificate
+            self.assertNotIn("cn.example",
+                             serverNamesFromCertificate(certificate))
+            self.assertNotValidFor(certificate, "cn.example")
+
+    def test_commonNameWithOnlyIPAddresses(self):
+        """
+        IP address entries are no application identifiers: the common name
+        still counts.
+        """
+        issued = CA.issue("cn.example")
+        key = issued.privateKey
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(issued.certificate.subject)
+            .issuer_name(CA.certificate.subject)
+            .public_key(key.public_key())
+            .serial_number(1)
+            .not_valid_before(_past(1))
+            .not_valid_after(_past(-1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("192.0.2.1"))]),
+                critical=False)
+            .sign(key, hashes.SHA256())
+        )
+        self.assertEqual(serverNamesFromCertificate(certificate),
+                         {"cn.example"})
+        self.assertNotValidFor(certificate, "192.0.2.1")
+
+    def test_commonNameNotADomainName(self):
+        """
+        A common name that is not a domain name names nothing.
+        """
+        certificate = CA.issue("DNA Test Server").certificate
+        self.assertEqual(serverNamesFromCertificate(certificate), set())
+        self.assertNotValidFor(certificate, "dna test server")
+
+    def test_lastCommonName(self):
+        """
+        Of several common names, the last, most specific one counts.
+        """
+        issued = CA.issue(None)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([
+                x509.NameAttribute(NameOID.COMMON_NAME, "first.example"),
+                x509.NameAttribute(NameOID.COMMON_NAME, "last.example"),
+            ]))
+            .issuer_name(CA.certificate.subject)
+            .public_key(issued.privateKey.public_key())
+            .serial_number(1)
+            .not_valid_before(_past(1))
+            .not_valid_after(_past(-1))
+            .sign(issued.privateKey, hashes.SHA256())
+        )
+        self.assertEqual(serverNamesFromCertificate(certificate),
+                         {"last.example"})
+        self.assertNotValidFor(certificate, "first.example")
+
+    def test_idna(self):
+        """
+        Names in U-labels match A-label identifiers, and XmppAddrs in
+        U-labels are presented in A-labels.
+        """
+        certificate = CA.issue(
+            None,
+            dnsNames=["xn--bcher-kva.example"],
+            srvNames=["_xmpp-server.xn--mnchen-3ya.example"],
+            xmppAddrs=["Zürich.example"],
+        ).certificate
+        self.assertEqual(
+            serverNamesFromCertificate(certificate),
+            {"xn--bcher-kva.example", "xn--mnchen-3ya.example",
+             "xn--zrich-kva.example"})
+        self.assertValidFor(certificate, "bücher.example", "Bücher.example",
+                            "münchen.example", "zürich.example",
+                            "xn--zrich-kva.example")
+        self.assertNotValidFor(certificate, "bucher.example")
+
+    def test_malformedPresentsNothing(self):
+        """
+        A certificate with a malformed SRV-ID or XmppAddr presents no name
+        at all, not even its well-formed DNS-IDs.
+        """
+        for typeID in [ID_ON_DNSSRV, ID_ON_XMPPADDR]:
+            certificate = _certificateWithOtherName(
+                typeID, b"\x04\x03abc", dnsNames=["good.example"])
+            self.assertEqual(serverNamesFromCertificate(certificate), set())
+            self.assertNotValidFor(certificate, "good.example")
+        self.flushLoggedErrors()
+
+    def test_referenceNotADomainName(self):
+        """
+        A reference name that is no domain name (as a stream header's
+        C{from} might be) matches nothing and is reported as a mismatch.
+        """
+        certificate = CA.issue(None, dnsNames=["example.com"]).certificate
+        self.assertNotValidFor(certificate, "", "192.0.2.1", "a b",
+                               "@example.com", "example.com/resource")
+
+    def test_referenceNotText(self):
+        """
+        Passing anything but text as a name is a programming error, not a
+        mismatch.
+        """
+        certificate = CA.issue(None, dnsNames=["example.com"]).certificate
+        self.assertRaises(TypeError, verifyPeerName, certificate,
+                          b"example.com")
+
+    def test_noCertificate(self):
+        """
+        No certificate presents no names and is valid for none.
+        """
+        self.assertEqual(serverNamesFromCertificate(None), frozenset())
+        self.assertNotValidFor(None, "example.com")
+
+    def test_certificateTypes(self):
+        """
+        Certificates from Twisted and pyOpenSSL are accepted too.
+        """
+        issued = CA.issue(None, dnsNames=["example.com"])
+        twistedCertificate = issued.toCertificate()
+        for certificate in [twistedCertificate, twistedCertificate.original]:
+            self.assertEqual(serverNamesFromCertificate(certificate),
+                             {"example.com"})
+            verifyPeerName(certificate, "example.com")
+
+    def test_mismatchIsDNAError(self):
+        """
+        L{CertificateNameMismatch} is a L{DNAError} that carries the name and
+        the names presented.
+        """
+        error = CertificateNameMismatch("a.example", frozenset(["b.example"]))
+        self.assertIsInstance(error, DNAError)
+        self.assertEqual(error.name, "a.example")
+        self.assertEqual(error.presentedNames, {"b.example"})
+        self.assertIn("a.example", repr(error))
+
+    @settings(max_examples=30, deadline=None)
+    @given(
+        dnsNames=st.lists(st.sampled_from(
+            ["a.example", "*.b.example", "C.example"]), max_size=2),
+        srvNames=st.lists(st.sampled_from(
+            ["_xmpp-server.d.example", "_xmpp-client.e.example"]), max_size=2),
+        xmppAddrs=st.lists(st.sampled_from(
+            ["f.example", "u@g.example", "Ä.example"]), max_size=2),
+        commonName=st.sampled_from([None, "h.example", "*.i.example"]),
+    )
+    def test_presentedNamesAreValid(self, dnsNames, srvNames, xmppAddrs,
+                                    commonName):
+        """
+        A certificate is valid for every name it presents, a wildcard for a
+        name in its place, and for no name it does not present.
+        """
+        certificate = CA.issue(commonName, dnsNames=dnsNames, srvNames=srvNames,
+                               xmppAddrs=xmppAddrs).certificate
+        names = serverNamesFromCertificate(certificate)
+        for name in names:
+            verifyPeerName(certificate, name.replace("*", "wild"))
+        for candidate in ["a.example", "b.example", "wild.b.example",
+                          "c.example", "d.example", "e.example", "f.example",
+                          "g.example", "h.example", "wild.i.example",
+                          "xn--4ca.example"]:
+            presented = candidate in names or (
+                "*." + candidate.split(".", 1)[1] in names)
+            try:
+                verifyPeerName(certificate, candidate)
+            except CertificateNameMismatch:
+                self.assertFalse(presented, candidate)
+            else:
+                self.assertTrue(presented, candidate)
+
+
+class CertificateAuthorityTests(unittest.TestCase):
+    """
+    Tests for L{dna.testing_pki}.
+    """
+
+    def test_issue(self):
+        """
+        An issued certificate carries the requested names and purposes, and
+        is signed by its authority.
+        """
+        issued = CA.issue("a.example", dnsNames=["a.example"],
+                          srvNames=["_xmpp-server.b.example"],
+                          xmppAddrs=["c.example"], clientAuth=True)
+        certificate = issued.certificate
+        certificate.verify_directly_issued_by(CA.certificate)
+        self.assertEqual(serverNamesFromCertificate(certificate),
+                         {"a.example", "b.example", "c.example"})
+        usage = certificate.extensions.get_extension_for_class(
+            x509.ExtendedKeyUsage).value
+        self.assertEqual(
+            list(usage),
+            [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH,
+             x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH])
+        self.assertEqual(len(issued.spkiSHA256()), 64)
+
+    def test_expired(self):
+        """
+        A C{notAfter} in the past is all an expired certificate needs.
+        """
+        certificate = CA.issue("a.example", notAfter=_past(1)).certificate
+        self.assertLess(certificate.not_valid_before_utc,
+                        certificate.not_valid_after_utc)
+        self.assertLess(certificate.not_valid_after_utc, _past(0))
+
+    def test_intermediate(self):
+        """
+        A certificate from an intermediate carries the intermediate in its
+        chain, and the PEM chain lists the leaf first.
+        """
+        intermediate = CA.intermediate("Issuing CA", serverAuth=True)
+        issued = intermediate.issue("a.example", dnsNames=["a.example"])
+        self.assertEqual(issued.chain, (intermediate.certificate,))
+        issued.certificate.verify_directly_issued_by(intermediate.certificate)
+        intermediate.certificate.verify_directly_issued_by(CA.certificate)
+        self.assertEqual(
+            x509.load_pem_x509_certificates(issued.chainPEM),
+            [issued.certificate, intermediate.certificate])
+        self.assertEqual([c.original.to_cryptography()
+                          for c in issued.toChain()],
+                         [intermediate.certificate])
+
+    def test_writeTo(self):
+        """
+        C{writeTo} writes the chain and the key, readable by everyone (a
+        Prosody under test runs as its own user).
+        """
+        directory = FilePath(self.mktemp())
+        directory.makedirs()
+        issued = CA.issue("a.example", dnsNames=["a.example"])
+        certificateFile, keyFile = issued.writeTo(directory, "a.example")
+        self.assertEqual(certificateFile.basename(), "a.example.pem")
+        self.assertEqual(keyFile.basename(), "a.example.key")
+        self.assertEqual(certificateFile.getContent(), issued.chainPEM)
+        self.assertEqual(keyFile.getPermissions().shorthand(), "rw-r--r--")
+        loaded = PrivateCertificate.loadPEM(
+            certificateFile.getContent() + keyFile.getContent())
+        self.assertEqual(loaded, issued.toPrivateCertificate())
+
+
+class _Recorder(protocol.Protocol):
+    """
+    An application protocol over TLS that greets and records.
+    """
+
+    lostReason = None
+
+    def __init__(self, greeting):
+        self.greeting = greeting
+        self.data = b""
+
+    def connectionMade(self):
+        self.transport.write(self.greeting)
+
+    def dataReceived(self, data):
+        self.data += data
+
+    def connectionLost(self, reason):
+        self.lostReason = reason
+
+
+class _Handshake:
+    """
+    Both ends of a TLS connection in memory.
+    """
+
+    def __init__(self, serverCreator, clientCreator):
+        self.serverApp = _Recorder(b"from server")
+        self.clientApp = _Recorder(b"from client")
+        clock = Clock()
+        serverFactory = TLSMemoryBIOFactory(
+            serverCreator, False,
+            protocol.Factory.forProtocol(lambda: self.serverApp), clock=clock)
+        clientFactory = TLSMemoryBIOFactory(
+            clientCreator, True,
+            protocol.Factory.forProtocol(lambda: self.clientApp), clock=clock)
+        self.clientTLS, self.serverTLS, pump = connectedServerAndClient(
+            lambda: serverFactory.buildProtocol(None),
+            lambda: clientFactory.buildProtocol(None),
+            clock=clock,
+        )
+        pump.flush()
+
+    @property
+    def succeeded(self):
+        return (self.serverApp.data == b"from client"
+                and self.clientApp.data == b"from server"
+                and self.serverApp.lostReason is None
+                and self.clientApp.lostReason is None)
+
+
+def _serverFactory(*issued, trustRoot=CA, default=None):
+    """
+    A L{ServerContextFactory} with a certificate for each server name of
+    C{issued}.
+    """
+    certificates, chains = {}, {}
+    for name, certificate in issued:
+        certificates[name] = certificate.toPrivateCertificate()
+        chains[name] = certificate.toChain()
+    return ServerContextFactory(
+        certificates, trustRoot.toCertificate(), default or issued[0][0],
+        chains=chains)
+
+
+def _clientFactory(serverName, certificate, trustRoot=CA):
+    return clientContextFactory(
+        serverName, trustRoot.toCertificate(),
+        certificate and certificate.toPrivateCertificate(),
+        chain=certificate.toChain() if certificate else ())
+
+
+class MutualTLSTests(unittest.TestCase):
+    """
+    Tests for L{clientContextFactory} and L{ServerContextFactory} against
+    each other, in memory.
+    """
+
+    def setUp(self):
+        self.receiving = CA.issue(RECEIVING, dnsNames=[RECEIVING])
+        self.receiving2 = CA.issue(RECEIVING2, dnsNames=[RECEIVING2])
+        self.originating = CA.issue(ORIGINATING, dnsNames=[ORIGINATING])
+        self.server = _serverFactory((RECEIVING, self.receiving),
+                                     (RECEIVING2, self.receiving2))
+
+    def assertRefusedBy(self, handshake, side):
+        """
+        The handshake failed, because C{side} (C{"client"} or C{"server"})
+        refused the other side's certificate.
+        """
+        self.assertFalse(handshake.succeeded)
+        self.assertEqual(handshake.serverApp.data, b"")
+        self.assertEqual(handshake.clientApp.data, b"")
+        refuser = getattr(handshake, side + "App")
+        self.assertIsNotNone(refuser.lostReason)
+        if not refuser.lostReason.check(CertificateNameMismatch):
+            refuser.lostReason.trap(SSL.Error)
+            self.assertIn("certificate verify failed",
+                          str(refuser.lostReason.value))
+
+    def test_success(self):
+        """
+        Both sides verify each other, exchange data and see each other's
+        certificate; ALPN negotiates C{xmpp-server}.
+        """
+        handshake = _Handshake(
+            self.server, _clientFactory(RECEIVING, self.originating))
+        self.assertTrue(handshake.succeeded)
+        self.assertEqual(peerServerNames(handshake.serverTLS), {ORIGINATING})
+        self.assertEqual(peerServerNames(handshake.clientTLS), {RECEIVING})
+        verifyPeerName(peerCertificate(handshake.serverTLS), ORIGINATING)
+        self.assertEqual(peerCertificate(handshake.clientTLS),
+                         self.receiving.certificate)
+        self.assertEqual(handshake.serverTLS.negotiatedProtocol,
+                         b"xmpp-server")
+        self.assertEqual(handshake.clientTLS.negotiatedProtocol,
+                         b"xmpp-server")
+
+    def test_sniChoosesCertificate(self):
+        """
+        The server presents the certificate of the name the client sends in
+        SNI, whichever of its names that is.
+        """
+        for name, issued in [(RECEIVING, self.receiving),
+                             (RECEIVING2, self.receiving2),
+                             (RECEIVING2.upper(), self.receiving2)]:
+            handshake = _Handshake(
+                self.server, _clientFactory(name, self.originating))
+            self.assertTrue(handshake.succeeded, name)
+            self.assertEqual(peerCertificate(handshake.clientTLS),
+                             issued.certificate)
+
+    def test_defaultWithoutSNI(self):
+        """
+        Without SNI, the server presents the certificate of its default name.
+        """
+        server = _serverFactory((RECEIVING, self.receiving),
+                                (RECEIVING2, self.receiving2),
+                                default=RECEIVING2)
+        client = self.originating.toPrivateCertificate()
+        options = CertificateOptions(
+            privateKey=client.privateKey.original,
+            certificate=client.original,
+            trustRoot=CA.toCertificate(),
+            acceptableProtocols=[b"xmpp-server"],
+        )
+        handshake = _Handshake(server, options)
+        self.assertTrue(handshake.succeeded)
+        self.assertEqual(peerCertificate(handshake.clientTLS),
+                         self.receiving2.certificate)
+
+    def test_unknownSNIGetsDefault(self):
+        """
+        For a name it has no certificate for, the server presents its default
+        certificate, which the client then refuses.
+        """
+        handshake = _Handshake(
+            self.server,
+            _clientFactory("xmpp3.receiving.example", self.originating))
+        self.assertRefusedBy(handshake, "client")
+        handshake.clientApp.lostReason.trap(CertificateNameMismatch)
+        self.assertEqual(handshake.clientApp.lostReason.value.presentedNames,
+                         {RECEIVING})
+
+    def test_srvIDOnly(self):
+        """
+        A server certificate with nothing but an SRV-ID for C{_xmpp-server}
+        is accepted for its domain.
+        """
+        issued = CA.issue(None, srvNames=["_xmpp-server." + RECEIVING])
+        handshake = _Handshake(
+            _serverFactory((RECEIVING, issued)),
+            _clientFactory(RECEIVING, self.originating))
+        self.assertTrue(handshake.succeeded)
+
+    def test_xmppAddrOnly(self):
+        """
+        A server certificate with nothing but an XmppAddr is accepted for
+        it.
+        """
+        issued = CA.issue(None, xmppAddrs=[RECEIVING])
+        handshake = _Handshake(
+            _serverFactory((RECEIVING, issued)),
+            _clientFactory(RECEIVING, self.originating))
+        self.assertTrue(handshake.succeeded)
+
+    def test_wrongName(self):
+        """
+        A server certificate that is valid, but not for the name the client
+        expects, is refused: the client's protocol learns why.
+        """
+        issued = CA.issue(RECEIVING, dnsNames=["other.example"],
+                          srvNames=["_xmpp-client." + RECEIVING])
+        handshake = _Handshake(
+            _serverFactory((RECEIVING, issued)),
+            _clientFactory(RECEIVING, self.originating))
+        self.assertRefusedBy(handshake, "client")
+        reason = handshake.clientApp.lostReason
+        reason.trap(CertificateNameMismatch)
+        self.assertEqual(reason.value.name, RECEIVING)
+        self.assertEqual(reason.value.presentedNames, {"other.example"})
+
+    def test_noSubjectAltNameOtherCommonName(self):
+        """
+        A certificate without subject alternative names, whose common name is
+        another server's, is refused.  (Twisted's C{optionsForClientTLS}
+        only logs this case and lets the handshake succeed.)
+        """
+        issued = CA.issue("other.example")
+        handshake = _Handshake(
+            _serverFactory((RECEIVING, issued)),
+            _clientFactory(RECEIVING, self.originating))
+        self.assertRefusedBy(handshake, "client")
+        handshake.clientApp.lostReason.trap(CertificateNameMismatch)
+
+    def test_unexpectedErrorFailsClosed(self):
+        """
+        An unexpected error while checking the name refuses the certificate
+        and is logged.
+        """
+        def broken(certificate, name):
+            raise RuntimeError("broken")
+        self.patch(tls, "verifyPeerName", broken)
+        handshake = _Handshake(
+            self.server, _clientFactory(RECEIVING, self.originating))
+        self.assertFalse(handshake.succeeded)
+        self.assertEqual(handshake.serverApp.data, b"")
+        handshake.clientApp.lostReason.trap(RuntimeError)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_untrustedServer(self):
+        """
+        A server certificate from an authority the client does not trust is
+        refused.
+        """
+        issued = STRANGER.issue(RECEIVING, dnsNames=[RECEIVING])
+        handshake = _Handshake(
+            _serverFactory((RECEIVING, issued)),
+            _clientFactory(RECEIVING, self.originating))
+        self.assertRefusedBy(handshake, "client")
+
+    def test_untrustedClient(self):
+        """
+        A client certificate from an authority the server does not trust is
+        refused, whichever name the client asked for in SNI.
+        """
+        issued = STRANGER.issue(ORIGINATING, dnsNames=[ORIGINATING])
+        for name in [RECEIVING, RECEIVING2]:
+            handshake = _Handshake(self.server, _clientFactory(name, issued))
+            self.assertRefusedBy(handshake, "server")
+
+    def test_expiredServer(self):
+        """
+        An expired server certificate is refused.
+        """
+        issued = CA.issue(RECEIVING, dnsNames=[RECEIVING], notAfter=_past(1))
+        handshake = _Handshake(
+            _serverFactory((RECEIVING, issued)),
+            _clientFactory(RECEIVING, self.originating))
+        self.assertRefusedBy(handshake, "client")
+
+    def test_expiredClient(self):
+        """
+        An expired client certificate is refused.
+        """
+        issued = CA.issue(ORIGINATING, dnsNames=[ORIGINATING],
+                          notAfter=_past(1))
+        handshake = _Handshake(self.server, _clientFactory(RECEIVING, issued))
+        self.assertRefusedBy(handshake, "server")
+
+    def test_notYetValidClient(self):
+        """
+        A client certificate that is not valid yet is refused.
+        """
+        issued = CA.issue(ORIGINATING, dnsNames=[ORIGINATING],
+                          notBefore=_past(-1), notAfter=_past(-90))
+        handshake = _Handshake(self.server, _clientFactory(RECEIVING, issued))
+        self.assertRefusedBy(handshake, "server")
+
+    def test_noClientCertificate(self):
+        """
+        A client that presents no certificate is refused.
+        """
+        handshake = _Handshake(self.server, _clientFactory(RECEIVING, None))
+        self.assertFalse(handshake.succeeded)
+        self.assertEqual(handshake.serverApp.data, b"")
+        handshake.serverApp.lostReason.trap(SSL.Error)
+        self.assertIn("peer did not return a certificate",
+                      str(handshake.serverApp.lostReason.value))
+
+    def test_serverAuthOnlyClientCertificate(self):
+        """
+        The initiating server's certificate is accepted when it is a server
+        certificate: C{serverAuth} and no C{clientAuth} in its extended key
+        usage, even under an intermediate restricted to C{serverAuth}, as
+        public CAs issue them since 2026.
+        """
+        intermediate = CA.intermediate("Server Issuing CA", serverAuth=True)
+        for issuer in [CA, intermediate]:
+            issued = issuer.issue(ORIGINATING, dnsNames=[ORIGINATING],
+                                  serverAuth=True, clientAuth=False)
+            for name in [RECEIVING, RECEIVING2]:
+                handshake = _Handshake(
+                    self.server, _clientFactory(name, issued))
+                self.assertTrue(handshake.succeeded, (issuer.name, name))
+                self.assertEqual(peerServerNames(handshake.serverTLS),
+                                 {ORIGINATING})
+
+    def test_otherExtendedKeyUsages(self):
+        """
+        Client certificates for both purposes or without extended key usage
+        are accepted; one for C{clientAuth} alone is no server certificate and
+        is refused.
+        """
+        for kw, accepted in [(dict(serverAuth=True, clientAuth=True), True),
+                             (dict(serverAuth=False, clientAuth=False), True),
+                             (dict(serverAuth=False, clientAuth=True), False)]:
+            issued = CA.issue(ORIGINATING, dnsNames=[ORIGINATING], **kw)
+            handshake = _Handshake(
+                self.server, _clientFactory(RECEIVING, issued))
+            if accepted:
+                self.assertTrue(handshake.succeeded, kw)
+            else:
+                self.assertRefusedBy(handshake, "server")
+
+    def test_clientIntermediateNotForServers(self):
+        """
+        The client's chain is verified for the server purpose throughout: an
+        intermediate restricted to C{clientAuth} cannot vouch for a server.
+        """
+        intermediate = CA.intermediate("Client Issuing CA", clientAuth=True)
+        issued = intermediate.issue(ORIGINATING, dnsNames=[ORIGINATING])
+        handshake = _Handshake(self.server, _clientFactory(RECEIVING, issued))
+        self.assertRefusedBy(handshake, "server")
+
+    def test_stockServerRefusesServerAuthOnly(self):
+        """
+        Without L{ServerContextFactory}'s change of purpose, OpenSSL refuses
+        a C{serverAuth}-only client certificate for an invalid purpose: the
+        reason for that change.
+        """
+        errors = []
+        certificate = self.receiving.toPrivateCertificate()
+        options = CertificateOptions(
+            privateKey=certificate.privateKey.original,
+            certificate=certificate.original,
+            trustRoot=CA.toCertificate(),
+            acceptableProtocols=[b"xmpp-server"],
+        )
+        context = options.getContext()
+
+        def recordingCallback(connection, certificate, errno, depth, ok):
+            if not ok:
+                errors.append(errno)
+            return ok
+
+        context.set_verify(
+            SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT,
+            recordingCallback)
+        issued = CA.issue(ORIGINATING, dnsNames=[ORIGINATING],
+                          serverAuth=True, clientAuth=False)
+        handshake = _Handshake(options, _clientFactory(RECEIVING, issued))
+        self.assertRefusedBy(handshake, "server")
+        X509_V_ERR_INVALID_PURPOSE = 26
+        self.assertEqual(errors, [X509_V_ERR_INVALID_PURPOSE])
+
+    def test_serverChain(self):
+        """
+        A server whose certificate comes from an intermediate sends the
+        intermediate, and the client verifies through it.
+        """
+        intermediate = CA.intermediate("Server Issuing CA", serverAuth=True)
+        issued = intermediate.issue(RECEIVING, dnsNames=[RECEIVING])
+        handshake = _Handshake(
+            _serverFactory((RECEIVING, issued)),
+            _clientFactory(RECEIVING, self.originating))
+        self.assertTrue(handshake.succeeded)
+
+    def test_serverDefaultNameRequired(self):
+        """
+        The default name must be one of the server's names.
+        """
+        self.assertRaises(
+            ValueError, ServerContextFactory,
+            {RECEIVING: self.receiving.toPrivateCertificate()},
+            CA.toCertificate(), RECEIVING2)
+
+    def test_clientServerNameRequired(self):
+        """
+        The client's server name must be a domain name.
+        """
+        self.assertRaises(
+            ValueError, clientContextFactory, "192.0.2.1", CA.toCertificate(),
+            self.originating.toPrivateCertificate())
+
+
+class LoopbackTests(unittest.TestCase):
+    """
+    Mutual TLS over real TCP connections on the loopback interface, started
+    the way STARTTLS starts it.
+    """
+
+    def test_mutualHandshake(self):
+        """
+        A client and a server that start TLS over plain TCP authenticate each
+        other and exchange the server names they saw.
+        """
+        from twisted.internet import reactor
+
+        receiving = CA.issue(RECEIVING, dnsNames=[RECEIVING])
+        originating = CA.issue(None, srvNames=["_xmpp-server." + ORIGINATING])
+        serverCreator = _serverFactory((RECEIVING, receiving))
+        clientCreator = _clientFactory(RECEIVING, originating)
+        serverLost, clientLost = defer.Deferred(), defer.Deferred()
+        serverSaw, clientSaw = defer.Deferred(), defer.Deferred()
+
+        class Server(protocol.Protocol):
+            def connectionMade(self):
+                self.transport.setTcpNoDelay(True)
+                self.transport.startTLS(serverCreator)
+
+            def dataReceived(self, data):
+                names = peerServerNames(self.transport)
+                serverSaw.callback((data, names))
+                self.transport.write(b" ".join(sorted(
+                    n.encode("ascii") for n in names)))
+
+            def connectionLost(self, reason):
+                serverLost.callback(None)
+
+        class Client(protocol.Protocol):
+            def connectionMade(self):
+                self.transport.setTcpNoDelay(True)
+                self.transport.startTLS(clientCreator)
+                self.transport.write(b"hello")
+
+            def dataReceived(self, data):
+                clientSaw.callback(
+                    (data, peerServerNames(self.transport),
+                     self.transport.getHandle().get_alpn_proto_negotiated()))
+                self.transport.loseConnection()
+
+            def connectionLost(self, reason):
+                clientLost.callback(None)
+
+        port = reactor.listenTCP(
+            0, protocol.Factory.forProtocol(Server), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        reactor.connectTCP("127.0.0.1", port.getHost().port,
+                           protocol.ClientFactory.forProtocol(Client))
+
+        d = defer.gatherResults(
+            [serverSaw, clientSaw, serverLost, clientLost],
+            consumeErrors=True)
+
+        def check(results):
+            (serverData, serverNames), clientResult = results[:2]
+            self.assertEqual(serverData, b"hello")
+            self.assertEqual(serverNames, {ORIGINATING})
+            self.assertEqual(
+                clientResult,
+                (ORIGINATING.encode("ascii"), {RECEIVING}, b"xmpp-server"))
+
+        d.addCallback(check)
+        return d.addTimeout(10, reactor)
