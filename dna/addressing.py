@@ -4,8 +4,9 @@ Addresses on server-to-server streams: the domain part of a JID, validated.
 RFC 6120 section 8.1.1 and 8.1.2: every stanza between two servers carries a
 'to' and a 'from' attribute; DNA binds pairs of domains (draft-ietf-xmpp-dna-01
 section 4), so only the domain part of each address matters here. Parsing goes
-through Twisted's stringprep-based L{jid.JID}, so two spellings of one domain
-map to the same table key.
+through Twisted's stringprep-based L{jid.JID} and ends in A-labels, so every
+spelling of one domain maps to the same table key, and that key is the form
+the delegation checker and certificate names use.
 """
 
 from twisted.words.protocols.jabber import jid
@@ -32,7 +33,9 @@ def domainOf(address):
 
     @param address: A JID such as C{'romeo@sender.tld/orchard'}.
     @type address: C{str}
-    @return: The domain, nameprepped and lower-cased, such as C{'sender.tld'}.
+    @return: The domain, nameprepped, lower-cased and in A-labels (the form
+        DNS and certificates use), such as C{'sender.tld'} or
+        C{'xn--caf-dma.tld'}.
     @raise InvalidAddress: When C{address} is not a valid JID.
     """
     if not isinstance(address, str) or not address:
@@ -56,9 +59,11 @@ def _checkedHost(host, address):
     Apply the length limits Twisted's parser does not: RFC 7622 section 3.2
     (1023 octets) and RFC 1035 (63 characters per label).
     """
-    if len(host.encode("utf-8")) > 1023 or not all(
-        0 < len(label) <= 63 for label in host.split(".")
-    ):
+    try:
+        host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise InvalidAddress(address)
+    if len(host) > 1023 or not all(0 < len(label) <= 63 for label in host.split(".")):
         raise InvalidAddress(address)
     return host
 

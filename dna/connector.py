@@ -1,0 +1,317 @@
+"""
+The Originating Server's side of a DNA connection.
+
+draft-ietf-xmpp-dna-01 section 5, the eight steps: look up the target
+domain's SRV records and require them to be DNSSEC-secure (steps 1-2); reuse a
+connection whose server names include an SRV target (step 3); otherwise
+connect to the targets in RFC 2782 order, open a stream from our server name
+to the target's, require STARTTLS with SNI and our client certificate, and
+check the peer's certificate against the target name (steps 4-8). The
+connection then carries C{<db:result/>} requests for every domain pair
+between us and the names it serves (section 6).
+"""
+
+from twisted.internet import defer, endpoints, error as ierror, interfaces, protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.words.protocols.jabber import error, jid, xmlstream
+from twisted.words.xish import xmlstream as xishstream
+
+import attr
+
+from dna.addressing import InvalidAddress, normalizeDomain
+from dna.delegation import SECURE, INSECURE
+from dna.error import DNAError
+from dna.features import BidiInitializer
+from dna.namespaces import NS_DIALBACK, NS_DNA, NS_SERVER, NS_STREAMS
+from dna.tls import clientContextFactory, peerServerNames
+
+_log = Logger()
+
+#: Seconds allowed for one connection attempt, TCP to authenticated stream.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+
+
+@attr.s(auto_exc=True)
+class NotDelegated(DNAError):
+    """
+    The target domain's delegation does not allow a connection under our
+    policy (section 5 step 2: "If the SRV records are not secured with
+    DNSSEC, then the connection fails").
+    """
+
+    domain = attr.ib()
+    status = attr.ib()
+    reason = attr.ib(default=None)
+
+
+@attr.s(auto_exc=True)
+class PeerLacksDNA(DNAError):
+    """
+    The Receiving Server did not offer the DNA stream feature.
+    """
+
+    serverName = attr.ib()
+
+
+@attr.s(auto_exc=True)
+class ConnectFailed(DNAError):
+    """
+    No SRV target of a domain could be reached and authenticated.
+
+    @ivar attempts: (target, reason) for every target tried, in order.
+    """
+
+    domain = attr.ib()
+    attempts = attr.ib()
+
+
+class DNAInitializer(xmlstream.BaseFeatureInitiatingInitializer):
+    """
+    Require the DNA feature: a Receiving Server without it does not accept
+    C{<db:result/>} requests for delegated domains on a server-name stream.
+    """
+
+    feature = (NS_DNA, "dna")
+
+    def __init__(self, xs):
+        xmlstream.BaseFeatureInitiatingInitializer.__init__(self, xs, required=True)
+
+    def start(self):
+        return defer.succeed(None)
+
+
+class DNAConnectAuthenticator(xmlstream.ConnectAuthenticator):
+    """
+    Originating Server: a stream from our server name to the peer's.
+    """
+
+    namespace = NS_SERVER
+
+    def __init__(self, thisName, otherName):
+        xmlstream.ConnectAuthenticator.__init__(self, otherName)
+        self.thisName = thisName
+
+    def connectionMade(self):
+        xs = self.xmlstream
+        xs.thisEntity = jid.JID(self.thisName)
+        xs.prefixes = {NS_STREAMS: "stream", NS_DIALBACK: "db"}
+        xmlstream.ConnectAuthenticator.connectionMade(self)
+
+    def streamStarted(self, rootElement):
+        """
+        Refuse a peer that answers for another name than the one we asked.
+        """
+        peerName = rootElement.getAttribute("from")
+        if peerName is not None:
+            try:
+                peerName = normalizeDomain(peerName)
+            except InvalidAddress:
+                peerName = None
+            if peerName != normalizeDomain(self.otherHost):
+                self.xmlstream.sendStreamError(error.StreamError("invalid-from"))
+                return
+            # Keep ConnectAuthenticator from interning a hostile name.
+            del rootElement.attributes["from"]
+        xmlstream.ConnectAuthenticator.streamStarted(self, rootElement)
+
+
+class _StreamFactory(xishstream.BootstrapMixin, protocol.ClientFactory):
+    """
+    Connect one stream and fire a L{Deferred} with it once authenticated,
+    or with the reason it was not; a stream that fails is closed.
+
+    @ivar stream: The stream, once TCP is connected.
+    """
+
+    def __init__(self, authenticator, initializers, deferred, onConnected):
+        xishstream.BootstrapMixin.__init__(self)
+        self._authenticator = authenticator
+        self._initializers = initializers
+        self._deferred = deferred
+        self._onConnected = onConnected
+        self.stream = None
+        self.addBootstrap(xmlstream.STREAM_CONNECTED_EVENT, self._connected)
+        self.addBootstrap(xmlstream.STREAM_AUTHD_EVENT, self._authenticated)
+        self.addBootstrap(xmlstream.INIT_FAILED_EVENT, self._failed)
+        self.addBootstrap(xmlstream.STREAM_ERROR_EVENT, self._failed)
+        self.addBootstrap(xmlstream.STREAM_END_EVENT, self._failed)
+
+    def buildProtocol(self, addr):
+        xs = xmlstream.XmlStream(self._authenticator)
+        xs.factory = self
+        self.installBootstraps(xs)
+        return xs
+
+    def _connected(self, xs):
+        self.stream = xs
+        if interfaces.ITCPTransport.providedBy(xs.transport):
+            # Nagle stalls the TLS handshake's last flight (~40 ms per link).
+            xs.transport.setTcpNoDelay(True)
+        xs.initializers = [make(xs) for make in self._initializers]
+        if self._onConnected is not None:
+            self._onConnected(xs)
+
+    def _authenticated(self, xs):
+        d, self._deferred = self._deferred, None
+        if d is not None:
+            d.callback(xs)
+
+    def _failed(self, reason):
+        d, self._deferred = self._deferred, None
+        if d is None:
+            return
+        if not isinstance(reason, Failure):
+            reason = Failure(ierror.ConnectionLost("stream ended: {!r}".format(reason)))
+        self.abort()
+        d.errback(reason)
+
+    def abort(self):
+        """
+        Drop the connection, if any.
+        """
+        if self.stream is not None and self.stream.transport is not None:
+            self.stream.transport.abortConnection()
+
+
+class Connector:
+    """
+    Open authenticated DNA streams to other providers' servers.
+    """
+
+    def __init__(
+        self,
+        checker,
+        addressResolver,
+        localName,
+        clientCertificate,
+        trustRoot,
+        reactor=None,
+        connectTimeout=DEFAULT_CONNECT_TIMEOUT,
+        chain=(),
+        onConnected=None,
+    ):
+        """
+        @param checker: An L{IDelegationChecker} whose C{check} gives SRV
+            records and whose C{policyFor} (when present) tells whether an
+            insecure delegation is allowed for a domain.
+        @param addressResolver: A callable (serverName, port) -> L{Deferred}
+            firing with a list of (host, port) to connect to.
+        @param localName: Our server name, the stream 'from'.
+        @param clientCertificate: Our L{PrivateCertificate} for C{localName}.
+        @param trustRoot: CAs trusted for peers' certificates.
+        @param connectTimeout: Seconds for one target, TCP to authenticated.
+        @param onConnected: Called with every new stream (idle time-outs).
+        """
+        if reactor is None:
+            from twisted.internet import reactor
+        self._checker = checker
+        self._resolve = addressResolver
+        self.localName = localName
+        self._certificate = clientCertificate
+        self._chain = chain
+        self._trustRoot = trustRoot
+        self._reactor = reactor
+        self._connectTimeout = connectTimeout
+        self._onConnected = onConnected
+        # server name -> Deferred of a connection attempt in progress
+        self._connecting = {}
+
+    def delegation(self, domain):
+        """
+        Steps 1-2: the SRV targets of C{domain}, if its delegation may be used.
+
+        @return: A L{Deferred} firing with the L{IDelegationResult}, or
+            failing with L{NotDelegated}.
+        """
+        d = self._checker.check(domain)
+
+        def decide(result):
+            allowed = result.status == SECURE
+            if result.status == INSECURE:
+                policyFor = getattr(self._checker, "policyFor", None)
+                allowed = policyFor is not None and policyFor(result.domain) == "allow-insecure"
+            targets = [r for r in result.records if r.target]
+            if not allowed or not targets:
+                raise NotDelegated(
+                    domain, result.status, result.reason or "no SRV target"
+                )
+            return result
+
+        return d.addCallback(decide)
+
+    def connect(self, serverName, port):
+        """
+        Steps 4-8 for one SRV target: an authenticated stream to
+        C{serverName}; concurrent calls for one name share the attempt.
+
+        @return: A L{Deferred} firing with the authenticated L{XmlStream}.
+        """
+        key = (serverName, port)
+        if key in self._connecting:
+            waiter = defer.Deferred()
+            self._connecting[key].append(waiter)
+            return waiter
+        self._connecting[key] = waiters = [defer.Deferred()]
+        d = self._resolve(serverName, port)
+        d.addCallback(self._tryAddresses, serverName)
+
+        def done(outcome):
+            del self._connecting[key]
+            for waiter in waiters:
+                waiter.callback(outcome) if not isinstance(outcome, Failure) else waiter.errback(outcome)
+
+        d.addBoth(done)
+        return waiters[0]
+
+    def _tryAddresses(self, addresses, serverName):
+        addresses = list(addresses)
+        if not addresses:
+            return defer.fail(DNAError("no address for {}".format(serverName)))
+        host, port = addresses.pop(0)
+        d = self._connectOne(host, port, serverName)
+        if addresses:
+            d.addErrback(lambda f: self._tryAddresses(addresses, serverName))
+        return d
+
+    def _connectOne(self, host, port, serverName):
+        authenticator = DNAConnectAuthenticator(self.localName, serverName)
+        context = clientContextFactory(
+            serverName, self._trustRoot, self._certificate, chain=self._chain
+        )
+        initializers = [
+            lambda xs: xmlstream.TLSInitiatingInitializer(
+                xs, required=True, configurationForTLS=context
+            ),
+            BidiInitializer,
+            DNAInitializer,
+        ]
+        authenticated = defer.Deferred()
+        factory = _StreamFactory(authenticator, initializers, authenticated, self._onConnected)
+        if ":" in host:
+            endpoint = endpoints.TCP6ClientEndpoint(self._reactor, host, port, self._connectTimeout)
+        else:
+            endpoint = endpoints.TCP4ClientEndpoint(self._reactor, host, port, self._connectTimeout)
+        connecting = endpoint.connect(factory)
+        connecting.addErrback(lambda f: authenticated.errback(f) if not authenticated.called else None)
+        timer = self._reactor.callLater(self._connectTimeout, self._timedOut, authenticated, connecting, factory)
+
+        def cancelTimer(result):
+            if timer.active():
+                timer.cancel()
+            return result
+
+        authenticated.addBoth(cancelTimer)
+        authenticated.addErrback(self._explain, serverName, factory)
+        return authenticated
+
+    def _timedOut(self, authenticated, connecting, factory):
+        connecting.cancel()
+        factory.abort()
+        if not authenticated.called:
+            authenticated.errback(ierror.TimeoutError("no authenticated stream in time"))
+
+    def _explain(self, failure, serverName, factory):
+        if failure.check(xmlstream.FeatureNotAdvertized):
+            raise PeerLacksDNA(serverName)
+        return failure

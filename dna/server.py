@@ -1,0 +1,164 @@
+"""
+The Receiving Server's side of a DNA connection: streams between server
+names over mutual TLS.
+
+draft-ietf-xmpp-dna-01 section 5 (receiving a connection): accept a stream
+addressed to one of our server names, require STARTTLS with a client
+certificate, check the stream's 'from' against that certificate (RFC 6125),
+then offer the DNA and bidi features and hand the stream to the
+L{dna.federation.Federation}, which authorizes domain pairs on it
+(section 6). The connection id is the stream id of the stream after TLS.
+"""
+
+import secrets
+
+from twisted.internet import interfaces
+from twisted.logger import Logger
+from twisted.words.protocols.jabber import error, jid, xmlstream
+from twisted.words.xish import domish
+
+from dna.addressing import InvalidAddress, normalizeDomain
+from dna.features import advertise, watchBidiRequest
+from dna.namespaces import NS_DIALBACK, NS_SERVER, NS_STREAMS, NS_TLS
+from dna.tls import CertificateNameMismatch, peerCertificate, peerServerNames, verifyPeerName
+
+_log = Logger()
+
+
+def newStreamID():
+    """
+    A stream id no peer can guess: 128 random bits, hex.
+    """
+    return secrets.token_hex(16)
+
+
+class DNAListenAuthenticator(xmlstream.ListenAuthenticator):
+    """
+    Receiving Server: negotiate a stream between server names.
+
+    Before TLS the only feature offered is a required C{<starttls/>}; after
+    it, the peer's certificate must be valid for the stream's 'from', and the
+    stream is authenticated as soon as the features C{<dna/>} and C{<bidi/>}
+    are sent.
+    """
+
+    namespace = NS_SERVER
+
+    def __init__(self, serverNames, contextFactory, onAuthenticated):
+        """
+        @param serverNames: Our server names (normalised); streams addressed
+            elsewhere are refused with C{<host-unknown/>}.
+        @param contextFactory: The server TLS context factory
+            (L{dna.tls.ServerContextFactory}).
+        @param onAuthenticated: Called with (xs, peerServerNames, ourName)
+            when the stream is authenticated.
+        """
+        xmlstream.ListenAuthenticator.__init__(self)
+        self._serverNames = serverNames
+        self._contextFactory = contextFactory
+        self._onAuthenticated = onAuthenticated
+        self._tls = False
+
+    def streamStarted(self, rootElement):
+        """
+        Check the stream header, answer it, and offer STARTTLS or, after TLS,
+        the DNA features.
+        """
+        xmlstream.Authenticator.streamStarted(self, rootElement)
+        xs = self.xmlstream
+        xs.namespace = self.namespace
+        xs.prefixes = {NS_STREAMS: "stream", NS_DIALBACK: "db"}
+        xs.sid = newStreamID()
+        try:
+            ourName, peerName = self._checkHeader(rootElement)
+        except error.StreamError as e:
+            xs.sendStreamError(e)
+            return
+        xs.thisEntity = jid.JID(ourName)
+        xs.otherEntity = jid.JID(peerName)
+        if self._tls:
+            try:
+                verifyPeerName(peerCertificate(xs.transport), peerName)
+            except CertificateNameMismatch as e:
+                _log.info(
+                    "Refused stream from {peer}: its certificate presents {names}",
+                    peer=peerName,
+                    names=sorted(e.presentedNames),
+                )
+                xs.sendStreamError(
+                    error.StreamError(
+                        "invalid-from", text="certificate does not match 'from'"
+                    )
+                )
+                return
+        xs.sendHeader()
+        features = domish.Element((NS_STREAMS, "features"))
+        if not self._tls:
+            features.addElement((NS_TLS, "starttls")).addElement("required")
+            xs.addOnetimeObserver("/starttls[@xmlns='%s']" % (NS_TLS,), self._onStartTLS)
+            xs.send(features)
+            return
+        watchBidiRequest(xs)
+        xs.send(advertise(features))
+        self._onAuthenticated(xs, peerServerNames(xs.transport), ourName)
+
+    def _checkHeader(self, rootElement):
+        """
+        The (our server name, peer server name) of a stream header.
+
+        @raise error.StreamError: When the header is not one we serve.
+        """
+        if rootElement.uri != NS_STREAMS or self.xmlstream.namespace != NS_SERVER:
+            raise error.StreamError("invalid-namespace")
+        try:
+            ourName = normalizeDomain(rootElement.getAttribute("to"))
+        except InvalidAddress:
+            raise error.StreamError("host-unknown")
+        if ourName not in self._serverNames:
+            raise error.StreamError("host-unknown")
+        try:
+            peerName = normalizeDomain(rootElement.getAttribute("from"))
+        except InvalidAddress:
+            raise error.StreamError(
+                "invalid-from", text="a server name is required in 'from'"
+            )
+        return ourName, peerName
+
+    def _onStartTLS(self, element):
+        xs = self.xmlstream
+        element.handled = True
+        xs.send(domish.Element((NS_TLS, "proceed")))
+        xs.transport.startTLS(self._contextFactory)
+        self._tls = True
+        xs.reset()
+
+
+class S2SServerFactory(xmlstream.XmlStreamServerFactory):
+    """
+    Accept DNA S2S connections.
+    """
+
+    logTraffic = False
+
+    def __init__(self, serverNames, contextFactory, onAuthenticated, onConnected=None):
+        """
+        @param onConnected: Called with each new stream, before its header
+            arrives (the service uses it for idle time-outs).
+        """
+
+        def authenticatorFactory():
+            return DNAListenAuthenticator(serverNames, contextFactory, onAuthenticated)
+
+        xmlstream.XmlStreamServerFactory.__init__(self, authenticatorFactory)
+        self._onConnected = onConnected
+        self.addBootstrap(xmlstream.STREAM_CONNECTED_EVENT, self._connected)
+
+    def _connected(self, xs):
+        if interfaces.ITCPTransport.providedBy(xs.transport):
+            # Nagle stalls the TLS handshake's last flight (~40 ms per link).
+            xs.transport.setTcpNoDelay(True)
+        if self.logTraffic:
+            xs.rawDataInFn = lambda data: _log.debug("RECV {data!r}", data=data)
+            xs.rawDataOutFn = lambda data: _log.debug("SEND {data!r}", data=data)
+        if self._onConnected is not None:
+            self._onConnected(xs)

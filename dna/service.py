@@ -1,0 +1,300 @@
+"""
+The DNA S2S service: what a Wokkel-based server plugs in where it would use
+L{wokkel.server.ServerService}.
+
+It takes stanzas to send from the server's router and routes them by the
+binding table (the first stream of a pair's row), authorizing pairs and
+opening connections as draft-ietf-xmpp-dna-01 sections 5 and 6 say; it hands
+the stanzas it accepts from peers to the router. One connection between two
+providers carries every domain pair between them.
+"""
+
+from twisted.application import service, strports
+from twisted.logger import Logger
+from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
+
+from dna.connector import DEFAULT_CONNECT_TIMEOUT, ConnectFailed, Connector
+from dna.dialback import DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT
+from dna.error import DNAError
+from dna.features import BIDI_REQUEST
+from dna.federation import DEFAULT_QUEUE_LIMIT, Federation
+from dna.server import S2SServerFactory
+from dna.tls import ServerContextFactory, normalizeServerName, peerServerNames
+
+_log = Logger()
+
+#: Seconds without traffic after which a connection is closed.
+DEFAULT_IDLE_TIMEOUT = 600.0
+
+
+class IdleWatch:
+    """
+    Close a stream that has carried no data, either way, for a while.
+    """
+
+    def __init__(self, xs, timeout, clock):
+        self._xs = xs
+        self._timeout = timeout
+        self._clock = clock
+        self._last = clock.seconds()
+        self._inner = (xs.rawDataInFn, xs.rawDataOutFn)
+        xs.rawDataInFn = self._activityIn
+        xs.rawDataOutFn = self._activityOut
+        self._call = clock.callLater(timeout, self._check)
+        xs.addOnetimeObserver(STREAM_END_EVENT, self._stop)
+
+    def _activityIn(self, data):
+        self._last = self._clock.seconds()
+        if self._inner[0] is not None:
+            self._inner[0](data)
+
+    def _activityOut(self, data):
+        self._last = self._clock.seconds()
+        if self._inner[1] is not None:
+            self._inner[1](data)
+
+    def _check(self):
+        idle = self._clock.seconds() - self._last
+        if idle < self._timeout:
+            self._call = self._clock.callLater(self._timeout - idle, self._check)
+            return
+        self._call = None
+        _log.info(
+            "Closing stream {streamID}: idle for {idle:.0f}s",
+            streamID=getattr(self._xs, "sid", None),
+            idle=idle,
+        )
+        self._xs.sendFooter()
+        self._xs.transport.loseConnection()
+
+    def _stop(self, reason):
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+
+class DNAService(service.MultiService):
+    """
+    Secure, multiplexed S2S for the domains hosted here.
+
+    @ivar federation: The L{Federation}: tables, streams, waiting stanzas.
+    @ivar connector: The L{Connector} for outgoing connections.
+    @ivar factory: The L{S2SServerFactory} for incoming connections.
+    @ivar port: The listening port once started with a C{listen} strport.
+    """
+
+    def __init__(
+        self,
+        hostedDomains,
+        certificates,
+        trustRoot,
+        checker,
+        addressResolver,
+        router=None,
+        deliver=None,
+        listen=None,
+        chains=None,
+        reactor=None,
+        idleTimeout=DEFAULT_IDLE_TIMEOUT,
+        connectTimeout=DEFAULT_CONNECT_TIMEOUT,
+        maxPending=DEFAULT_MAX_PENDING,
+        requestTimeout=DEFAULT_REQUEST_TIMEOUT,
+        queueLimit=DEFAULT_QUEUE_LIMIT,
+    ):
+        """
+        @param hostedDomains: The domains we serve.
+        @param certificates: C{{serverName: PrivateCertificate}}: our server
+            names; the first is the 'from' of the streams we open.
+        @param trustRoot: CAs trusted for peers' certificates.
+        @param checker: An L{IDelegationChecker}.
+        @param addressResolver: (serverName, port) -> L{Deferred} of
+            [(host, port)], such as L{dna.addresses.AddressResolver}.
+        @param router: A L{twisted.words.protocols.jabber.component.Router}:
+            we become its default route, and route accepted stanzas through
+            it. Or give C{deliver}.
+        @param deliver: Called with each accepted incoming stanza and each
+            bounce, when there is no C{router}.
+        @param listen: A strport description to listen on, or L{None}.
+        @param chains: C{{serverName: [Certificate]}} of intermediates.
+        """
+        service.MultiService.__init__(self)
+        if reactor is None:
+            from twisted.internet import reactor
+        if (router is None) == (deliver is None):
+            raise ValueError("give exactly one of router and deliver")
+        self._reactor = reactor
+        self._router = router
+        self._deliver = deliver if deliver is not None else router.route
+        self._idleTimeout = idleTimeout
+        names = [normalizeServerName(name) for name in certificates]
+        certificates = dict(zip(names, certificates.values()))
+        chains = {normalizeServerName(k): v for k, v in (chains or {}).items()}
+        self.serverNames = frozenset(names)
+        localName = names[0]
+        self.federation = Federation(
+            hostedDomains,
+            checker,
+            self._deliverStanza,
+            establish=self._establish,
+            maxPending=maxPending,
+            requestTimeout=requestTimeout,
+            queueLimit=queueLimit,
+            clock=reactor,
+        )
+        self.connector = Connector(
+            checker,
+            addressResolver,
+            localName,
+            certificates[localName],
+            trustRoot,
+            reactor=reactor,
+            connectTimeout=connectTimeout,
+            chain=chains.get(localName, ()),
+            onConnected=self._watchIdle,
+        )
+        self.contextFactory = ServerContextFactory(
+            certificates, trustRoot, localName, chains=chains
+        )
+        self.factory = S2SServerFactory(
+            self.serverNames,
+            self.contextFactory,
+            self._incomingAuthenticated,
+            onConnected=self._watchIdle,
+        )
+        self.port = None
+        self._listen = listen
+        if router is not None:
+            router.addRoute(None, self)
+
+    def startService(self):
+        if self._listen is not None and self.port is None:
+            listener = strports.service(self._listen, self.factory)
+            listener.setServiceParent(self)
+        service.MultiService.startService(self)
+
+    def listen(self, endpoint):
+        """
+        Listen on an L{IStreamServerEndpoint} (instead of a strport).
+
+        @return: A L{Deferred} firing with the L{IListeningPort}.
+        """
+
+        def listening(port):
+            self.port = port
+            return port
+
+        return endpoint.listen(self.factory).addCallback(listening)
+
+    def stopService(self):
+        d = service.MultiService.stopService(self)
+        for authorization in list(self.federation.streams.values()):
+            transport = authorization.xs.transport
+            if transport is not None:
+                authorization.xs.sendFooter()
+                transport.loseConnection()
+        if self.port is not None:
+            port, self.port = self.port, None
+            return port.stopListening()
+        return d
+
+    # Router side
+
+    def send(self, stanza):
+        """
+        Send a stanza from one of our domains to a remote domain (the
+        router's default route).
+        """
+        self.federation.send(stanza)
+
+    def _deliverStanza(self, stanza):
+        self._deliver(stanza)
+
+    # Streams
+
+    def _watchIdle(self, xs):
+        if self._idleTimeout:
+            IdleWatch(xs, self._idleTimeout, self._reactor)
+
+    def _incomingAuthenticated(self, xs, serverNames, ourName):
+        authorization = self.federation.streamAuthenticated(
+            xs, initiating=False, serverNames=serverNames, bidi=False
+        )
+
+        def onBidi(element):
+            authorization.bidi = True
+
+        xs.addOnetimeObserver(BIDI_REQUEST, onBidi)
+        _log.info(
+            "Stream {streamID} from {names} to {ourName} authenticated",
+            streamID=xs.sid,
+            names=sorted(serverNames),
+            ourName=ourName,
+        )
+
+    def _establish(self, sender, target):
+        """
+        Section 5: a stream that may carry C{sender} -> C{target}.
+        """
+        d = self.connector.delegation(target)
+
+        def reuseOrConnect(result):
+            targets = [record for record in result.records if record.target]
+            authorization = self._reuse(targets, target)
+            if authorization is not None:
+                return authorization
+            return self._connectInOrder(targets, target, [])
+
+        return d.addCallback(reuseOrConnect)
+
+    def _reuse(self, records, domain):
+        """
+        Step 3: an open stream whose server names include an SRV target.
+        """
+        connections = self.federation.tables.connections
+        for record in records:
+            for streamID in connections.streamsForServerName(record.target):
+                authorization = self.federation.streams.get(streamID)
+                if authorization is not None and authorization.canSend:
+                    connections.addDelegatedNames(streamID, [domain])
+                    return authorization
+        return None
+
+    def _connectInOrder(self, records, domain, attempts):
+        """
+        Steps 4-8: connect to the SRV targets in order until one works.
+        """
+        record = records[0]
+        d = self.connector.connect(record.target, record.port)
+
+        def connected(xs):
+            authorization = self.federation.streams.get(xs.sid)
+            if authorization is None or authorization.xs is not xs:
+                if xs.sid in self.federation.streams or xs.sid in self.federation.tables.connections:
+                    xs.transport.abortConnection()
+                    raise DNAError("stream id {!r} already in use".format(xs.sid))
+                names = peerServerNames(xs.transport)
+                authorization = self.federation.streamAuthenticated(
+                    xs, initiating=True, serverNames=names, bidi=getattr(xs, "bidi", False)
+                )
+                _log.info(
+                    "Stream {streamID} to {target} ({names}) authenticated",
+                    streamID=xs.sid,
+                    target=record.target,
+                    names=sorted(names),
+                )
+            self.federation.tables.connections.addDelegatedNames(xs.sid, [domain])
+            return authorization
+
+        def failed(failure):
+            attempts.append((record.target, failure.getErrorMessage()))
+            _log.info(
+                "Could not connect to {target} for {domain}: {reason}",
+                target=record.target,
+                domain=domain,
+                reason=failure.getErrorMessage(),
+            )
+            if len(records) > 1:
+                return self._connectInOrder(records[1:], domain, attempts)
+            raise ConnectFailed(domain, attempts)
+
+        return d.addCallbacks(connected, failed)
