@@ -20,7 +20,6 @@ from twisted.words.xish import xmlstream as xishstream
 import attr
 
 from dna.addressing import InvalidAddress, normalizeDomain
-from dna.delegation import SECURE, INSECURE
 from dna.error import DNAError
 from dna.features import BidiInitializer
 from dna.namespaces import NS_DIALBACK, NS_DNA, NS_SERVER, NS_STREAMS
@@ -219,7 +218,8 @@ class Connector:
 
     def delegation(self, domain):
         """
-        Steps 1-2: the SRV targets of C{domain}, if its delegation may be used.
+        Steps 1-2: the SRV records of C{domain}, if the checker's policy lets
+        us use them.
 
         @return: A L{Deferred} firing with the L{IDelegationResult}, or
             failing with L{NotDelegated}.
@@ -227,16 +227,19 @@ class Connector:
         d = self._checker.check(domain)
 
         def decide(result):
-            allowed = result.status == SECURE
-            if result.status == INSECURE:
-                policyFor = getattr(self._checker, "policyFor", None)
-                allowed = policyFor is not None and policyFor(result.domain) == "allow-insecure"
-            targets = [r for r in result.records if r.target]
-            if not allowed or not targets:
-                raise NotDelegated(
-                    domain, result.status, result.reason or "no SRV target"
-                )
-            return result
+            targets = [record.target for record in result.records if record.target]
+            if not targets:
+                raise NotDelegated(domain, result.status, result.reason or "no SRV target")
+            # The checker's isDelegated applies its policy (secure required,
+            # or insecure allowed for this domain); its cache makes it cheap.
+            verdict = self._checker.isDelegated(domain, targets)
+
+            def judged(delegated):
+                if not delegated:
+                    raise NotDelegated(domain, result.status, result.reason)
+                return result
+
+            return verdict.addCallback(judged)
 
         return d.addCallback(decide)
 

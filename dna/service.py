@@ -10,6 +10,7 @@ providers carries every domain pair between them.
 """
 
 from twisted.application import service, strports
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
 
@@ -150,7 +151,7 @@ class DNAService(service.MultiService):
             reactor=reactor,
             connectTimeout=connectTimeout,
             chain=chains.get(localName, ()),
-            onConnected=self._watchIdle,
+            onConnected=self._streamConnected,
         )
         self.contextFactory = ServerContextFactory(
             certificates, trustRoot, localName, chains=chains
@@ -159,10 +160,11 @@ class DNAService(service.MultiService):
             self.serverNames,
             self.contextFactory,
             self._incomingAuthenticated,
-            onConnected=self._watchIdle,
+            onConnected=self._streamConnected,
         )
         self.port = None
         self._listen = listen
+        self._streams = set()
         if router is not None:
             router.addRoute(None, self)
 
@@ -186,16 +188,36 @@ class DNAService(service.MultiService):
         return endpoint.listen(self.factory).addCallback(listening)
 
     def stopService(self):
-        d = service.MultiService.stopService(self)
-        for authorization in list(self.federation.streams.values()):
-            transport = authorization.xs.transport
-            if transport is not None:
-                authorization.xs.sendFooter()
-                transport.loseConnection()
+        """
+        Stop listening and close every connection; the L{Deferred} returned
+        fires once all are closed (aborted after a few seconds).
+        """
+        stopping = [defer.maybeDeferred(service.MultiService.stopService, self)]
         if self.port is not None:
             port, self.port = self.port, None
-            return port.stopListening()
-        return d
+            stopping.append(defer.maybeDeferred(port.stopListening))
+        for xs in list(self._streams):
+            stopping.append(self._close(xs))
+        return defer.gatherResults(stopping, consumeErrors=True)
+
+    def _close(self, xs, grace=3.0):
+        """
+        Close a stream gracefully, abort it if it lingers.
+        """
+        transport = xs.transport
+        if transport is None or not transport.connected:
+            # Already lost; its end event may be being dispatched right now.
+            self._streams.discard(xs)
+            return defer.succeed(None)
+        ended = defer.Deferred()
+        xs.addOnetimeObserver(STREAM_END_EVENT, lambda reason: ended.callback(None))
+        if xs.transport is not None:
+            if getattr(xs, "_headerSent", False):
+                xs.sendFooter()
+            xs.transport.loseConnection()
+            timer = self._reactor.callLater(grace, xs.transport.abortConnection)
+            ended.addBoth(lambda result: timer.active() and timer.cancel())
+        return ended
 
     # Router side
 
@@ -211,7 +233,13 @@ class DNAService(service.MultiService):
 
     # Streams
 
-    def _watchIdle(self, xs):
+    def _streamConnected(self, xs):
+        """
+        Every new stream, either way: watch it for idleness, and keep it until
+        it ends so that stopping closes it.
+        """
+        self._streams.add(xs)
+        xs.addOnetimeObserver(STREAM_END_EVENT, lambda reason: self._streams.discard(xs))
         if self._idleTimeout:
             IdleWatch(xs, self._idleTimeout, self._reactor)
 

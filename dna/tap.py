@@ -1,13 +1,14 @@
 """
 The C{twistd dna} command: options and service.
+
+The configuration file (L{dna.config}, docs/configuration.rst) says
+everything; a few options override it for one run.
 """
 
 from twisted.application import service
 from twisted.python import usage
 
-from dna.addressing import InvalidAddress, normalizeDomain
-from dna.dialback import DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT
-from dna.federation import DEFAULT_QUEUE_LIMIT
+from dna import config
 
 
 def _positive(kind):
@@ -24,47 +25,132 @@ def _positive(kind):
 class Options(usage.Options):
     """
     Options of C{twistd dna}.
+
+    After parsing, C{self["configuration"]} is the checked
+    L{dna.config.Configuration}: the file with the overrides applied.
     """
 
-    synopsis = "[options]"
+    synopsis = "--config FILE [options]"
     longdesc = (
         "Secure, multiplexed XMPP server-to-server federation for hosted "
-        "domains (Domain Name Associations, draft-ietf-xmpp-dna)."
+        "domains (Domain Name Associations, draft-ietf-xmpp-dna). The "
+        "configuration file says everything; the other options override it."
     )
 
     optParameters = [
-        ["max-pending", None, DEFAULT_MAX_PENDING, "Most <db:result/> requests a peer may have pending on one stream.", _positive(int)],
-        ["request-timeout", None, DEFAULT_REQUEST_TIMEOUT, "Seconds to wait for a peer's answer to a <db:result/> request.", _positive(float)],
-        ["queue-limit", None, DEFAULT_QUEUE_LIMIT, "Most stanzas that may wait for one domain pair.", _positive(int)],
+        ["config", None, None, "The configuration file (TOML). Required."],
+        ["idle-timeout", None, None, "Seconds after which an idle S2S connection closes ([server] idle-timeout)", _positive(float)],
+        ["max-pending", None, None, "Most <db:result/> requests a peer may have pending on one stream ([server] max-pending)", _positive(int)],
+        ["request-timeout", None, None, "Seconds to wait for a peer's answer to a <db:result/> request ([server] request-timeout)", _positive(float)],
+        ["queue-limit", None, None, "Most stanzas that may wait for one domain pair ([server] queue-limit)", _positive(int)],
     ]
+
+    #: Options and the L{config.Configuration} attributes they override.
+    _overrides = {
+        "listen": "listen",
+        "domains": "domains",
+        "resolvers": "resolvers",
+        "mode": "dnsMode",
+        "policy": "delegationPolicy",
+        "idle-timeout": "idleTimeout",
+        "max-pending": "maxPending",
+        "request-timeout": "requestTimeout",
+        "queue-limit": "queueLimit",
+    }
 
     def __init__(self):
         usage.Options.__init__(self)
+        self["listen"] = None
         self["domains"] = set()
+        self["resolvers"] = []
+        self["mode"] = None
+        self["policy"] = None
+
+    def opt_listen(self, description):
+        """
+        Where to listen for S2S, such as tcp:5269:interface=127.0.0.1 ([server] listen).
+        """
+        try:
+            self["listen"] = config.checkListen(description)
+        except ValueError as e:
+            raise usage.UsageError(f"--listen: {e}")
 
     def opt_domain(self, domain):
         """
-        A domain hosted here (repeatable).
+        A domain hosted here (repeatable; replaces [server] domains).
         """
         try:
-            self["domains"].add(normalizeDomain(domain))
-        except InvalidAddress:
-            raise usage.UsageError("--domain: {!r} is not a valid domain".format(domain))
+            self["domains"].add(config.parseDomain(domain))
+        except ValueError as e:
+            raise usage.UsageError(f"--domain: {e}")
+
+    def opt_resolver(self, resolver):
+        """
+        A DNS resolver, IP[:port] (repeatable; replaces [dns] resolvers).
+        """
+        try:
+            config.parseAddress(resolver, config.DNS_PORT)
+        except ValueError as e:
+            raise usage.UsageError(f"--resolver: {e}")
+        self["resolvers"].append(resolver)
+
+    def opt_mode(self, mode):
+        """
+        How to learn whether a delegation is signed: ad or validate ([dns] mode).
+        """
+        self["mode"] = self._word("--mode", mode, config.DNS_MODES)
+
+    def opt_policy(self, policy):
+        """
+        require-secure or allow-insecure delegations ([policy] delegation).
+        """
+        self["policy"] = self._word("--policy", policy, config.DELEGATION_POLICIES)
+
+    @staticmethod
+    def _word(option, word, words):
+        if word not in words:
+            raise usage.UsageError(
+                f"{option}: unknown word {word!r} (expected {' or '.join(words)})"
+            )
+        return word
 
     def postOptions(self):
-        if not self["domains"]:
-            raise usage.UsageError("Name at least one hosted domain with --domain.")
+        """
+        Read the configuration file and apply the overrides.
+
+        @raise usage.UsageError: Without C{--config}, or with the one line of
+            the L{config.ConfigurationError} saying what is wrong.
+        """
+        if self["config"] is None:
+            raise usage.UsageError(
+                "Name the configuration file with --config "
+                "(see docs/configuration.rst and examples/dna.toml)."
+            )
+        changes = {}
+        for option, attribute in self._overrides.items():
+            value = self[option]
+            if isinstance(value, set):
+                value = sorted(value) or None
+            elif isinstance(value, list):
+                value = value or None
+            if value is not None:
+                changes[attribute] = value
+        try:
+            self["configuration"] = config.loadConfiguration(
+                self["config"]).override(**changes)
+        except config.ConfigurationError as e:
+            raise usage.UsageError(str(e))
 
 
 def makeService(options):
     """
     Build the service from parsed L{Options}.
 
-    @return: A L{service.MultiService} named C{dna} carrying the validated
-        C{options}. It has no network listener yet: the S2S listener and
-        connector come with the secure-channels work (see README).
+    @return: A L{service.MultiService} named C{dna} carrying the checked
+        configuration as C{configuration}. It has no network listener yet:
+        the S2S listener and connector come with the secure-channels work.
     """
     root = service.MultiService()
     root.setName("dna")
-    root.options = options
+    root.configuration = options["configuration"]
     return root

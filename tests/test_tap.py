@@ -5,10 +5,13 @@ Tests for L{dna.tap} and the C{twistd} dropin.
 from twisted.application.service import IServiceMaker
 from twisted.plugin import getPlugins
 from twisted.python import usage
+from twisted.scripts.twistd import ServerOptions
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from dna import tap
+from dna.config import Configuration, ConfigurationError, loadConfiguration
+from tests.test_config import MINIMAL, ConfigurationFiles
 
 
 class PluginTests(SynchronousTestCase):
@@ -26,45 +29,186 @@ class PluginTests(SynchronousTestCase):
         self.assertTrue(verifyObject(IServiceMaker, makers[0]))
         self.assertIs(tap.Options, makers[0].options)
 
+    def test_twistdPrintsOneLine(self):
+        """
+        C{twistd dna --config FILE} with a mistake in the file fails with the
+        one line of the L{ConfigurationError}.
+        """
+        files = ConfigurationFiles(self)
+        path = files.write("dna.toml", MINIMAL + "[dns]\nmode = \"AD\"\n")
+        error = self.assertRaises(usage.UsageError,
+                                  ServerOptions().parseOptions,
+                                  ["dna", "--config", path])
+        self.assertEqual(
+            f"{path}: [dns] mode: unknown word 'AD' (expected ad or validate)",
+            str(error))
+
 
 class OptionsTests(SynchronousTestCase):
     """
     Tests for L{tap.Options}.
     """
 
+    def setUp(self):
+        self.files = ConfigurationFiles(self)
+        self.path = self.files.write("dna.toml", MINIMAL)
+
+    def parse(self, *arguments):
+        """
+        Parse C{--config} for the test's file and C{arguments}.
+
+        @return: The options.
+        @rtype: L{tap.Options}
+        """
+        options = tap.Options()
+        options.parseOptions(["--config", self.path] + list(arguments))
+        return options
+
+    def assertUsageError(self, arguments, message):
+        """
+        Parsing C{--config} for the test's file and C{arguments} fails with
+        C{message}.
+        """
+        error = self.assertRaises(
+            usage.UsageError, tap.Options().parseOptions,
+            ["--config", self.path] + list(arguments))
+        self.assertEqual(message, str(error))
+
+    def test_configuration(self):
+        """
+        With only C{--config}, the configuration is the file's.
+        """
+        options = self.parse()
+        self.assertIsInstance(options["configuration"], Configuration)
+        self.assertEqual(loadConfiguration(self.path), options["configuration"])
+
+    def test_noConfiguration(self):
+        """
+        Without C{--config} the options are refused with a message that says
+        what to add.
+        """
+        error = self.assertRaises(usage.UsageError, tap.Options().parseOptions,
+                                  ["--domain", "a.tld"])
+        self.assertEqual(
+            "Name the configuration file with --config (see "
+            "docs/configuration.rst and examples/dna.toml).", str(error))
+
+    def test_badConfiguration(self):
+        """
+        A L{ConfigurationError} becomes a L{usage.UsageError} with the same
+        one line.
+        """
+        self.files.write("dna.toml", MINIMAL.replace('ca = "ca.pem"',
+                                                     'ca = "nothere.pem"'))
+        self.assertUsageError(
+            [], f"{self.path}: [server] ca: no such file "
+                f"{self.files.path('nothere.pem')}")
+        error = self.assertRaises(ConfigurationError, loadConfiguration,
+                                  self.path)
+        self.assertUsageError([], str(error))
+
     def test_domains(self):
         """
-        C{--domain} is repeatable and normalises each domain.
+        C{--domain} is repeatable, normalises each domain and replaces the
+        file's domains.
         """
-        options = tap.Options()
-        options.parseOptions(["--domain", "Sender.TLD", "--domain", "other.tld."])
+        options = self.parse("--domain", "Sender.TLD", "--domain", "other.tld.")
         self.assertEqual({"sender.tld", "other.tld"}, options["domains"])
-
-    def test_defaults(self):
-        """
-        The limits default to the ones the protocol modules define.
-        """
-        options = tap.Options()
-        options.parseOptions(["--domain", "a.tld"])
-        self.assertEqual(100, options["max-pending"])
-        self.assertEqual(30.0, options["request-timeout"])
-
-    def test_noDomain(self):
-        """
-        Without a hosted domain the options are refused with a message that
-        says what to add.
-        """
-        error = self.assertRaises(usage.UsageError, tap.Options().parseOptions, [])
-        self.assertIn("--domain", str(error))
+        self.assertEqual(frozenset(["sender.tld", "other.tld"]),
+                         options["configuration"].domains)
 
     def test_badDomain(self):
         """
         An invalid domain is refused naming it.
         """
+        self.assertUsageError(["--domain", "a..b"],
+                              "--domain: 'a..b' is not a valid domain")
+
+    def test_resolvers(self):
+        """
+        C{--resolver} is repeatable, keeps the order and replaces the file's
+        resolvers.
+        """
+        options = self.parse("--resolver", "[::1]:5300", "--resolver",
+                             "127.0.0.1")
+        self.assertEqual((("::1", 5300), ("127.0.0.1", 53)),
+                         options["configuration"].resolvers)
+
+    def test_badResolver(self):
+        """
+        A resolver that is not an IP address is refused naming it.
+        """
+        self.assertUsageError(
+            ["--resolver", "dns.example"],
+            "--resolver: 'dns.example' is not an IP address with an optional "
+            "port, such as 127.0.0.1:53 or [::1]:53")
+
+    def test_together(self):
+        """
+        Overrides are checked together with the file: mode C{ad} with a
+        resolver off loopback is refused.
+        """
         error = self.assertRaises(
-            usage.UsageError, tap.Options().parseOptions, ["--domain", "a..b"]
-        )
-        self.assertIn("a..b", str(error))
+            usage.UsageError, self.parse, "--resolver", "192.0.2.53")
+        self.assertTrue(str(error).startswith(
+            f"{self.path}: [dns] resolvers: mode 'ad' trusts the AD bit"))
+        options = self.parse("--resolver", "192.0.2.53", "--mode", "validate")
+        self.assertEqual("validate", options["configuration"].dnsMode)
+
+    def test_modeAndPolicy(self):
+        """
+        C{--mode} and C{--policy} override the file.
+        """
+        configuration = self.parse(
+            "--mode", "validate", "--policy", "allow-insecure")["configuration"]
+        self.assertEqual("validate", configuration.dnsMode)
+        self.assertEqual("allow-insecure", configuration.delegationPolicy)
+
+    def test_badWords(self):
+        """
+        A mode or policy that is not one is refused listing the valid ones.
+        """
+        self.assertUsageError(
+            ["--mode", "dnssec"],
+            "--mode: unknown word 'dnssec' (expected ad or validate)")
+        self.assertUsageError(
+            ["--policy", "allow-unsigned"],
+            "--policy: unknown word 'allow-unsigned' (expected require-secure "
+            "or allow-insecure)")
+
+    def test_listen(self):
+        """
+        C{--listen} overrides the file's listener, and must parse.
+        """
+        self.assertEqual(
+            "tcp:5270:interface=127.0.0.2",
+            self.parse("--listen", "tcp:5270:interface=127.0.0.2")["configuration"].listen)
+        self.assertUsageError(
+            ["--listen", "tcp:nope"],
+            "--listen: 'tcp:nope' is not a Twisted endpoint description such as "
+            "'tcp:5269:interface=127.0.0.1' (invalid literal for int() with "
+            "base 10: 'nope')")
+
+    def test_limits(self):
+        """
+        The timeouts and limits override the file's.
+        """
+        configuration = self.parse(
+            "--idle-timeout", "5", "--max-pending", "3", "--request-timeout",
+            "2.5", "--queue-limit", "9")["configuration"]
+        self.assertEqual(
+            (5.0, 3, 2.5, 9),
+            (configuration.idleTimeout, configuration.maxPending,
+             configuration.requestTimeout, configuration.queueLimit))
+
+    def test_defaults(self):
+        """
+        Without options, the limits are the file's, here its defaults: those
+        the protocol modules define.
+        """
+        configuration = self.parse()["configuration"]
+        self.assertEqual(100, configuration.maxPending)
+        self.assertEqual(30.0, configuration.requestTimeout)
 
     def test_badLimit(self):
         """
@@ -74,15 +218,15 @@ class OptionsTests(SynchronousTestCase):
             self.assertRaises(
                 usage.UsageError,
                 tap.Options().parseOptions,
-                ["--domain", "a.tld", "--max-pending", bad],
+                ["--config", self.path, "--max-pending", bad],
             )
 
     def test_makeService(self):
         """
-        L{tap.makeService} returns a named service carrying the options.
+        L{tap.makeService} returns a named service carrying the
+        configuration.
         """
-        options = tap.Options()
-        options.parseOptions(["--domain", "a.tld"])
+        options = self.parse()
         service = tap.makeService(options)
         self.assertEqual("dna", service.name)
-        self.assertIs(options, service.options)
+        self.assertIs(options["configuration"], service.configuration)

@@ -1,0 +1,242 @@
+"""
+C{dna-check DOMAIN}: look up and explain the delegation of a domain's XMPP
+service (draft-ietf-xmpp-dna-01 section 5 steps 1-2): its
+C{_xmpp-server._tcp} SRV records, their DNSSEC status and the chain of keys
+that proves it, and, given C{--server-name}, whether the domain is delegated
+to that server.
+
+Exit status: 0 when the domain is delegated under the policy given (by
+default only a secure delegation counts), 1 when it is not, 2 for a usage
+error.
+"""
+
+import ipaddress
+import sys
+
+from twisted.internet import defer
+from twisted.internet.task import react
+from twisted.python import usage
+
+from dna.delegation import (
+    ALLOW_INSECURE,
+    INSECURE,
+    REQUIRE_SECURE,
+    SECURE,
+    DelegationChecker,
+    normalizeDomain,
+)
+from dna.dnssec import readAnchors
+
+DEFAULT_RESOLVER = ("127.0.0.1", 53)
+
+
+def parseServer(text):
+    """
+    Parse C{HOST}, C{HOST:PORT}, C{[V6]} or C{[V6]:PORT}; hosts are IP
+    literals, the port is 53 by default.
+
+    @rtype: C{(str, int)}
+    @raise ValueError: When C{text} is none of these.
+    """
+    host, port = text, "53"
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"invalid server {text!r}: use [ADDRESS]:PORT")
+        if rest:
+            port = rest[1:]
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"invalid server {text!r}: the host must be an IP address")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"invalid server {text!r}: bad port {port!r}")
+    return str(address), int(port)
+
+
+class Options(usage.Options):
+    """
+    Command line options of C{dna-check}.
+    """
+
+    synopsis = "Usage: dna-check [options] DOMAIN"
+    longdesc = ("Look up the _xmpp-server._tcp SRV records of DOMAIN with DNSSEC and "
+                "tell whether they securely delegate its XMPP service. Exit status 0 "
+                "when delegated, 1 when not, 2 for usage errors.")
+    optParameters = [
+        ["mode", "m", "ad",
+         "'ad': trust the AD bit of a validating resolver on loopback; 'validate': "
+         "validate here from trust anchors."],
+        ["upstream", None, "resolver",
+         "With --mode validate: 'resolver' (asked with CD set) or 'authoritative' "
+         "(one server authoritative for every zone, asked with RD clear)."],
+        ["trust-anchor", "a", None,
+         "File of DS or DNSKEY records in zone file syntax (--mode validate); the "
+         "IANA root anchors by default."],
+        ["timeout", "t", 5.0, "Seconds before giving up.", float],
+    ]
+    optFlags = [
+        ["allow-insecure", None, "Accept a provably unsigned delegation."],
+        ["trusted-path", None,
+         "The path to a resolver off loopback is secured: allow --mode ad with it."],
+    ]
+
+    def __init__(self):
+        usage.Options.__init__(self)
+        self["resolvers"] = []
+        self["serverNames"] = []
+
+    def opt_resolver(self, value):
+        """
+        Resolver (or authoritative server) to ask, HOST[:PORT] or [V6]:PORT;
+        repeatable. Default 127.0.0.1:53.
+        """
+        try:
+            self["resolvers"].append(parseServer(value))
+        except ValueError as e:
+            raise usage.UsageError(str(e))
+
+    opt_r = opt_resolver
+
+    def opt_server_name(self, value):
+        """
+        A name the server authenticated with; also report whether DOMAIN is
+        delegated to it. Repeatable.
+        """
+        try:
+            normalizeDomain(value)
+        except ValueError as e:
+            raise usage.UsageError(str(e))
+        self["serverNames"].append(value)
+
+    opt_s = opt_server_name
+
+    def parseArgs(self, domain):
+        self["domain"] = domain
+
+    def postOptions(self):
+        if self["mode"] not in ("ad", "validate"):
+            raise usage.UsageError(f"unknown mode {self['mode']!r}: use 'ad' or 'validate'")
+        if self["upstream"] not in ("resolver", "authoritative"):
+            raise usage.UsageError(f"unknown upstream {self['upstream']!r}: use "
+                                   f"'resolver' or 'authoritative'")
+        if self["timeout"] <= 0:
+            raise usage.UsageError("the timeout must be positive")
+        try:
+            normalizeDomain(self["domain"])
+        except ValueError as e:
+            raise usage.UsageError(str(e))
+        if not self["resolvers"]:
+            self["resolvers"] = [DEFAULT_RESOLVER]
+        self["anchors"] = None
+        if self["trust-anchor"] is not None:
+            if self["mode"] != "validate":
+                raise usage.UsageError("--trust-anchor needs --mode validate; in mode "
+                                       "'ad' the resolver has its own anchors")
+            try:
+                self["anchors"] = readAnchors(self["trust-anchor"])
+            except ValueError as e:
+                raise usage.UsageError(str(e))
+
+
+def makeChecker(options, reactor):
+    """
+    The L{DelegationChecker} the options ask for.
+
+    @raise ValueError: When the combination is refused (such as C{--mode ad}
+        with a resolver off loopback).
+    """
+    timeout = options["timeout"]
+    return DelegationChecker(
+        options["resolvers"], mode=options["mode"], reactor=reactor,
+        anchors=options["anchors"], upstream=options["upstream"],
+        trustedPath=options["trusted-path"],
+        policy=ALLOW_INSECURE if options["allow-insecure"] else REQUIRE_SECURE,
+        timeout=min(1.0, timeout), retries=3, deadline=timeout)
+
+
+def report(result, delegations, allowInsecure, out):
+    """
+    Print a lookup result and the delegation verdicts.
+
+    @param result: The L{IDelegationResult}.
+    @param delegations: C{[(server name, bool)]}.
+    @return: The exit status.
+    """
+    write = lambda line="": out.write(line + "\n")  # noqa: E731
+    write(f"SRV _xmpp-server._tcp.{result.domain}:")
+    for record in result.records:
+        write(f"  {record}")
+    if not result.records:
+        write("  (none)")
+    write(f"status: {result.status}")
+    if result.chain:
+        write("chain:")
+        for link in result.chain:
+            write(f"  {link}")
+    if result.reason:
+        write(f"reason: {result.reason}")
+    accepted = result.status == SECURE or (allowInsecure and result.status == INSECURE)
+    if delegations:
+        for name, verdict in delegations:
+            write(f"delegated to {name}: {'yes' if verdict else 'no'}")
+        delegated = any(verdict for _, verdict in delegations)
+    else:
+        delegated = accepted and any(record.target for record in result.records)
+    if delegated:
+        how = "securely " if result.status == SECURE else "insecurely (allowed) "
+        write(f"result: {how}delegated")
+        return 0
+    write("result: not delegated")
+    return 1
+
+
+@defer.inlineCallbacks
+def run(reactor, options, out=None):
+    """
+    Check the domain of parsed L{Options} and print the outcome.
+
+    @param out: Where to print; C{sys.stdout} by default.
+    @return: A L{Deferred} firing with the exit status.
+    """
+    if out is None:
+        out = sys.stdout
+    try:
+        checker = makeChecker(options, reactor)
+    except ValueError as e:
+        sys.stderr.write(f"dna-check: {e}\n")
+        return 2
+    domain = options["domain"]
+    result = yield checker.check(domain)
+    delegations = []
+    for name in options["serverNames"]:
+        verdict = yield checker.isDelegated(domain, [name])
+        delegations.append((name, verdict))
+    return report(result, delegations, options["allow-insecure"], out)
+
+
+def main(argv=None, _reactor=None):
+    """
+    The C{dna-check} console script: exits with the status of L{run}.
+
+    @param argv: The arguments, C{sys.argv[1:]} by default.
+    """
+    if argv is None:
+        argv = sys.argv[1:]
+    options = Options()
+    try:
+        options.parseOptions(argv)
+    except usage.UsageError as e:
+        sys.stderr.write(f"{options.synopsis}\ndna-check: {e}\n"
+                         f"Try 'dna-check --help' for more.\n")
+        raise SystemExit(2)
+
+    @defer.inlineCallbacks
+    def checkAndExit(reactor):
+        status = yield run(reactor, options)
+        if status:
+            raise SystemExit(status)
+
+    react(checkAndExit, (), _reactor=_reactor)
