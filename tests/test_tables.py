@@ -261,12 +261,15 @@ class BindingTableTests(SynchronousTestCase):
         L{BindingTable.accepts} is true only for a stream listed in the row.
         """
         self.bindExample()
-        self.assertTrue(self.table.accepts("XXX", "montague.example", "capulet.example"))
-        self.assertTrue(self.table.accepts("YYY", "montague.example", "capulet.example"))
-        self.assertFalse(self.table.accepts("AAA", "montague.example", "capulet.example"))
-        self.assertTrue(self.table.accepts("AAA", "laurence.example", "capulet.example"))
-        self.assertFalse(self.table.accepts("XXX", "laurence.example", "capulet.example"))
-        self.assertFalse(self.table.accepts("XXX", "capulet.example", "montague.example"))
+        accepts = self.table.accepts
+        montague, capulet = "montague.example", "capulet.example"
+        laurence = "laurence.example"
+        self.assertTrue(accepts("XXX", montague, capulet))
+        self.assertTrue(accepts("YYY", montague, capulet))
+        self.assertFalse(accepts("AAA", montague, capulet))
+        self.assertTrue(accepts("AAA", laurence, capulet))
+        self.assertFalse(accepts("XXX", laurence, capulet))
+        self.assertFalse(accepts("XXX", capulet, montague))
 
     def test_acceptsNone(self):
         """
@@ -580,24 +583,28 @@ class TablesTests(SynchronousTestCase):
         receiving them.
         """
         self.tables.openConnection("s1")
-        self.tables.bind(OUTGOING, "sender.example", "target.example", "s1")
-        self.assertEqual(self.tables.route("sender.example", "target.example"), "s1")
-        self.assertTrue(self.tables.isBound(OUTGOING, "sender.example", "target.example"))
-        self.assertFalse(self.tables.accepts("s1", "sender.example", "target.example"))
-        self.assertFalse(self.tables.accepts("s1", "target.example", "sender.example"))
-        self.assertFalse(self.tables.isBound(INCOMING, "sender.example", "target.example"))
+        sender, target = "sender.example", "target.example"
+        self.tables.bind(OUTGOING, sender, target, "s1")
+        self.assertEqual(self.tables.route(sender, target), "s1")
+        self.assertTrue(self.tables.isBound(OUTGOING, sender, target))
+        self.assertFalse(self.tables.accepts("s1", sender, target))
+        self.assertFalse(self.tables.accepts("s1", target, sender))
+        self.assertFalse(self.tables.isBound(INCOMING, sender, target))
+        self.assertFalse(self.tables.isBound(INCOMING, target, sender))
 
     def test_incoming(self):
         """
         An L{INCOMING} binding accepts stanzas but does not route any.
         """
         self.tables.openConnection("s1")
-        self.tables.bind(INCOMING, "target.example", "sender.example", "s1")
-        self.assertTrue(self.tables.accepts("s1", "target.example", "sender.example"))
-        self.assertFalse(self.tables.accepts("s2", "target.example", "sender.example"))
-        self.assertIsNone(self.tables.route("target.example", "sender.example"))
-        self.assertIsNone(self.tables.route("sender.example", "target.example"))
-        self.assertFalse(self.tables.isBound(OUTGOING, "target.example", "sender.example"))
+        target, sender = "target.example", "sender.example"
+        self.tables.bind(INCOMING, target, sender, "s1")
+        self.assertTrue(self.tables.accepts("s1", target, sender))
+        self.assertFalse(self.tables.accepts("s2", target, sender))
+        self.assertIsNone(self.tables.route(target, sender))
+        self.assertIsNone(self.tables.route(sender, target))
+        self.assertFalse(self.tables.isBound(OUTGOING, target, sender))
+        self.assertFalse(self.tables.isBound(OUTGOING, sender, target))
 
     def test_routeAndAcceptsAreTheTables(self):
         """
@@ -651,7 +658,9 @@ class TablesTests(SynchronousTestCase):
             ),
         )
         self.assertIs(closed.connection, mine)
-        self.assertEqual(closed.outgoing, [("a.example", "b.example"), ("a.example", "c.example")])
+        self.assertEqual(
+            closed.outgoing, [("a.example", "b.example"), ("a.example", "c.example")]
+        )
         self.assertEqual(closed.incoming, [("a.example", "b.example")])
         self.assertNotIn("s1", self.tables.connections)
         self.assertEqual(
