@@ -402,11 +402,13 @@ _SERVER_KEYS = ("listen", "domains", "ca", "idle-timeout", "connect-timeout",
 _NAME_KEYS = ("name", "certificate", "key")
 _DNS_KEYS = ("mode", "resolvers", "trust-anchors", "trusted-path", "timeout")
 _POLICY_KEYS = ("delegation", "allow-insecure", "srv-fallback", "fallback")
-_SECTIONS = ("server", "dns", "policy", "hosts")
+_COMPONENTS_KEYS = ("listen", "secret")
+_SECTIONS = ("server", "dns", "policy", "hosts", "components")
 _ALL_KEYS = tuple(
     [("[server]", key) for key in _SERVER_KEYS]
     + [("[dns]", key) for key in _DNS_KEYS]
-    + [("[policy]", key) for key in _POLICY_KEYS])
+    + [("[policy]", key) for key in _POLICY_KEYS]
+    + [("[components]", key) for key in _COMPONENTS_KEYS])
 
 _hostedDomains = _array(
     parseDomain, "empty: name at least one hosted domain", "domains")
@@ -705,6 +707,10 @@ class Configuration:
         with a port of L{None} where the SRV record's applies, as
         L{dna.addresses.AddressResolver} takes them.
     @type hosts: read-only mapping
+    @ivar componentListen: Where local XMPP services connect as XEP-0114
+        components to exchange stanzas for the hosted domains
+        (C{[components] listen}), or L{None}.
+    @ivar componentSecret: The components' shared secret.
     """
 
     path = attr.ib()
@@ -731,6 +737,8 @@ class Configuration:
     srvFallback = attr.ib(default=False)
     fallback = attr.ib(default=FALLBACK_DNA)
     hosts = attr.ib(default=MappingProxyType({}), converter=_immutableMapping)
+    componentListen = attr.ib(default=None)
+    componentSecret = attr.ib(default=None, repr=False)
 
     @property
     def defaultServerName(self):
@@ -928,6 +936,13 @@ def _configuration(document, path, now):
     dns = _Table("[dns]", document.get("dns"), _DNS_KEYS, _ALL_KEYS)
     policy = _Table("[policy]", document.get("policy"), _POLICY_KEYS,
                     _ALL_KEYS)
+    components = _Table("[components]", document.get("components"),
+                        _COMPONENTS_KEYS, _ALL_KEYS)
+    componentListen = components.value("listen", checkListen, None)
+    componentSecret = components.value("secret", _string, None)
+    if componentListen is not None and not componentSecret:
+        raise _Invalid("[components] secret: missing: components must "
+                       "authenticate with a shared secret")
 
     listen = server.value("listen", checkListen, DEFAULT_LISTEN)
     domains = server.value("domains", _hostedDomains)
@@ -975,6 +990,8 @@ def _configuration(document, path, now):
         srvFallback=policy.value("srv-fallback", _boolean, False),
         fallback=policy.value("fallback", _word(FALLBACKS), FALLBACK_DNA),
         hosts=_hosts(document.get("hosts")),
+        componentListen=componentListen,
+        componentSecret=componentSecret,
     )
     _checkTogether(configuration)
     return configuration

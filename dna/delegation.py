@@ -527,6 +527,14 @@ class DelegationChecker:
 
         return self.check(domain).addCallback(decide)
 
+    @property
+    def client(self):
+        """
+        The DNS client this checker asks (shared with address look-ups of
+        SRV targets).
+        """
+        return self._client
+
     def policyFor(self, domain):
         """
         The policy (C{'require-secure'} or C{'allow-insecure'}) for a

@@ -12,8 +12,12 @@ providers carries every domain pair between them.
 from twisted.application import service, strports
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.words.protocols.jabber import error
 from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
+from twisted.words.xish.utility import XmlPipe
 
+from dna.addressing import InvalidAddress, domainOf
+from dna.enforcement import errorResponse
 from dna.connector import DEFAULT_CONNECT_TIMEOUT, ConnectFailed, Connector
 from dna.dialback import DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT
 from dna.error import DNAError
@@ -110,9 +114,10 @@ class DNAService(service.MultiService):
         @param checker: An L{IDelegationChecker}.
         @param addressResolver: (serverName, port) -> L{Deferred} of
             [(host, port)], such as L{dna.addresses.AddressResolver}.
-        @param router: A L{twisted.words.protocols.jabber.component.Router}:
-            we become its default route, and route accepted stanzas through
-            it. Or give C{deliver}.
+        @param router: A L{wokkel.component.Router}: we become its default
+            route (stanzas for domains it has no route for are sent to
+            peers), and accepted incoming stanzas and bounces are routed
+            through it. Or give C{deliver}.
         @param deliver: Called with each accepted incoming stanza and each
             bounce, when there is no C{router}.
         @param listen: A strport description to listen on, or L{None}.
@@ -166,7 +171,45 @@ class DNAService(service.MultiService):
         self._listen = listen
         self._streams = set()
         if router is not None:
-            router.addRoute(None, self)
+            # As wokkel.server.ServerService does: the router's default route
+            # is a pipe whose other end feeds send().
+            pipe = XmlPipe()
+            router.addRoute(None, pipe.sink)
+            pipe.source.addObserver("/*", self.send)
+
+    @classmethod
+    def fromConfiguration(cls, configuration, router=None, deliver=None, reactor=None):
+        """
+        Build the service an operator's configuration describes.
+
+        @param configuration: A L{dna.config.Configuration}.
+        @param router: See L{__init__}; or C{deliver}.
+        @rtype: L{DNAService}
+        """
+        from dna.addresses import AddressResolver
+        from dna.delegation import DelegationChecker
+
+        if reactor is None:
+            from twisted.internet import reactor
+        checker = DelegationChecker(reactor=reactor, **configuration.delegationCheckerArguments())
+        resolver = AddressResolver(client=checker.client, hosts=configuration.hosts)
+        return cls(
+            configuration.domains,
+            configuration.certificates,
+            configuration.trustRoot,
+            checker,
+            resolver,
+            router=router,
+            deliver=deliver,
+            listen=configuration.listen,
+            chains=configuration.chains,
+            reactor=reactor,
+            idleTimeout=configuration.idleTimeout,
+            connectTimeout=configuration.connectTimeout,
+            maxPending=configuration.maxPending,
+            requestTimeout=configuration.requestTimeout,
+            queueLimit=configuration.queueLimit,
+        )
 
     def startService(self):
         if self._listen is not None and self.port is None:
@@ -225,8 +268,33 @@ class DNAService(service.MultiService):
         """
         Send a stanza from one of our domains to a remote domain (the
         router's default route).
+
+        A stanza that is not from one of our domains is not sent out: when it
+        is for one of our domains, nothing here serves its recipient, and the
+        sender gets C{<service-unavailable/>} (RFC 6120 section 8.3.3.19).
         """
-        self.federation.send(stanza)
+        try:
+            sender = domainOf(stanza.getAttribute("from"))
+            target = domainOf(stanza.getAttribute("to"))
+        except InvalidAddress as e:
+            _log.info("Not routing stanza with bad address {address!r}", address=e.address)
+            return
+        if sender in self.federation.hostedDomains:
+            self.federation.send(stanza)
+        elif target in self.federation.hostedDomains and stanza.getAttribute("type") != "error":
+            _log.info(
+                "No local route to {to!r}: answering service-unavailable",
+                to=stanza.getAttribute("to"),
+            )
+            self.federation.send(
+                errorResponse(stanza, error.StanzaError("service-unavailable", type="cancel"))
+            )
+        else:
+            _log.info(
+                "Dropped stanza from {sender!r} to {to!r}: neither is ours to send for",
+                sender=stanza.getAttribute("from"),
+                to=stanza.getAttribute("to"),
+            )
 
     def _deliverStanza(self, stanza):
         self._deliver(stanza)

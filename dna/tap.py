@@ -144,13 +144,27 @@ class Options(usage.Options):
 
 def makeService(options):
     """
-    Build the service from parsed L{Options}.
+    Build the service from parsed L{Options}: the DNA S2S service, default
+    route of a L{wokkel.component.Router}, and, when C{[components] listen}
+    is set, a listener for local XMPP services connecting as XEP-0114
+    components for the hosted domains.
 
-    @return: A L{service.MultiService} named C{dna} carrying the checked
-        configuration as C{configuration}. It has no network listener yet:
-        the S2S listener and connector come with the secure-channels work.
+    @return: A L{service.MultiService} named C{dna}; its C{configuration} is
+        the checked configuration and its C{s2s} the L{DNAService}.
     """
+    from twisted.application import strports
+    from wokkel.component import Router, XMPPComponentServerFactory
+
+    from dna.service import DNAService
+
+    configuration = options["configuration"]
     root = service.MultiService()
     root.setName("dna")
-    root.configuration = options["configuration"]
+    root.configuration = configuration
+    root.router = Router()
+    root.s2s = DNAService.fromConfiguration(configuration, router=root.router)
+    root.s2s.setServiceParent(root)
+    if configuration.componentListen is not None:
+        factory = XMPPComponentServerFactory(root.router, configuration.componentSecret)
+        strports.service(configuration.componentListen, factory).setServiceParent(root)
     return root

@@ -230,3 +230,42 @@ class OptionsTests(SynchronousTestCase):
         service = tap.makeService(options)
         self.assertEqual("dna", service.name)
         self.assertIs(options["configuration"], service.configuration)
+
+
+class MakeServiceTests(SynchronousTestCase):
+    """
+    Tests for what L{tap.makeService} builds.
+    """
+
+    def setUp(self):
+        self.files = ConfigurationFiles(self)
+        self.path = self.files.write(
+            "dna.toml",
+            MINIMAL + '\n[components]\nlisten = "tcp:5347:interface=127.0.0.1"\nsecret = "s3cret"\n',
+        )
+
+    def test_s2sService(self):
+        """
+        The root holds the DNA S2S service, default route of the router,
+        with the configured hosted domains.
+        """
+        options = tap.Options()
+        options.parseOptions(["--config", self.path])
+        root = tap.makeService(options)
+        self.assertIn(root.s2s, list(root))
+        self.assertEqual(options["configuration"].domains, root.s2s.federation.hostedDomains)
+        self.assertIn(None, root.router.routes)
+
+    def test_componentListener(self):
+        """
+        With C{[components] listen}, a listener for XEP-0114 components is
+        part of the root service.
+        """
+        options = tap.Options()
+        options.parseOptions(["--config", self.path])
+        root = tap.makeService(options)
+        from twisted.application.internet import StreamServerEndpointService
+
+        [listener] = [c for c in root if isinstance(c, StreamServerEndpointService)]
+        self.assertEqual(5347, listener.endpoint._port)
+        self.assertEqual("127.0.0.1", listener.endpoint._interface)
