@@ -14,7 +14,7 @@ from twisted.internet import defer
 from twisted.words.protocols.jabber import xmlstream
 from twisted.words.xish import domish
 
-from dna.namespaces import NS_BIDI, NS_BIDI_FEATURE, NS_DNA
+from dna.namespaces import NS_BIDI, NS_BIDI_FEATURE, NS_DNA, NS_SM
 
 #: XPath query of the Originating Server's request for bidi.
 BIDI_REQUEST = "/bidi[@xmlns='%s']" % (NS_BIDI,)
@@ -37,7 +37,7 @@ def bidiFeature():
 def advertise(features, bidi=True):
     """
     Add the DNA features to a C{<stream:features/>} element being built by a
-    Receiving Server.
+    Receiving Server: DNA, bidi, and acknowledgements (L{dna.acks}).
 
     @param features: The C{<stream:features/>} element.
     @param bidi: Whether to offer XEP-0288 too.
@@ -46,6 +46,7 @@ def advertise(features, bidi=True):
     features.addChild(dnaFeature())
     if bidi:
         features.addChild(bidiFeature())
+    features.addChild(domish.Element((NS_SM, "sm")))
     return features
 
 

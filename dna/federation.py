@@ -25,6 +25,8 @@ from dna.dialback import (
 from dna.enforcement import errorResponse
 from dna.error import AuthorizationRefused, ConnectionLost, DNAError
 from dna.tables import Tables
+from dna.acks import StreamAcks, peerOffersAcks
+from dna.namespaces import STANZA_NAMES
 
 _log = Logger()
 
@@ -126,7 +128,20 @@ class Federation:
             clock=self._clock,
         )
         self.streams[streamID] = authorization
-        xs.addObserver("/*", self._onStanza, -1, xs=xs)
+        authorization.delivered = 0
+
+        def handledCount():
+            return authorization.delivered + authorization.filter.rejected
+
+        if initiating:
+            authorization.acks = (
+                StreamAcks.initiate(xs, handledCount, self._resend, self._clock)
+                if peerOffersAcks(xs)
+                else None
+            )
+        else:
+            authorization.acks = StreamAcks.accept(xs, handledCount, self._resend, self._clock)
+        xs.addObserver("/*", self._onStanza, -1, authorization=authorization)
         xs.addOnetimeObserver(
             "//event/stream/end", self._onStreamEnd, 0, streamID=streamID
         )
@@ -137,14 +152,34 @@ class Federation:
         if authorization is not None:
             authorization.xs.removeObserver("/*", self._onStanza)
 
-    def _onStanza(self, stanza, xs):
+    def _onStanza(self, stanza, authorization):
         """
         Hand an incoming stanza that passed the filter to the local router.
         """
-        if stanza.handled or stanza.name not in ("message", "presence", "iq"):
+        if stanza.name not in STANZA_NAMES:
+            return
+        authorization.delivered += 1
+        if stanza.handled:
             return
         stanza.handled = True
         self._deliver(stanza)
+
+    def _transmit(self, authorization, stanza):
+        """
+        Send a stanza on a stream, keeping it until the peer acknowledges it
+        when acknowledgements are on.
+        """
+        if authorization.acks is not None:
+            authorization.acks.sent(stanza)
+        authorization.xs.send(stanza)
+
+    def _resend(self, stanzas):
+        """
+        Send again, over whatever stream now carries their pairs, the stanzas
+        a stream that ended never acknowledged.
+        """
+        for stanza in stanzas:
+            self.send(stanza)
 
     def _existingStream(self, sender, target):
         """
@@ -183,7 +218,7 @@ class Federation:
         if waiting is None:
             streamID = self.tables.route(sender, target)
             if streamID is not None:
-                self.streams[streamID].xs.send(stanza)
+                self._transmit(self.streams[streamID], stanza)
                 return
             waiting = self._waiting[pair] = collections.deque()
             waiting.append(stanza)
@@ -242,9 +277,9 @@ class Federation:
             self._waiting[(sender, target)] = waiting
             self._authorize(sender, target)
             return
-        xs = self.streams[streamID].xs
+        authorization = self.streams[streamID]
         for stanza in waiting:
-            xs.send(stanza)
+            self._transmit(authorization, stanza)
 
     def _bounce(self, stanzas, stanzaError):
         """

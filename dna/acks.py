@@ -1,0 +1,196 @@
+"""
+Stanza acknowledgements on S2S streams (XEP-0198 Stream Management, without
+resumption), so that a connection that dies loses no stanza.
+
+TCP says nothing about what the peer has processed: stanzas written just
+before a connection breaks may never have been read. Once both sides have
+enabled acknowledgements, each counts the stanzas it has handled and answers
+C{<r/>} with C{<a h='N'/>}; the sender keeps what is not yet acknowledged and,
+when the stream ends, hands it back to be sent again over another stream
+(draft-ietf-xmpp-dna-01 section 4: when a connection closes, both servers
+remove it from the tables; the stanzas still go). Delivery is then at least
+once: a stanza handled just before the break, whose acknowledgement was lost,
+is sent twice.
+
+The Receiving Server offers C{<sm xmlns='urn:xmpp:sm:3'/>}; the Originating
+Server sends C{<enable/>} and starts counting at once; the Receiving Server
+answers C{<enabled/>} and counts from there.
+"""
+
+import collections
+
+from twisted.logger import Logger
+from twisted.words.protocols.jabber import error
+from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
+from twisted.words.xish import domish
+
+from dna.namespaces import NS_SM
+
+_log = Logger()
+
+#: Ask for an acknowledgement after this many unacknowledged stanzas...
+DEFAULT_ACK_EVERY = 64
+#: ...or this many seconds after the first one, whichever comes first.
+DEFAULT_ACK_DELAY = 0.05
+
+_MODULUS = 2 ** 32
+
+ENABLE = "/enable[@xmlns='%s']" % (NS_SM,)
+REQUEST = "/r[@xmlns='%s']" % (NS_SM,)
+ANSWER = "/a[@xmlns='%s']" % (NS_SM,)
+
+
+def smFeature():
+    """
+    The stream feature a Receiving Server offers.
+    """
+    return domish.Element((NS_SM, "sm"))
+
+
+def peerOffersAcks(xs):
+    """
+    Whether the Receiving Server offered acknowledgements on C{xs}.
+    """
+    return (NS_SM, "sm") in getattr(xs, "features", {})
+
+
+class StreamAcks:
+    """
+    Both directions of acknowledgement on one stream.
+
+    @ivar unacked: Stanzas sent and not yet acknowledged, oldest first.
+    """
+
+    def __init__(self, xs, handledCount, onUnacked, clock, every=DEFAULT_ACK_EVERY,
+                 delay=DEFAULT_ACK_DELAY):
+        """
+        @param xs: The authenticated stream.
+        @param handledCount: Returns how many stanzas the stream has received
+            and handled so far, delivered or rejected: C{h} counts from the
+            moment acknowledgements are enabled.
+        @param onUnacked: Called once, when the stream ends, with the list of
+            stanzas the peer never acknowledged.
+        @param clock: An L{IReactorTime}.
+        """
+        self._xs = xs
+        self._handledCount = handledCount
+        self._base = 0
+        self._onUnacked = onUnacked
+        self._clock = clock
+        self._every = every
+        self._delay = delay
+        self.unacked = collections.deque()
+        self._acked = 0
+        self._sent = 0
+        self._timer = None
+        self._enabled = False
+        xs.addObserver(REQUEST, self._onRequest)
+        xs.addObserver(ANSWER, self._onAnswer)
+        xs.addOnetimeObserver(STREAM_END_EVENT, self._onEnd)
+
+    @classmethod
+    def initiate(cls, xs, handledCount, onUnacked, clock, **kw):
+        """
+        Originating Server: enable acknowledgements now.
+        """
+        acks = cls(xs, handledCount, onUnacked, clock, **kw)
+        acks._enable()
+        xs.send(domish.Element((NS_SM, "enable")))
+        return acks
+
+    @classmethod
+    def accept(cls, xs, handledCount, onUnacked, clock, **kw):
+        """
+        Receiving Server: enable acknowledgements when the peer asks.
+        """
+        acks = cls(xs, handledCount, onUnacked, clock, **kw)
+
+        def onEnable(element):
+            element.handled = True
+            acks._enable()
+            xs.send(domish.Element((NS_SM, "enabled")))
+
+        xs.addOnetimeObserver(ENABLE, onEnable)
+        return acks
+
+    def _enable(self):
+        self._enabled = True
+        self._base = self._handledCount()
+
+    @property
+    def enabled(self):
+        """
+        Whether acknowledgements are on.
+        """
+        return self._enabled
+
+    @property
+    def handled(self):
+        """
+        C{h} of XEP-0198: stanzas handled since acknowledgements were enabled.
+        """
+        return self._handledCount() - self._base if self._enabled else 0
+
+    def sent(self, stanza):
+        """
+        Keep a stanza about to be sent until it is acknowledged.
+        """
+        if not self._enabled:
+            return
+        self.unacked.append(stanza)
+        self._sent += 1
+        if len(self.unacked) >= self._every:
+            self._request()
+        elif self._timer is None:
+            self._timer = self._clock.callLater(self._delay, self._request)
+
+    def _request(self):
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+        if self._xs.transport is not None:
+            self._xs.send(domish.Element((NS_SM, "r")))
+
+    def _onRequest(self, element):
+        element.handled = True
+        answer = domish.Element((NS_SM, "a"))
+        answer["h"] = str(self.handled % _MODULUS)
+        self._xs.send(answer)
+
+    def _onAnswer(self, element):
+        element.handled = True
+        try:
+            h = int(element.getAttribute("h"))
+        except (TypeError, ValueError):
+            self._xs.sendStreamError(error.StreamError("bad-format"))
+            return
+        newly = (h - self._acked) % _MODULUS
+        if newly > len(self.unacked):
+            _log.info(
+                "Stream {streamID}: peer acknowledged {h}, more than we sent",
+                streamID=getattr(self._xs, "sid", None),
+                h=h,
+            )
+            self._xs.sendStreamError(
+                error.StreamError("undefined-condition", text="handled-count-too-high")
+            )
+            return
+        for _ in range(newly):
+            self.unacked.popleft()
+        self._acked = h
+
+    def _onEnd(self, reason):
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        self._xs.removeObserver(REQUEST, self._onRequest)
+        self._xs.removeObserver(ANSWER, self._onAnswer)
+        unacked, self.unacked = list(self.unacked), collections.deque()
+        if unacked:
+            _log.info(
+                "Stream {streamID} ended with {count} unacknowledged stanzas: sending again",
+                streamID=getattr(self._xs, "sid", None),
+                count=len(unacked),
+            )
+        self._onUnacked(unacked)

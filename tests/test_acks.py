@@ -1,0 +1,134 @@
+"""
+Tests for L{dna.acks}: acknowledgements so that a broken stream loses no
+stanza.
+"""
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.words.xish import domish
+
+from dna.acks import StreamAcks, peerOffersAcks
+from dna.namespaces import NS_SM
+
+from tests.streams import close, makeStream, receive, stanza
+
+
+def smElements(xs, name):
+    return [e for e in xs.output if isinstance(e, domish.Element) and (e.uri, e.name) == (NS_SM, name)]
+
+
+class StreamAcksTests(SynchronousTestCase):
+    """
+    Tests for L{StreamAcks}.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.xs = makeStream("s1")
+        self.handled = 0
+        self.returned = []
+        self.acks = StreamAcks.initiate(
+            self.xs, lambda: self.handled, self.returned.extend, self.clock, every=3, delay=0.1
+        )
+
+    def test_enableSent(self):
+        """
+        The Originating Server enables acknowledgements at once.
+        """
+        self.assertEqual(1, len(smElements(self.xs, "enable")))
+        self.assertTrue(self.acks.enabled)
+
+    def test_requestAfterEvery(self):
+        """
+        An acknowledgement is requested after C{every} unacknowledged stanzas.
+        """
+        for i in range(3):
+            self.acks.sent(stanza(stanzaID=str(i)))
+        self.assertEqual(1, len(smElements(self.xs, "r")))
+        self.assertEqual([], self.clock.getDelayedCalls())
+
+    def test_requestAfterDelay(self):
+        """
+        A single unacknowledged stanza gets a request after C{delay}.
+        """
+        self.acks.sent(stanza())
+        self.assertEqual(0, len(smElements(self.xs, "r")))
+        self.clock.advance(0.1)
+        self.assertEqual(1, len(smElements(self.xs, "r")))
+
+    def test_answerDropsAcknowledged(self):
+        """
+        C{<a h='N'/>} drops the N oldest stanzas kept.
+        """
+        for i in range(5):
+            self.acks.sent(stanza(stanzaID=str(i)))
+        receive(self.xs, "<a xmlns='urn:xmpp:sm:3' h='2'/>")
+        self.assertEqual(["2", "3", "4"], [s["id"] for s in self.acks.unacked])
+        receive(self.xs, "<a xmlns='urn:xmpp:sm:3' h='5'/>")
+        self.assertEqual([], list(self.acks.unacked))
+
+    def test_answerTooHigh(self):
+        """
+        Acknowledging more than was sent is a stream error.
+        """
+        self.acks.sent(stanza())
+        receive(self.xs, "<a xmlns='urn:xmpp:sm:3' h='2'/>")
+        self.assertEqual(["undefined-condition"], [e.condition for e in self.xs.streamErrors])
+
+    def test_answerMalformed(self):
+        """
+        A non-numeric count is a C{<bad-format/>} stream error.
+        """
+        receive(self.xs, "<a xmlns='urn:xmpp:sm:3' h='lots'/>")
+        self.assertEqual(["bad-format"], [e.condition for e in self.xs.streamErrors])
+
+    def test_requestAnswered(self):
+        """
+        C{<r/>} is answered with the count of handled stanzas since enabling.
+        """
+        self.handled = 7
+        receive(self.xs, "<r xmlns='urn:xmpp:sm:3'/>")
+        [answer] = smElements(self.xs, "a")
+        self.assertEqual("7", answer["h"])
+
+    def test_unackedReturnedAtEnd(self):
+        """
+        When the stream ends, stanzas never acknowledged are handed back, in
+        order, and timers are cancelled.
+        """
+        for i in range(2):
+            self.acks.sent(stanza(stanzaID=str(i)))
+        receive(self.xs, "<a xmlns='urn:xmpp:sm:3' h='1'/>")
+        close(self.xs)
+        self.assertEqual(["1"], [s["id"] for s in self.returned])
+        self.assertEqual([], self.clock.getDelayedCalls())
+
+
+class AcceptTests(SynchronousTestCase):
+    """
+    The Receiving Server's side.
+    """
+
+    def test_countsFromEnable(self):
+        """
+        The Receiving Server answers C{<enabled/>} and counts only what was
+        handled after C{<enable/>}; nothing is kept before it is enabled.
+        """
+        xs = makeStream("s1")
+        handled = [4]
+        acks = StreamAcks.accept(xs, lambda: handled[0], lambda s: None, Clock())
+        acks.sent(stanza())
+        self.assertEqual(0, len(acks.unacked))
+        receive(xs, "<enable xmlns='urn:xmpp:sm:3'/>")
+        self.assertEqual(1, len(smElements(xs, "enabled")))
+        handled[0] = 6
+        self.assertEqual(2, acks.handled)
+
+    def test_peerOffersAcks(self):
+        """
+        L{peerOffersAcks} looks for the C{<sm/>} feature.
+        """
+        xs = makeStream("s1")
+        self.assertFalse(peerOffersAcks(xs))
+        xs.features = {(NS_SM, "sm"): None}
+        self.assertTrue(peerOffersAcks(xs))
