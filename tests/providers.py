@@ -74,10 +74,10 @@ class ProvidersMixin:
 
     @defer.inlineCallbacks
     def startProvider(self, domains, certificates, checker, hosts=None,
-                      trustRoot=None, interface="127.0.0.1", client=None, **kw):
+                      trustRoot=None, interface="127.0.0.1", client=None, port=0, **kw):
         """
-        Start one provider listening on C{interface}, port chosen by the
-        system.
+        Start one provider listening on C{interface} and C{port} (0: chosen
+        by the system).
 
         @param certificates: C{{serverName: IssuedCertificate}}.
         @return: A L{Deferred} firing with (service, inbox, port number).
@@ -94,7 +94,7 @@ class ProvidersMixin:
         )
         service.startService()
         port = yield service.listen(
-            endpoints.TCP4ServerEndpoint(reactor, 0, interface=interface, backlog=200)
+            endpoints.TCP4ServerEndpoint(reactor, port, interface=interface, backlog=200)
         )
         self.addCleanup(service.stopService)
         return service, inbox, port.getHost().port
