@@ -45,6 +45,17 @@ def _bounceCondition(failure):
     The stanza error for stanzas that could not be sent because of C{failure}.
     """
     if failure.check(AuthorizationRefused):
+        if failure.value.condition == "item-not-found":
+            # The peer does not host the target domain.
+            return error.StanzaError(
+                "remote-server-not-found", type="cancel",
+                text="the remote server does not host the target domain",
+            )
+        if failure.value.condition in ("remote-server-timeout", "internal-server-error"):
+            return error.StanzaError(
+                "remote-server-timeout", type="wait",
+                text="the remote server could not check the delegation",
+            )
         return error.StanzaError(
             "not-authorized", type="auth", text="the remote server refused the domain pair"
         )
