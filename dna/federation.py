@@ -26,12 +26,34 @@ from dna.enforcement import errorResponse
 from dna.error import AuthorizationRefused, ConnectionLost, DNAError
 from dna.tables import Tables
 from dna.acks import StreamAcks, peerOffersAcks
-from dna.namespaces import STANZA_NAMES
+from dna.namespaces import NS_SERVER, STANZA_NAMES
 
 _log = Logger()
 
 #: How many stanzas may wait for one domain pair before new ones bounce.
 DEFAULT_QUEUE_LIMIT = 1000
+
+#: How many streams a stanza may be sent on before it bounces, when each
+#: ends before the peer acknowledged it.
+MAX_ATTEMPTS = 3
+
+
+def toServerNamespace(stanza):
+    """
+    Move a stanza that arrived on a client or component stream into the
+    C{jabber:server} namespace, with every child that shared its default
+    namespace (RFC 6120 section 4.8.3: the default namespace is the
+    stream's, so it changes when a stanza changes streams).
+    """
+    old = stanza.uri
+    pending = [stanza]
+    while pending:
+        element = pending.pop()
+        if element.uri == old:
+            element.uri = NS_SERVER
+            if element.defaultUri == old:
+                element.defaultUri = NS_SERVER
+        pending.extend(element.elements())
 
 
 class NoRoute(DNAError):
@@ -180,6 +202,8 @@ class Federation:
         Send a stanza on a stream, keeping it until the peer acknowledges it
         when acknowledgements are on.
         """
+        if stanza.uri != NS_SERVER:
+            toServerNamespace(stanza)
         if authorization.acks is not None:
             authorization.acks.sent(stanza)
         authorization.xs.send(stanza)
@@ -187,9 +211,23 @@ class Federation:
     def _resend(self, stanzas):
         """
         Send again, over whatever stream now carries their pairs, the stanzas
-        a stream that ended never acknowledged.
+        a stream that ended never acknowledged; a stanza that has already
+        been on L{MAX_ATTEMPTS} streams bounces instead (a peer that drops
+        every connection must not make us loop).
         """
         for stanza in stanzas:
+            # domish.Element.__getattr__ answers child elements: use __dict__.
+            attempts = stanza.__dict__.get("dnaAttempts", 1) + 1
+            if attempts > MAX_ATTEMPTS:
+                _log.info(
+                    "Stanza from {sender!r} to {to!r} lost {attempts} streams: bouncing",
+                    sender=stanza.getAttribute("from"),
+                    to=stanza.getAttribute("to"),
+                    attempts=attempts - 1,
+                )
+                self._bounce([stanza], error.StanzaError("remote-server-timeout", type="wait"))
+                continue
+            stanza.dnaAttempts = attempts
             self.send(stanza)
 
     def _existingStream(self, sender, target):

@@ -170,6 +170,7 @@ class DNAService(service.MultiService):
         self.port = None
         self._listen = listen
         self._streams = set()
+        self._stopping = False
         if router is not None:
             # As wokkel.server.ServerService does: the router's default route
             # is a pipe whose other end feeds send().
@@ -212,6 +213,7 @@ class DNAService(service.MultiService):
         )
 
     def startService(self):
+        self._stopping = False
         if self._listen is not None and self.port is None:
             listener = strports.service(self._listen, self.factory)
             listener.setServiceParent(self)
@@ -235,6 +237,7 @@ class DNAService(service.MultiService):
         Stop listening and close every connection; the L{Deferred} returned
         fires once all are closed (aborted after a few seconds).
         """
+        self._stopping = True
         stopping = [defer.maybeDeferred(service.MultiService.stopService, self)]
         if self.port is not None:
             port, self.port = self.port, None
@@ -291,7 +294,8 @@ class DNAService(service.MultiService):
             )
         else:
             _log.info(
-                "Dropped stanza from {sender!r} to {to!r}: neither is ours to send for",
+                "Dropped stanza from {sender!r} to {to!r}: not from a hosted domain, "
+                "and no local route (errors are never answered)",
                 sender=stanza.getAttribute("from"),
                 to=stanza.getAttribute("to"),
             )
@@ -331,6 +335,9 @@ class DNAService(service.MultiService):
         """
         Section 5: a stream that may carry C{sender} -> C{target}.
         """
+        if self._stopping:
+            # Stanzas still unsent when we stop bounce rather than reconnect.
+            return defer.fail(DNAError("the S2S service is stopping"))
         d = self.connector.delegation(target)
 
         def reuseOrConnect(result):
