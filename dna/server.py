@@ -108,7 +108,7 @@ class DNAListenAuthenticator(xmlstream.ListenAuthenticator):
 
         @raise error.StreamError: When the header is not one we serve.
         """
-        if rootElement.uri != NS_STREAMS or self.xmlstream.namespace != NS_SERVER:
+        if rootElement.uri != NS_STREAMS or rootElement.defaultUri != NS_SERVER:
             raise error.StreamError("invalid-namespace")
         try:
             ourName = normalizeDomain(rootElement.getAttribute("to"))
