@@ -323,6 +323,8 @@ class ZoneAuthority:
             response.set_rcode(dns.rcode.REFUSED)
             return response
         response.flags |= dns.flags.AA
+        # Names inside the records of a relativized zone are relative to it.
+        response.origin = served.origin
         served.answer(response, qname, rdtype, dnssec)
         return response
 

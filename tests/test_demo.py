@@ -1,0 +1,295 @@
+"""
+Tests for L{dna.demo}: the plan and the tables without a reactor, then the
+whole demo over loopback, in-process and as C{python -m dna.demo}.
+"""
+
+import configparser
+import io
+import os
+import re
+import subprocess
+import sys
+
+import dns.dnssec
+import dns.message
+import dns.name
+import dns.rdatatype
+from twisted.internet import defer, reactor
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+import dna
+from dna import demo
+from dna.dnssec import INSECURE, SECURE, Validator, parseAnchors
+from dna.tables import Tables
+from dna.zoneserver import ZoneAuthority
+
+_CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(dna.__file__)))
+
+CONNECTION_HEADER = re.compile(
+    r"\| Connection +\| Server Domain Names +\| Delegated Domain Names +\|")
+BINDING_HEADER = re.compile(r"\| Local +\| Remote +\| Connections +\|")
+
+
+class PlanTests(SynchronousTestCase):
+    """
+    The scenario's domains, addresses and zones.
+    """
+
+    def test_firstPairIsTheDrafts(self):
+        """
+        The first pair is romeo@sender.tld -> juliet@target.tld; pairs are
+        distinct and as many as asked.
+        """
+        for count in (1, 6, 9, 10, demo.MAX_PAIRS):
+            senders, targets = demo.tenants(count)
+            pairs = demo.domainPairs(senders, targets, count)
+            self.assertEqual(count, len(set(pairs)))
+            self.assertEqual(("romeo@sender.tld", "juliet@target.tld"), pairs[0])
+            domains = {jid.split("@")[1] for pair in pairs for jid in pair}
+            self.assertTrue(domains <= {d for _, d in senders + targets})
+
+    def test_pickAddresses(self):
+        """
+        The three addresses are on loopback and can be bound.
+        """
+        addresses = demo.pickAddresses()
+        for host in (addresses.nameServer, addresses.originating, addresses.receiving):
+            self.assertTrue(host.startswith("127."))
+            self.assertTrue(demo._bindable(host))
+        self.assertNotEqual("127.0.0.53", addresses.nameServer)
+
+    def test_zones(self):
+        """
+        The tree validates from the demo TLD's DS: tenant SRV records are
+        secure, C{paris.tld} is insecure, and SRV records carry the ports
+        given.
+        """
+        addresses = demo.Addresses("127.0.0.53", "127.0.0.1", "127.0.0.2")
+        senders, targets = demo.tenants(4)
+        children = demo.childZones(addresses, (5269, 5270), senders, targets)
+        keys = {name: demo.newKey()
+                for name in [demo.TLD] + [c for c, (signed, _) in children.items() if signed]}
+        now = 1_700_000_000
+        authority = ZoneAuthority(demo.buildZones(children, addresses.nameServer, keys, now))
+        dsText = dns.dnssec.make_ds("tld.", keys["tld"][1], "SHA256").to_text()
+        anchors = parseAnchors(f"tld. IN DS {dsText}")
+
+        def query(name, rdtype):
+            request = dns.message.make_query(name, rdtype, want_dnssec=True)
+            request.flags = 0
+            return defer.succeed(authority.respond(request))
+
+        validator = Validator(query, anchors)
+        expected = {"sender.tld": (SECURE, 5269, demo.ORIGINATING),
+                    "target.tld": (SECURE, 5270, demo.RECEIVING),
+                    "capulet.tld": (SECURE, 5270, demo.RECEIVING),
+                    demo.INSECURE_DOMAIN: (INSECURE, 5270, demo.RECEIVING)}
+        for domain, (status, port, target) in expected.items():
+            name = dns.name.from_text(f"_xmpp-server._tcp.{domain}.")
+            validation = self.successResultOf(
+                validator.resolve(name, dns.rdatatype.SRV, now))
+            self.assertEqual(status, validation.status, domain)
+            [srv] = validation.rrset
+            self.assertEqual((port, target + "."), (srv.port, srv.target.to_text()))
+        validation = self.successResultOf(validator.resolve(
+            dns.name.from_text("xmpp1.receiving.tld."), dns.rdatatype.A, now))
+        self.assertEqual((SECURE, "127.0.0.2"), (validation.status, validation.rrset[0].address))
+
+
+class TableTests(SynchronousTestCase):
+    """
+    The tables drawn like the draft's section 4.
+    """
+
+    def test_formatTable(self):
+        """
+        Columns are as wide as their widest line, rules frame the header and
+        the rows, and a list cell takes one line per item.
+        """
+        text = demo.formatTable(["Local", "Remote", "Connections"],
+                                [["montague.example", "capulet.example", "XXX, YYY"],
+                                 ["laurence.example", ["a", "bb"], "AAA"]])
+        self.assertEqual(
+            "+------------------+-----------------+-------------+\n"
+            "| Local            | Remote          | Connections |\n"
+            "+------------------+-----------------+-------------+\n"
+            "| montague.example | capulet.example | XXX, YYY    |\n"
+            "| laurence.example | a               | AAA         |\n"
+            "|                  | bb              |             |\n"
+            "+------------------+-----------------+-------------+", text)
+
+    def test_connectionAndBindingTables(self):
+        """
+        The connection table lists each stream's names; a binding table each
+        pair with its streams in order.
+        """
+        tables = Tables()
+        tables.openConnection("XXX", ["xmpp1.provider.com"])
+        tables.openConnection("YYY", ["xmpp2.provider.com"])
+        tables.connections.addDelegatedNames("XXX", ["capulet.example"])
+        tables.bind("outgoing", "montague.example", "capulet.example", "XXX")
+        tables.bind("outgoing", "montague.example", "capulet.example", "YYY")
+        text = demo.connectionTable(tables)
+        self.assertRegex(text, CONNECTION_HEADER)
+        self.assertIn("| XXX        | xmpp1.provider.com  | capulet.example        |", text)
+        self.assertIn("| montague.example | capulet.example | XXX, YYY    |",
+                      demo.bindingTable(tables.outgoing))
+        self.assertEqual(4, len(demo.bindingTable(tables.incoming).splitlines()))
+
+
+class OptionsTests(SynchronousTestCase):
+    """
+    The command line.
+    """
+
+    def test_defaults(self):
+        """
+        By default six pairs, neither quiet nor verbose.
+        """
+        options = demo.Options()
+        options.parseOptions([])
+        self.assertEqual((demo.DEFAULT_PAIRS, False, False),
+                         (options["pairs"], options["quiet"], options["verbose"]))
+
+    def test_errors(self):
+        """
+        Out-of-range pairs and --quiet with --verbose are usage errors.
+        """
+        for argv in (["--pairs", "0"], ["--pairs", str(demo.MAX_PAIRS + 1)],
+                     ["-q", "-v"], ["--pairs", "many"]):
+            self.assertRaises(usage.UsageError, demo.Options().parseOptions, argv)
+
+    def test_consoleScript(self):
+        """
+        setup.cfg declares the C{dna-demo} console script for L{demo.main}.
+        """
+        parser = configparser.ConfigParser()
+        parser.read(os.path.join(_CHECKOUT, "setup.cfg"))
+        scripts = parser["options.entry_points"]["console_scripts"]
+        self.assertIn("dna-demo = dna.demo:main", [s.strip() for s in scripts.splitlines()])
+
+
+def runDemo(*argv):
+    """
+    Run the demo in this process, on the reactor trial runs.
+
+    @return: A L{Deferred} firing with (status, stdout text, stderr text).
+    """
+    options = demo.Options()
+    options.parseOptions(list(argv))
+    out, err = io.StringIO(), io.StringIO()
+    d = demo.run(reactor, options, out=out, err=err)
+    return d.addCallback(lambda status: (status, out.getvalue(), err.getvalue()))
+
+
+class DemoTests(TestCase):
+    """
+    The whole demo over loopback: DNS, two providers, mutual TLS.
+    """
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_default(self):
+        """
+        The default run exits 0 after showing the secure SRV lookups, the TLS
+        identities, every message delivered, the refusal of the insecure
+        domain, both providers' tables, and one TCP connection for all.
+        """
+        status, out, err = yield runDemo()
+        self.assertEqual((0, ""), (status, err), out)
+        self.assertIn("A: SRV _xmpp-server._tcp.target.tld -> 20 0 ", out)
+        self.assertIn("xmpp1.receiving.tld.  [secure]", out)
+        self.assertIn("tld. DNSKEY signed by tld. key", out)
+        self.assertIn("B: SRV _xmpp-server._tcp.sender.tld -> 20 0 ", out)
+        self.assertIn("A verified B's certificate: CN=xmpp1.receiving.tld", out)
+        self.assertIn("B verified A's client certificate: CN=xmpp1.originating.tld", out)
+        self.assertIn("bidirectional (XEP-0288)", out)
+        self.assertIn("B: delivers <message id='m1' from='romeo@sender.tld' "
+                      "to='juliet@target.tld'>", out)
+        self.assertIn("A: delivers <message id='m1-reply' from='juliet@target.tld' "
+                      "to='romeo@sender.tld'>", out)
+        self.assertEqual(demo.DEFAULT_PAIRS - 1, out.count("delivered; reply delivered"))
+        self.assertIn(f"_xmpp-server._tcp.{demo.INSECURE_DOMAIN} -> ", out)
+        self.assertIn("[insecure]", out)
+        self.assertIn("with <remote-server-not-found/>", out)
+
+        [streamID] = re.findall(r"ONE TCP connection \(\S+ -> \S+, stream ([0-9a-f]+)\)",
+                                out)
+        self.assertIn(f"carried all {demo.DEFAULT_PAIRS} domain pairs both ways: "
+                      f"{2 * demo.DEFAULT_PAIRS} messages delivered", out)
+        self.assertEqual(2, len(CONNECTION_HEADER.findall(out)))
+        self.assertEqual(4, len(BINDING_HEADER.findall(out)))
+        rows = re.findall(r"^   \| ([0-9a-f]{32}) \|", out, re.MULTILINE)
+        self.assertEqual([streamID, streamID], rows)
+        bound = re.findall(r"^   \| (\S+) +\| (\S+) +\| ([0-9a-f]{32}) \|$", out, re.MULTILINE)
+        self.assertEqual(4 * demo.DEFAULT_PAIRS, len(bound))
+        self.assertEqual({streamID}, {row[2] for row in bound})
+        self.assertIn("| A  | _xmpp-server._tcp.paris.tld    | insecure |", out)
+
+    @defer.inlineCallbacks
+    def test_quiet(self):
+        """
+        With --quiet only the outcome is printed.
+        """
+        status, out, err = yield runDemo("--quiet", "--pairs", "3")
+        self.assertEqual((0, ""), (status, err))
+        lines = out.splitlines()
+        self.assertEqual(2, len(lines), out)
+        self.assertTrue(lines[0].startswith("OK: ONE TCP connection"))
+        self.assertIn("all 3 domain pairs both ways: 6 messages delivered", lines[0])
+
+    @defer.inlineCallbacks
+    def test_verbose(self):
+        """
+        With --verbose DNA's log events are printed too.
+        """
+        status, out, err = yield runDemo("--verbose", "--pairs", "1")
+        self.assertEqual((0, ""), (status, err))
+        self.assertIn("[debug dna.dialback] Stream ", out)
+        self.assertNotIn("5 more domain pairs", out)
+
+    @defer.inlineCallbacks
+    def test_failure(self):
+        """
+        When something goes wrong the demo exits 1 and says what: here the
+        target domain is delegated without DNSSEC, so the first message
+        bounces.
+        """
+        childZones = demo.childZones
+
+        def unsignedTarget(*args):
+            zones = childZones(*args)
+            zones["target.tld"] = (False, zones["target.tld"][1])
+            return zones
+
+        self.patch(demo, "childZones", unsignedTarget)
+        status, out, err = yield runDemo("--quiet")
+        self.assertEqual(1, status)
+        self.assertEqual("", out)
+        self.assertIn("dna-demo: FAILED: romeo@sender.tld -> juliet@target.tld bounced", err)
+        self.assertIn("target.tld insecure", err)
+
+
+class ScriptTests(SynchronousTestCase):
+    """
+    C{python -m dna.demo} as a new user runs it.
+    """
+
+    def test_fromAnyDirectory(self):
+        """
+        It runs from an unrelated directory and exits 0; the demo itself
+        takes less than ten seconds.
+        """
+        cwd = self.mktemp()
+        os.makedirs(cwd)
+        env = dict(os.environ, PYTHONPATH=_CHECKOUT)
+        result = subprocess.run([sys.executable, "-m", "dna.demo", "--pairs", "4"],
+                                cwd=cwd, env=env, capture_output=True, text=True,
+                                timeout=60)
+        self.assertEqual((0, ""), (result.returncode, result.stderr), result.stdout)
+        self.assertIn("OK: ONE TCP connection", result.stdout)
+        self.assertEqual(2, len(CONNECTION_HEADER.findall(result.stdout)))
+        [seconds] = re.findall(r"dna-demo finished in ([0-9.]+) s", result.stdout)
+        self.assertLess(float(seconds), 10)
