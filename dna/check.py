@@ -14,7 +14,6 @@ import ipaddress
 import sys
 
 from twisted.internet import defer
-from twisted.internet.task import react
 from twisted.python import usage
 
 from dna.delegation import (
@@ -26,6 +25,7 @@ from dna.delegation import (
     normalizeDomain,
 )
 from dna.dnssec import readAnchors
+from dna.script import runCommand
 
 DEFAULT_RESOLVER = ("127.0.0.1", 53)
 
@@ -223,20 +223,4 @@ def main(argv=None, _reactor=None):
 
     @param argv: The arguments, C{sys.argv[1:]} by default.
     """
-    if argv is None:
-        argv = sys.argv[1:]
-    options = Options()
-    try:
-        options.parseOptions(argv)
-    except usage.UsageError as e:
-        sys.stderr.write(f"{options.synopsis}\ndna-check: {e}\n"
-                         f"Try 'dna-check --help' for more.\n")
-        raise SystemExit(2)
-
-    @defer.inlineCallbacks
-    def checkAndExit(reactor):
-        status = yield run(reactor, options)
-        if status:
-            raise SystemExit(status)
-
-    react(checkAndExit, (), _reactor=_reactor)
+    runCommand("dna-check", Options(), run, argv, _reactor)

@@ -23,7 +23,7 @@ from dna.addressing import InvalidAddress, normalizeDomain
 from dna.error import DNAError
 from dna.features import BidiInitializer
 from dna.namespaces import NS_DIALBACK, NS_DNA, NS_SERVER, NS_STREAMS
-from dna.tls import clientContextFactory, peerServerNames
+from dna.tls import clientContextFactory
 
 _log = Logger()
 
@@ -59,10 +59,13 @@ class ConnectFailed(DNAError):
     No SRV target of a domain could be reached and authenticated.
 
     @ivar attempts: (target, reason) for every target tried, in order.
+    @ivar reasons: The exceptions of those attempts, in the same order (for
+        L{dna.fallback.fallbackReason}).
     """
 
     domain = attr.ib()
     attempts = attr.ib()
+    reasons = attr.ib(default=(), eq=False, repr=False)
 
 
 class DNAInitializer(xmlstream.BaseFeatureInitiatingInitializer):

@@ -45,7 +45,6 @@ from dns.dnssectypes import Algorithm
 from twisted.internet import defer, endpoints
 from twisted.internet.error import CannotListenError
 from twisted.internet.ssl import trustRootFromCertificates
-from twisted.internet.task import react
 from twisted.logger import (
     FilteringLogObserver,
     LogLevel,
@@ -69,6 +68,7 @@ from dna.tables import INCOMING, OUTGOING
 from dna.tls import peerCertificate, serverNamesFromCertificate
 from dna.testing_pki import CertificateAuthority
 from dna.zoneserver import ZoneServer
+from dna.script import runCommand
 
 TLD = "tld"
 ORIGINATING = "xmpp1.originating.tld"
@@ -1091,23 +1091,7 @@ def main(argv=None, _reactor=None):
 
     @param argv: The arguments, C{sys.argv[1:]} by default.
     """
-    if argv is None:
-        argv = sys.argv[1:]
-    options = Options()
-    try:
-        options.parseOptions(argv)
-    except usage.UsageError as e:
-        sys.stderr.write(f"{options.synopsis}\ndna-demo: {e}\n"
-                         f"Try 'dna-demo --help' for more.\n")
-        raise SystemExit(2)
-
-    @defer.inlineCallbacks
-    def demoAndExit(reactor):
-        status = yield run(reactor, options)
-        if status:
-            raise SystemExit(status)
-
-    react(demoAndExit, (), _reactor=_reactor)
+    runCommand("dna-demo", Options(), run, argv, _reactor)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@ Tests for L{dna.features}.
 """
 
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.words.protocols.jabber import xmlstream
 from twisted.words.xish import domish
 
 from dna.features import (

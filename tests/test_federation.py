@@ -3,12 +3,11 @@ Tests for L{dna.federation}: routing by the binding table, stanzas waiting
 for their pair, bounces.
 """
 
-from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.xish import domish
 
-from dna.federation import Federation, NoRoute
+from dna.federation import Federation
 from dna.namespaces import NS_DIALBACK
 from dna.testing import FakeDelegationChecker
 

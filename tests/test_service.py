@@ -9,7 +9,6 @@ import datetime
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
-from dna.namespaces import NS_STANZAS
 from dna.testing import FakeDelegationChecker
 from dna.testing_pki import CertificateAuthority
 

@@ -13,7 +13,6 @@ import sys
 import time
 
 from twisted.internet import defer, reactor, task
-from twisted.internet.ssl import trustRootFromCertificates
 from twisted.python.filepath import FilePath
 from twisted.trial import unittest
 from twisted.words.protocols.jabber import component, xmlstream
