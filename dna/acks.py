@@ -81,7 +81,7 @@ class StreamAcks:
         self._delay = delay
         self.unacked = collections.deque()
         self._acked = 0
-        self._sent = 0
+        self._sinceRequest = 0
         self._timer = None
         self._enabled = False
         xs.addObserver(REQUEST, self._onRequest)
@@ -138,13 +138,16 @@ class StreamAcks:
         if not self._enabled:
             return
         self.unacked.append(stanza)
-        self._sent += 1
-        if len(self.unacked) >= self._every:
+        self._sinceRequest += 1
+        if self._sinceRequest >= self._every:
+            # One request per `every` stanzas, however many are unanswered:
+            # during a burst the answers cannot come back in time.
             self._request()
         elif self._timer is None:
             self._timer = self._clock.callLater(self._delay, self._request)
 
     def _request(self):
+        self._sinceRequest = 0
         if self._timer is not None:
             if self._timer.active():
                 self._timer.cancel()

@@ -9,6 +9,8 @@ spelling of one domain maps to the same table key, and that key is the form
 the delegation checker and certificate names use.
 """
 
+import functools
+
 from twisted.words.protocols.jabber import jid
 
 from dna.error import DNAError
@@ -27,6 +29,7 @@ class InvalidAddress(DNAError):
     address = attr.ib()
 
 
+@functools.lru_cache(maxsize=16384)
 def domainOf(address):
     """
     Return the normalised domain part of a JID string.
@@ -37,6 +40,10 @@ def domainOf(address):
         DNS and certificates use), such as C{'sender.tld'} or
         C{'xn--caf-dma.tld'}.
     @raise InvalidAddress: When C{address} is not a valid JID.
+
+    Results are remembered (Twisted's stringprep costs tens of microseconds
+    per address); failures are not, so hostile input cannot fill the cache
+    with garbage, and the cache is bounded.
     """
     if not isinstance(address, str) or not address:
         raise InvalidAddress(address)
@@ -68,6 +75,7 @@ def _checkedHost(host, address):
     return host
 
 
+@functools.lru_cache(maxsize=4096)
 def normalizeDomain(domain):
     """
     Return a bare domain in the form L{domainOf} produces.

@@ -9,6 +9,8 @@ import ipaddress
 import re
 from collections import OrderedDict
 
+import functools
+
 import attr
 import dns.edns
 import dns.exception
@@ -73,6 +75,15 @@ def normalizeDomain(domain):
     @rtype: C{str}
     @raise ValueError: See L{domainName}.
     """
+    if isinstance(domain, str):
+        return _normalizeText(domain)
+    return domainName(domain).to_text(omit_final_dot=True).lower()
+
+
+@functools.lru_cache(maxsize=16384)
+def _normalizeText(domain):
+    # Pure and asked again for every check of the same names: remembered
+    # (errors are not, so a hostile stream of bad names cannot fill it).
     return domainName(domain).to_text(omit_final_dot=True).lower()
 
 

@@ -47,6 +47,15 @@ class StreamAcksTests(SynchronousTestCase):
         self.assertEqual(1, len(smElements(self.xs, "r")))
         self.assertEqual([], self.clock.getDelayedCalls())
 
+    def test_oneRequestPerEvery(self):
+        """
+        A burst asks once per C{every} stanzas, not once per stanza while
+        answers are outstanding.
+        """
+        for i in range(9):
+            self.acks.sent(stanza(stanzaID=str(i)))
+        self.assertEqual(3, len(smElements(self.xs, "r")))
+
     def test_requestAfterDelay(self):
         """
         A single unacknowledged stanza gets a request after C{delay}.
