@@ -136,7 +136,8 @@ class Federation:
 
     # Streams
 
-    def streamAuthenticated(self, xs, initiating, serverNames=(), bidi=False):
+    def streamAuthenticated(self, xs, initiating, serverNames=(), bidi=False,
+                            factory=StreamAuthorization, **options):
         """
         Take an authenticated stream into the tables and start authorizing
         domain pairs and enforcing bindings on it.
@@ -145,10 +146,12 @@ class Federation:
         @param initiating: C{True} when we opened the connection.
         @param serverNames: Names the peer authenticated (from its certificate).
         @param bidi: Whether XEP-0288 was negotiated.
+        @param factory: The L{StreamAuthorization} class; legacy streams use
+            L{dna.legacyauth.LegacyAuthorization}, called with C{options} too.
         @return: The stream's L{StreamAuthorization}.
         """
         streamID = xs.sid
-        authorization = StreamAuthorization(
+        authorization = factory(
             xs,
             self.tables,
             self.hostedDomains,
@@ -159,6 +162,7 @@ class Federation:
             maxPending=self._maxPending,
             requestTimeout=self._requestTimeout,
             clock=self._clock,
+            **options,
         )
         self.streams[streamID] = authorization
         authorization.delivered = 0

@@ -44,27 +44,39 @@ class DNAListenAuthenticator(xmlstream.ListenAuthenticator):
 
     namespace = NS_SERVER
 
-    def __init__(self, serverNames, contextFactory, onAuthenticated):
+    def __init__(self, serverNames, contextFactory, onAuthenticated, legacy=None):
         """
         @param serverNames: Our server names (normalised); streams addressed
-            elsewhere are refused with C{<host-unknown/>}.
+            elsewhere are refused with C{<host-unknown/>}, unless C{legacy}
+            takes them.
         @param contextFactory: The server TLS context factory
             (L{dna.tls.ServerContextFactory}).
         @param onAuthenticated: Called with (xs, peerServerNames, ourName)
             when the stream is authenticated.
+        @param legacy: A L{dna.legacyserver.LegacyListener} for streams
+            addressed to hosted domains (section 7), or L{None}.
         """
         xmlstream.ListenAuthenticator.__init__(self)
         self._serverNames = serverNames
         self._contextFactory = contextFactory
         self._onAuthenticated = onAuthenticated
         self._tls = False
+        self._legacy = legacy
+        self._legacyStream = None
 
     def streamStarted(self, rootElement):
         """
         Check the stream header, answer it, and offer STARTTLS or, after TLS,
-        the DNA features.
+        the DNA features; hand a stream to a hosted domain to the legacy
+        listener.
         """
         xmlstream.Authenticator.streamStarted(self, rootElement)
+        if (self._legacyStream is None and not self._tls and self._legacy is not None
+                and self._legacy.accepts(rootElement)):
+            self._legacyStream = self._legacy.negotiate(self.xmlstream)
+        if self._legacyStream is not None:
+            self._legacyStream.streamStarted(rootElement)
+            return
         xs = self.xmlstream
         xs.namespace = self.namespace
         xs.prefixes = {NS_STREAMS: "stream", NS_DIALBACK: "db"}
@@ -140,14 +152,18 @@ class S2SServerFactory(xmlstream.XmlStreamServerFactory):
 
     logTraffic = False
 
-    def __init__(self, serverNames, contextFactory, onAuthenticated, onConnected=None):
+    def __init__(self, serverNames, contextFactory, onAuthenticated, onConnected=None,
+                 legacy=None):
         """
         @param onConnected: Called with each new stream, before its header
             arrives (the service uses it for idle time-outs).
+        @param legacy: See L{DNAListenAuthenticator}.
         """
 
         def authenticatorFactory():
-            return DNAListenAuthenticator(serverNames, contextFactory, onAuthenticated)
+            return DNAListenAuthenticator(
+                serverNames, contextFactory, onAuthenticated, legacy=legacy
+            )
 
         xmlstream.XmlStreamServerFactory.__init__(self, authenticatorFactory)
         self._onConnected = onConnected

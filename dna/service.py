@@ -22,7 +22,9 @@ from dna.connector import DEFAULT_CONNECT_TIMEOUT, ConnectFailed, Connector
 from dna.dialback import DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT
 from dna.error import DNAError
 from dna.features import BIDI_REQUEST
+from dna.fallback import FALLBACK_DNA, FallbackPolicy
 from dna.federation import DEFAULT_QUEUE_LIMIT, Federation
+from dna.legacy import Fallback
 from dna.server import S2SServerFactory
 from dna.tls import ServerContextFactory, normalizeServerName, peerServerNames
 
@@ -105,6 +107,10 @@ class DNAService(service.MultiService):
         maxPending=DEFAULT_MAX_PENDING,
         requestTimeout=DEFAULT_REQUEST_TIMEOUT,
         queueLimit=DEFAULT_QUEUE_LIMIT,
+        fallback=FALLBACK_DNA,
+        dialbackSecret=None,
+        domainCertificates=None,
+        domainChains=None,
     ):
         """
         @param hostedDomains: The domains we serve.
@@ -122,6 +128,14 @@ class DNAService(service.MultiService):
             bounce, when there is no C{router}.
         @param listen: A strport description to listen on, or L{None}.
         @param chains: C{{serverName: [Certificate]}} of intermediates.
+        @param fallback: What to do with peers without DNA (section 7), one
+            of L{dna.config.FALLBACKS}; see L{dna.legacy}.
+        @param dialbackSecret: The Server Dialback secret (text or bytes),
+            shared by servers that share the domains; random if L{None}.
+        @param domainCertificates: C{{hosted domain: PrivateCertificate}}
+            for legacy streams, besides the server names' certificates
+            (which may cover hosted domains too); C{domainChains} their
+            intermediates.
         """
         service.MultiService.__init__(self)
         if reactor is None:
@@ -161,11 +175,22 @@ class DNAService(service.MultiService):
         self.contextFactory = ServerContextFactory(
             certificates, trustRoot, localName, chains=chains
         )
+        self.legacy = None
+        policy = FallbackPolicy(fallback)
+        if policy.legacy:
+            self.legacy = Fallback(
+                self.federation, checker, addressResolver, policy, certificates,
+                trustRoot, localName, chains=chains, secret=dialbackSecret,
+                domainCertificates=domainCertificates, domainChains=domainChains,
+                reactor=reactor, connectTimeout=connectTimeout,
+                onConnected=self._streamConnected,
+            )
         self.factory = S2SServerFactory(
             self.serverNames,
             self.contextFactory,
             self._incomingAuthenticated,
             onConnected=self._streamConnected,
+            legacy=self.legacy and self.legacy.listener,
         )
         self.port = None
         self._listen = listen
@@ -210,6 +235,7 @@ class DNAService(service.MultiService):
             maxPending=configuration.maxPending,
             requestTimeout=configuration.requestTimeout,
             queueLimit=configuration.queueLimit,
+            fallback=configuration.fallback,
         )
 
     def startService(self):
@@ -338,6 +364,8 @@ class DNAService(service.MultiService):
         if self._stopping:
             # Stanzas still unsent when we stop bounce rather than reconnect.
             return defer.fail(DNAError("the S2S service is stopping"))
+        if self.legacy is not None and self.legacy.isKnownLegacy(target):
+            return self.legacy.establish(sender, target)
         d = self.connector.delegation(target)
 
         def reuseOrConnect(result):
@@ -347,7 +375,11 @@ class DNAService(service.MultiService):
                 return authorization
             return self._connectInOrder(targets, target, [])
 
-        return d.addCallback(reuseOrConnect)
+        d.addCallback(reuseOrConnect)
+        if self.legacy is not None:
+            # Section 7: peers without DNA get streams between domains.
+            d.addErrback(self.legacy.fallBack, sender, target)
+        return d
 
     def _reuse(self, records, domain):
         """
@@ -362,10 +394,11 @@ class DNAService(service.MultiService):
                     return authorization
         return None
 
-    def _connectInOrder(self, records, domain, attempts):
+    def _connectInOrder(self, records, domain, attempts, reasons=None):
         """
         Steps 4-8: connect to the SRV targets in order until one works.
         """
+        reasons = [] if reasons is None else reasons
         record = records[0]
         d = self.connector.connect(record.target, record.port)
 
@@ -390,6 +423,7 @@ class DNAService(service.MultiService):
 
         def failed(failure):
             attempts.append((record.target, failure.getErrorMessage()))
+            reasons.append(failure.value)
             _log.info(
                 "Could not connect to {target} for {domain}: {reason}",
                 target=record.target,
@@ -397,7 +431,7 @@ class DNAService(service.MultiService):
                 reason=failure.getErrorMessage(),
             )
             if len(records) > 1:
-                return self._connectInOrder(records[1:], domain, attempts)
-            raise ConnectFailed(domain, attempts)
+                return self._connectInOrder(records[1:], domain, attempts, reasons)
+            raise ConnectFailed(domain, attempts, reasons)
 
         return d.addCallbacks(connected, failed)

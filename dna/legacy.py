@@ -1,0 +1,529 @@
+"""
+Streams with servers that do not speak DNA (draft-ietf-xmpp-dna-01
+section 7, Backward Compatibility), for the Originating Server, and the one
+object a L{dna.service.DNAService} holds for all of it.
+
+When a DNA attempt fails in a way that points at a legacy peer
+(L{dna.fallback.fallbackReason}), the pair is sent over a stream from our
+sending domain to the target domain, "using the Remote Domain as stream
+to-attribute": to the domain's SRV targets or the domain itself, with the
+domain in SNI, our certificate for the sending domain when we hold one, and
+STARTTLS first (Prosody requires it before dialback). The stream is
+authenticated by SASL EXTERNAL (XEP-0178) when the peer offers it and our
+certificate covers the sender, else by Server Dialback (XEP-0220) when the
+policy allows it. A peer that offers C{<dna/>} there is refused: two DNA
+servers never fall back.
+
+A legacy stream carries one domain pair, plus the pairs with the same
+target that the peer accepts piggy-backed (draft-ietf-xmpp-dna-10 section
+4.4): those with a key when the stream was authenticated by dialback, those
+our certificate covers when it was authenticated by SASL EXTERNAL (a peer
+that insists on certificates may never answer a dialback request). When a
+piggy-backed request gets no answer, the pair gets a stream of its own.
+"""
+
+from twisted.internet import defer, endpoints, error as ierror
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.words.protocols.jabber import xmlstream
+from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
+
+from dna.connector import DEFAULT_CONNECT_TIMEOUT, DNAConnectAuthenticator, _StreamFactory
+from dna.dialback import RequestTimedOut
+from dna.error import DNAError
+from dna.fallback import DowngradeRefused, fallbackReason, legacyTargets, mayPiggyback
+from dna.features import BidiInitializer, peerOffersDNA
+from dna.legacyauth import LegacyAuthorization
+from dna.legacyserver import LegacyListener
+from dna.legacytls import LegacyServerContexts, certificateFor, legacyClientCreator, peerVerified
+from dna.namespaces import NS_DIALBACK
+from dna.sasl import SASLExternalInitializer
+from dna.serverdialback import (
+    AuthoritativeResponder,
+    DialbackKeys,
+    NoDialback,
+    OriginatingDialbackInitializer,
+    Verifier,
+    offersDialback,
+)
+from dna.tls import normalizeServerName
+
+_log = Logger()
+
+#: Seconds a domain that did not speak DNA is reached by legacy streams
+#: straight away, without trying DNA first.
+DEFAULT_LEGACY_MEMORY = 3600.0
+
+
+class LegacyConnectAuthenticator(DNAConnectAuthenticator):
+    """
+    Originating Server: a stream from our domain to the peer's domain.
+    Notes whether the peer's header declares the dialback namespace, as
+    servers that predate the dialback stream feature do.
+    """
+
+    def streamStarted(self, rootElement):
+        prefixes = getattr(rootElement, "localPrefixes", None) or {}
+        self.xmlstream.peerDeclaresDialback = NS_DIALBACK in prefixes.values()
+        DNAConnectAuthenticator.streamStarted(self, rootElement)
+
+
+class PeerCheckInitializer:
+    """
+    After TLS on a legacy stream: refuse a peer that speaks DNA (no
+    downgrade), and note in C{xs.peerVerified} whether its certificate
+    proves the target domain.
+    """
+
+    def __init__(self, xs, target):
+        self.xmlstream = xs
+        self._target = target
+
+    def initialize(self):
+        xs = self.xmlstream
+        if peerOffersDNA(xs):
+            _log.info(
+                "Not falling back: {target} offers DNA on the legacy stream, so the "
+                "refusal of the DNA stream stands",
+                target=self._target,
+            )
+            raise DowngradeRefused(self._target)
+        xs.peerVerified = peerVerified(xs.transport, self._target)
+        if not xs.peerVerified:
+            _log.info(
+                "The certificate of {target} does not verify: relying on DNS, as "
+                "dialback does (policy dna+pkix+dialback)",
+                target=self._target,
+            )
+        return None
+
+
+class LegacyBidiInitializer(BidiInitializer):
+    """
+    Ask for XEP-0288 only from a peer whose certificate proves its domain:
+    we accept its stanzas on this stream then.
+    """
+
+    def initialize(self):
+        if not getattr(self.xmlstream, "peerVerified", False):
+            self.xmlstream.bidi = False
+            return None
+        return BidiInitializer.initialize(self)
+
+
+class LegacyConnector:
+    """
+    Open legacy streams: authenticated ones for a domain pair, and
+    unauthenticated ones that carry C{<db:verify/>}.
+    """
+
+    def __init__(self, checker, addressResolver, policy, keys, certificates, trustRoot,
+                 chains=None, reactor=None, connectTimeout=DEFAULT_CONNECT_TIMEOUT,
+                 onConnected=None):
+        """
+        @param checker: An L{IDelegationChecker}, for the domains' SRV records.
+        @param addressResolver: (host name, port) -> L{Deferred} of
+            [(address, port)].
+        @param policy: The L{dna.fallback.FallbackPolicy}.
+        @param keys: Our L{DialbackKeys}.
+        @param certificates: C{{name: PrivateCertificate}}: the certificates
+            we may present, the first being the default when none covers
+            the sending domain.
+        @param trustRoot: CAs trusted for peers' certificates.
+        @param chains: C{{name: [Certificate]}} of intermediates.
+        @param onConnected: Called with every new stream.
+        """
+        if reactor is None:
+            from twisted.internet import reactor
+        self._checker = checker
+        self._resolve = addressResolver
+        self._policy = policy
+        self._keys = keys
+        self._certificates = dict(certificates)
+        self._chains = dict(chains or {})
+        self._defaultName = next(iter(self._certificates))
+        self._trustRoot = trustRoot
+        self._reactor = reactor
+        self._connectTimeout = connectTimeout
+        self._onConnected = onConnected
+
+    def certificateCovers(self, domain):
+        """
+        Whether we hold a certificate valid for C{domain}.
+        """
+        return certificateFor(domain, self._certificates) is not None
+
+    def _credentials(self, domain):
+        name = certificateFor(domain, self._certificates)
+        covers = name is not None
+        if name is None:
+            name = self._defaultName
+        return self._certificates[name], self._chains.get(name, ()), covers
+
+    def addresses(self, domain):
+        """
+        Where to connect for C{domain}: its SRV targets in order, or the
+        domain on port 5269 (L{legacyTargets}), resolved.
+
+        @return: A L{Deferred} firing with a non-empty list of
+            (address, port), or failing with L{dna.fallback.NoLegacyRoute}
+            or L{dna.addresses.NoAddress}.
+        """
+        d = self._checker.check(domain)
+        d.addCallback(legacyTargets)
+
+        def resolveAll(targets):
+            lookups = [self._resolve(name, port) for name, port in targets]
+            return defer.DeferredList(lookups, consumeErrors=True).addCallback(collect)
+
+        def collect(results):
+            addresses = [a for ok, found in results if ok for a in found]
+            if not addresses:
+                return results[0][1]
+            return addresses
+
+        return d.addCallback(resolveAll)
+
+    def connect(self, sender, target):
+        """
+        A stream from C{sender} to C{target}, authenticated for that pair.
+
+        @return: A L{Deferred} firing with the L{XmlStream}, whose
+            C{legacyMechanism}, C{bidi} and C{peerVerified} tell how it went.
+        """
+        certificate, chain, covers = self._credentials(sender)
+        verify = not self._policy.dialback
+        policy = self._policy
+        if not covers and not policy.dialback:
+            return defer.fail(
+                NoDialback(
+                    target,
+                    "no certificate of ours covers {}, and the policy ({}) does not "
+                    "allow dialback".format(sender, policy.level),
+                )
+            )
+
+        def initializers():
+            return [
+                lambda xs: xmlstream.TLSInitiatingInitializer(
+                    xs, required=True,
+                    configurationForTLS=legacyClientCreator(
+                        target, self._trustRoot, certificate, chain, verify=verify
+                    ),
+                ),
+                lambda xs: PeerCheckInitializer(xs, target),
+                LegacyBidiInitializer,
+                lambda xs: SASLExternalInitializer(
+                    xs, sender, usable=policy.pkix and covers, fallback=policy.dialback
+                ),
+                lambda xs: OriginatingDialbackInitializer(
+                    xs, sender, target, self._keys, allowed=policy.dialback
+                ),
+            ]
+
+        return self._connect(sender, target, initializers)
+
+    def connectForVerification(self, local, remote):
+        """
+        A stream from C{local} to C{remote} for C{<db:verify/>}: encrypted,
+        not authenticated (XEP-0220 section 2.1.2).
+        """
+        certificate, chain, covers = self._credentials(local)
+
+        def initializers():
+            return [
+                lambda xs: xmlstream.TLSInitiatingInitializer(
+                    xs, required=True,
+                    configurationForTLS=legacyClientCreator(
+                        remote, self._trustRoot, certificate, chain, verify=False
+                    ),
+                ),
+            ]
+
+        return self._connect(local, remote, initializers)
+
+    def _connect(self, local, remote, initializers):
+        d = self.addresses(remote)
+
+        def tryAll(addresses):
+            addresses = list(addresses)
+            host, port = addresses.pop(0)
+            attempt = self._connectOne(host, port, local, remote, initializers())
+            if addresses:
+                attempt.addErrback(lambda failure: tryAll(addresses))
+            return attempt
+
+        return d.addCallback(tryAll)
+
+    def _connectOne(self, host, port, local, remote, initializers):
+        authenticator = LegacyConnectAuthenticator(local, remote)
+        negotiated = defer.Deferred()
+        factory = _StreamFactory(authenticator, initializers, negotiated, self._onConnected)
+        # Fired by the stream or by the timer, whichever comes first.
+        authenticated = defer.Deferred()
+
+        def settle(outcome):
+            if not authenticated.called:
+                if isinstance(outcome, Failure):
+                    authenticated.errback(outcome)
+                else:
+                    authenticated.callback(outcome)
+
+        negotiated.addBoth(settle)
+        if ":" in host:
+            endpoint = endpoints.TCP6ClientEndpoint(self._reactor, host, port, self._connectTimeout)
+        else:
+            endpoint = endpoints.TCP4ClientEndpoint(self._reactor, host, port, self._connectTimeout)
+        connecting = endpoint.connect(factory)
+        connecting.addErrback(
+            lambda failure: None if authenticated.called else authenticated.errback(failure)
+        )
+
+        def timedOut():
+            connecting.cancel()
+            factory.abort()
+            if not authenticated.called:
+                authenticated.errback(ierror.TimeoutError("no authenticated legacy stream in time"))
+
+        timer = self._reactor.callLater(self._connectTimeout, timedOut)
+
+        def cancelTimer(result):
+            if timer.active():
+                timer.cancel()
+            return result
+
+        return authenticated.addBoth(cancelTimer)
+
+
+class Fallback:
+    """
+    Everything a DNA service needs for peers that do not speak DNA: the
+    legacy streams it opens, accepts and verifies keys over, and the memory
+    of which domains are legacy.
+
+    @ivar policy: The L{dna.fallback.FallbackPolicy}.
+    @ivar keys: Our L{DialbackKeys}.
+    @ivar connector: The L{LegacyConnector}.
+    @ivar verifier: The L{Verifier}, or L{None} without dialback.
+    @ivar listener: The L{LegacyListener} for the S2S listener.
+    """
+
+    def __init__(self, federation, checker, addressResolver, policy, certificates,
+                 trustRoot, defaultName, chains=None, secret=None,
+                 domainCertificates=None, domainChains=None, reactor=None,
+                 connectTimeout=DEFAULT_CONNECT_TIMEOUT, onConnected=None,
+                 memory=DEFAULT_LEGACY_MEMORY):
+        """
+        @param federation: The service's L{dna.federation.Federation}.
+        @param certificates: C{{server name: PrivateCertificate}}.
+        @param defaultName: The server name presented by default.
+        @param secret: The dialback secret (text or bytes); random if
+            L{None}.
+        @param domainCertificates: C{{hosted domain: PrivateCertificate}}:
+            certificates for hosted domains besides those the server names'
+            certificates cover.
+        @param memory: Seconds a legacy domain is remembered as such.
+        """
+        if reactor is None:
+            from twisted.internet import reactor
+        self.policy = policy
+        self._federation = federation
+        self._clock = reactor
+        self._memory = memory
+        self.keys = DialbackKeys(secret)
+        self.responder = AuthoritativeResponder(self.keys, federation.hostedDomains)
+        chains = dict(chains or {})
+        domainChains = {normalizeServerName(k): v for k, v in (domainChains or {}).items()}
+        domainCertificates = {
+            normalizeServerName(k): v for k, v in (domainCertificates or {}).items()
+        }
+        ordered = dict(domainCertificates)
+        ordered.update(certificates)
+        allChains = dict(domainChains)
+        allChains.update(chains)
+        # Every hosted domain that is not a server name gets the certificate
+        # that covers it, or the default one.
+        serving, servingChains = {}, {}
+        for domain in federation.hostedDomains:
+            name = normalizeServerName(domain)
+            if name in certificates:
+                continue
+            key = certificateFor(name, ordered) or defaultName
+            serving[name] = ordered[key]
+            servingChains[name] = allChains.get(key, ())
+        contexts = LegacyServerContexts(serving, trustRoot, chains=servingChains)
+        byPreference = {defaultName: certificates[defaultName]}
+        byPreference.update(ordered)
+        self.connector = LegacyConnector(
+            checker, addressResolver, policy, self.keys, byPreference, trustRoot,
+            chains=allChains, reactor=reactor, connectTimeout=connectTimeout,
+            onConnected=onConnected,
+        )
+        self.verifier = (
+            Verifier(self.connector.connectForVerification, clock=reactor)
+            if policy.dialback else None
+        )
+        self.listener = LegacyListener(
+            federation.hostedDomains, frozenset(certificates), policy, self.responder,
+            contexts, self._incomingAuthenticated,
+        )
+        # domain -> time until which it is known not to speak DNA
+        self._legacyUntil = {}
+        # target domain -> [LegacyAuthorization] of the streams we opened
+        self._outgoing = {}
+        # target domain -> [Deferred] waiting for a stream being opened
+        self._connecting = {}
+
+    # Which way
+
+    def isKnownLegacy(self, domain):
+        """
+        Whether C{domain} recently needed a legacy stream: new pairs to it
+        skip the DNA attempt.
+        """
+        known = self._legacyUntil.get(domain)
+        if known is None:
+            return False
+        if known[0] < self._clock.seconds():
+            del self._legacyUntil[domain]
+            return False
+        return True
+
+    def fallBack(self, failure, sender, target):
+        """
+        The errback of a DNA attempt: when the failure points at a peer
+        without DNA, establish a legacy stream for the pair instead.
+
+        @return: A L{Deferred} firing with a L{LegacyAuthorization} on which
+            the pair is bound, or C{failure} when there is no reason to fall
+            back.
+        """
+        why = fallbackReason(failure)
+        if why is None:
+            return failure
+        _log.info(
+            "Falling back to a legacy stream for {sender} -> {target} ({policy}): {why}",
+            sender=sender,
+            target=target,
+            policy=self.policy.level,
+            why=why,
+        )
+        return self.establish(sender, target, why)
+
+    # Originating Server
+
+    def establish(self, sender, target, why=None):
+        """
+        A legacy stream that carries C{sender} -> C{target}: one already
+        bound to it, one that accepts it piggy-backed, or a new one.
+
+        @param why: Why a legacy stream, for the log; by default, because
+            C{target} recently did not speak DNA (L{isKnownLegacy}).
+        @return: A L{Deferred} firing with the L{LegacyAuthorization} once
+            the pair is bound on it.
+        """
+        if why is None:
+            known = self._legacyUntil.get(target)
+            why = "known not to speak DNA ({})".format(known[1] if known else "no record")
+        streams = [a for a in self._outgoing.get(target, ()) if a.canSend]
+        for authorization in streams:
+            if self._federation.tables.outgoing.accepts(authorization.streamID, sender, target):
+                return defer.succeed(authorization)
+        covers = self.connector.certificateCovers(sender)
+        for authorization in streams:
+            if authorization.offersDialback and mayPiggyback(covers, authorization.mechanism):
+                return self._piggyback(authorization, sender, target)
+        return self._connectNew(sender, target, why)
+
+    def _piggyback(self, authorization, sender, target):
+        d = authorization.request(sender, target)
+
+        def unanswered(failure):
+            failure.trap(RequestTimedOut)
+            _log.info(
+                "Legacy stream {streamID}: no answer for piggy-backed {sender} -> "
+                "{target}: opening a stream for it",
+                streamID=authorization.streamID,
+                sender=sender,
+                target=target,
+            )
+            authorization.offersDialback = False
+            return self._connectNew(sender, target, "no answer to a piggy-backed request")
+
+        return d.addCallbacks(lambda ignored: authorization, unanswered)
+
+    def _connectNew(self, sender, target, why):
+        waiting = self._connecting.get(target)
+        if waiting is not None:
+            # One stream at a time per target: the next pairs may ride on it.
+            waiter = defer.Deferred()
+            waiting.append(waiter)
+            return waiter.addCallback(lambda ignored: self.establish(sender, target, why))
+        _log.info(
+            "Opening a legacy stream {sender} -> {target}: {why}",
+            sender=sender,
+            target=target,
+            why=why,
+        )
+        waiting = self._connecting[target] = []
+        d = self.connector.connect(sender, target)
+        d.addCallback(self._outgoingAuthenticated, sender, target, why)
+
+        def done(outcome):
+            del self._connecting[target]
+            for waiter in waiting:
+                if isinstance(outcome, LegacyAuthorization):
+                    waiter.callback(None)
+                else:
+                    waiter.errback(outcome)
+            return outcome
+
+        return d.addBoth(done)
+
+    def _outgoingAuthenticated(self, xs, sender, target, why):
+        federation = self._federation
+        if xs.sid in federation.streams or xs.sid in federation.tables.connections:
+            xs.transport.abortConnection()
+            raise DNAError("stream id {!r} already in use".format(xs.sid))
+        transport = xs.transport
+        authorization = federation.streamAuthenticated(
+            xs, initiating=True, serverNames=(), bidi=getattr(xs, "bidi", False),
+            factory=LegacyAuthorization, keys=self.keys, verifier=self.verifier,
+            policy=self.policy, peerProves=lambda domain: peerVerified(transport, domain),
+            domain=target, mechanism=xs.legacyMechanism, offersDialback=offersDialback(xs),
+        )
+        self.responder.install(xs)
+        authorization.authenticated(sender, target, xs.legacyMechanism)
+        if not self.isKnownLegacy(target):
+            self._legacyUntil[target] = (self._clock.seconds() + self._memory, why)
+        streams = self._outgoing.setdefault(target, [])
+        streams.append(authorization)
+
+        def gone(reason):
+            streams.remove(authorization)
+            if not streams:
+                self._outgoing.pop(target, None)
+
+        xs.addOnetimeObserver(STREAM_END_EVENT, gone)
+        return authorization
+
+    # Receiving Server
+
+    def _incomingAuthenticated(self, xs, local, remote, mechanism):
+        """
+        The L{LegacyListener}'s callback: a stream from C{remote} to
+        C{local} needs its L{LegacyAuthorization}; C{mechanism} is
+        C{"EXTERNAL"} when SASL authenticated the pair, L{None} when the
+        first C{<db:result/>} is still to be checked.
+        """
+        federation = self._federation
+        transport = xs.transport
+        authorization = federation.streamAuthenticated(
+            xs, initiating=False, serverNames=(), bidi=getattr(xs, "bidi", False),
+            factory=LegacyAuthorization, keys=self.keys, verifier=self.verifier,
+            policy=self.policy, peerProves=lambda domain: peerVerified(transport, domain),
+            domain=remote, mechanism=mechanism,
+        )
+        if mechanism is not None:
+            authorization.authenticated(local, remote, mechanism)
+        return authorization

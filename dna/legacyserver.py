@@ -1,0 +1,241 @@
+"""
+The Receiving Server's side of legacy streams: streams addressed to one of
+our hosted domains instead of a server name, from peers that do not speak
+DNA (draft-ietf-xmpp-dna-01 section 7; RFC 6120, XEP-0178, XEP-0220).
+
+STARTTLS comes first and is required. Then the peer authenticates its
+domain, the stream's 'from': with SASL EXTERNAL when its certificate is
+valid for it (and the policy allows PKIX), or with Server Dialback, whose
+keys are checked with the Authoritative Server of its domain, or by its
+certificate (XEP-0344). The features also carry C{<dna/>}, so that a DNA
+server that fell back to a legacy stream by mistake, or because an attacker
+refused its first stream, learns it should not have.
+
+The stream joins the service's tables only once a pair is authenticated
+(after SASL EXTERNAL, which restarts the stream and so gives it its final
+id) or about to be (its first C{<db:result/>}); from then on the
+L{dna.legacyauth.LegacyAuthorization} enforces that stanzas travel only for
+the pairs authenticated on it.
+"""
+
+from twisted.logger import Logger
+from twisted.words.protocols.jabber import error, jid
+from twisted.words.xish import domish
+
+from dna.addressing import InvalidAddress, normalizeDomain
+from dna.dialback import DB_RESULT
+from dna.features import bidiFeature, dnaFeature, watchBidiRequest
+from dna.legacytls import peerVerified
+from dna.namespaces import NS_DIALBACK, NS_SERVER, NS_STREAMS, NS_TLS, STANZA_NAMES
+from dna.sasl import SASL_AUTH, checkExternalAuth, mechanismsFeature, saslElement
+from dna.server import newStreamID
+from dna.serverdialback import dialbackFeature
+
+_log = Logger()
+
+
+class LegacyListener:
+    """
+    Decide which incoming streams are legacy, and negotiate them.
+    """
+
+    def __init__(self, hostedDomains, serverNames, policy, responder, contexts, onAuthenticated):
+        """
+        @param hostedDomains: Our normalised domains.
+        @param serverNames: Our server names: streams to them are DNA's.
+        @param policy: The L{dna.fallback.FallbackPolicy}.
+        @param responder: The L{dna.serverdialback.AuthoritativeResponder}
+            for C{<db:verify/>} on these streams.
+        @param contexts: The L{dna.legacytls.LegacyServerContexts}.
+        @param onAuthenticated: Called with (xs, local domain, remote
+            domain, mechanism) when the stream joins the tables; returns its
+            L{dna.legacyauth.LegacyAuthorization}.
+        """
+        self.hostedDomains = hostedDomains
+        self._serverNames = serverNames
+        self.policy = policy
+        self.responder = responder
+        self.contexts = contexts
+        self.onAuthenticated = onAuthenticated
+
+    def accepts(self, rootElement):
+        """
+        Whether a stream header addresses one of our domains that is not a
+        server name.
+        """
+        try:
+            to = normalizeDomain(rootElement.getAttribute("to"))
+        except InvalidAddress:
+            return False
+        return to in self.hostedDomains and to not in self._serverNames
+
+    def negotiate(self, xs):
+        """
+        Take over the negotiation of C{xs}.
+
+        @rtype: L{LegacyNegotiation}
+        """
+        return LegacyNegotiation(self, xs)
+
+
+class LegacyNegotiation:
+    """
+    The negotiation of one incoming legacy stream.
+
+    @ivar authorization: The stream's L{dna.legacyauth.LegacyAuthorization}
+        once it joined the tables.
+    """
+
+    def __init__(self, listener, xs):
+        self._listener = listener
+        self.xs = xs
+        self._tls = False
+        self._externalDone = False
+        self._offered = False
+        self._header = None
+        self.authorization = None
+
+    def streamStarted(self, rootElement):
+        """
+        A stream header: answer it with our features.
+        """
+        xs = self.xs
+        xs.namespace = NS_SERVER
+        xs.prefixes = {NS_STREAMS: "stream", NS_DIALBACK: "db"}
+        xs.sid = newStreamID()
+        try:
+            local, remote = self._checkHeader(rootElement)
+        except error.StreamError as e:
+            xs.sendStreamError(e)
+            return
+        xs.thisEntity = jid.JID(local)
+        xs.otherEntity = jid.JID(remote)
+        xs.sendHeader()
+        features = domish.Element((NS_STREAMS, "features"))
+        if not self._tls:
+            features.addElement((NS_TLS, "starttls")).addElement("required")
+            xs.addOnetimeObserver("/starttls[@xmlns='%s']" % (NS_TLS,), self._onStartTLS)
+            xs.send(features)
+            return
+        if self._externalDone:
+            xs.send(features)
+            self._join("EXTERNAL")
+            return
+        policy = self._listener.policy
+        certified = policy.pkix and peerVerified(xs.transport, remote)
+        if not certified and not policy.dialback:
+            _log.info(
+                "Refused legacy stream from {remote}: its certificate is not valid "
+                "for it, and the policy ({policy}) does not accept dialback",
+                remote=remote,
+                policy=policy.level,
+            )
+            xs.sendStreamError(
+                error.StreamError("not-authorized", text="certificate not valid for 'from'")
+            )
+            return
+        features.addChild(dnaFeature())
+        features.addChild(bidiFeature())
+        if certified:
+            features.addChild(mechanismsFeature())
+        features.addChild(dialbackFeature())
+        if not self._offered:
+            # Once, even if the peer restarts the stream for no reason.
+            self._offered = True
+            watchBidiRequest(xs)
+            if certified:
+                xs.addObserver(SASL_AUTH, self._onAuth)
+            self._listener.responder.install(xs)
+            xs.addObserver(DB_RESULT, self._onFirstResult)
+            xs.addObserver("/*", self._beforeAuthentication, 1)
+        xs.send(features)
+
+    def _checkHeader(self, rootElement):
+        """
+        The (local, remote) domains of a header; a restarted stream must keep
+        those of the first.
+
+        @raise error.StreamError: When the header is not one we serve.
+        """
+        if rootElement.uri != NS_STREAMS or rootElement.defaultUri != NS_SERVER:
+            raise error.StreamError("invalid-namespace")
+        try:
+            local = normalizeDomain(rootElement.getAttribute("to"))
+        except InvalidAddress:
+            raise error.StreamError("host-unknown")
+        if local not in self._listener.hostedDomains:
+            raise error.StreamError("host-unknown")
+        try:
+            remote = normalizeDomain(rootElement.getAttribute("from"))
+        except InvalidAddress:
+            raise error.StreamError("invalid-from", text="a domain is required in 'from'")
+        if remote in self._listener.hostedDomains:
+            raise error.StreamError("invalid-from", text="that domain is ours")
+        if self._header is None:
+            self._header = (local, remote)
+        elif self._header != (local, remote):
+            raise error.StreamError(
+                "improper-addressing", text="a restarted stream keeps its 'to' and 'from'"
+            )
+        return local, remote
+
+    def _onStartTLS(self, element):
+        element.handled = True
+        xs = self.xs
+        xs.send(domish.Element((NS_TLS, "proceed")))
+        xs.transport.startTLS(self._listener.contexts.forDomain(self._header[0]))
+        self._tls = True
+        xs.reset()
+
+    def _beforeAuthentication(self, element):
+        if element.name in STANZA_NAMES and self.authorization is None:
+            element.handled = True
+            _log.info(
+                "Legacy stream {streamID}: {name} before authentication: closing",
+                streamID=self.xs.sid,
+                name=element.name,
+            )
+            self.xs.sendStreamError(error.StreamError("not-authorized"))
+
+    def _onAuth(self, element):
+        """
+        SASL EXTERNAL (XEP-0178 section 3 step 7), offered only because the
+        certificate is valid for the stream's 'from'.
+        """
+        element.handled = True
+        xs = self.xs
+        local, remote = self._header
+        condition = "not-authorized" if self.authorization is not None else None
+        condition = condition or checkExternalAuth(element, remote)
+        if condition is not None:
+            _log.info(
+                "Legacy stream {streamID}: SASL EXTERNAL from {remote} refused: {condition}",
+                streamID=xs.sid,
+                remote=remote,
+                condition=condition,
+            )
+            xs.send(saslElement("failure", condition))
+            return
+        xs.removeObserver(SASL_AUTH, self._onAuth)
+        xs.removeObserver(DB_RESULT, self._onFirstResult)
+        xs.removeObserver("/*", self._beforeAuthentication)
+        xs.send(saslElement("success"))
+        self._externalDone = True
+        xs.reset()
+
+    def _onFirstResult(self, element):
+        """
+        The first C{<db:result/>}: the stream joins the tables, and its
+        authorization checks the request.
+        """
+        xs = self.xs
+        xs.removeObserver(DB_RESULT, self._onFirstResult)
+        xs.removeObserver(SASL_AUTH, self._onAuth)
+        self._join(None)
+        self.authorization.received(element)
+
+    def _join(self, mechanism):
+        xs = self.xs
+        xs.removeObserver("/*", self._beforeAuthentication)
+        local, remote = self._header
+        self.authorization = self._listener.onAuthenticated(xs, local, remote, mechanism)
