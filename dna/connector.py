@@ -160,11 +160,19 @@ class _StreamFactory(xishstream.BootstrapMixin, protocol.ClientFactory):
             d.callback(xs)
 
     def _failed(self, reason):
+        if not isinstance(reason, Failure):
+            reason = Failure(ierror.ConnectionLost("stream ended: {!r}".format(reason)))
+        self.fail(reason)
+
+    def fail(self, reason):
+        """
+        Give up: drop the connection and fail the L{Deferred} with
+        C{reason}, unless it has fired already (every way of failing goes
+        through here, so it fires once).
+        """
         d, self._deferred = self._deferred, None
         if d is None:
             return
-        if not isinstance(reason, Failure):
-            reason = Failure(ierror.ConnectionLost("stream ended: {!r}".format(reason)))
         self.abort()
         d.errback(reason)
 
@@ -299,8 +307,8 @@ class Connector:
         else:
             endpoint = endpoints.TCP4ClientEndpoint(self._reactor, host, port, self._connectTimeout)
         connecting = endpoint.connect(factory)
-        connecting.addErrback(lambda f: authenticated.errback(f) if not authenticated.called else None)
-        timer = self._reactor.callLater(self._connectTimeout, self._timedOut, authenticated, connecting, factory)
+        connecting.addErrback(factory.fail)
+        timer = self._reactor.callLater(self._connectTimeout, self._timedOut, connecting, factory)
 
         def cancelTimer(result):
             if timer.active():
@@ -311,11 +319,9 @@ class Connector:
         authenticated.addErrback(self._explain, serverName, factory)
         return authenticated
 
-    def _timedOut(self, authenticated, connecting, factory):
+    def _timedOut(self, connecting, factory):
+        factory.fail(Failure(ierror.TimeoutError("no authenticated stream in time")))
         connecting.cancel()
-        factory.abort()
-        if not authenticated.called:
-            authenticated.errback(ierror.TimeoutError("no authenticated stream in time"))
 
     def _explain(self, failure, serverName, factory):
         if failure.check(xmlstream.FeatureNotAdvertized):

@@ -1,0 +1,116 @@
+"""
+Tests for L{dna.connector}: the Originating Server's decisions and
+connection attempts, with an in-memory reactor.
+"""
+
+from twisted.internet import defer, error as ierror
+from twisted.internet.ssl import trustRootFromCertificates
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase
+
+from dna.addresses import AddressResolver
+from dna.connector import Connector, NotDelegated
+from dna.testing import FakeDelegationChecker
+from dna.testing_pki import CertificateAuthority
+
+CA = CertificateAuthority("Connector Test CA")
+CERTIFICATE = CA.issue("xmpp1.originating.tld", dnsNames=["xmpp1.originating.tld"])
+
+
+class ConnectorTests(SynchronousTestCase):
+    """
+    Tests for L{Connector}.
+    """
+
+    def setUp(self):
+        self.reactor = MemoryReactorClock()
+        self.checker = FakeDelegationChecker({"target.tld": {"xmpp1.receiving.tld"}})
+        self.connector = Connector(
+            self.checker,
+            AddressResolver(hosts={"xmpp1.receiving.tld": ("127.0.0.2", None)}),
+            "xmpp1.originating.tld",
+            CERTIFICATE.toPrivateCertificate(),
+            trustRootFromCertificates([CA.toCertificate()]),
+            reactor=self.reactor,
+            connectTimeout=10,
+        )
+
+    def test_secureDelegation(self):
+        """
+        A secure delegation gives its SRV records.
+        """
+        result = self.successResultOf(self.connector.delegation("target.tld"))
+        self.assertEqual(["xmpp1.receiving.tld"], [r.target for r in result.records])
+
+    def test_insecureRefused(self):
+        """
+        An insecure delegation is refused under require-secure, with its
+        status.
+        """
+        self.checker.insecure.add("target.tld")
+        failure = self.failureResultOf(self.connector.delegation("target.tld"), NotDelegated)
+        self.assertEqual("insecure", failure.value.status)
+
+    def test_insecureAllowed(self):
+        """
+        The checker's policy may allow it.
+        """
+        self.checker.insecure.add("target.tld")
+        self.checker.allowInsecure = True
+        self.successResultOf(self.connector.delegation("target.tld"))
+
+    def test_noRecords(self):
+        """
+        A domain without SRV records is not a delegation.
+        """
+        self.failureResultOf(self.connector.delegation("nothing.tld"), NotDelegated)
+
+    def test_bogusRefused(self):
+        """
+        Bogus DNS data never passes.
+        """
+        self.checker.bogus.add("target.tld")
+        self.failureResultOf(self.connector.delegation("target.tld"), NotDelegated)
+
+    def test_connectsToResolvedAddress(self):
+        """
+        The SRV target's address and the SRV port are used.
+        """
+        self.connector.connect("xmpp1.receiving.tld", 5270)
+        [(host, port, factory, timeout, bindAddress)] = self.reactor.tcpClients
+        self.assertEqual(("127.0.0.2", 5270), (host, port))
+
+    def test_concurrentAttemptsShared(self):
+        """
+        Concurrent connections to one server name share one attempt.
+        """
+        d1 = self.connector.connect("xmpp1.receiving.tld", 5269)
+        d2 = self.connector.connect("xmpp1.receiving.tld", 5269)
+        self.assertEqual(1, len(self.reactor.tcpClients))
+        self.reactor.advance(10)
+        self.failureResultOf(d1, ierror.TimeoutError)
+        self.failureResultOf(d2, ierror.TimeoutError)
+
+    def test_timeout(self):
+        """
+        An attempt that does not reach an authenticated stream in time fails
+        with L{ierror.TimeoutError}, once, and leaves no timer behind; a
+        later end of the stream changes nothing.
+        """
+        d = self.connector.connect("xmpp1.receiving.tld", 5269)
+        [(host, port, factory, timeout, bindAddress)] = self.reactor.tcpClients
+        protocol = factory.buildProtocol(None)._wrappedProtocol
+        self.reactor.advance(10)
+        self.failureResultOf(d, ierror.TimeoutError)
+        self.assertEqual([], self.reactor.getDelayedCalls())
+        from twisted.python.failure import Failure
+
+        protocol.dispatch(Failure(ierror.ConnectionLost()), "//event/stream/end")
+
+    def test_noAddress(self):
+        """
+        A server name without an address fails the attempt.
+        """
+        d = self.connector.connect("unknown.tld", 5269)
+        self.failureResultOf(d)
+        self.assertEqual([], self.reactor.tcpClients)
