@@ -398,7 +398,8 @@ def _where(location):
 
 
 _SERVER_KEYS = ("listen", "domains", "ca", "idle-timeout", "connect-timeout",
-                "max-pending", "request-timeout", "queue-limit", "names")
+                "max-pending", "request-timeout", "queue-limit", "names",
+                "domain-certificates", "dialback-secret")
 _NAME_KEYS = ("name", "certificate", "key")
 _DNS_KEYS = ("mode", "resolvers", "trust-anchors", "trusted-path", "timeout")
 _POLICY_KEYS = ("delegation", "allow-insecure", "srv-fallback", "fallback")
@@ -531,9 +532,10 @@ class ServerName:
     notAfter = attr.ib(default=None)
 
 
-def _serverName(where, entry, base, now, previous):
+def _serverName(where, entry, base, now, previous, section="[[server.names]]"):
     """
-    Read one C{[[server.names]]} entry and its files.
+    Read one C{[[server.names]]} (or C{[[server.domain-certificates]]})
+    entry and its files.
 
     @param previous: The names of the entries before, in order.
     @rtype: L{ServerName}
@@ -541,7 +543,7 @@ def _serverName(where, entry, base, now, previous):
     table = _Table(where, entry, _NAME_KEYS)
     name = table.value("name", parseServerName)
     if name in previous:
-        raise _Invalid(f"{where} name: {name} is already [[server.names]] "
+        raise _Invalid(f"{where} name: {name} is already {section} "
                        f"#{previous.index(name) + 1}")
     certificatePath, certificateData = table.value("certificate", _path(base))
     if "key" in table:
@@ -595,24 +597,25 @@ def _serverName(where, entry, base, now, previous):
     )
 
 
-def _serverNames(value, base, now):
+def _serverNames(value, base, now, key="names", required=True):
+    section = f"[[server.{key}]]"
     if isinstance(value, dict):
         raise _Invalid(
-            "[server] names: expected an array of tables, written "
-            "[[server.names]], got a table")
+            f"[server] {key}: expected an array of tables, written "
+            f"{section}, got a table")
     if not isinstance(value, list) or not all(
             isinstance(entry, dict) for entry in value):
         raise _Invalid(
-            f"[server] names: expected an array of tables, written "
-            f"[[server.names]], got {_describe(value)}")
-    if not value:
+            f"[server] {key}: expected an array of tables, written "
+            f"{section}, got {_describe(value)}")
+    if not value and required:
         raise _Invalid(
-            "[[server.names]]: none given: name at least one server name "
+            f"{section}: none given: name at least one server name "
             "with its certificate and key")
     names = []
     for number, entry in enumerate(value, 1):
-        names.append(_serverName(f"[[server.names]] #{number}", entry, base,
-                                 now, [n.name for n in names]))
+        names.append(_serverName(f"{section} #{number}", entry, base,
+                                 now, [n.name for n in names], section))
     return tuple(names)
 
 
@@ -711,6 +714,12 @@ class Configuration:
         components to exchange stanzas for the hosted domains
         (C{[components] listen}), or L{None}.
     @ivar componentSecret: The components' shared secret.
+    @ivar domainCertificates: Certificates for hosted domains, presented on
+        streams to servers without DNA (C{[[server.domain-certificates]]}).
+    @type domainCertificates: L{tuple} of L{ServerName}
+    @ivar dialbackSecret: The Server Dialback secret that servers sharing
+        the hosted domains share (C{[server] dialback-secret}); L{None}: a
+        random one per process.
     """
 
     path = attr.ib()
@@ -739,6 +748,8 @@ class Configuration:
     hosts = attr.ib(default=MappingProxyType({}), converter=_immutableMapping)
     componentListen = attr.ib(default=None)
     componentSecret = attr.ib(default=None, repr=False)
+    domainCertificates = attr.ib(default=(), converter=tuple)
+    dialbackSecret = attr.ib(default=None, repr=False)
 
     @property
     def defaultServerName(self):
@@ -954,6 +965,18 @@ def _configuration(document, path, now):
             "[[server.names]]: missing: name at least one server name with "
             "its certificate and key")
     serverNames = _serverNames(document["server"]["names"], base, now)
+    domainCertificates = _serverNames(
+        document["server"].get("domain-certificates", []), base, now,
+        key="domain-certificates", required=False)
+    for number, entry in enumerate(domainCertificates, 1):
+        if entry.name not in domains:
+            raise _Invalid(
+                f"[[server.domain-certificates]] #{number} name: {entry.name} "
+                f"is not one of [server] domains")
+    dialbackSecret = server.value("dialback-secret", _string, None)
+    if dialbackSecret is not None and len(dialbackSecret) < 16:
+        raise _Invalid("[server] dialback-secret: too short: use at least "
+                       "16 random characters")
 
     trustAnchorsPath = trustAnchors = None
     if "trust-anchors" in dns:
@@ -992,6 +1015,8 @@ def _configuration(document, path, now):
         hosts=_hosts(document.get("hosts")),
         componentListen=componentListen,
         componentSecret=componentSecret,
+        domainCertificates=domainCertificates,
+        dialbackSecret=dialbackSecret,
     )
     _checkTogether(configuration)
     return configuration

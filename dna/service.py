@@ -236,6 +236,9 @@ class DNAService(service.MultiService):
             requestTimeout=configuration.requestTimeout,
             queueLimit=configuration.queueLimit,
             fallback=configuration.fallback,
+            dialbackSecret=configuration.dialbackSecret,
+            domainCertificates={d.name: d.certificate for d in configuration.domainCertificates},
+            domainChains={d.name: d.chain for d in configuration.domainCertificates},
         )
 
     def startService(self):

@@ -1011,3 +1011,70 @@ class ParseConfigurationTests(SynchronousTestCase):
         files = ConfigurationFiles(self)
         c = parseConfiguration(MINIMAL, files.path("dna.toml"))
         self.assertEqual(files.path("ca.pem"), c.caPath)
+
+
+class InteropSettingsTests(SynchronousTestCase):
+    """
+    The settings for servers without DNA and for local components.
+    """
+
+    def setUp(self):
+        self.files = ConfigurationFiles(self)
+        CA.issue("sender.tld", dnsNames=["sender.tld"]).writeTo(self.files.directory, "sender")
+
+    def test_domainCertificatesAndSecret(self):
+        """
+        C{[[server.domain-certificates]]} and C{[server] dialback-secret}
+        are read and checked like server names.
+        """
+        text = _replaced(
+            MINIMAL, 'ca = "ca.pem"\n',
+            'ca = "ca.pem"\ndialback-secret = "0123456789abcdef0123"\n',
+        ) + (
+            '\n[[server.domain-certificates]]\nname = "sender.tld"\n'
+            'certificate = "sender.pem"\nkey = "sender.key"\n'
+        )
+        c = self.files.load(text)
+        self.assertEqual(["sender.tld"], [d.name for d in c.domainCertificates])
+        self.assertEqual("0123456789abcdef0123", c.dialbackSecret)
+
+    def test_domainCertificateForForeignDomain(self):
+        """
+        A domain certificate for a domain not hosted here is refused.
+        """
+        text = MINIMAL.replace('domains = ["sender.tld"]', 'domains = ["other.tld"]') + (
+            '\n[[server.domain-certificates]]\nname = "sender.tld"\n'
+            'certificate = "sender.pem"\nkey = "sender.key"\n'
+        )
+        e = self.assertRaises(ConfigurationError, self.files.load, text)
+        self.assertIn("[[server.domain-certificates]] #1 name: sender.tld is not one of [server] domains", str(e))
+
+    def test_domainCertificateMustCover(self):
+        """
+        A domain certificate must cover its domain.
+        """
+        text = MINIMAL.replace('domains = ["sender.tld"]', 'domains = ["sender.tld", "other.tld"]') + (
+            '\n[[server.domain-certificates]]\nname = "other.tld"\n'
+            'certificate = "sender.pem"\nkey = "sender.key"\n'
+        )
+        e = self.assertRaises(ConfigurationError, self.files.load, text)
+        self.assertIn("does not cover other.tld", str(e))
+
+    def test_shortSecret(self):
+        """
+        A short dialback secret is refused.
+        """
+        text = _replaced(MINIMAL, 'ca = "ca.pem"\n', 'ca = "ca.pem"\ndialback-secret = "short"\n')
+        e = self.assertRaises(ConfigurationError, self.files.load, text)
+        self.assertIn("[server] dialback-secret: too short", str(e))
+
+    def test_components(self):
+        """
+        C{[components]} needs a secret with its listener.
+        """
+        c = self.files.load(MINIMAL + '\n[components]\nlisten = "tcp:5347"\nsecret = "x"\n')
+        self.assertEqual(("tcp:5347", "x"), (c.componentListen, c.componentSecret))
+        e = self.assertRaises(
+            ConfigurationError, self.files.load, MINIMAL + '\n[components]\nlisten = "tcp:5347"\n'
+        )
+        self.assertIn("[components] secret: missing", str(e))
