@@ -151,9 +151,13 @@ class StreamAuthorization:
         self._timers = {}
         # (target, sender) of the peer's requests being checked
         self._checking = set()
+        # (sender, target) of our requests that timed out unanswered
+        self._lapsed = set()
 
         tables.openConnection(self.streamID, serverNames)
-        self.filter = StanzaFilter(xs, self.streamID, tables.incoming)
+        self.filter = StanzaFilter(
+            xs, self.streamID, tables.incoming, connections=tables.connections
+        )
         self.filter.install()
         xs.addObserver(DB_RESULT, self._onResult)
         xs.addObserver(STREAM_END_EVENT, self._onStreamEnd)
@@ -202,6 +206,7 @@ class StreamAuthorization:
         pair = (sender, target)
         if self._tables.outgoing.accepts(self.streamID, sender, target):
             return defer.succeed(None)
+        self._lapsed.discard(pair)
         d = defer.Deferred()
         if pair in self._asked:
             self._asked[pair].append(d)
@@ -215,6 +220,9 @@ class StreamAuthorization:
 
     def _requestTimedOut(self, pair):
         del self._timers[pair]
+        if len(self._lapsed) >= self._maxPending:
+            self._lapsed.clear()
+        self._lapsed.add(pair)
         _log.info(
             "Stream {streamID}: no answer for {sender} -> {target} in {timeout}s",
             streamID=self.streamID,
@@ -292,6 +300,19 @@ class StreamAuthorization:
         The peer granted C{sender} -> C{target} (Originating steps 2-3).
         """
         pair = (sender, target)
+        if pair in self._lapsed:
+            # The answer to a request that timed out here: the peer bound the
+            # pair, so bind it too (the next stanzas use it; it may still be
+            # revoked like any other).
+            self._lapsed.discard(pair)
+            self._tables.bind(OUTGOING, sender, target, self.streamID)
+            _log.info(
+                "Stream {streamID}: late grant of {sender} -> {target} taken",
+                streamID=self.streamID,
+                sender=sender,
+                target=target,
+            )
+            return
         if pair not in self._asked:
             _log.info(
                 "Stream {streamID}: unsolicited valid result for {sender} -> "

@@ -371,6 +371,19 @@ class OriginatingTests(AuthorizationTestMixin, SynchronousTestCase):
         self.failureResultOf(d, RequestTimedOut)
         self.assertEqual([], self.clock.getDelayedCalls())
 
+    def test_lateGrantTaken(self):
+        """
+        A grant that arrives after the request timed out binds the pair: the
+        peer bound it, and the next stanzas need not ask again.
+        """
+        d = self.authorization.request("target.tld", "sender.tld")
+        self.clock.advance(30)
+        self.failureResultOf(d, RequestTimedOut)
+        receive(self.xs, result("sender.tld", "target.tld", "valid"))
+        self.assertEqual("s1", self.tables.route("target.tld", "sender.tld"))
+        receive(self.xs, result("sender.tld", "target.tld", "valid"))
+        self.tables.checkInvariants()
+
     def test_answerCancelsTimer(self):
         """
         An answer cancels the request's timer.

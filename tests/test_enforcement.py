@@ -161,6 +161,33 @@ class StanzaFilterTests(SynchronousTestCase):
             ["invalid-namespace"], [e.condition for e in self.xs.streamErrors]
         )
 
+    def test_wrongNamespaceAfterSameAddresses(self):
+        """
+        The memory of accepted addresses does not let a stanza in another
+        namespace through.
+        """
+        self.bind()
+        receive(self.xs, stanza(sender="r@sender.tld", to="j@target.tld"))
+        receive(self.xs, "<message xmlns='jabber:client' from='r@sender.tld' to='j@target.tld'/>")
+        self.assertEqual(1, len(self.delivered))
+        self.assertEqual(["invalid-namespace"], [e.condition for e in self.xs.streamErrors])
+
+    def test_errorFromProvenDomain(self):
+        """
+        With the connection table, an error stanza from a domain the peer
+        proved to represent on this connection passes without a binding (it
+        answers something we sent); other stanzas from it do not.
+        """
+        xs = makeStream("s1")
+        delivered = []
+        xs.addObserver("/*", delivered.append)
+        self.tables.connections.addDelegatedNames("s1", ["sender.tld"])
+        StanzaFilter(xs, "s1", self.tables.incoming, connections=self.tables.connections).install()
+        receive(xs, stanza(stanzaType="error", stanzaID="e"))
+        receive(xs, stanza(stanzaID="m"))
+        receive(xs, stanza(sender="x@elsewhere.tld", stanzaType="error", stanzaID="f"))
+        self.assertEqual(["e"], [e["id"] for e in delivered])
+
     def test_nonStanzaPasses(self):
         """
         Elements that are not stanzas, such as C{<db:result/>}, pass the
