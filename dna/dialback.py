@@ -106,6 +106,11 @@ class StreamAuthorization:
     @ivar bidi: Whether XEP-0288 bidirectionality was negotiated.
     """
 
+    #: Whether the peer's refusals carry an C{<error/>} (DNA: they do, see
+    #: L{_refuse}), so that a bare C{type='invalid'} is a revocation even
+    #: while we ask for the pair. XEP-0220 peers refuse without one.
+    refusalsCarryErrors = True
+
     def __init__(
         self,
         xs,
@@ -153,10 +158,12 @@ class StreamAuthorization:
         self._checking = set()
         # (sender, target) of our requests that timed out unanswered
         self._lapsed = set()
+        # (sender, target) the peer revoked on this stream, for its replies
+        self._revoked = set()
 
         tables.openConnection(self.streamID, serverNames)
         self.filter = StanzaFilter(
-            xs, self.streamID, tables.incoming, connections=tables.connections
+            xs, self.streamID, tables.incoming, isReplyPair=self._isReplyPair
         )
         self.filter.install()
         xs.addObserver(DB_RESULT, self._onResult)
@@ -244,6 +251,19 @@ class StreamAuthorization:
                 d.errback(outcome)
             else:
                 d.callback(outcome)
+
+    def _isReplyPair(self, sender, target):
+        """
+        Whether we send, ask to send, or sent until the peer revoked it, from
+        C{sender} to C{target} on this stream: the peer's error stanzas from
+        C{target} to C{sender} answer ours (see L{StanzaFilter}).
+        """
+        pair = (sender, target)
+        return (
+            pair in self._asked
+            or pair in self._revoked
+            or self._tables.outgoing.accepts(self.streamID, sender, target)
+        )
 
     # Receiving role
 
@@ -338,7 +358,22 @@ class StreamAuthorization:
         """
         pair = (sender, target)
         condition, text = errorFromResult(result)
-        if pair in self._asked:
+        refusal = not self.refusalsCarryErrors or any(
+            child.name == "error" for child in result.elements()
+        )
+        if pair in self._asked and not refusal:
+            # Our refusals always carry an <error/>: this is the revocation
+            # of an earlier binding crossing our new request, whose answer
+            # is still to come.
+            self._tables.unbind(OUTGOING, sender, target, self.streamID)
+            _log.info(
+                "Stream {streamID}: peer revoked {sender} -> {target} while we "
+                "ask for it again",
+                streamID=self.streamID,
+                sender=sender,
+                target=target,
+            )
+        elif pair in self._asked:
             _log.info(
                 "Stream {streamID}: {sender} -> {target} refused: {condition}",
                 streamID=self.streamID,
@@ -350,6 +385,9 @@ class StreamAuthorization:
                 pair, Failure(AuthorizationRefused(sender, target, condition, text))
             )
         elif self._tables.unbind(OUTGOING, sender, target, self.streamID):
+            if len(self._revoked) >= self._maxPending:
+                self._revoked.clear()
+            self._revoked.add(pair)
             _log.info(
                 "Stream {streamID}: peer revoked {sender} -> {target}",
                 streamID=self.streamID,

@@ -66,7 +66,7 @@ class StanzaFilter:
     """
 
     def __init__(self, xs, streamID, bindings, cacheSize=DEFAULT_CACHE_SIZE,
-                 connections=None):
+                 isReplyPair=None):
         """
         @param xs: The stream to guard.
         @type xs: L{twisted.words.protocols.jabber.xmlstream.XmlStream}
@@ -74,17 +74,18 @@ class StanzaFilter:
         @param bindings: The binding table for the receiving direction
             (L{dna.tables.Tables.incoming}).
         @param cacheSize: How many accepted address pairs to remember.
-        @param connections: The connection table, or L{None}. With it, an
-            error stanza from a domain the peer proved to represent on this
-            connection (its delegated or server names) is accepted even
-            without a binding: it answers a stanza we sent, such as one the
-            peer refused because it had just revoked the pair, and dropping
-            it would lose the only news the sender gets.
+        @param isReplyPair: L{None}, or a callable (local, remote) -> bool
+            telling whether we send, ask to send, or were sending until the
+            peer revoked it, from C{local} to C{remote} on this stream. An
+            error stanza from C{remote} to C{local} is then accepted without
+            a binding: it answers a stanza we sent (such as one the peer
+            refused because it had just revoked the pair), and dropping it
+            would lose the only news the sender gets.
         """
         self._xs = xs
         self._streamID = streamID
         self._bindings = bindings
-        self._connections = connections
+        self._isReplyPair = isReplyPair
         self._cacheSize = cacheSize
         self._accepted = set()
         self._installed = False
@@ -183,7 +184,8 @@ class StanzaFilter:
                 self._accepted.clear()
             self._accepted.add((to, sender))
             self._dispatch(element)
-        elif element.getAttribute("type") == "error" and self._provenRemote(remote):
+        elif (element.getAttribute("type") == "error" and self._isReplyPair is not None
+              and self._isReplyPair(local, remote)):
             self._dispatch(element)
         elif self._bindings.streams(local, remote):
             self._reject(
@@ -201,15 +203,6 @@ class StanzaFilter:
                     remote=remote, local=local
                 ),
             )
-
-    def _provenRemote(self, remote):
-        """
-        Whether the peer proved on this connection to represent C{remote}.
-        """
-        if self._connections is None:
-            return False
-        row = self._connections.get(self._streamID)
-        return row is not None and (remote in row.delegatedNames or remote in row.serverNames)
 
     def _drop(self, element):
         element.handled = True

@@ -44,6 +44,8 @@ class LegacyAuthorization(StreamAuthorization):
     """
 
     legacy = True
+    # XEP-0220: a refusal may be a bare type='invalid'.
+    refusalsCarryErrors = False
 
     def __init__(self, xs, tables, hostedDomains, checker, initiating,
                  serverNames=(), bidi=False, keys=None, verifier=None,

@@ -172,17 +172,20 @@ class StanzaFilterTests(SynchronousTestCase):
         self.assertEqual(1, len(self.delivered))
         self.assertEqual(["invalid-namespace"], [e.condition for e in self.xs.streamErrors])
 
-    def test_errorFromProvenDomain(self):
+    def test_errorReplyWithoutBinding(self):
         """
-        With the connection table, an error stanza from a domain the peer
-        proved to represent on this connection passes without a binding (it
-        answers something we sent); other stanzas from it do not.
+        An error stanza for a pair we send on (as told by C{isReplyPair})
+        passes without a binding: it answers what we sent. Other stanzas for
+        that pair, and errors for other pairs, do not.
         """
         xs = makeStream("s1")
         delivered = []
         xs.addObserver("/*", delivered.append)
-        self.tables.connections.addDelegatedNames("s1", ["sender.tld"])
-        StanzaFilter(xs, "s1", self.tables.incoming, connections=self.tables.connections).install()
+        replies = {("target.tld", "sender.tld")}
+        StanzaFilter(
+            xs, "s1", self.tables.incoming,
+            isReplyPair=lambda local, remote: (local, remote) in replies,
+        ).install()
         receive(xs, stanza(stanzaType="error", stanzaID="e"))
         receive(xs, stanza(stanzaID="m"))
         receive(xs, stanza(sender="x@elsewhere.tld", stanzaType="error", stanzaID="f"))

@@ -14,6 +14,13 @@ from dna.testing import FakeDelegationChecker
 from tests.streams import close, makeStream, receive, stanza, stanzaErrorOf
 
 
+REFUSAL = (
+    "<db:result from='target.tld' to='sender.tld' type='invalid'>"
+    "<error type='auth'><not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+    "</error></db:result>"
+)
+
+
 def results(xs):
     return [
         (e["from"], e["to"], e.getAttribute("type"))
@@ -73,12 +80,23 @@ class FederationTests(SynchronousTestCase):
         """
         self.send("0")
         self.send("1")
-        receive(self.xs, "<db:result from='target.tld' to='sender.tld' type='invalid'/>")
+        receive(self.xs, REFUSAL)
         self.assertEqual(["0", "1"], [b["id"] for b in self.delivered])
         self.assertEqual({("not-authorized", None)}, {stanzaErrorOf(b) for b in self.delivered})
         self.assertEqual("romeo@sender.tld", self.delivered[0]["to"])
         self.send("2")
         self.assertEqual(2, len(results(self.xs)))
+
+    def test_bareInvalidWhileAskingIsRevocation(self):
+        """
+        A C{type='invalid'} without C{<error/>} is a revocation, even while we
+        ask for the pair: the stanzas keep waiting for the answer.
+        """
+        self.send("0")
+        receive(self.xs, "<db:result from='target.tld' to='sender.tld' type='invalid'/>")
+        self.assertEqual([], self.delivered)
+        self.grant()
+        self.assertEqual(["0"], messages(self.xs))
 
     def test_notHostedBounce(self):
         """
@@ -108,7 +126,7 @@ class FederationTests(SynchronousTestCase):
         An error stanza that cannot be sent is dropped, not bounced.
         """
         self.send("0", stanzaType="error")
-        receive(self.xs, "<db:result from='target.tld' to='sender.tld' type='invalid'/>")
+        receive(self.xs, REFUSAL)
         self.assertEqual([], self.delivered)
 
     def test_queueLimit(self):
