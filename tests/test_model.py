@@ -89,16 +89,9 @@ _RESENDABLE = frozenset(
 #: each has a failing test in L{KnownProblemTests}. Take a name out once it is
 #: fixed to make the model strict about it again.
 KNOWN_PROBLEMS = frozenset([
-    # A stanza A sends on a pair B has just revoked, before A has read the
-    # revocation, is dropped by B and its error reply by A: it vanishes.
-    "revocation race",
     # A takes B's revocation of a pair it does not know is bound for the
     # refusal of its own request for that pair, and bounces the stanzas.
     "revocation taken for refusal",
-    # Once the filter has accepted a (to, from) pair of addresses, it lets an
-    # element with those addresses through in any namespace, and B delivers
-    # a jabber:client message instead of closing with <invalid-namespace/>.
-    "seen addresses skip the namespace check",
 ])
 
 
@@ -658,28 +651,31 @@ class TwoServers:
     def checkOutcome(self, stanzaID, outcomes):
         """
         One message has exactly one allowed outcome; with acknowledgements,
-        at least one that settles it, or it waits to be sent (again).
+        at least one that settles it, or it waits to be sent (again). B
+        refuses A's messages only on a pair it revoked, and the sender hears
+        of it.
         """
+        (sender, target), _ = self.sent[stanzaID]
+        for refusals in (self.rejectedAtB, self.refusedByB):
+            if stanzaID in refusals:
+                sid, condition = refusals[stanzaID]
+                assert (sid, (target, sender)) in self.revoked, (
+                    f"{stanzaID} rejected at B on {sid} ({condition}) without a "
+                    f"revocation"
+                )
         if self.acks:
             if set(outcomes) & {"delivered", "bounced", "refused by B", "waiting"}:
                 return
             assert "rejected at B" in outcomes, (
                 f"{stanzaID}: {outcomes}, though acknowledgements are on"
             )
-            outcomes = ["rejected at B"]
-        assert len(outcomes) == 1, f"{stanzaID}: {outcomes}"
-        if outcomes[0] in ("rejected at B", "refused by B"):
-            sid, condition = (self.rejectedAtB.get(stanzaID)
-                              or self.refusedByB[stanzaID])
-            (sender, target), _ = self.sent[stanzaID]
-            assert (sid, (target, sender)) in self.revoked, (
-                f"{stanzaID} rejected at B on {sid} ({condition}) without a "
-                f"revocation"
-            )
-        if outcomes == ["rejected at B"]:
-            assert self._tolerate("revocation race"), (
+        else:
+            assert len(outcomes) == 1, f"{stanzaID}: {outcomes}"
+        if "rejected at B" in outcomes:
+            sid, condition = self.rejectedAtB[stanzaID]
+            raise AssertionError(
                 f"{stanzaID} ({sender} -> {target}) sent on {sid} just as B "
-                f"revoked it: rejected at B ({condition}), never bounced"
+                f"revoked it: rejected at B ({condition}), the sender never told"
             )
 
     def finish(self):
@@ -842,14 +838,7 @@ class FederationModel(RuleBasedStateMachine):
     def injectBad(self, index, kind):
         link = self._open(index)
         raw, expected = _BAD[kind]
-        seen = ("juliet@b1.tld", "romeo@a1.tld/r") in link.bAuth.filter._accepted
         self.servers.injectRaw(link, raw)
-        if (
-            kind == "client namespace" and seen
-            and not link.b.transport.disconnecting
-            and self.servers._tolerate("seen addresses skip the namespace check")
-        ):
-            return
         assert link.b.transport.disconnecting == (expected == "closed")
         self.servers.pump()
         stillOpen = link in self.servers.links and link.bOpen

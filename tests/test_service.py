@@ -197,6 +197,22 @@ class TwoProvidersTests(ProvidersMixin, unittest.TestCase):
         yield self._refused()
 
     @defer.inlineCallbacks
+    def test_missingClientCertificate(self):
+        """
+        B refuses an Originating Server that presents no client certificate.
+        """
+        from dna.connector import Connector
+
+        connector = Connector(
+            self.checker, self.a.connector._resolve, ORIGINATING, None, self.trustRoot,
+            reactor=reactor, connectTimeout=5,
+        )
+        failure = yield self.assertFailure(connector.connect(RECEIVING, None), Exception)
+        self.assertIn("certificate", str(failure))
+        self.assertEqual(0, len(self.b.federation.tables.connections))
+        self.assertEqual(0, len(self.b.federation.streams))
+
+    @defer.inlineCallbacks
     def test_clientCertificateMustMatchFrom(self):
         """
         B refuses a stream whose 'from' its client certificate does not
