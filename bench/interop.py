@@ -297,8 +297,9 @@ def main(reactor, *argv):
         total = len(pairs)
         emit("first_stanza_prosody_ms", "%.1f" % firstStanzaProsody(setup, pa, pairs, options.rounds))
         count, dnaPairs = yield connectionsDNA(setup)
-        emit("connections_dna", "%d (%d domain pairs)" % (count, dnaPairs))
-        emit("connections_prosody", "%d (%d domain pairs)" % (connectionsProsody(setup, pa, pairs), total))
+        print("# domain_pairs: %d (DNA), %d (Prosody)" % (dnaPairs, total), flush=True)
+        emit("connections_dna", "%d" % (count,))
+        emit("connections_prosody", "%d" % (connectionsProsody(setup, pa, pairs),))
     finally:
         for server in (pa, pb):
             if server is not None:
