@@ -45,7 +45,6 @@ from twisted.words.protocols.jabber import component, xmlstream
 from twisted.words.xish import domish, utility
 
 from dna.addresses import AddressResolver
-from dna.namespaces import NS_SERVER
 from dna.service import DNAService
 from dna.testing import FakeDelegationChecker
 from dna.testing_pki import CertificateAuthority

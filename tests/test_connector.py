@@ -3,7 +3,7 @@ Tests for L{dna.connector}: the Originating Server's decisions and
 connection attempts, with an in-memory reactor.
 """
 
-from twisted.internet import defer, error as ierror
+from twisted.internet import error as ierror
 from twisted.internet.ssl import trustRootFromCertificates
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
