@@ -408,6 +408,18 @@ class StreamAuthorization:
         The peer asks to send from C{sender} to C{target}: Receiving Server
         steps 1-5.
         """
+        if self._admitRequest(sender, target):
+            self._checkRequest(sender, target, result)
+
+    def _admitRequest(self, sender, target):
+        """
+        What every kind of stream checks of a request first: the direction
+        (step 1), duplicates, pairs already bound, the pending limit, and the
+        target (step 2). Answers or refuses the request when that settles
+        it.
+
+        @return: Whether the request still needs checking.
+        """
         # Step 1: direction.
         if not self.canReceive:
             _log.info(
@@ -423,14 +435,14 @@ class StreamAuthorization:
                     text="this stream is one-way; negotiate bidi",
                 )
             )
-            return
+            return False
         pair = (target, sender)
         if pair in self._checking:
             # Coalesced: the answer to the first request covers this one.
-            return
+            return False
         if self._tables.incoming.accepts(self.streamID, target, sender):
             self.xs.send(resultElement(target, sender, "valid"))
-            return
+            return False
         if len(self._checking) >= self._maxPending:
             _log.warn(
                 "Stream {streamID}: more than {limit} requests pending: closing",
@@ -442,12 +454,19 @@ class StreamAuthorization:
                     "policy-violation", text="too many pending <db:result/> requests"
                 )
             )
-            return
+            return False
         # Step 2: is the target ours?
         if target not in self._hosted:
             self._refuse(sender, target, "item-not-found", "cancel", "not hosted here")
-            return
-        # Step 3: is the sender delegated to the peer's server names?
+            return False
+        return True
+
+    def _checkRequest(self, sender, target, result):
+        """
+        Steps 3-5: is C{sender} delegated to the peer's server names? Then
+        record and grant.
+        """
+        pair = (target, sender)
         self._checking.add(pair)
         serverNames = self.serverNames
         d = defer.maybeDeferred(self._checker.isDelegated, sender, serverNames)

@@ -187,50 +187,29 @@ class LegacyAuthorization(StreamAuthorization):
         """
         self._onResult(result)
 
-    def _onRequest(self, sender, target, result):
+    def _checkRequest(self, sender, target, result):
         """
         The peer asserts C{sender} for stanzas to C{target} (XEP-0220
-        section 2.1.1): check its certificate or its key.
+        section 2.1.1): check its certificate or its key. (The checks every
+        stream makes first are L{StreamAuthorization._admitRequest}'s.)
         """
-        if not self.canReceive:
-            self.xs.sendStreamError(
-                error.StreamError(
-                    "unsupported-stanza-type", text="this stream is one-way; negotiate bidi"
-                )
-            )
-            return
         pair = (target, sender)
-        if pair in self._checking:
-            return
-        if self._tables.incoming.accepts(self.streamID, target, sender):
-            self.xs.send(dialbackElement("result", target, sender, elementType="valid"))
-            return
-        if len(self._checking) >= self._maxPending:
-            self.xs.sendStreamError(
-                error.StreamError(
-                    "policy-violation", text="too many pending <db:result/> requests"
-                )
-            )
-            return
-        if target not in self._hosted:
-            self._error(sender, target, "item-not-found", "cancel", "not hosted here")
-            return
         if sender in self._hosted:
-            self._error(sender, target, "not-authorized", "auth", "that domain is ours")
+            self._refuse(sender, target, "not-authorized", "auth", "that domain is ours")
             return
         if self._policy.pkix and self._peerProves(sender):
             # XEP-0344: the certificate already proves the name.
             self._grant(sender, target, "certificate (XEP-0344)")
             return
         if self._verifier is None:
-            self._error(
+            self._refuse(
                 sender, target, "not-authorized", "auth",
                 "the certificate is not valid for it, and dialback is not accepted",
             )
             return
         key = str(result).strip()
         if not key:
-            self._error(sender, target, "bad-request", "modify", "no dialback key")
+            self._refuse(sender, target, "bad-request", "modify", "no dialback key")
             return
         self._checking.add(pair)
         d = self._verifier.verify(target, sender, self.streamID, key)
@@ -260,7 +239,7 @@ class LegacyAuthorization(StreamAuthorization):
                     streamID=self.streamID,
                     sender=sender,
                 )
-            self._error(
+            self._refuse(
                 sender, target, "remote-server-not-found", "cancel",
                 "could not ask the Authoritative Server: {}".format(failure.getErrorMessage()),
             )
@@ -275,7 +254,7 @@ class LegacyAuthorization(StreamAuthorization):
         self.authenticated(target, sender, how)
         self.xs.send(dialbackElement("result", target, sender, elementType="valid"))
 
-    def _error(self, sender, target, condition, errorType, why):
+    def _refuse(self, sender, target, condition, errorType, why):
         """
         Answer a request with a dialback error (XEP-0220 section 2.4).
         """
