@@ -104,7 +104,12 @@ class StreamAuthorization:
     @ivar streamID: The connection's id in the tables (the stream id).
     @ivar initiating: Whether we opened the underlying connection.
     @ivar bidi: Whether XEP-0288 bidirectionality was negotiated.
+    @ivar delivered: How many stanzas passed the filter and were handled.
+    @ivar acks: The stream's L{dna.acks.StreamAcks}, or L{None}.
     """
+
+    delivered = 0
+    acks = None
 
     #: Whether the peer's refusals carry an C{<error/>} (DNA: they do, see
     #: L{_refuse}), so that a bare C{type='invalid'} is a revocation even

@@ -165,7 +165,6 @@ class Federation:
             **options,
         )
         self.streams[streamID] = authorization
-        authorization.delivered = 0
 
         def handledCount():
             return authorization.delivered + authorization.filter.rejected
