@@ -27,9 +27,6 @@ that can still be answered or time out. At the end it closes everything,
 lets every timer run and checks the accounting is exact.
 L{AcksFederationModel} does the same with acknowledgements (L{dna.acks}) on,
 where nothing may be lost with a connection and delivery is at least once.
-
-What the code under test still gets wrong is listed in L{KNOWN_PROBLEMS}: the
-models let it pass, and L{KnownProblemTests} fail on it.
 """
 
 from hypothesis import HealthCheck, settings, strategies as st
@@ -84,15 +81,6 @@ ALLOWED_BOUNCES = {
 _RESENDABLE = frozenset(
     ["delivered", "lost in transit", "rejected at B", "refused by B"]
 )
-
-#: Misbehaviour the model lets pass so that it can look for other problems;
-#: each has a failing test in L{KnownProblemTests}. Take a name out once it is
-#: fixed to make the model strict about it again.
-KNOWN_PROBLEMS = frozenset([
-    # A takes B's revocation of a pair it does not know is bound for the
-    # refusal of its own request for that pair, and bounces the stanzas.
-    "revocation taken for refusal",
-])
 
 
 class _Stream(xmlstream.XmlStream):
@@ -188,7 +176,6 @@ class TwoServers:
     @ivar bBound: The reference model of B's incoming bindings, as a set of
         (stream id, (local, remote)): what B answered C{type='valid'} on a
         stream, until it answered C{type='invalid'} there or the stream closed.
-    @ivar tolerated: The L{KNOWN_PROBLEMS} seen, with how often.
     @ivar violations: Every broken safety property, as text.
     @ivar acks: Whether B offers acknowledgements (L{dna.acks}). Then a
         message lost with a connection is sent again on another, so that
@@ -229,7 +216,6 @@ class TwoServers:
         self.hostileDelivered = []
         self.revoked = set()
         self.bBound = set()
-        self.tolerated = {}
         self.violations = []
         globalLogPublisher.addObserver(self._logged)
 
@@ -244,15 +230,6 @@ class TwoServers:
             self.violations.append(
                 "logged failure: {}".format(event["log_failure"].getTraceback())
             )
-
-    def _tolerate(self, problem):
-        """
-        @return: Whether the model lets C{problem} pass.
-        """
-        if problem not in KNOWN_PROBLEMS:
-            return False
-        self.tolerated[problem] = self.tolerated.get(problem, 0) + 1
-        return True
 
     # A's establish, both servers' deliver
 
@@ -347,13 +324,9 @@ class TwoServers:
                 f"in a {self.step} step"
             )
         elif condition == "not-authorized" and sender in DELEGATED:
-            if not (
-                (self.receiving, (target, sender)) in self.revoked
-                and self._tolerate("revocation taken for refusal")
-            ):
-                self.violations.append(
-                    f"{stanzaID} from delegated {sender} bounced with not-authorized"
-                )
+            self.violations.append(
+                f"{stanzaID} from delegated {sender} bounced with not-authorized"
+            )
         elif self.step == "send" and any(link.aOpen for link in self.links):
             self.violations.append(
                 f"{stanzaID} bounced with {condition} although a connection is open"
@@ -439,7 +412,8 @@ class TwoServers:
         source.transport.clear()
         if not data:
             return False
-        if not sinkOpen:
+        # A transport told to lose its connection reads no more.
+        if not sinkOpen or sink.transport.disconnecting:
             if direction == "ab":
                 self.lostInTransit.update(ids)
             return True
@@ -747,15 +721,24 @@ class FederationModel(RuleBasedStateMachine):
         super().__init__()
         self.servers = TwoServers(acks=self.acks)
 
+    def _openLinks(self):
+        """
+        The links whose B side is open and reading.
+        """
+        return [
+            link for link in self.servers.links
+            if link.bOpen and not link.b.transport.disconnecting
+        ]
+
     def _open(self, index):
         """
-        One of the links whose B side is open.
+        One of L{_openLinks}.
         """
-        links = [link for link in self.servers.links if link.bOpen]
+        links = self._openLinks()
         return links[index % len(links)]
 
     def _anyOpen(self):
-        return any(link.bOpen for link in self.servers.links)
+        return bool(self._openLinks())
 
     @initialize(count=st.integers(0, 2))
     def connectSome(self, count):
@@ -809,7 +792,7 @@ class FederationModel(RuleBasedStateMachine):
         bound or revoked: the filter may have seen those addresses.
         """
         link = self._open(index)
-        byID = {link.sid: link for link in self.servers.links if link.bOpen}
+        byID = {link.sid: link for link in self._openLinks()}
         aims = sorted(
             (sid, pair)
             for sid, pair in {
@@ -1322,27 +1305,15 @@ class TwoServerTests(_TwoServersMixin, SynchronousTestCase):
             [servers.outcomes(i) for i in ("m1", "m2", "m3")],
         )
         self.assertEqual("remote-server-not-found", self.bounceOf("m3"))
-        self.assertEqual({}, servers.tolerated)
 
-
-class KnownProblemTests(_TwoServersMixin, SynchronousTestCase):
-    """
-    Demonstrations of L{KNOWN_PROBLEMS} and of questionable behaviour. These
-    fail until the code under test changes.
-    """
-
-    def test_revocationTakenForRefusal(self):
+    def test_revocationCrossingRequest(self):
         """
         A revocation of a pair A does not know is bound, crossing A's own
-        request for it, does not make A bounce a delegated sender's messages
-        with C{<not-authorized/>}: B grants the request right after.
+        request for it, is not taken for a refusal: B's refusals carry an
+        C{<error/>}, revocations do not, and B grants the request right after.
 
         Here B bound the pair on a request A did not make (written on A's
-        side of the stream), so A ignored the grant as unsolicited. B then
-        revokes the pair while A asks for it. A cannot tell the revocation
-        (C{type='invalid'} without C{<error/>}) from a refusal (always with
-        one) and bounces m1; B's grant of A's request is then ignored as
-        unsolicited, while B keeps the pair bound.
+        side of the stream), so A ignored the grant as unsolicited.
         """
         servers = self.servers
         link = servers.connect()
@@ -1352,17 +1323,16 @@ class KnownProblemTests(_TwoServersMixin, SynchronousTestCase):
         servers.revoke(link.sid, "b1.tld", "a1.tld")
         servers.send("a1.tld", "b1.tld")
         servers.pump()
-        self.assertEqual((None, {"m1": link.sid}), (self.bounceOf("m1"), servers.delivered))
+        self.assertIsNone(self.bounceOf("m1"))
+        self.assertEqual({"m1": link.sid}, servers.delivered)
+        self.assertClean()
 
-    def test_uncorrelatedErrorNotDelivered(self):
+    def test_unrelatedErrorNotDelivered(self):
         """
-        On a stream A opened (one-way, no bidi), an error stanza that answers
-        nothing A sent is discarded (section 4: a stanza whose pair is not
-        bound on the connection MUST be discarded).
-
-        Today A's filter accepts every C{type='error'} stanza from a domain
-        the peer proved on the connection, so the peer can deliver error
-        stanzas, with any payload, to any of A's users.
+        On a stream A opened (one-way, no bidi), an error stanza for a pair A
+        neither sends on nor asks for is discarded (section 4: a stanza whose
+        pair is not bound on the connection MUST be discarded), although its
+        sender is a domain the peer represents.
         """
         servers = self.servers
         link = servers.connect()
