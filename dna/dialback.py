@@ -38,6 +38,9 @@ DEFAULT_MAX_PENDING = 100
 #: do not speak DNA may never answer one (Prosody 0.12 with secure auth).
 DEFAULT_REQUEST_TIMEOUT = 30.0
 
+#: How many sent stanzas a stream remembers to recognise error replies.
+SENT_MEMORY = 1024
+
 #: The XPath query for C{<db:result/>} elements.
 DB_RESULT = "/result[@xmlns='%s']" % (NS_DIALBACK,)
 
@@ -165,10 +168,12 @@ class StreamAuthorization:
         self._lapsed = set()
         # (sender, target) the peer revoked on this stream, for its replies
         self._revoked = set()
+        # (from, to, id) of the last stanzas sent, for the peer's error replies
+        self._sent = {}
 
         tables.openConnection(self.streamID, serverNames)
         self.filter = StanzaFilter(
-            xs, self.streamID, tables.incoming, isReplyPair=self._isReplyPair
+            xs, self.streamID, tables.incoming, isReply=self._isReply
         )
         self.filter.install()
         xs.addObserver(DB_RESULT, self._onResult)
@@ -257,14 +262,29 @@ class StreamAuthorization:
             else:
                 d.callback(outcome)
 
-    def _isReplyPair(self, sender, target):
+    def rememberSent(self, stanza, sender, target):
         """
-        Whether we send, ask to send, or sent until the peer revoked it, from
-        C{sender} to C{target} on this stream: the peer's error stanzas from
-        C{target} to C{sender} answer ours (see L{StanzaFilter}).
+        Note a stanza we send on this stream from domain C{sender} to domain
+        C{target}, so that the peer's error reply to it is recognised
+        (L{_isReply}). The last L{SENT_MEMORY} are kept.
+        """
+        stanzaID = stanza.getAttribute("id")
+        if stanzaID is None:
+            return
+        sent = self._sent
+        sent[(stanzaID, sender, target)] = None
+        if len(sent) > SENT_MEMORY:
+            del sent[next(iter(sent))]
+
+    def _isReply(self, sender, target, stanzaID):
+        """
+        Whether an error stanza with C{stanzaID} from C{target} to C{sender}
+        answers a stanza we sent with that id on this stream, for a pair we
+        send on, ask for, or sent on until the peer revoked it (see
+        L{StanzaFilter}).
         """
         pair = (sender, target)
-        return (
+        return (stanzaID, sender, target) in self._sent and (
             pair in self._asked
             or pair in self._revoked
             or self._tables.outgoing.accepts(self.streamID, sender, target)
@@ -514,7 +534,17 @@ class StreamAuthorization:
         def done(ignored):
             self._checking.discard(pair)
 
+        def unexpected(failure):
+            _log.failure(
+                "Stream {streamID}: answering the request for {sender} -> {target} failed",
+                failure,
+                streamID=self.streamID,
+                sender=sender,
+                target=target,
+            )
+
         d.addCallbacks(checked, failed)
+        d.addErrback(unexpected)
         d.addBoth(done)
 
     def _refuse(self, sender, target, condition, errorType, why):

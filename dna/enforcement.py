@@ -66,7 +66,7 @@ class StanzaFilter:
     """
 
     def __init__(self, xs, streamID, bindings, cacheSize=DEFAULT_CACHE_SIZE,
-                 isReplyPair=None):
+                 isReply=None):
         """
         @param xs: The stream to guard.
         @type xs: L{twisted.words.protocols.jabber.xmlstream.XmlStream}
@@ -74,18 +74,19 @@ class StanzaFilter:
         @param bindings: The binding table for the receiving direction
             (L{dna.tables.Tables.incoming}).
         @param cacheSize: How many accepted address pairs to remember.
-        @param isReplyPair: L{None}, or a callable (local, remote) -> bool
-            telling whether we send, ask to send, or were sending until the
-            peer revoked it, from C{local} to C{remote} on this stream. An
-            error stanza from C{remote} to C{local} is then accepted without
-            a binding: it answers a stanza we sent (such as one the peer
-            refused because it had just revoked the pair), and dropping it
-            would lose the only news the sender gets.
+        @param isReply: L{None}, or a callable (local, remote, stanzaID) ->
+            bool telling whether we sent a stanza with that id from C{local}
+            to C{remote} on this stream, for a pair we send on, ask for, or
+            sent on until the peer revoked it. An error stanza from C{remote}
+            to C{local} with that id is then accepted without a binding: it
+            answers that stanza (such as one the peer refused because it had
+            just revoked the pair), and dropping it would lose the only news
+            the sender gets.
         """
         self._xs = xs
         self._streamID = streamID
         self._bindings = bindings
-        self._isReplyPair = isReplyPair
+        self._isReply = isReply
         self._cacheSize = cacheSize
         self._accepted = set()
         self._installed = False
@@ -184,8 +185,8 @@ class StanzaFilter:
                 self._accepted.clear()
             self._accepted.add((to, sender))
             self._dispatch(element)
-        elif (element.getAttribute("type") == "error" and self._isReplyPair is not None
-              and self._isReplyPair(local, remote)):
+        elif (element.getAttribute("type") == "error" and self._isReply is not None
+              and self._isReply(local, remote, element.getAttribute("id"))):
             self._dispatch(element)
         elif self._bindings.streams(local, remote):
             self._reject(

@@ -207,6 +207,11 @@ class Federation:
         """
         if stanza.uri != NS_SERVER:
             toServerNamespace(stanza)
+        if stanza.getAttribute("type") != "error":
+            # Remembered so that the peer's error reply to it gets through.
+            authorization.rememberSent(
+                stanza, domainOf(stanza.getAttribute("from")), domainOf(stanza.getAttribute("to"))
+            )
         if authorization.acks is not None:
             authorization.acks.sent(stanza)
         authorization.xs.send(stanza)

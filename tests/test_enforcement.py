@@ -174,19 +174,20 @@ class StanzaFilterTests(SynchronousTestCase):
 
     def test_errorReplyWithoutBinding(self):
         """
-        An error stanza for a pair we send on (as told by C{isReplyPair})
-        passes without a binding: it answers what we sent. Other stanzas for
-        that pair, and errors for other pairs, do not.
+        An error stanza answering a stanza we sent (as told by C{isReply})
+        passes without a binding. Other stanzas for that pair, errors with
+        other ids, and errors for other pairs, do not.
         """
         xs = makeStream("s1")
         delivered = []
         xs.addObserver("/*", delivered.append)
-        replies = {("target.tld", "sender.tld")}
+        replies = {("target.tld", "sender.tld", "e")}
         StanzaFilter(
             xs, "s1", self.tables.incoming,
-            isReplyPair=lambda local, remote: (local, remote) in replies,
+            isReply=lambda local, remote, stanzaID: (local, remote, stanzaID) in replies,
         ).install()
         receive(xs, stanza(stanzaType="error", stanzaID="e"))
+        receive(xs, stanza(stanzaType="error", stanzaID="never-sent"))
         receive(xs, stanza(stanzaID="m"))
         receive(xs, stanza(sender="x@elsewhere.tld", stanzaType="error", stanzaID="f"))
         self.assertEqual(["e"], [e["id"] for e in delivered])
