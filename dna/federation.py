@@ -291,7 +291,7 @@ class Federation:
         else:
             waiting.append(stanza)
 
-    def _authorize(self, sender, target, attempts=2):
+    def _authorize(self, sender, target, attempts=MAX_ATTEMPTS):
         """
         Get C{sender} -> C{target} bound on some stream, then flush its queue.
         """
