@@ -56,6 +56,31 @@ class RequestTimedOut(DNAError):
     timeout = attr.ib()
 
 
+def dialbackElement(name, sender, target, key=None, elementType=None, stanzaError=None, streamID=None):
+    """
+    Build a C{<db:result/>} or C{<db:verify/>}.
+
+    @param name: C{"result"} or C{"verify"}.
+    @param key: The dialback key, as text content.
+    @param elementType: L{None}, C{"valid"}, C{"invalid"} or C{"error"}.
+    @param stanzaError: An L{error.StanzaError} for C{type='error'}.
+    @param streamID: The C{id} of a C{<db:verify/>}.
+    @rtype: L{domish.Element}
+    """
+    element = domish.Element((NS_DIALBACK, name))
+    element["from"] = sender
+    element["to"] = target
+    if streamID is not None:
+        element["id"] = streamID
+    if elementType is not None:
+        element["type"] = elementType
+    if key is not None:
+        element.addContent(key)
+    if stanzaError is not None:
+        element.addChild(stanzaError.getElement())
+    return element
+
+
 def resultElement(sender, target, resultType=None, stanzaError=None):
     """
     Build a C{<db:result/>}.
@@ -66,14 +91,9 @@ def resultElement(sender, target, resultType=None, stanzaError=None):
     @param stanzaError: An L{error.StanzaError} to carry in an invalid result.
     @rtype: L{domish.Element}
     """
-    result = domish.Element((NS_DIALBACK, "result"))
-    result["from"] = sender
-    result["to"] = target
-    if resultType is not None:
-        result["type"] = resultType
-    if stanzaError is not None:
-        result.addChild(stanzaError.getElement())
-    return result
+    return dialbackElement(
+        "result", sender, target, elementType=resultType, stanzaError=stanzaError
+    )
 
 
 def errorFromResult(result):
@@ -548,6 +568,9 @@ class StreamAuthorization:
         d.addBoth(done)
 
     def _refuse(self, sender, target, condition, errorType, why):
+        """
+        Refuse the peer's request for C{sender} -> C{target}, saying why.
+        """
         _log.info(
             "Stream {streamID}: refused {sender} -> {target}: {condition} ({why})",
             streamID=self.streamID,
@@ -556,10 +579,15 @@ class StreamAuthorization:
             condition=condition,
             why=why,
         )
-        self.xs.send(
-            resultElement(
-                target, sender, "invalid", error.StanzaError(condition, type=errorType)
-            )
+        self.xs.send(self._refusal(sender, target, condition, errorType, why))
+
+    def _refusal(self, sender, target, condition, errorType, why):
+        """
+        The element that refuses a request: DNA answers C{type='invalid'}
+        with an C{<error/>} (so that it differs from a revocation).
+        """
+        return resultElement(
+            target, sender, "invalid", error.StanzaError(condition, type=errorType)
         )
 
     # Both roles

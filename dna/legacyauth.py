@@ -24,9 +24,8 @@ from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import error
 
 from dna.addressing import InvalidAddress, normalizeDomain
-from dna.dialback import StreamAuthorization, errorFromResult
+from dna.dialback import StreamAuthorization, dialbackElement, errorFromResult, resultElement
 from dna.error import AuthorizationRefused, ConnectionLost, DNAError
-from dna.serverdialback import dialbackElement
 from dna.tables import INCOMING, OUTGOING
 
 _log = Logger()
@@ -252,23 +251,14 @@ class LegacyAuthorization(StreamAuthorization):
 
     def _grant(self, sender, target, how):
         self.authenticated(target, sender, how)
-        self.xs.send(dialbackElement("result", target, sender, elementType="valid"))
+        self.xs.send(resultElement(target, sender, "valid"))
 
-    def _refuse(self, sender, target, condition, errorType, why):
+    def _refusal(self, sender, target, condition, errorType, why):
         """
-        Answer a request with a dialback error (XEP-0220 section 2.4).
+        A dialback error (XEP-0220 section 2.4).
         """
-        _log.info(
-            "Legacy stream {streamID}: refused {sender} -> {target}: {condition} ({why})",
-            streamID=self.streamID,
-            sender=sender,
-            target=target,
-            condition=condition,
-            why=why,
+        return dialbackElement(
+            "result", target, sender, elementType="error",
+            stanzaError=error.StanzaError(condition, type=errorType, text=why),
         )
-        self.xs.send(
-            dialbackElement(
-                "result", target, sender, elementType="error",
-                stanzaError=error.StanzaError(condition, type=errorType, text=why),
-            )
-        )
+

@@ -37,7 +37,7 @@ from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
 from twisted.words.xish import domish
 
 from dna.addressing import InvalidAddress, normalizeDomain
-from dna.dialback import DB_RESULT, errorFromResult
+from dna.dialback import DB_RESULT, dialbackElement, errorFromResult
 from dna.error import ConnectionLost, DNAError
 from dna.namespaces import NS_DIALBACK, NS_DIALBACK_FEATURE
 
@@ -144,31 +144,6 @@ def dialbackFeature():
     feature = domish.Element((NS_DIALBACK_FEATURE, "dialback"))
     feature.addElement("errors")
     return feature
-
-
-def dialbackElement(name, sender, target, key=None, elementType=None, stanzaError=None, streamID=None):
-    """
-    Build a C{<db:result/>} or C{<db:verify/>}.
-
-    @param name: C{"result"} or C{"verify"}.
-    @param key: The dialback key, as text content.
-    @param elementType: L{None}, C{"valid"}, C{"invalid"} or C{"error"}.
-    @param stanzaError: An L{error.StanzaError} for C{type='error'}.
-    @param streamID: The C{id} of a C{<db:verify/>}.
-    @rtype: L{domish.Element}
-    """
-    element = domish.Element((NS_DIALBACK, name))
-    element["from"] = sender
-    element["to"] = target
-    if streamID is not None:
-        element["id"] = streamID
-    if elementType is not None:
-        element["type"] = elementType
-    if key is not None:
-        element.addContent(key)
-    if stanzaError is not None:
-        element.addChild(stanzaError.getElement())
-    return element
 
 
 def offersDialback(xs):

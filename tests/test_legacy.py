@@ -57,9 +57,9 @@ from dna.serverdialback import (
     OriginatingDialbackInitializer,
     VerificationFailed,
     Verifier,
-    dialbackElement,
     generateKey,
 )
+from dna.dialback import dialbackElement
 from dna.tables import Tables
 from dna.testing import FakeDelegationChecker
 
