@@ -42,11 +42,11 @@ import time
 from twisted.internet import defer, endpoints, interfaces
 from twisted.internet.ssl import trustRootFromCertificates
 from twisted.words.protocols.jabber import component, xmlstream
-from twisted.words.xish import domish, utility
+from twisted.words.xish import utility
 
 from dna.addresses import AddressResolver
 from dna.service import DNAService
-from dna.testing import FakeDelegationChecker
+from dna.testing import FakeDelegationChecker, chatMessage
 from dna.testing_pki import CertificateAuthority
 
 ORIGINATING = "xmpp1.originating.tld"
@@ -70,16 +70,9 @@ def targetDomains(count):
 
 def message(sender, target, stanzaID, body="Wherefore art thou, Romeo?", uri=None):
     """
-    A chat message between two JIDs, in no namespace as a router hands it
-    over, or in C{uri}.
+    The benchmark's chat message (L{chatMessage} with a fixed payload).
     """
-    element = domish.Element((uri, "message"))
-    element["from"] = sender
-    element["to"] = target
-    element["type"] = "chat"
-    element["id"] = stanzaID
-    element.addElement("body", content=body)
-    return element
+    return chatMessage(sender, target, stanzaID, body, uri)
 
 
 class Sink:

@@ -55,7 +55,6 @@ from twisted.logger import (
 from twisted.python import usage
 from twisted.words.protocols.jabber import error as jabberError
 from twisted.words.protocols.jabber.xmlstream import STREAM_CONNECTED_EVENT
-from twisted.words.xish import domish
 from zope.interface import implementer
 
 from dna.addresses import AddressResolver
@@ -69,6 +68,7 @@ from dna.tls import peerCertificate, serverNamesFromCertificate
 from dna.testing_pki import CertificateAuthority
 from dna.zoneserver import ZoneServer
 from dna.script import runCommand
+from dna.testing import chatMessage as message
 
 TLD = "tld"
 ORIGINATING = "xmpp1.originating.tld"
@@ -299,19 +299,6 @@ def bindingTable(table):
     rows = [[local, remote, ", ".join(table.streams(local, remote))]
             for local, remote in sorted(pairs)]
     return formatTable(["Local", "Remote", "Connections"], rows)
-
-
-def message(sender, target, stanzaID, body):
-    """
-    A chat message, as a local user's client would hand it to its server.
-    """
-    element = domish.Element((None, "message"))
-    element["from"] = sender
-    element["to"] = target
-    element["type"] = "chat"
-    element["id"] = stanzaID
-    element.addElement("body", content=body)
-    return element
 
 
 # What happened: a trace of the providers' own calls.

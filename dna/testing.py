@@ -538,3 +538,22 @@ class FakeValidatingResolver:
 
         d = self._validator.resolve(qname, rdtype, self._clock.seconds())
         return d.addCallback(validated).addCallback(later)
+
+
+def chatMessage(sender, target, stanzaID=None, body="hi", uri=None):
+    """
+    A chat message as a local user's client hands it to its server: no
+    namespace (the stream's default), or C{uri}.
+
+    @rtype: L{twisted.words.xish.domish.Element}
+    """
+    from twisted.words.xish import domish
+
+    element = domish.Element((uri, "message"))
+    element["from"] = sender
+    element["to"] = target
+    element["type"] = "chat"
+    if stanzaID is not None:
+        element["id"] = stanzaID
+    element.addElement("body", content=body)
+    return element

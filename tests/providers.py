@@ -7,14 +7,17 @@ Provider A is xmpp1.originating.tld; provider B is xmpp1.receiving.tld.
 
 from twisted.internet import defer, endpoints, reactor
 from twisted.internet.ssl import trustRootFromCertificates
-from twisted.words.xish import domish
 
 from dna.addresses import AddressResolver
 from dna.service import DNAService
+from dna.testing import chatMessage
 from dna.testing_pki import CertificateAuthority
 
 ORIGINATING = "xmpp1.originating.tld"
 RECEIVING = "xmpp1.receiving.tld"
+
+#: A chat message between two JIDs (the tests' name for it).
+message = chatMessage
 
 
 class Inbox:
@@ -44,20 +47,6 @@ class Inbox:
         self._waiters.append((count, d))
         d.addTimeout(timeout, reactor)
         return d
-
-
-def message(sender, target, body="hi", stanzaID=None):
-    """
-    A chat message between two JIDs.
-    """
-    element = domish.Element((None, "message"))
-    element["from"] = sender
-    element["to"] = target
-    element["type"] = "chat"
-    if stanzaID is not None:
-        element["id"] = stanzaID
-    element.addElement("body", content=body)
-    return element
 
 
 class ProvidersMixin:
