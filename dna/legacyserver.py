@@ -19,16 +19,16 @@ the pairs authenticated on it.
 """
 
 from twisted.logger import Logger
-from twisted.words.protocols.jabber import error, jid
+from twisted.words.protocols.jabber import error
 from twisted.words.xish import domish
 
 from dna.addressing import InvalidAddress, normalizeDomain
 from dna.dialback import DB_RESULT
 from dna.features import bidiFeature, dnaFeature, watchBidiRequest
 from dna.legacytls import peerVerified
-from dna.namespaces import NS_DIALBACK, NS_SERVER, NS_STREAMS, NS_TLS, STANZA_NAMES
+from dna.namespaces import NS_SERVER, NS_STREAMS, NS_TLS, STANZA_NAMES
 from dna.sasl import SASL_AUTH, checkExternalAuth, mechanismsFeature, saslElement
-from dna.server import newStreamID
+from dna.server import acceptHeader, offerStartTLS
 from dna.serverdialback import dialbackFeature
 
 _log = Logger()
@@ -100,23 +100,15 @@ class LegacyNegotiation:
         A stream header: answer it with our features.
         """
         xs = self.xs
-        xs.namespace = NS_SERVER
-        xs.prefixes = {NS_STREAMS: "stream", NS_DIALBACK: "db"}
-        xs.sid = newStreamID()
-        try:
-            local, remote = self._checkHeader(rootElement)
-        except error.StreamError as e:
-            xs.sendStreamError(e)
+        names = acceptHeader(xs, rootElement, self._checkHeader)
+        if names is None:
             return
-        xs.thisEntity = jid.JID(local)
-        xs.otherEntity = jid.JID(remote)
+        local, remote = names
         xs.sendHeader()
-        features = domish.Element((NS_STREAMS, "features"))
         if not self._tls:
-            features.addElement((NS_TLS, "starttls")).addElement("required")
-            xs.addOnetimeObserver("/starttls[@xmlns='%s']" % (NS_TLS,), self._onStartTLS)
-            xs.send(features)
+            offerStartTLS(xs, self._onStartTLS)
             return
+        features = domish.Element((NS_STREAMS, "features"))
         if self._externalDone:
             xs.send(features)
             self._join("EXTERNAL")

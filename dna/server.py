@@ -32,6 +32,40 @@ def newStreamID():
     return secrets.token_hex(16)
 
 
+def acceptHeader(xs, rootElement, checkHeader):
+    """
+    The Receiving Server's first steps on any S2S stream header: our
+    namespaces, a fresh stream id, and the header's names.
+
+    @param checkHeader: Called with the header; returns (our name, the
+        peer's name) or raises L{error.StreamError}.
+    @return: (our name, the peer's name), or L{None} when the header was
+        refused with a stream error.
+    """
+    xs.namespace = NS_SERVER
+    xs.prefixes = {NS_STREAMS: "stream", NS_DIALBACK: "db"}
+    xs.sid = newStreamID()
+    try:
+        local, remote = checkHeader(rootElement)
+    except error.StreamError as e:
+        xs.sendStreamError(e)
+        return None
+    xs.thisEntity = jid.JID(local)
+    xs.otherEntity = jid.JID(remote)
+    return local, remote
+
+
+def offerStartTLS(xs, onStartTLS):
+    """
+    Send stream features that offer only a required STARTTLS, and call
+    C{onStartTLS} with the peer's C{<starttls/>}.
+    """
+    features = domish.Element((NS_STREAMS, "features"))
+    features.addElement((NS_TLS, "starttls")).addElement("required")
+    xs.addOnetimeObserver("/starttls[@xmlns='%s']" % (NS_TLS,), onStartTLS)
+    xs.send(features)
+
+
 class DNAListenAuthenticator(xmlstream.ListenAuthenticator):
     """
     Receiving Server: negotiate a stream between server names.
@@ -78,16 +112,10 @@ class DNAListenAuthenticator(xmlstream.ListenAuthenticator):
             self._legacyStream.streamStarted(rootElement)
             return
         xs = self.xmlstream
-        xs.namespace = self.namespace
-        xs.prefixes = {NS_STREAMS: "stream", NS_DIALBACK: "db"}
-        xs.sid = newStreamID()
-        try:
-            ourName, peerName = self._checkHeader(rootElement)
-        except error.StreamError as e:
-            xs.sendStreamError(e)
+        names = acceptHeader(xs, rootElement, self._checkHeader)
+        if names is None:
             return
-        xs.thisEntity = jid.JID(ourName)
-        xs.otherEntity = jid.JID(peerName)
+        ourName, peerName = names
         if self._tls:
             try:
                 verifyPeerName(peerCertificate(xs.transport), peerName)
@@ -104,12 +132,10 @@ class DNAListenAuthenticator(xmlstream.ListenAuthenticator):
                 )
                 return
         xs.sendHeader()
-        features = domish.Element((NS_STREAMS, "features"))
         if not self._tls:
-            features.addElement((NS_TLS, "starttls")).addElement("required")
-            xs.addOnetimeObserver("/starttls[@xmlns='%s']" % (NS_TLS,), self._onStartTLS)
-            xs.send(features)
+            offerStartTLS(xs, self._onStartTLS)
             return
+        features = domish.Element((NS_STREAMS, "features"))
         watchBidiRequest(xs)
         xs.send(advertise(features))
         self._onAuthenticated(xs, peerServerNames(xs.transport), ourName)
