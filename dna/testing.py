@@ -362,6 +362,21 @@ class _Served:
         self.denial(response.authority, qname, False, dnssec)
 
 
+def _recordQuery(fake, name, rdtype, dnssec, checkingDisabled, recursionDesired):
+    """
+    Note a query in C{fake.queries} and look up the failure scripted for it
+    in C{fake.failures} (by (name, type), then by name).
+
+    @return: (the query name, its type, the failure or L{None}).
+    """
+    qname = name if isinstance(name, dns.name.Name) else dns.name.from_text(name)
+    rdtype = dns.rdatatype.RdataType.make(rdtype)
+    key = (qname.to_text(omit_final_dot=True).lower(), dns.rdatatype.to_text(rdtype))
+    fake.queries.append(key + (dict(dnssec=dnssec, checkingDisabled=checkingDisabled,
+                                    recursionDesired=recursionDesired),))
+    return qname, rdtype, fake.failures.get(key, fake.failures.get(key[0]))
+
+
 class FakeDNSClient:
     """
     An in-memory authoritative server for a set of dnspython zones, with the
@@ -423,12 +438,8 @@ class FakeDNSClient:
 
         @return: A L{Deferred} firing with a L{dns.message.Message}.
         """
-        qname = name if isinstance(name, dns.name.Name) else dns.name.from_text(name)
-        rdtype = dns.rdatatype.RdataType.make(rdtype)
-        key = (qname.to_text(omit_final_dot=True).lower(), dns.rdatatype.to_text(rdtype))
-        self.queries.append(key + (dict(dnssec=dnssec, checkingDisabled=checkingDisabled,
-                                        recursionDesired=recursionDesired),))
-        failure = self.failures.get(key, self.failures.get(key[0]))
+        qname, rdtype, failure = _recordQuery(
+            self, name, rdtype, dnssec, checkingDisabled, recursionDesired)
         if failure == "hang":
             return Deferred()
         if isinstance(failure, BaseException):
@@ -478,12 +489,8 @@ class FakeValidatingResolver:
         """
         Answer like a validating resolver would.
         """
-        qname = name if isinstance(name, dns.name.Name) else dns.name.from_text(name)
-        rdtype = dns.rdatatype.RdataType.make(rdtype)
-        key = (qname.to_text(omit_final_dot=True).lower(), dns.rdatatype.to_text(rdtype))
-        self.queries.append(key + (dict(dnssec=dnssec, checkingDisabled=checkingDisabled,
-                                        recursionDesired=recursionDesired),))
-        failure = self.failures.get(key, self.failures.get(key[0]))
+        qname, rdtype, failure = _recordQuery(
+            self, name, rdtype, dnssec, checkingDisabled, recursionDesired)
         if failure == "hang":
             return Deferred()
         if isinstance(failure, BaseException):
