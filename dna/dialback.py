@@ -244,6 +244,15 @@ class StreamAuthorization:
         if self._tables.outgoing.accepts(self.streamID, sender, target):
             return defer.succeed(None)
         self._lapsed.discard(pair)
+        return self._ask(pair, lambda: resultElement(sender, target))
+
+    def _ask(self, pair, makeRequest):
+        """
+        Send the request C{makeRequest()} for C{pair}, unless one is out
+        already, and wait for its answer or the time-out.
+
+        @return: A fresh L{Deferred} for this caller.
+        """
         d = defer.Deferred()
         if pair in self._asked:
             self._asked[pair].append(d)
@@ -252,7 +261,7 @@ class StreamAuthorization:
         self._timers[pair] = self._clock.callLater(
             self._requestTimeout, self._requestTimedOut, pair
         )
-        self.xs.send(resultElement(sender, target))
+        self.xs.send(makeRequest())
         return d
 
     def _requestTimedOut(self, pair):

@@ -125,21 +125,12 @@ class LegacyAuthorization(StreamAuthorization):
                     "legacy stream {} cannot carry {} -> {}".format(self.streamID, sender, target)
                 )
             )
-        pair = (sender, target)
-        d = defer.Deferred()
-        if pair in self._asked:
-            self._asked[pair].append(d)
-            return d
-        self._asked[pair] = [d]
-        self._timers[pair] = self._clock.callLater(
-            self._requestTimeout, self._requestTimedOut, pair
-        )
-        self.xs.send(
-            dialbackElement(
+        return self._ask(
+            (sender, target),
+            lambda: dialbackElement(
                 "result", sender, target, key=self._keys.key(target, sender, self.streamID)
-            )
+            ),
         )
-        return d
 
     def _onResult(self, result):
         if result.getAttribute("type") != "error":
