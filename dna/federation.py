@@ -200,7 +200,7 @@ class Federation:
         stanza.handled = True
         self._deliver(stanza)
 
-    def _transmit(self, authorization, stanza):
+    def _transmit(self, authorization, stanza, sender, target):
         """
         Send a stanza on a stream, keeping it until the peer acknowledges it
         when acknowledgements are on.
@@ -209,9 +209,7 @@ class Federation:
             toServerNamespace(stanza)
         if stanza.getAttribute("type") != "error":
             # Remembered so that the peer's error reply to it gets through.
-            authorization.rememberSent(
-                stanza, domainOf(stanza.getAttribute("from")), domainOf(stanza.getAttribute("to"))
-            )
+            authorization.rememberSent(stanza, sender, target)
         if authorization.acks is not None:
             authorization.acks.sent(stanza)
         authorization.xs.send(stanza)
@@ -275,7 +273,7 @@ class Federation:
         if waiting is None:
             streamID = self.tables.route(sender, target)
             if streamID is not None:
-                self._transmit(self.streams[streamID], stanza)
+                self._transmit(self.streams[streamID], stanza, sender, target)
                 return
             waiting = self._waiting[pair] = collections.deque()
             waiting.append(stanza)
@@ -336,7 +334,7 @@ class Federation:
             return
         authorization = self.streams[streamID]
         for stanza in waiting:
-            self._transmit(authorization, stanza)
+            self._transmit(authorization, stanza, sender, target)
 
     def _bounce(self, stanzas, stanzaError):
         """
