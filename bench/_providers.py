@@ -1,6 +1,6 @@
 """
 Two providers on loopback for the benchmarks in C{bench/multiplex.py}: a DNA
-pair (L{dna.service.DNAService}, real mutual TLS, in-memory delegations) and a
+pair (L{dna.app.service.DNAService}, real mutual TLS, in-memory delegations) and a
 server dialback pair (L{wokkel.server.ServerService}, plain TCP), with their
 listening factories counting the TCP connections they accept.
 
@@ -27,7 +27,7 @@ C{dna/}:
     B's router gets one route per target domain to the benchmark's sink.
 
 The DNA providers' delegation checker is L{CachingFakeChecker}: the fake's
-table, answered once per domain, as L{dna.delegation.DelegationChecker}'s TTL
+table, answered once per domain, as L{dna.dns.delegation.DelegationChecker}'s TTL
 cache does; the fake alone re-normalises its whole table on every call.
 
 wokkel's streams get C{TCP_NODELAY} here too (wokkel leaves Nagle on; DNA
@@ -44,10 +44,10 @@ from twisted.internet.ssl import trustRootFromCertificates
 from twisted.words.protocols.jabber import component, xmlstream
 from twisted.words.xish import utility
 
-from dna.addresses import AddressResolver
-from dna.service import DNAService
-from dna.testing import FakeDelegationChecker, chatMessage
-from dna.testing_pki import CertificateAuthority
+from dna.dns.addresses import AddressResolver
+from dna.app.service import DNAService
+from dna.testing.fakes import FakeDelegationChecker, chatMessage
+from dna.testing.pki import CertificateAuthority
 
 ORIGINATING = "xmpp1.originating.tld"
 RECEIVING = "xmpp1.receiving.tld"
@@ -170,7 +170,7 @@ class CachingFakeChecker(FakeDelegationChecker):
     """
     L{FakeDelegationChecker} answering each domain from its table once: the
     delegations do not change during a benchmark, and the real
-    L{dna.delegation.DelegationChecker} caches results for their TTL.
+    L{dna.dns.delegation.DelegationChecker} caches results for their TTL.
     (The fake alone normalises every domain of its table with dnspython on
     every C{check} and C{isDelegated}: about 1 ms per call at 65 domains,
     three calls per domain pair, more than everything else DNA does to set a

@@ -1,5 +1,5 @@
 """
-Costs of the delegation checker (dna.delegation), against a real knotd and
+Costs of the delegation checker (dna.dns.delegation), against a real knotd and
 unbound on loopback started here with tests/dnsenv.py.
 
     python bench/delegation.py [--domains N] [--rounds R] [--cached N]
@@ -11,7 +11,7 @@ Prints C{name: value} lines:
   - C{cold_ratio_vs_raw}: N distinct signed domains checked concurrently in
     mode 'ad' by a fresh checker, over the time of the same N SRV queries
     sent raw (dnspython-built, no validation logic) over the same
-    L{dna.dnsclient.DNSClient} transport; unbound's cache warmed equally for
+    L{dna.dns.client.DNSClient} transport; unbound's cache warmed equally for
     both just before each measurement, the order alternating; the median of
     R rounds (goal <= 1.3). C{cold_cpu_ratio_vs_raw} is the same for the
     CPU time of this process, less sensitive to a busy machine.
@@ -34,9 +34,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import dns.rdatatype  # noqa: E402
 from twisted.internet import defer, task  # noqa: E402
 
-from dna.delegation import SECURE, DelegationChecker  # noqa: E402
-from dna.dnsclient import DNSClient  # noqa: E402
-from dna.dnssec import readAnchors  # noqa: E402
+from dna.dns.delegation import SECURE, DelegationChecker  # noqa: E402
+from dna.dns.client import DNSClient  # noqa: E402
+from dna.dns.dnssec.proofs import readAnchors  # noqa: E402
 from tests.dnsenv import DNSEnvironment  # noqa: E402
 
 

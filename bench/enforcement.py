@@ -3,7 +3,7 @@ Receive-path throughput with and without enforcement of the binding table.
 
 Stanzas go through L{XmlStream.dataReceived} (expat parsing, element building,
 dispatch) to the same delivery observer, once on a plain stream and once with
-L{dna.enforcement.StanzaFilter} installed; rounds alternate and the medians
+L{dna.core.enforcement.StanzaFilter} installed; rounds alternate and the medians
 are compared (CPU time; the median of per-round ratios). For reference it
 also measures a naive enforcement observer
 (an XPath observer per stanza, the design this module avoids).
@@ -20,9 +20,9 @@ import time
 from twisted.internet.testing import StringTransport
 from twisted.words.protocols.jabber import xmlstream
 
-from dna.addressing import domainOf
-from dna.enforcement import StanzaFilter
-from dna.tables import INCOMING, Tables
+from dna.core.names import domainOf
+from dna.core.enforcement import StanzaFilter
+from dna.core.tables import INCOMING, Tables
 
 HEADER = (
     b"<stream:stream xmlns='jabber:server' "

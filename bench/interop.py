@@ -51,11 +51,11 @@ from twisted.internet.ssl import trustRootFromCertificates  # noqa: E402
 from twisted.words.protocols.jabber import xmlstream  # noqa: E402
 from twisted.words.xish import domish  # noqa: E402
 
-from dna.addresses import AddressResolver  # noqa: E402
-from dna.config import FALLBACK_PKIX  # noqa: E402
-from dna.delegation import DelegationChecker  # noqa: E402
-from dna.service import DNAService  # noqa: E402
-from dna.testing_pki import CertificateAuthority  # noqa: E402
+from dna.dns.addresses import AddressResolver  # noqa: E402
+from dna.app.config import FALLBACK_PKIX  # noqa: E402
+from dna.dns.delegation import DelegationChecker  # noqa: E402
+from dna.app.service import DNAService  # noqa: E402
+from dna.testing.pki import CertificateAuthority  # noqa: E402
 from tests.interop import (  # noqa: E402
     S2S_PORT,
     InteropDNS,

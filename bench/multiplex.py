@@ -9,20 +9,20 @@ enforcement of the binding table.
 
 1. Setup: provider A (hosting C{senders} domains) sends one message to each
    of C{senders x targets} domain pairs at provider B, and the clock stops
-   when B has delivered all of them. DNA (L{dna.service.DNAService}: one
+   when B has delivered all of them. DNA (L{dna.app.service.DNAService}: one
    mutual-TLS connection, one C{<db:result/>} per pair) against wokkel's
    L{wokkel.server.ServerService} (server dialback: an outgoing stream per
    pair, and a verify connection back to the Authoritative Server per pair),
    fresh providers per round, rounds alternating, medians. Connections are
    counted at the listening factories. Delegations come from
-   L{dna.testing.FakeDelegationChecker}, answered once per domain (see
+   L{dna.testing.fakes.FakeDelegationChecker}, answered once per domain (see
    L{_providers.CachingFakeChecker}), and addresses from static tables: no
    DNS is measured. One more DNA round with the fake as it is shows what the
    fake costs.
 2. Throughput: over the DNA connection with all pairs bound, A sends
    C{stanzas} messages on C{pairs} pairs and the clock stops when B has
    delivered them all; rounds alternate between B's stream with its
-   L{dna.enforcement.StanzaFilter} installed and uninstalled, medians. Both
+   L{dna.core.enforcement.StanzaFilter} installed and uninstalled, medians. Both
    providers run in this one process and reactor, so every rate includes A's
    send path as well as B's receive path. The stanzas are built once, in
    C{jabber:server}, and sent again each round. A warm-up round of at most

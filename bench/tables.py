@@ -1,5 +1,5 @@
 """
-Benchmark of L{dna.tables}: memory per binding, lookup rate, and the cost of
+Benchmark of L{dna.core.tables}: memory per binding, lookup rate, and the cost of
 closing a small stream among many others.
 
 Run from the checkout: C{python bench/tables.py}. Prints C{name: value} lines:
@@ -28,7 +28,7 @@ import tracemalloc
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from dna.tables import INCOMING, OUTGOING, Tables  # noqa: E402
+from dna.core.tables import INCOMING, OUTGOING, Tables  # noqa: E402
 
 BINDINGS = 100_000
 LOOKUP_ROUNDS = 7

@@ -25,7 +25,7 @@ NS_BIDI = "urn:xmpp:bidi"
 #: XEP-0288 stream feature namespace.
 NS_BIDI_FEATURE = "urn:xmpp:features:bidi"
 
-#: XEP-0198 Stream Management (acknowledgements only, see L{dna.acks}).
+#: XEP-0198 Stream Management (acknowledgements only, see L{dna.channel.acks}).
 NS_SM = "urn:xmpp:sm:3"
 
 #: The DNA stream feature, C{<dna xmlns='urn:xmpp:dna:1'/>}, advertised by a

@@ -194,7 +194,7 @@ class ProsodyServer:
                  logLevel="debug", extraConfig=""):
         """
         @param hosts: The domains it serves (VirtualHosts).
-        @param certificate: Its L{dna.testing_pki.IssuedCertificate}.
+        @param certificate: Its L{dna.testing.pki.IssuedCertificate}.
         @param authorities: PEM bytes of the CAs it trusts.
         @param resolver: (host, port) of the validating resolver.
         @param anchorFile: The trust anchor file of C{example.}.

@@ -8,10 +8,10 @@ Provider A is xmpp1.originating.tld; provider B is xmpp1.receiving.tld.
 from twisted.internet import defer, endpoints, reactor
 from twisted.internet.ssl import trustRootFromCertificates
 
-from dna.addresses import AddressResolver
-from dna.service import DNAService
-from dna.testing import chatMessage
-from dna.testing_pki import CertificateAuthority
+from dna.dns.addresses import AddressResolver
+from dna.app.service import DNAService
+from dna.testing.fakes import chatMessage
+from dna.testing.pki import CertificateAuthority
 
 ORIGINATING = "xmpp1.originating.tld"
 RECEIVING = "xmpp1.receiving.tld"

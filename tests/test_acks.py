@@ -1,5 +1,5 @@
 """
-Tests for L{dna.acks}: acknowledgements so that a broken stream loses no
+Tests for L{dna.channel.acks}: acknowledgements so that a broken stream loses no
 stanza.
 """
 
@@ -7,7 +7,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.xish import domish
 
-from dna.acks import StreamAcks, peerOffersAcks
+from dna.channel.acks import StreamAcks, peerOffersAcks
 from dna.namespaces import NS_SM
 
 from tests.streams import close, makeStream, receive, stanza

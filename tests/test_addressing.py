@@ -1,10 +1,10 @@
 """
-Tests for L{dna.addressing}.
+Tests for L{dna.core.names}.
 """
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from dna.addressing import InvalidAddress, domainOf, normalizeDomain
+from dna.core.names import InvalidAddress, domainOf, normalizeDomain
 
 
 class DomainOfTests(SynchronousTestCase):

@@ -1,5 +1,5 @@
 """
-Tests for L{dna.check}, the C{dna-check} console script.
+Tests for L{dna.app.check}, the C{dna-check} console script.
 """
 
 import functools
@@ -10,9 +10,9 @@ from twisted.internet.selectreactor import SelectReactor
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from dna import check
-from dna.check import Options, main, parseServer, report, run
-from dna.delegation import BOGUS, INSECURE, SECURE, DelegationResult, SRVRecord
+from dna.app import check
+from dna.app.check import Options, main, parseServer, report, run
+from dna.dns.delegation import BOGUS, INSECURE, SECURE, DelegationResult, SRVRecord
 from tests.test_delegation import memoryChecker
 
 

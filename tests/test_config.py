@@ -1,5 +1,5 @@
 """
-Tests for L{dna.config}: the operator's TOML file.
+Tests for L{dna.app.config}: the operator's TOML file.
 """
 
 import datetime
@@ -13,13 +13,13 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
-from dna import config
-from dna.config import ConfigurationError, loadConfiguration, parseConfiguration
-from dna.delegation import DelegationChecker
-from dna.dnssec import ROOT_ANCHORS
+from dna.app import config
+from dna.app.config import ConfigurationError, loadConfiguration, parseConfiguration
+from dna.dns.delegation import DelegationChecker
+from dna.dns.dnssec.proofs import ROOT_ANCHORS
 from dna.error import DNAError
-from dna.testing_pki import CertificateAuthority
-from dna.tls import ServerContextFactory
+from dna.testing.pki import CertificateAuthority
+from dna.channel.tls import ServerContextFactory
 
 CA = CertificateAuthority("DNA Test Root CA")
 ORIGINATING = "xmpp1.originating.tld"
@@ -206,7 +206,10 @@ class LoadTests(SynchronousTestCase):
         """
         The defaults are those of the modules that use the settings.
         """
-        from dna import connector, dialback, federation, service
+        from dna.channel import originating as connector
+        from dna.core import authorization as dialback
+        from dna.app import federation
+        from dna.app import service
 
         self.assertEqual(service.DEFAULT_IDLE_TIMEOUT,
                          config.DEFAULT_IDLE_TIMEOUT)

@@ -1,5 +1,5 @@
 """
-Tests for L{dna.connector}: the Originating Server's decisions and
+Tests for L{dna.channel.originating}: the Originating Server's decisions and
 connection attempts, with an in-memory reactor.
 """
 
@@ -8,10 +8,10 @@ from twisted.internet.ssl import trustRootFromCertificates
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
-from dna.addresses import AddressResolver
-from dna.connector import Connector, NotDelegated
-from dna.testing import FakeDelegationChecker
-from dna.testing_pki import CertificateAuthority
+from dna.dns.addresses import AddressResolver
+from dna.channel.originating import Connector, NotDelegated
+from dna.testing.fakes import FakeDelegationChecker
+from dna.testing.pki import CertificateAuthority
 
 CA = CertificateAuthority("Connector Test CA")
 CERTIFICATE = CA.issue("xmpp1.originating.tld", dnsNames=["xmpp1.originating.tld"])

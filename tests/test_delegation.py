@@ -1,5 +1,5 @@
 """
-Tests for L{dna.delegation} and L{dna.testing.FakeDelegationChecker}.
+Tests for L{dna.dns.delegation} and L{dna.testing.fakes.FakeDelegationChecker}.
 """
 
 import random
@@ -20,7 +20,7 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
-from dna.delegation import (
+from dna.dns.delegation import (
     _PLAIN,
     ALLOW_INSECURE,
     BOGUS,
@@ -36,10 +36,10 @@ from dna.delegation import (
     normalizeDomain,
     rfc2782Order,
 )
-from dna.dnsclient import DNSMalformed, DNSTimeout
-from dna.dnssec import readAnchors
+from dna.dns.client import DNSMalformed, DNSTimeout
+from dna.dns.dnssec.proofs import readAnchors
 from dna.interfaces import IDelegationChecker, IDelegationResult
-from dna.testing import FakeDelegationChecker, FakeValidatingResolver
+from dna.testing.fakes import FakeDelegationChecker, FakeValidatingResolver
 from tests.test_dnssec import NOW, STATUSES, signedTree, srvName
 
 LOOPBACK = [("127.0.0.1", 53)]

@@ -1,5 +1,5 @@
 """
-Tests for L{dna.demo}: the plan and the tables without a reactor, then the
+Tests for L{dna.demo.scenario}: the plan and the tables without a reactor, then the
 whole demo over loopback, in-process and as C{python -m dna.demo}.
 """
 
@@ -19,10 +19,10 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 import dna
-from dna import demo
-from dna.dnssec import INSECURE, SECURE, Validator, parseAnchors
-from dna.tables import Tables
-from dna.zoneserver import ZoneAuthority
+from dna.demo import scenario as demo
+from dna.dns.dnssec.proofs import INSECURE, SECURE, Validator, parseAnchors
+from dna.core.tables import Tables
+from dna.testing.zoneserver import ZoneAuthority
 
 _CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(dna.__file__)))
 
@@ -167,7 +167,7 @@ class OptionsTests(SynchronousTestCase):
         parser = configparser.ConfigParser()
         parser.read(os.path.join(_CHECKOUT, "setup.cfg"))
         scripts = parser["options.entry_points"]["console_scripts"]
-        self.assertIn("dna-demo = dna.demo:main", [s.strip() for s in scripts.splitlines()])
+        self.assertIn("dna-demo = dna.demo.scenario:main", [s.strip() for s in scripts.splitlines()])
 
 
 def runDemo(*argv):
@@ -247,7 +247,7 @@ class DemoTests(TestCase):
         """
         status, out, err = yield runDemo("--verbose", "--pairs", "1")
         self.assertEqual((0, ""), (status, err))
-        self.assertIn("[debug dna.dialback] Stream ", out)
+        self.assertIn("[debug dna.core.authorization] Stream ", out)
         self.assertNotIn("5 more domain pairs", out)
 
     @defer.inlineCallbacks

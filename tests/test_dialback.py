@@ -1,5 +1,5 @@
 """
-Tests for L{dna.dialback}: the C{<db:result/>} exchange of section 6.
+Tests for L{dna.core.authorization}: the C{<db:result/>} exchange of section 6.
 """
 
 from twisted.internet.task import Clock
@@ -8,7 +8,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.xish import domish
 
-from dna.dialback import (
+from dna.core.authorization import (
     RequestTimedOut,
     StreamAuthorization,
     errorFromResult,
@@ -16,8 +16,8 @@ from dna.dialback import (
 )
 from dna.error import AuthorizationRefused, ConnectionLost, DNAError
 from dna.namespaces import NS_DIALBACK
-from dna.tables import INCOMING, OUTGOING, Tables
-from dna.testing import FakeDelegationChecker
+from dna.core.tables import INCOMING, OUTGOING, Tables
+from dna.testing.fakes import FakeDelegationChecker
 
 from tests.streams import close, makeStream, receive, stanza
 

@@ -1,5 +1,5 @@
 """
-Tests for L{dna.dnsclient}.
+Tests for L{dna.dns.client}.
 
 The unit tests drive L{DNSClient} over a memory reactor with fake UDP ports
 and string TCP transports; L{RealServerTests} ask the knotd and unbound of
@@ -25,8 +25,8 @@ from twisted.internet.testing import (
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
-from dna import dnsclient
-from dna.dnsclient import (
+from dna.dns import client as dnsclient
+from dna.dns.client import (
     DNSClient,
     DNSInvalidQuery,
     DNSMalformed,

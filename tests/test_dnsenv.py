@@ -1,6 +1,6 @@
 """
 Smoke tests of the real DNS test environment in L{tests.dnsenv}: knotd and a
-validating unbound over loopback, asked with L{dna.dnsclient.DNSClient}.
+validating unbound over loopback, asked with L{dna.dns.client.DNSClient}.
 """
 
 import os
@@ -11,7 +11,7 @@ import dns.rdatatype
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from dna.dnsclient import DNSClient
+from dna.dns.client import DNSClient
 from tests import dnsenv
 from tests.dnsenv import (
     DOMAINS,

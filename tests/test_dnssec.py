@@ -1,5 +1,5 @@
 """
-Tests for L{dna.dnssec}: validation from trust anchors, in memory against
+Tests for L{dna.dns.dnssec.proofs}: validation from trust anchors, in memory against
 zones signed here and for real against knotd and unbound (L{tests.dnsenv}).
 """
 
@@ -17,8 +17,8 @@ from dns.dnssectypes import Algorithm
 from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from dna.dnsclient import DNSClient, DNSTimeout
-from dna.dnssec import (
+from dna.dns.client import DNSClient, DNSTimeout
+from dna.dns.dnssec.proofs import (
     BOGUS,
     INDETERMINATE,
     INSECURE,
@@ -33,7 +33,7 @@ from dna.dnssec import (
     typeBitmap,
     verifyRRset,
 )
-from dna.testing import FakeDNSClient, signZone
+from dna.testing.fakes import FakeDNSClient, signZone
 
 NOW = 1_700_000_000
 DAY = 86400

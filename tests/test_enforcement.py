@@ -1,14 +1,14 @@
 """
-Tests for L{dna.enforcement}.
+Tests for L{dna.core.enforcement}.
 """
 
 from twisted.logger import globalLogPublisher
 from twisted.internet.testing import EventLoggingObserver
 from twisted.trial.unittest import SynchronousTestCase
 
-from dna.enforcement import StanzaFilter
+from dna.core.enforcement import StanzaFilter
 from dna.namespaces import NS_DNA_ERRORS
-from dna.tables import INCOMING, Tables
+from dna.core.tables import INCOMING, Tables
 
 from tests.streams import makeStream, receive, stanza, stanzaErrorOf
 
@@ -88,7 +88,7 @@ class StanzaFilterTests(SynchronousTestCase):
         """
         A binding in the sending direction does not let stanzas in.
         """
-        from dna.tables import OUTGOING
+        from dna.core.tables import OUTGOING
 
         self.tables.bind(OUTGOING, "target.tld", "sender.tld", "s1")
         receive(self.xs, stanza())

@@ -1,11 +1,11 @@
 """
-Tests for L{dna.features}.
+Tests for L{dna.channel.features}.
 """
 
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.xish import domish
 
-from dna.features import (
+from dna.channel.features import (
     BidiInitializer,
     advertise,
     peerOffersBidi,

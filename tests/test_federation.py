@@ -1,5 +1,5 @@
 """
-Tests for L{dna.federation}: routing by the binding table, stanzas waiting
+Tests for L{dna.app.federation}: routing by the binding table, stanzas waiting
 for their pair, bounces.
 """
 
@@ -7,9 +7,9 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.xish import domish
 
-from dna.federation import Federation
+from dna.app.federation import Federation
 from dna.namespaces import NS_DIALBACK
-from dna.testing import FakeDelegationChecker
+from dna.testing.fakes import FakeDelegationChecker
 
 from tests.streams import close, makeStream, receive, stanza, stanzaErrorOf
 

@@ -9,7 +9,7 @@ providers listen on (port 5269 of 127.0.0.11, 127.0.0.12 and 127.0.0.51).
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-from dna.delegation import ALLOW_INSECURE, DelegationChecker
+from dna.dns.delegation import ALLOW_INSECURE, DelegationChecker
 
 from tests.dnsenv import HOSTS, startDNSEnvironment
 from tests.providers import ProvidersMixin, message
@@ -95,7 +95,7 @@ class RealDNSFederationTests(ProvidersMixin, unittest.TestCase):
 
     def checker(self, mode="ad", **kw):
         if mode == "validate":
-            from dna.dnssec import parseAnchors
+            from dna.dns.dnssec.proofs import parseAnchors
 
             with open(self.env.anchorFile) as f:
                 kw.setdefault("anchors", parseAnchors(f.read()))

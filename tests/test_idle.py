@@ -1,11 +1,11 @@
 """
-Tests for L{dna.service.IdleWatch}.
+Tests for L{dna.app.service.IdleWatch}.
 """
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from dna.service import IdleWatch
+from dna.app.service import IdleWatch
 
 from tests.streams import close, makeStream, receive, stanza
 

@@ -1,8 +1,8 @@
 """
 Tests for interoperation with servers that do not speak DNA
-(draft-ietf-xmpp-dna-01 section 7): L{dna.fallback}, L{dna.sasl},
-L{dna.serverdialback}, L{dna.legacyauth}, L{dna.legacyserver} and
-L{dna.legacy}, in memory (real L{XmlStream}s over L{StringTransport}); the
+(draft-ietf-xmpp-dna-01 section 7): L{dna.legacy.policy}, L{dna.legacy.sasl},
+L{dna.legacy.dialback}, L{dna.legacy.authorization}, L{dna.legacy.receiving} and
+L{dna.legacy.originating}, in memory (real L{XmlStream}s over L{StringTransport}); the
 last tests run two DNA providers over loopback to show that they never fall
 back. L{tests.test_prosody} interoperates with a real Prosody.
 """
@@ -21,13 +21,13 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.protocols.jabber import error, xmlstream
 from twisted.words.xish import domish
 
-from dna import legacyserver
-from dna.config import FALLBACK_DIALBACK, FALLBACK_DNA, FALLBACK_PKIX
-from dna.connector import ConnectFailed, NotDelegated, PeerLacksDNA
-from dna.delegation import BOGUS, INDETERMINATE, INSECURE, SECURE, DelegationResult, SRVRecord
-from dna.dialback import RequestTimedOut, errorFromResult
+from dna.legacy import receiving as legacyserver
+from dna.app.config import FALLBACK_DIALBACK, FALLBACK_DNA, FALLBACK_PKIX
+from dna.channel.originating import ConnectFailed, NotDelegated, PeerLacksDNA
+from dna.dns.delegation import BOGUS, INDETERMINATE, INSECURE, SECURE, DelegationResult, SRVRecord
+from dna.core.authorization import RequestTimedOut, errorFromResult
 from dna.error import AuthorizationRefused, ConnectionLost
-from dna.fallback import (
+from dna.legacy.policy import (
     DowngradeRefused,
     FallbackPolicy,
     NoLegacyRoute,
@@ -35,9 +35,9 @@ from dna.fallback import (
     legacyTargets,
     mayPiggyback,
 )
-from dna.legacy import LegacyBidiInitializer, PeerCheckInitializer
-from dna.legacyauth import LegacyAuthorization
-from dna.legacyserver import LegacyListener
+from dna.legacy.originating import LegacyBidiInitializer, PeerCheckInitializer
+from dna.legacy.authorization import LegacyAuthorization
+from dna.legacy.receiving import LegacyListener
 from dna.namespaces import (
     NS_BIDI,
     NS_BIDI_FEATURE,
@@ -47,9 +47,9 @@ from dna.namespaces import (
     NS_SASL,
     NS_TLS,
 )
-from dna.sasl import SASLExternalInitializer, SASLFailed, checkExternalAuth
-from dna.server import DNAListenAuthenticator
-from dna.serverdialback import (
+from dna.legacy.sasl import SASLExternalInitializer, SASLFailed, checkExternalAuth
+from dna.channel.receiving import DNAListenAuthenticator
+from dna.legacy.dialback import (
     AuthoritativeResponder,
     DialbackFailed,
     DialbackKeys,
@@ -59,9 +59,9 @@ from dna.serverdialback import (
     Verifier,
     generateKey,
 )
-from dna.dialback import dialbackElement
-from dna.tables import Tables
-from dna.testing import FakeDelegationChecker
+from dna.core.authorization import dialbackElement
+from dna.core.tables import Tables
+from dna.testing.fakes import FakeDelegationChecker
 
 from tests.providers import ORIGINATING, RECEIVING, ProvidersMixin, message
 from tests.streams import RecordingXmlStream, close, makeStream, receive, stanza, stanzaErrorOf
@@ -271,7 +271,7 @@ class KeysTests(SynchronousTestCase):
         """
         Keys are compared with L{hmac.compare_digest}.
         """
-        import dna.serverdialback
+        import dna.legacy.dialback
 
         calls = []
 
@@ -279,7 +279,7 @@ class KeysTests(SynchronousTestCase):
             calls.append((a, b))
             return a == b
 
-        self.patch(dna.serverdialback.hmac, "compare_digest", compare)
+        self.patch(dna.legacy.dialback.hmac, "compare_digest", compare)
         keys = DialbackKeys(SECRET)
         self.assertTrue(keys.isValid(keys.key("r.tld", "o.tld", "s1"), "r.tld", "o.tld", "s1"))
         self.assertEqual(1, len(calls))
@@ -1139,7 +1139,7 @@ class LegacyListenPKIXTests(LegacyListenMixin, SynchronousTestCase):
 
 class FakeLegacyConnector:
     """
-    Stands in for L{dna.legacy.LegacyConnector}: the test completes each
+    Stands in for L{dna.legacy.originating.LegacyConnector}: the test completes each
     connection attempt.
     """
 
@@ -1162,9 +1162,9 @@ class FallbackTests(SynchronousTestCase):
     """
 
     def setUp(self):
-        from dna.federation import Federation
-        from dna.legacy import Fallback
-        from dna.testing_pki import CertificateAuthority
+        from dna.app.federation import Federation
+        from dna.legacy.originating import Fallback
+        from dna.testing.pki import CertificateAuthority
         from twisted.internet.ssl import trustRootFromCertificates
 
         self.clock = Clock()
@@ -1315,12 +1315,12 @@ class FallbackTests(SynchronousTestCase):
 
 class LegacyConnectorTests(SynchronousTestCase):
     """
-    L{dna.legacy.LegacyConnector} before it connects.
+    L{dna.legacy.originating.LegacyConnector} before it connects.
     """
 
     def setUp(self):
-        from dna.addresses import AddressResolver
-        from dna.testing_pki import CertificateAuthority
+        from dna.dns.addresses import AddressResolver
+        from dna.testing.pki import CertificateAuthority
         from twisted.internet.ssl import trustRootFromCertificates
 
         ca = CertificateAuthority("Test CA")
@@ -1332,7 +1332,7 @@ class LegacyConnectorTests(SynchronousTestCase):
         self.trustRoot = trustRootFromCertificates([ca.toCertificate()])
 
     def connector(self, level):
-        from dna.legacy import LegacyConnector
+        from dna.legacy.originating import LegacyConnector
 
         return LegacyConnector(
             self.checker, self.resolver, FallbackPolicy(level), DialbackKeys(SECRET),

@@ -25,7 +25,7 @@ in send order per pair), bounced with the condition the step that caused it
 allows, lost with a connection that closed under it, or waiting on a request
 that can still be answered or time out. At the end it closes everything,
 lets every timer run and checks the accounting is exact.
-L{AcksFederationModel} does the same with acknowledgements (L{dna.acks}) on,
+L{AcksFederationModel} does the same with acknowledgements (L{dna.channel.acks}) on,
 where nothing may be lost with a connection and delivery is at least once.
 """
 
@@ -47,12 +47,12 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.protocols.jabber import xmlstream
 from twisted.words.xish import domish
 
-from dna.acks import smFeature
-from dna.addressing import domainOf
-from dna.dialback import DEFAULT_REQUEST_TIMEOUT, resultElement
-from dna.federation import Federation, NoRoute
+from dna.channel.acks import smFeature
+from dna.core.names import domainOf
+from dna.core.authorization import DEFAULT_REQUEST_TIMEOUT, resultElement
+from dna.app.federation import Federation, NoRoute
 from dna.namespaces import NS_DIALBACK, NS_DNA_ERRORS, NS_SM
-from dna.testing import FakeDelegationChecker
+from dna.testing.fakes import FakeDelegationChecker
 
 from tests.streams import HEADER, stanza, stanzaErrorOf
 
@@ -177,7 +177,7 @@ class TwoServers:
         (stream id, (local, remote)): what B answered C{type='valid'} on a
         stream, until it answered C{type='invalid'} there or the stream closed.
     @ivar violations: Every broken safety property, as text.
-    @ivar acks: Whether B offers acknowledgements (L{dna.acks}). Then a
+    @ivar acks: Whether B offers acknowledgements (L{dna.channel.acks}). Then a
         message lost with a connection is sent again on another, so that
         delivery is at least once: the model allows duplicates on distinct
         streams and a bounce after a delivery whose acknowledgement was lost,
@@ -236,7 +236,7 @@ class TwoServers:
     def _establish(self, sender, target):
         """
         A's C{establish}: the first connection A believes open. Like
-        L{dna.service}, it records the target as represented by the peer
+        L{dna.app.service}, it records the target as represented by the peer
         (section 5 step 3: b1 and b2 are delegated to C{xmpp.b.tld}).
         """
         for link in self.links:

@@ -31,11 +31,11 @@ from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 from twisted.words.xish import domish
 
-from dna.addresses import AddressResolver
-from dna.config import FALLBACK_DIALBACK, FALLBACK_PKIX
-from dna.delegation import DelegationChecker
-from dna.service import DNAService
-from dna.testing_pki import CertificateAuthority
+from dna.dns.addresses import AddressResolver
+from dna.app.config import FALLBACK_DIALBACK, FALLBACK_PKIX
+from dna.dns.delegation import DelegationChecker
+from dna.app.service import DNAService
+from dna.testing.pki import CertificateAuthority
 
 from tests.interop import S2S_PORT, pickAddresses, startInteropDNS, startProsody, xmppZone
 from tests.providers import Inbox, message

@@ -1,5 +1,5 @@
 """
-Tests for L{dna.server}: the Receiving Server's stream negotiation, in
+Tests for L{dna.channel.receiving}: the Receiving Server's stream negotiation, in
 memory.
 """
 
@@ -8,7 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.protocols.jabber import xmlstream
 
 from dna.namespaces import NS_TLS
-from dna.server import DNAListenAuthenticator, newStreamID
+from dna.channel.receiving import DNAListenAuthenticator, newStreamID
 
 
 class TLSStringTransport(StringTransport):

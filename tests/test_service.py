@@ -1,5 +1,5 @@
 """
-Tests for L{dna.service}: two providers over real loopback sockets and real
+Tests for L{dna.app.service}: two providers over real loopback sockets and real
 mutual TLS, with an in-memory delegation checker (the tests in
 C{test_federation_dns} use real DNS).
 """
@@ -9,8 +9,8 @@ import datetime
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
-from dna.testing import FakeDelegationChecker
-from dna.testing_pki import CertificateAuthority
+from dna.testing.fakes import FakeDelegationChecker
+from dna.testing.pki import CertificateAuthority
 
 from tests.providers import ORIGINATING, RECEIVING, ProvidersMixin, message
 from tests.streams import stanzaErrorOf
@@ -201,7 +201,7 @@ class TwoProvidersTests(ProvidersMixin, unittest.TestCase):
         """
         B refuses an Originating Server that presents no client certificate.
         """
-        from dna.connector import Connector
+        from dna.channel.originating import Connector
 
         connector = Connector(
             self.checker, self.a.connector._resolve, ORIGINATING, None, self.trustRoot,

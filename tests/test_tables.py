@@ -1,5 +1,5 @@
 """
-Tests for L{dna.tables}.
+Tests for L{dna.core.tables}.
 """
 
 from hypothesis import settings
@@ -14,7 +14,7 @@ from hypothesis.stateful import (
 from twisted.trial.unittest import SynchronousTestCase
 
 from dna.error import UnknownConnection
-from dna.tables import (
+from dna.core.tables import (
     INCOMING,
     OUTGOING,
     BindingTable,

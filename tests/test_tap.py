@@ -1,5 +1,5 @@
 """
-Tests for L{dna.tap} and the C{twistd} dropin.
+Tests for L{dna.app.tap} and the C{twistd} dropin.
 """
 
 from twisted.application.service import IServiceMaker
@@ -9,8 +9,8 @@ from twisted.scripts.twistd import ServerOptions
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from dna import tap
-from dna.config import Configuration, ConfigurationError, loadConfiguration
+from dna.app import tap
+from dna.app.config import Configuration, ConfigurationError, loadConfiguration
 from tests.test_config import MINIMAL, ConfigurationFiles
 
 

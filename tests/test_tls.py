@@ -1,5 +1,5 @@
 """
-Tests for L{dna.tls}: server names in certificates and mutual TLS between
+Tests for L{dna.channel.tls}: server names in certificates and mutual TLS between
 servers (draft-ietf-xmpp-dna-01 section 5).
 """
 
@@ -20,14 +20,14 @@ from twisted.python.filepath import FilePath
 from twisted.test.iosim import connectedServerAndClient
 from twisted.trial import unittest
 
-from dna import tls
+from dna.channel import tls
 from dna.error import DNAError
-from dna.testing_pki import (
+from dna.testing.pki import (
     ID_ON_DNSSRV,
     ID_ON_XMPPADDR,
     CertificateAuthority,
 )
-from dna.tls import (
+from dna.channel.tls import (
     CertificateNameMismatch,
     ServerContextFactory,
     clientContextFactory,
@@ -405,7 +405,7 @@ class ServerNamesTests(unittest.TestCase):
 
 class CertificateAuthorityTests(unittest.TestCase):
     """
-    Tests for L{dna.testing_pki}.
+    Tests for L{dna.testing.pki}.
     """
 
     def test_issue(self):

@@ -17,7 +17,7 @@ from twisted.python.filepath import FilePath
 from twisted.trial import unittest
 from twisted.words.protocols.jabber import component, xmlstream
 
-from dna.delegation import DelegationChecker
+from dna.dns.delegation import DelegationChecker
 
 from tests.dnsenv import HOSTS, startDNSEnvironment
 from tests.providers import Inbox, ProvidersMixin, message

@@ -1,5 +1,5 @@
 """
-Tests for L{dna.zoneserver}: the answers checked with dnspython and with
+Tests for L{dna.testing.zoneserver}: the answers checked with dnspython and with
 DNA's own validator, the UDP and TCP protocols in memory, and the server over
 loopback with L{DelegationChecker} in validate mode.
 """
@@ -20,10 +20,10 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from dna.delegation import DelegationChecker
-from dna.dnsclient import DNSClient
-from dna.dnssec import Validator, typeBitmap
-from dna.zoneserver import (
+from dna.dns.delegation import DelegationChecker
+from dna.dns.client import DNSClient
+from dna.dns.dnssec.proofs import Validator, typeBitmap
+from dna.testing.zoneserver import (
     DEFAULT_PAYLOAD,
     DNSDatagramProtocol,
     DNSStreamProtocol,

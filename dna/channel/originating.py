@@ -19,11 +19,11 @@ from twisted.words.xish import xmlstream as xishstream
 
 import attr
 
-from dna.addressing import InvalidAddress, normalizeDomain
+from dna.core.names import InvalidAddress, normalizeDomain
 from dna.error import DNAError
-from dna.features import BidiInitializer
+from dna.channel.features import BidiInitializer
 from dna.namespaces import NS_DIALBACK, NS_DNA, NS_SERVER, NS_STREAMS
-from dna.tls import clientContextFactory
+from dna.channel.tls import clientContextFactory
 
 _log = Logger()
 
@@ -60,7 +60,7 @@ class ConnectFailed(DNAError):
 
     @ivar attempts: (target, reason) for every target tried, in order.
     @ivar reasons: The exceptions of those attempts, in the same order (for
-        L{dna.fallback.fallbackReason}).
+        L{dna.legacy.policy.fallbackReason}).
     """
 
     domain = attr.ib()

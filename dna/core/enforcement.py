@@ -25,7 +25,7 @@ from twisted.logger import Logger
 from twisted.words.protocols.jabber import error, xmlstream
 from twisted.words.xish import domish
 
-from dna.addressing import InvalidAddress, domainOf
+from dna.core.names import InvalidAddress, domainOf
 from dna.namespaces import NS_DNA_ERRORS, NS_SERVER, STANZA_NAMES
 
 _log = Logger()
@@ -72,7 +72,7 @@ class StanzaFilter:
         @type xs: L{twisted.words.protocols.jabber.xmlstream.XmlStream}
         @param streamID: The id of this stream in the tables.
         @param bindings: The binding table for the receiving direction
-            (L{dna.tables.Tables.incoming}).
+            (L{dna.core.tables.Tables.incoming}).
         @param cacheSize: How many accepted address pairs to remember.
         @param isReply: L{None}, or a callable (local, remote, stanzaID) ->
             bool telling whether we sent a stanza with that id from C{local}

@@ -23,8 +23,8 @@ from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
-import dna.dnssec
-from dna.dnssec import BOGUS, INDETERMINATE, INSECURE, SECURE
+import dna.dns.dnssec.proofs
+from dna.dns.dnssec.proofs import BOGUS, INDETERMINATE, INSECURE, SECURE
 from dna.error import DNAError
 from dna.interfaces import IDelegationChecker, IDelegationResult
 
@@ -115,7 +115,7 @@ class DelegationResult:
     @ivar ttl: Seconds the result may be cached, counted from the lookup
         (a result served from the cache keeps the figure of its lookup).
     @ivar chain: What proved the status: a sequence of
-        L{dna.dnssec.ChainLink} (which key signed what), for people.
+        L{dna.dns.dnssec.proofs.ChainLink} (which key signed what), for people.
     """
 
     domain = attr.ib()
@@ -273,7 +273,7 @@ def _followCNAMEs(answer, qname, rdtype):
     """
     name = qname
     ttls = []
-    for _ in range(dna.dnssec.MAX_CNAMES + 1):
+    for _ in range(dna.dns.dnssec.proofs.MAX_CNAMES + 1):
         cname = None
         for rrset in answer:
             if rrset.name != name:
@@ -300,7 +300,7 @@ def interpretResolverAnswer(response, qname, now, resolver):
     @param qname: The SRV name asked.
     @param now: The time, seconds since the epoch.
     @param resolver: The resolver, for reasons and the chain (C{str}).
-    @return: A L{dna.dnssec.Validation}, or L{None} for SERVFAIL without an
+    @return: A L{dna.dns.dnssec.proofs.Validation}, or L{None} for SERVFAIL without an
         Extended DNS Error saying the data is bogus: only a retry with CD set
         can tell then.
     """
@@ -308,13 +308,13 @@ def interpretResolverAnswer(response, qname, now, resolver):
     if rcode == dns.rcode.SERVFAIL:
         for code, text in _extendedErrors(response):
             if code in _BOGUS_EDE:
-                return dna.dnssec.Validation(
+                return dna.dns.dnssec.proofs.Validation(
                     BOGUS, reason=f"the validating resolver {resolver} answered "
                     f"SERVFAIL for SRV {qname.to_text(omit_final_dot=True)}: {text}")
         return None
     if rcode != dns.rcode.NOERROR and rcode != dns.rcode.NXDOMAIN:
         extra = "; ".join(text for _, text in _extendedErrors(response))
-        return dna.dnssec.Validation(
+        return dna.dns.dnssec.proofs.Validation(
             INDETERMINATE, reason=f"the resolver {resolver} answered "
             f"{dns.rcode.to_text(rcode)} for SRV {qname.to_text(omit_final_dot=True)}"
             + (f" ({extra})" if extra else ""))
@@ -335,16 +335,16 @@ def interpretResolverAnswer(response, qname, now, resolver):
                 for rrsig in sigs:
                     ttls.append(rrsig.expiration - now)
                     ttls.append(rrsig.original_ttl)
-                    chain.append(dna.dnssec.ChainLink(
+                    chain.append(dna.dns.dnssec.proofs.ChainLink(
                         owner, "SRV", rrsig.signer.to_text(), rrsig.key_tag,
                         rrsig.algorithm, how))
         if not chain:
-            chain.append(dna.dnssec.ChainLink(rrset.name.to_text(), "SRV", "", note=how))
+            chain.append(dna.dns.dnssec.proofs.ChainLink(rrset.name.to_text(), "SRV", "", note=how))
     else:
         kind = "NXDOMAIN" if rcode == dns.rcode.NXDOMAIN else "NODATA"
-        chain.append(dna.dnssec.ChainLink(qname.to_text(), "SRV", "",
+        chain.append(dna.dns.dnssec.proofs.ChainLink(qname.to_text(), "SRV", "",
                                           note=f"{kind} {how}"))
-        ttls.append(dna.dnssec._minimumTTL(response))
+        ttls.append(dna.dns.dnssec.proofs._minimumTTL(response))
         reason = f"no SRV {qname.to_text(omit_final_dot=True)} ({kind})"
     if secure:
         status = SECURE
@@ -353,7 +353,7 @@ def interpretResolverAnswer(response, qname, now, resolver):
         reason = (f"the resolver {resolver} did not set the AD bit: the answer for SRV "
                   f"{qname.to_text(omit_final_dot=True)} is not signed")
     ttl = max(0, int(min(ttls))) if ttls else 0
-    return dna.dnssec.Validation(status, rrset, reason, ttl, chain)
+    return dna.dns.dnssec.proofs.Validation(status, rrset, reason, ttl, chain)
 
 
 @implementer(IDelegationChecker)
@@ -369,7 +369,7 @@ class DelegationChecker:
         path to it must be trustworthy (RFC 4033 section 4.9.3, RFC 6840
         section 5.8): only loopback resolvers unless C{trustedPath}.
       - C{mode='validate'}: validate here from trust anchors
-        (L{dna.dnssec.Validator}), asking a resolver with CD set or an
+        (L{dna.dns.dnssec.proofs.Validator}), asking a resolver with CD set or an
         authoritative server for every zone (C{upstream='authoritative'})
         with RD clear.
 
@@ -391,10 +391,10 @@ class DelegationChecker:
             timeouts) and, without C{client}, UDP and TCP; the global
             reactor by default.
         @param client: Something with the C{query} method of
-            L{dna.dnsclient.DNSClient}; by default a C{DNSClient} for
+            L{dna.dns.client.DNSClient}; by default a C{DNSClient} for
             C{servers}.
         @param anchors: Trust anchors for C{mode='validate'}, as from
-            L{dna.dnssec.parseAnchors}; the IANA root anchors by default.
+            L{dna.dns.dnssec.proofs.parseAnchors}; the IANA root anchors by default.
         @param upstream: C{'resolver'} or C{'authoritative'}, for
             C{mode='validate'}.
         @param trustedPath: Whether the path to a non-loopback resolver is
@@ -448,7 +448,7 @@ class DelegationChecker:
             from twisted.internet import reactor
         self._clock = reactor
         if client is None:
-            from dna.dnsclient import DNSClient
+            from dna.dns.client import DNSClient
             client = DNSClient(servers, reactor=reactor, timeout=timeout, retries=retries,
                                deadline=deadline)
         self._client = client
@@ -473,7 +473,7 @@ class DelegationChecker:
         self._pending = {}
         self._validator = None
         if mode == "validate":
-            self._validator = dna.dnssec.Validator(self._validatingQuery, anchors)
+            self._validator = dna.dns.dnssec.proofs.Validator(self._validatingQuery, anchors)
 
     def _validatingQuery(self, name, rdtype):
         if self._upstream == "resolver":
@@ -652,21 +652,21 @@ class DelegationChecker:
             retry = yield self._client.query(qname, dns.rdatatype.SRV, dnssec=True,
                                              checkingDisabled=True)
         except DNAError as e:
-            return dna.dnssec.Validation(
+            return dna.dns.dnssec.proofs.Validation(
                 INDETERMINATE, reason=f"the resolver {resolver} answered SERVFAIL for SRV "
                 f"{qtext}{extra}, and failed again with CD set ({e.reason})")
         if retry.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-            return dna.dnssec.Validation(
+            return dna.dns.dnssec.proofs.Validation(
                 BOGUS, reason=f"the validating resolver {resolver} answered SERVFAIL for "
                 f"SRV {qtext}{extra} but gives the data with CD set: it failed DNSSEC "
                 f"validation")
-        return dna.dnssec.Validation(
+        return dna.dns.dnssec.proofs.Validation(
             INDETERMINATE, reason=f"the resolver {resolver} answered SERVFAIL for SRV "
             f"{qtext}{extra}, and {dns.rcode.to_text(retry.rcode())} with CD set")
 
     def _queryFailed(self, error, qname):
         reason = getattr(error, "reason", None) or str(error) or type(error).__name__
-        return dna.dnssec.Validation(
+        return dna.dns.dnssec.proofs.Validation(
             INDETERMINATE, reason=f"no usable answer for SRV "
             f"{qname.to_text(omit_final_dot=True)}: {reason}")
 

@@ -41,13 +41,13 @@ from twisted.internet.ssl import (
     trustRootFromCertificates,
 )
 
-from dna.addressing import InvalidAddress, normalizeDomain
-from dna.delegation import ALLOW_INSECURE, REQUIRE_SECURE
-from dna.dialback import DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT
-from dna.dnssec import parseAnchors
+from dna.core.names import InvalidAddress, normalizeDomain
+from dna.dns.delegation import ALLOW_INSECURE, REQUIRE_SECURE
+from dna.core.authorization import DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT
+from dna.dns.dnssec.proofs import parseAnchors
 from dna.error import DNAError
-from dna.federation import DEFAULT_QUEUE_LIMIT
-from dna.tls import CertificateNameMismatch, normalizeServerName, verifyPeerName
+from dna.app.federation import DEFAULT_QUEUE_LIMIT
+from dna.channel.tls import CertificateNameMismatch, normalizeServerName, verifyPeerName
 
 #: Trust the AD bit of a validating resolver.
 MODE_AD = "ad"
@@ -318,7 +318,7 @@ def _resolver(value):
 
 
 def _peerAddress(value):
-    # Without a port, the SRV record's applies (dna.addresses.AddressResolver).
+    # Without a port, the SRV record's applies (dna.dns.addresses.AddressResolver).
     return parseAddress(value, None)
 
 
@@ -683,7 +683,7 @@ class Configuration:
         (C{[server] ca}).
     @ivar caCertificates: Those authorities.
     @type caCertificates: L{tuple} of L{twisted.internet.ssl.Certificate}
-    @ivar trustRoot: The same, for L{dna.tls}.
+    @ivar trustRoot: The same, for L{dna.channel.tls}.
     @type trustRoot: L{twisted.internet.ssl.IOpenSSLTrustRoot}
     @ivar idleTimeout: Seconds before an idle S2S connection closes.
     @ivar connectTimeout: Seconds to wait for an outgoing TCP connection.
@@ -694,9 +694,9 @@ class Configuration:
     @ivar resolvers: C{(host, port)} of the DNS servers to ask.
     @type resolvers: L{tuple} of L{tuple}
     @ivar trustAnchorsPath: The trust anchor file, or L{None} for the IANA
-        root anchors shipped in L{dna.dnssec}.
+        root anchors shipped in L{dna.dns.dnssec.proofs}.
     @ivar trustAnchors: The anchors read from it, as
-        L{dna.dnssec.parseAnchors} gives them, or L{None}.
+        L{dna.dns.dnssec.proofs.parseAnchors} gives them, or L{None}.
     @ivar trustedPath: Whether the path to a non-loopback resolver is
         secured, so that C{mode = "ad"} may use it.
     @ivar dnsTimeout: Seconds a delegation check may take in all.
@@ -708,7 +708,7 @@ class Configuration:
     @ivar fallback: One of L{FALLBACKS}: what to do with peers without DNA.
     @ivar hosts: Static addresses of server names, C{{name: (host, port)}}
         with a port of L{None} where the SRV record's applies, as
-        L{dna.addresses.AddressResolver} takes them.
+        L{dna.dns.addresses.AddressResolver} takes them.
     @type hosts: read-only mapping
     @ivar componentListen: Where local XMPP services connect as XEP-0114
         components to exchange stanzas for the hosted domains
@@ -763,7 +763,7 @@ class Configuration:
     def certificates(self):
         """
         C{{server name: PrivateCertificate}}, for
-        L{dna.tls.ServerContextFactory}.
+        L{dna.channel.tls.ServerContextFactory}.
         """
         return {s.name: s.certificate for s in self.serverNames}
 
@@ -771,13 +771,13 @@ class Configuration:
     def chains(self):
         """
         C{{server name: [Certificate]}}: the intermediates of each, for
-        L{dna.tls.ServerContextFactory}.
+        L{dna.channel.tls.ServerContextFactory}.
         """
         return {s.name: list(s.chain) for s in self.serverNames}
 
     def delegationCheckerArguments(self):
         """
-        The keyword arguments of L{dna.delegation.DelegationChecker} that
+        The keyword arguments of L{dna.dns.delegation.DelegationChecker} that
         this configuration determines (add C{reactor}).
 
         @rtype: L{dict}

@@ -16,17 +16,17 @@ from twisted.words.protocols.jabber import error
 from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
 from twisted.words.xish.utility import XmlPipe
 
-from dna.addressing import InvalidAddress, domainOf
-from dna.enforcement import errorResponse
-from dna.connector import DEFAULT_CONNECT_TIMEOUT, ConnectFailed, Connector
-from dna.dialback import DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT
+from dna.core.names import InvalidAddress, domainOf
+from dna.core.enforcement import errorResponse
+from dna.channel.originating import DEFAULT_CONNECT_TIMEOUT, ConnectFailed, Connector
+from dna.core.authorization import DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT
 from dna.error import DNAError
-from dna.features import BIDI_REQUEST
-from dna.fallback import FALLBACK_DNA, FallbackPolicy
-from dna.federation import DEFAULT_QUEUE_LIMIT, Federation
-from dna.legacy import Fallback
-from dna.server import S2SServerFactory
-from dna.tls import ServerContextFactory, normalizeServerName, peerServerNames
+from dna.channel.features import BIDI_REQUEST
+from dna.legacy.policy import FALLBACK_DNA, FallbackPolicy
+from dna.app.federation import DEFAULT_QUEUE_LIMIT, Federation
+from dna.legacy.originating import Fallback
+from dna.channel.receiving import S2SServerFactory
+from dna.channel.tls import ServerContextFactory, normalizeServerName, peerServerNames
 
 _log = Logger()
 
@@ -119,7 +119,7 @@ class DNAService(service.MultiService):
         @param trustRoot: CAs trusted for peers' certificates.
         @param checker: An L{IDelegationChecker}.
         @param addressResolver: (serverName, port) -> L{Deferred} of
-            [(host, port)], such as L{dna.addresses.AddressResolver}.
+            [(host, port)], such as L{dna.dns.addresses.AddressResolver}.
         @param router: A L{wokkel.component.Router}: we become its default
             route (stanzas for domains it has no route for are sent to
             peers), and accepted incoming stanzas and bounces are routed
@@ -129,7 +129,7 @@ class DNAService(service.MultiService):
         @param listen: A strport description to listen on, or L{None}.
         @param chains: C{{serverName: [Certificate]}} of intermediates.
         @param fallback: What to do with peers without DNA (section 7), one
-            of L{dna.config.FALLBACKS}; see L{dna.legacy}.
+            of L{dna.app.config.FALLBACKS}; see L{dna.legacy.originating}.
         @param dialbackSecret: The Server Dialback secret (text or bytes),
             shared by servers that share the domains; random if L{None}.
         @param domainCertificates: C{{hosted domain: PrivateCertificate}}
@@ -208,12 +208,12 @@ class DNAService(service.MultiService):
         """
         Build the service an operator's configuration describes.
 
-        @param configuration: A L{dna.config.Configuration}.
+        @param configuration: A L{dna.app.config.Configuration}.
         @param router: See L{__init__}; or C{deliver}.
         @rtype: L{DNAService}
         """
-        from dna.addresses import AddressResolver
-        from dna.delegation import DelegationChecker
+        from dna.dns.addresses import AddressResolver
+        from dna.dns.delegation import DelegationChecker
 
         if reactor is None:
             from twisted.internet import reactor

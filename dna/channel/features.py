@@ -37,7 +37,7 @@ def bidiFeature():
 def advertise(features, bidi=True):
     """
     Add the DNA features to a C{<stream:features/>} element being built by a
-    Receiving Server: DNA, bidi, and acknowledgements (L{dna.acks}).
+    Receiving Server: DNA, bidi, and acknowledgements (L{dna.channel.acks}).
 
     @param features: The C{<stream:features/>} element.
     @param bidi: Whether to offer XEP-0288 too.

@@ -3,11 +3,11 @@ Domain pairs on legacy streams: streams between domains, with peers that do
 not speak DNA (draft-ietf-xmpp-dna-01 section 7).
 
 A legacy stream is authenticated for the pair of its header, by SASL
-EXTERNAL or Server Dialback (L{dna.sasl}, L{dna.serverdialback}); more pairs
+EXTERNAL or Server Dialback (L{dna.legacy.sasl}, L{dna.legacy.dialback}); more pairs
 may ride on it with C{<db:result/>} carrying a dialback key
 (draft-ietf-xmpp-dna-10 section 4.4, XEP-0220 section 2.5). Each
 authenticated pair goes into the same binding tables as DNA's, so routing and
-the enforcement filter (L{dna.enforcement}) treat both kinds of streams alike:
+the enforcement filter (L{dna.core.enforcement}) treat both kinds of streams alike:
 a legacy stream carries exactly the pairs authenticated on it.
 
 L{LegacyAuthorization} is the L{StreamAuthorization} of such a stream; only
@@ -23,10 +23,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import error
 
-from dna.addressing import InvalidAddress, normalizeDomain
-from dna.dialback import StreamAuthorization, dialbackElement, errorFromResult, resultElement
+from dna.core.names import InvalidAddress, normalizeDomain
+from dna.core.authorization import StreamAuthorization, dialbackElement, errorFromResult, resultElement
 from dna.error import AuthorizationRefused, ConnectionLost, DNAError
-from dna.tables import INCOMING, OUTGOING
+from dna.core.tables import INCOMING, OUTGOING
 
 _log = Logger()
 
@@ -51,10 +51,10 @@ class LegacyAuthorization(StreamAuthorization):
                  policy=None, peerProves=None, domain=None, mechanism=None,
                  offersDialback=False, **kw):
         """
-        @param keys: Our L{dna.serverdialback.DialbackKeys}.
-        @param verifier: A L{dna.serverdialback.Verifier} for the peer's
+        @param keys: Our L{dna.legacy.dialback.DialbackKeys}.
+        @param verifier: A L{dna.legacy.dialback.Verifier} for the peer's
             keys, or L{None} when the policy refuses dialback.
-        @param policy: The L{dna.fallback.FallbackPolicy}.
+        @param policy: The L{dna.legacy.policy.FallbackPolicy}.
         @param peerProves: Called with a domain: whether the peer's TLS
             certificate verified and is valid for it.
         @param domain: The peer's domain on the stream header.

@@ -20,7 +20,7 @@ Three roles, three classes:
 
 Unlike L{wokkel.server}: the secret may be text or bytes; keys are compared
 with L{hmac.compare_digest}; a second C{<db:result/>} adds a pair and never
-replaces the first (L{dna.legacyauth}); dialback errors (XEP-0220 section 2.4)
+replaces the first (L{dna.legacy.authorization}); dialback errors (XEP-0220 section 2.4)
 are sent and understood.
 """
 
@@ -36,8 +36,8 @@ from twisted.words.protocols.jabber import error
 from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
 from twisted.words.xish import domish
 
-from dna.addressing import InvalidAddress, normalizeDomain
-from dna.dialback import DB_RESULT, dialbackElement, errorFromResult
+from dna.core.names import InvalidAddress, normalizeDomain
+from dna.core.authorization import DB_RESULT, dialbackElement, errorFromResult
 from dna.error import ConnectionLost, DNAError
 from dna.namespaces import NS_DIALBACK, NS_DIALBACK_FEATURE
 

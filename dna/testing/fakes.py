@@ -22,9 +22,9 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import deferLater
 from zope.interface import implementer
 
-import dna.dnssec
+import dna.dns.dnssec.proofs
 
-from dna.delegation import (
+from dna.dns.delegation import (
     BOGUS,
     INDETERMINATE,
     INSECURE,
@@ -380,7 +380,7 @@ def _recordQuery(fake, name, rdtype, dnssec, checkingDisabled, recursionDesired)
 class FakeDNSClient:
     """
     An in-memory authoritative server for a set of dnspython zones, with the
-    query API of L{dna.dnsclient.DNSClient}: answers with the RRSIGs and
+    query API of L{dna.dns.client.DNSClient}: answers with the RRSIGs and
     NSEC/NSEC3 proofs a real one would add, C{DS} from the parent side.
 
     @ivar queries: Every query asked, as C{(name text, type text, keyword
@@ -458,7 +458,7 @@ class FakeDNSClient:
 class FakeValidatingResolver:
     """
     A validating resolver in memory: answers from a L{FakeDNSClient} after
-    validating with L{dna.dnssec.Validator}, setting AD on secure answers,
+    validating with L{dna.dns.dnssec.proofs.Validator}, setting AD on secure answers,
     answering SERVFAIL (with an RFC 8914 Extended DNS Error) on bogus ones
     unless asked with CD set. It follows CNAMEs. A callable in C{failures}
     changes the answer after validation, like an attacker on the path.
@@ -469,14 +469,14 @@ class FakeValidatingResolver:
     def __init__(self, upstream, anchors, clock, delay=0.0):
         """
         @param upstream: The L{FakeDNSClient} holding the zones.
-        @param anchors: Trust anchors, as from L{dna.dnssec.parseAnchors}.
+        @param anchors: Trust anchors, as from L{dna.dns.dnssec.proofs.parseAnchors}.
         @param clock: An L{IReactorTime}: the time for validation, and for
             C{delay}.
         @param delay: Seconds before each answer.
         """
         self.upstream = upstream
         self.delay = delay
-        self._validator = dna.dnssec.Validator(self._upstreamQuery, anchors, maxZones=0)
+        self._validator = dna.dns.dnssec.proofs.Validator(self._upstreamQuery, anchors, maxZones=0)
         self._clock = clock
         self.queries = []
         self.failures = upstream.failures
@@ -529,16 +529,16 @@ class FakeValidatingResolver:
             return later(tampered(response))
 
         def validated(validation):
-            if validation.status == dna.dnssec.SECURE:
+            if validation.status == dna.dns.dnssec.proofs.SECURE:
                 response.flags |= dns.flags.AD
                 return tampered(response)
-            if validation.status == dna.dnssec.INSECURE:
+            if validation.status == dna.dns.dnssec.proofs.INSECURE:
                 return tampered(response)
             failed = dns.message.make_response(
                 dns.message.make_query(qname, rdtype, want_dnssec=dnssec))
             failed.set_rcode(dns.rcode.SERVFAIL)
             failed.flags |= dns.flags.RA
-            if validation.status == dna.dnssec.BOGUS:
+            if validation.status == dna.dns.dnssec.proofs.BOGUS:
                 failed.use_edns(0, options=[dns.edns.EDEOption(
                     dns.edns.EDECode.DNSSEC_BOGUS, validation.reason)])
             return dns.message.from_wire(failed.to_wire())

@@ -7,7 +7,7 @@ C{xmpp1.originating.tld}, C{target.tld} to C{xmpp1.receiving.tld}, and so
 have more tenant domains on each side. The demo
 
   1. signs a DNS tree under the test TLD C{tld.} (its own trust anchor) with
-     dnspython and serves it with L{dna.zoneserver} on a loopback address:
+     dnspython and serves it with L{dna.testing.zoneserver} on a loopback address:
      each tenant's C{_xmpp-server._tcp} SRV record names its provider's
      host and real port, the hosts' A records are on 127.x.y.z, and one
      domain (C{paris.tld}) is delegated without a DS record, insecurely;
@@ -57,18 +57,18 @@ from twisted.words.protocols.jabber import error as jabberError
 from twisted.words.protocols.jabber.xmlstream import STREAM_CONNECTED_EVENT
 from zope.interface import implementer
 
-from dna.addresses import AddressResolver
-from dna.delegation import SECURE, DelegationChecker
-from dna.dnsclient import DNSClient
-from dna.dnssec import parseAnchors
+from dna.dns.addresses import AddressResolver
+from dna.dns.delegation import SECURE, DelegationChecker
+from dna.dns.client import DNSClient
+from dna.dns.dnssec.proofs import parseAnchors
 from dna.interfaces import IDelegationChecker
-from dna.service import DNAService
-from dna.tables import INCOMING, OUTGOING
-from dna.tls import peerCertificate, serverNamesFromCertificate
-from dna.testing_pki import CertificateAuthority
-from dna.zoneserver import ZoneServer
-from dna.script import runCommand
-from dna.testing import chatMessage as message
+from dna.app.service import DNAService
+from dna.core.tables import INCOMING, OUTGOING
+from dna.channel.tls import peerCertificate, serverNamesFromCertificate
+from dna.testing.pki import CertificateAuthority
+from dna.testing.zoneserver import ZoneServer
+from dna.app.script import runCommand
+from dna.testing.fakes import chatMessage as message
 
 TLD = "tld"
 ORIGINATING = "xmpp1.originating.tld"
@@ -1019,7 +1019,7 @@ def _logObservers(out, verbose, errors):
         def show(event):
             namespace = str(event.get("log_namespace", ""))
             # Modules only: not the factories' start and stop chatter.
-            if namespace.startswith("dna.") and namespace.count(".") == 1:
+            if namespace.startswith("dna.") and namespace in sys.modules:
                 level = event["log_level"].name
                 out.write(f"   [{level} {event['log_namespace']}] {formatEvent(event)}\n")
 
@@ -1080,6 +1080,3 @@ def main(argv=None, _reactor=None):
     """
     runCommand("dna-demo", Options(), run, argv, _reactor)
 
-
-if __name__ == "__main__":
-    main()

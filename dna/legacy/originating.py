@@ -1,10 +1,10 @@
 """
 Streams with servers that do not speak DNA (draft-ietf-xmpp-dna-01
 section 7, Backward Compatibility), for the Originating Server, and the one
-object a L{dna.service.DNAService} holds for all of it.
+object a L{dna.app.service.DNAService} holds for all of it.
 
 When a DNA attempt fails in a way that points at a legacy peer
-(L{dna.fallback.fallbackReason}), the pair is sent over a stream from our
+(L{dna.legacy.policy.fallbackReason}), the pair is sent over a stream from our
 sending domain to the target domain, "using the Remote Domain as stream
 to-attribute": to the domain's SRV targets or the domain itself, with the
 domain in SNI, our certificate for the sending domain when we hold one, and
@@ -28,17 +28,17 @@ from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import xmlstream
 from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
 
-from dna.connector import DEFAULT_CONNECT_TIMEOUT, DNAConnectAuthenticator, _StreamFactory
-from dna.dialback import RequestTimedOut
+from dna.channel.originating import DEFAULT_CONNECT_TIMEOUT, DNAConnectAuthenticator, _StreamFactory
+from dna.core.authorization import RequestTimedOut
 from dna.error import DNAError
-from dna.fallback import DowngradeRefused, fallbackReason, legacyTargets, mayPiggyback
-from dna.features import BidiInitializer, peerOffersDNA
-from dna.legacyauth import LegacyAuthorization
-from dna.legacyserver import LegacyListener
-from dna.legacytls import LegacyServerContexts, certificateFor, legacyClientCreator, peerVerified
+from dna.legacy.policy import DowngradeRefused, fallbackReason, legacyTargets, mayPiggyback
+from dna.channel.features import BidiInitializer, peerOffersDNA
+from dna.legacy.authorization import LegacyAuthorization
+from dna.legacy.receiving import LegacyListener
+from dna.legacy.tls import LegacyServerContexts, certificateFor, legacyClientCreator, peerVerified
 from dna.namespaces import NS_DIALBACK
-from dna.sasl import SASLExternalInitializer
-from dna.serverdialback import (
+from dna.legacy.sasl import SASLExternalInitializer
+from dna.legacy.dialback import (
     AuthoritativeResponder,
     DialbackKeys,
     NoDialback,
@@ -46,7 +46,7 @@ from dna.serverdialback import (
     Verifier,
     offersDialback,
 )
-from dna.tls import normalizeServerName
+from dna.channel.tls import normalizeServerName
 
 _log = Logger()
 
@@ -124,7 +124,7 @@ class LegacyConnector:
         @param checker: An L{IDelegationChecker}, for the domains' SRV records.
         @param addressResolver: (host name, port) -> L{Deferred} of
             [(address, port)].
-        @param policy: The L{dna.fallback.FallbackPolicy}.
+        @param policy: The L{dna.legacy.policy.FallbackPolicy}.
         @param keys: Our L{DialbackKeys}.
         @param certificates: C{{name: PrivateCertificate}}: the certificates
             we may present, the first being the default when none covers
@@ -166,8 +166,8 @@ class LegacyConnector:
         domain on port 5269 (L{legacyTargets}), resolved.
 
         @return: A L{Deferred} firing with a non-empty list of
-            (address, port), or failing with L{dna.fallback.NoLegacyRoute}
-            or L{dna.addresses.NoAddress}.
+            (address, port), or failing with L{dna.legacy.policy.NoLegacyRoute}
+            or L{dna.dns.addresses.NoAddress}.
         """
         d = self._checker.check(domain)
         d.addCallback(legacyTargets)
@@ -301,7 +301,7 @@ class Fallback:
     legacy streams it opens, accepts and verifies keys over, and the memory
     of which domains are legacy.
 
-    @ivar policy: The L{dna.fallback.FallbackPolicy}.
+    @ivar policy: The L{dna.legacy.policy.FallbackPolicy}.
     @ivar keys: Our L{DialbackKeys}.
     @ivar connector: The L{LegacyConnector}.
     @ivar verifier: The L{Verifier}, or L{None} without dialback.
@@ -314,7 +314,7 @@ class Fallback:
                  connectTimeout=DEFAULT_CONNECT_TIMEOUT, onConnected=None,
                  memory=DEFAULT_LEGACY_MEMORY):
         """
-        @param federation: The service's L{dna.federation.Federation}.
+        @param federation: The service's L{dna.app.federation.Federation}.
         @param certificates: C{{server name: PrivateCertificate}}.
         @param defaultName: The server name presented by default.
         @param secret: The dialback secret (text or bytes); random if

@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from twisted.words.protocols.jabber.xmlstream import Reset
 from twisted.words.xish import domish
 
-from dna.addressing import InvalidAddress, normalizeDomain
+from dna.core.names import InvalidAddress, normalizeDomain
 from dna.error import DNAError
 from dna.namespaces import NS_SASL
 

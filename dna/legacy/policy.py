@@ -4,7 +4,7 @@ servers without DNA authenticate (draft-ietf-xmpp-dna-01 section 7).
 
 Pure decisions, no I/O: which failures of a DNA attempt point at a peer that
 does not speak DNA, which authentication methods the operator's policy
-(C{[policy] fallback}, L{dna.config.FALLBACKS}) allows, and where a legacy
+(C{[policy] fallback}, L{dna.app.config.FALLBACKS}) allows, and where a legacy
 connection for a domain goes (RFC 6120 section 3.2).
 
 Section 7 says to retry "using the Remote Domain as stream to-attribute"
@@ -19,9 +19,9 @@ so a refusal by a DNA peer, or one forged before TLS, stays final.
 import attr
 from twisted.words.protocols.jabber import error
 
-from dna.config import FALLBACK_DIALBACK, FALLBACK_DNA, FALLBACK_PKIX, FALLBACKS
-from dna.connector import ConnectFailed, NotDelegated, PeerLacksDNA
-from dna.delegation import INSECURE, SECURE
+from dna.app.config import FALLBACK_DIALBACK, FALLBACK_DNA, FALLBACK_PKIX, FALLBACKS
+from dna.channel.originating import ConnectFailed, NotDelegated, PeerLacksDNA
+from dna.dns.delegation import INSECURE, SECURE
 from dna.error import DNAError
 
 #: The port of RFC 6120 section 3.2.2 for a domain without SRV records.

@@ -11,7 +11,7 @@ C{<error/>} child, as XEP-0220 section 2.1.1 does.
 
 One L{StreamAuthorization} holds the per-stream negotiation state of both
 roles; the tables and the delegation checker it uses are shared by all
-streams (L{dna.federation.Federation}).
+streams (L{dna.app.federation.Federation}).
 """
 
 from twisted.internet import defer
@@ -23,11 +23,11 @@ from twisted.words.xish import domish
 
 import attr
 
-from dna.addressing import InvalidAddress, normalizeDomain
-from dna.enforcement import StanzaFilter
+from dna.core.names import InvalidAddress, normalizeDomain
+from dna.core.enforcement import StanzaFilter
 from dna.error import AuthorizationRefused, ConnectionLost, DNAError
 from dna.namespaces import NS_DIALBACK, NS_STANZAS
-from dna.tables import INCOMING, OUTGOING
+from dna.core.tables import INCOMING, OUTGOING
 
 _log = Logger()
 
@@ -128,7 +128,7 @@ class StreamAuthorization:
     @ivar initiating: Whether we opened the underlying connection.
     @ivar bidi: Whether XEP-0288 bidirectionality was negotiated.
     @ivar delivered: How many stanzas passed the filter and were handled.
-    @ivar acks: The stream's L{dna.acks.StreamAcks}, or L{None}.
+    @ivar acks: The stream's L{dna.channel.acks.StreamAcks}, or L{None}.
     """
 
     delivered = 0
@@ -154,7 +154,7 @@ class StreamAuthorization:
     ):
         """
         @param xs: The authenticated stream.
-        @param tables: The shared L{dna.tables.Tables}.
+        @param tables: The shared L{dna.core.tables.Tables}.
         @param hostedDomains: A container of the normalised domains we host.
         @param checker: An L{IDelegationChecker}.
         @param initiating: C{True} when we opened the connection.

@@ -15,17 +15,17 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.words.protocols.jabber import error
 
-from dna.addressing import InvalidAddress, domainOf, normalizeDomain
-from dna.dialback import (
+from dna.core.names import InvalidAddress, domainOf, normalizeDomain
+from dna.core.authorization import (
     DEFAULT_MAX_PENDING,
     DEFAULT_REQUEST_TIMEOUT,
     RequestTimedOut,
     StreamAuthorization,
 )
-from dna.enforcement import errorResponse
+from dna.core.enforcement import errorResponse
 from dna.error import AuthorizationRefused, ConnectionLost, DNAError
-from dna.tables import Tables
-from dna.acks import StreamAcks, peerOffersAcks
+from dna.core.tables import Tables
+from dna.channel.acks import StreamAcks, peerOffersAcks
 from dna.namespaces import NS_SERVER, STANZA_NAMES
 
 _log = Logger()
@@ -147,7 +147,7 @@ class Federation:
         @param serverNames: Names the peer authenticated (from its certificate).
         @param bidi: Whether XEP-0288 was negotiated.
         @param factory: The L{StreamAuthorization} class; legacy streams use
-            L{dna.legacyauth.LegacyAuthorization}, called with C{options} too.
+            L{dna.legacy.authorization.LegacyAuthorization}, called with C{options} too.
         @return: The stream's L{StreamAuthorization}.
         """
         streamID = xs.sid

@@ -6,7 +6,7 @@ draft-ietf-xmpp-dna-01 section 5 (receiving a connection): accept a stream
 addressed to one of our server names, require STARTTLS with a client
 certificate, check the stream's 'from' against that certificate (RFC 6125),
 then offer the DNA and bidi features and hand the stream to the
-L{dna.federation.Federation}, which authorizes domain pairs on it
+L{dna.app.federation.Federation}, which authorizes domain pairs on it
 (section 6). The connection id is the stream id of the stream after TLS.
 """
 
@@ -17,10 +17,10 @@ from twisted.logger import Logger
 from twisted.words.protocols.jabber import error, jid, xmlstream
 from twisted.words.xish import domish
 
-from dna.addressing import InvalidAddress, normalizeDomain
-from dna.features import advertise, watchBidiRequest
+from dna.core.names import InvalidAddress, normalizeDomain
+from dna.channel.features import advertise, watchBidiRequest
 from dna.namespaces import NS_DIALBACK, NS_SERVER, NS_STREAMS, NS_TLS
-from dna.tls import CertificateNameMismatch, peerCertificate, peerServerNames, verifyPeerName
+from dna.channel.tls import CertificateNameMismatch, peerCertificate, peerServerNames, verifyPeerName
 
 _log = Logger()
 
@@ -84,10 +84,10 @@ class DNAListenAuthenticator(xmlstream.ListenAuthenticator):
             elsewhere are refused with C{<host-unknown/>}, unless C{legacy}
             takes them.
         @param contextFactory: The server TLS context factory
-            (L{dna.tls.ServerContextFactory}).
+            (L{dna.channel.tls.ServerContextFactory}).
         @param onAuthenticated: Called with (xs, peerServerNames, ourName)
             when the stream is authenticated.
-        @param legacy: A L{dna.legacyserver.LegacyListener} for streams
+        @param legacy: A L{dna.legacy.receiving.LegacyListener} for streams
             addressed to hosted domains (section 7), or L{None}.
         """
         xmlstream.ListenAuthenticator.__init__(self)

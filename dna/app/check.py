@@ -16,7 +16,7 @@ import sys
 from twisted.internet import defer
 from twisted.python import usage
 
-from dna.delegation import (
+from dna.dns.delegation import (
     ALLOW_INSECURE,
     INSECURE,
     REQUIRE_SECURE,
@@ -24,8 +24,8 @@ from dna.delegation import (
     DelegationChecker,
     normalizeDomain,
 )
-from dna.dnssec import readAnchors
-from dna.script import runCommand
+from dna.dns.dnssec.proofs import readAnchors
+from dna.app.script import runCommand
 
 DEFAULT_RESOLVER = ("127.0.0.1", 53)
 

@@ -26,7 +26,7 @@ from twisted.internet.interfaces import (
 )
 from zope.interface import implementer
 
-from dna.tls import (
+from dna.channel.tls import (
     CertificateNameMismatch,
     ServerContextFactory,
     clientContextFactory,

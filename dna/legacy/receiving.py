@@ -14,7 +14,7 @@ refused its first stream, learns it should not have.
 The stream joins the service's tables only once a pair is authenticated
 (after SASL EXTERNAL, which restarts the stream and so gives it its final
 id) or about to be (its first C{<db:result/>}); from then on the
-L{dna.legacyauth.LegacyAuthorization} enforces that stanzas travel only for
+L{dna.legacy.authorization.LegacyAuthorization} enforces that stanzas travel only for
 the pairs authenticated on it.
 """
 
@@ -22,14 +22,14 @@ from twisted.logger import Logger
 from twisted.words.protocols.jabber import error
 from twisted.words.xish import domish
 
-from dna.addressing import InvalidAddress, normalizeDomain
-from dna.dialback import DB_RESULT
-from dna.features import bidiFeature, dnaFeature, watchBidiRequest
-from dna.legacytls import peerVerified
+from dna.core.names import InvalidAddress, normalizeDomain
+from dna.core.authorization import DB_RESULT
+from dna.channel.features import bidiFeature, dnaFeature, watchBidiRequest
+from dna.legacy.tls import peerVerified
 from dna.namespaces import NS_SERVER, NS_STREAMS, NS_TLS, STANZA_NAMES
-from dna.sasl import SASL_AUTH, checkExternalAuth, mechanismsFeature, saslElement
-from dna.server import acceptHeader, offerStartTLS
-from dna.serverdialback import dialbackFeature
+from dna.legacy.sasl import SASL_AUTH, checkExternalAuth, mechanismsFeature, saslElement
+from dna.channel.receiving import acceptHeader, offerStartTLS
+from dna.legacy.dialback import dialbackFeature
 
 _log = Logger()
 
@@ -43,13 +43,13 @@ class LegacyListener:
         """
         @param hostedDomains: Our normalised domains.
         @param serverNames: Our server names: streams to them are DNA's.
-        @param policy: The L{dna.fallback.FallbackPolicy}.
-        @param responder: The L{dna.serverdialback.AuthoritativeResponder}
+        @param policy: The L{dna.legacy.policy.FallbackPolicy}.
+        @param responder: The L{dna.legacy.dialback.AuthoritativeResponder}
             for C{<db:verify/>} on these streams.
-        @param contexts: The L{dna.legacytls.LegacyServerContexts}.
+        @param contexts: The L{dna.legacy.tls.LegacyServerContexts}.
         @param onAuthenticated: Called with (xs, local domain, remote
             domain, mechanism) when the stream joins the tables; returns its
-            L{dna.legacyauth.LegacyAuthorization}.
+            L{dna.legacy.authorization.LegacyAuthorization}.
         """
         self.hostedDomains = hostedDomains
         self._serverNames = serverNames
@@ -82,7 +82,7 @@ class LegacyNegotiation:
     """
     The negotiation of one incoming legacy stream.
 
-    @ivar authorization: The stream's L{dna.legacyauth.LegacyAuthorization}
+    @ivar authorization: The stream's L{dna.legacy.authorization.LegacyAuthorization}
         once it joined the tables.
     """
 

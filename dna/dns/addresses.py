@@ -39,7 +39,7 @@ class AddressResolver:
     def __init__(self, client=None, hosts=None):
         """
         @param client: Something with the C{query} method of
-            L{dna.dnsclient.DNSClient}; L{None} to use only C{hosts}.
+            L{dna.dns.client.DNSClient}; L{None} to use only C{hosts}.
         @param hosts: C{{serverName: (host, port)}}: static addresses that
             win over DNS; a port of L{None} keeps the SRV record's.
         """

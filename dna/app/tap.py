@@ -1,14 +1,14 @@
 """
 The C{twistd dna} command: options and service.
 
-The configuration file (L{dna.config}, docs/configuration.rst) says
+The configuration file (L{dna.app.config}, docs/configuration.rst) says
 everything; a few options override it for one run.
 """
 
 from twisted.application import service
 from twisted.python import usage
 
-from dna import config
+from dna.app import config
 
 
 def _positive(kind):
@@ -27,7 +27,7 @@ class Options(usage.Options):
     Options of C{twistd dna}.
 
     After parsing, C{self["configuration"]} is the checked
-    L{dna.config.Configuration}: the file with the overrides applied.
+    L{dna.app.config.Configuration}: the file with the overrides applied.
     """
 
     synopsis = "--config FILE [options]"
@@ -155,7 +155,7 @@ def makeService(options):
     from twisted.application import strports
     from wokkel.component import Router, XMPPComponentServerFactory
 
-    from dna.service import DNAService
+    from dna.app.service import DNAService
 
     configuration = options["configuration"]
     root = service.MultiService()
