@@ -1,7 +1,8 @@
 """
-Errors raised by DNA.
+Errors raised by DNA: the one hierarchy, for every part of the package.
 
-Every error is a L{DNAError}. Leaves carry the data a caller needs as
+Every error is a L{DNAError}; the leaves are grouped below by the part that
+raises them (core, DNS, channels, the legacy fallback, the application). Leaves carry the data a caller needs as
 attributes; mapping them to stream errors or C{type='invalid'} dialback results
 happens only at the stream edge.
 """
@@ -44,15 +45,6 @@ class AuthorizationRefused(DNAError):
     text = attr.ib(default=None)
 
 
-@attr.s(auto_exc=True)
-class AuthorizationRevoked(DNAError):
-    """
-    A binding was revoked while stanzas or a request depended on it.
-    """
-
-    sender = attr.ib()
-    target = attr.ib()
-
 
 @attr.s(auto_exc=True)
 class ConnectionLost(DNAError):
@@ -64,12 +56,277 @@ class ConnectionLost(DNAError):
     reason = attr.ib(default=None)
 
 
+
+# The core: addresses and pair authorization
+
+
 @attr.s(auto_exc=True)
-class DelegationError(DNAError):
+class InvalidAddress(DNAError):
     """
-    A delegation check could not be completed (DNS failure, timeout, bogus
-    data). The checker's result, when there is one, says more.
+    A JID or domain failed to parse.
+
+    @ivar address: The string as received.
+    """
+
+    address = attr.ib()
+
+
+@attr.s(auto_exc=True)
+class RequestTimedOut(DNAError):
+    """
+    The peer did not answer a C{<db:result/>} request in time.
+    """
+
+    sender = attr.ib()
+    target = attr.ib()
+    timeout = attr.ib()
+
+
+@attr.s(auto_exc=True)
+class OneWayStream(DNAError):
+    """
+    A pair was to be sent on a stream that carries stanzas only towards us
+    (no XEP-0288 bidirectionality negotiated on a stream the peer opened).
+    """
+
+    streamID = attr.ib()
+
+
+@attr.s(auto_exc=True)
+class StreamIDInUse(DNAError):
+    """
+    A newly authenticated stream has the id of a stream already in the
+    tables; it is aborted.
+    """
+
+    streamID = attr.ib()
+
+
+@attr.s(auto_exc=True)
+class CannotCarry(DNAError):
+    """
+    A legacy stream (between two domains) was asked to carry a pair other
+    than its own, or one its authentication does not allow.
+    """
+
+    streamID = attr.ib()
+    sender = attr.ib()
+    target = attr.ib()
+
+# DNS
+
+
+@attr.s(auto_exc=True)
+class DNSQueryError(DNAError):
+    """
+    A DNS query got no usable answer.
+
+    @ivar name: The name queried (C{str}).
+    @ivar rdtype: The type queried (C{str}, such as C{'SRV'}).
+    @ivar reason: What went wrong, for people (C{str}).
+    """
+
+    name = attr.ib()
+    rdtype = attr.ib()
+    reason = attr.ib()
+
+
+class DNSTimeout(DNSQueryError):
+    """
+    No usable answer came before the tries ran out or the deadline passed.
+    """
+
+
+class DNSMalformed(DNSQueryError):
+    """
+    A server answered with something that is not a valid reply to the query:
+    unparsable, oversized, or for another ID or question over TCP.
+    """
+
+
+class DNSInvalidQuery(DNSQueryError):
+    """
+    The query cannot be made: the name or the type is not valid (such as a
+    label longer than 63 octets).
+    """
+
+
+class DNSUnreachable(DNSQueryError):
+    """
+    Every try was refused (ICMP port unreachable, TCP connection refused).
+    """
+
+
+@attr.s(auto_exc=True)
+class NoAddress(DNAError):
+    """
+    A server name has no address we could find.
+    """
+
+    serverName = attr.ib()
+    reason = attr.ib()
+
+
+# Channels: TLS and the Originating Server's connections
+
+
+@attr.s(auto_exc=True)
+class CertificateNameMismatch(DNAError):
+    """
+    A certificate is not valid for a server name.
+
+    @ivar name: The name that was looked for, as given.
+    @type name: L{str}
+
+    @ivar presentedNames: The server names the certificate presents, as
+        L{serverNamesFromCertificate} returns them.
+    @type presentedNames: L{frozenset} of L{str}
+    """
+
+    name = attr.ib()
+    presentedNames = attr.ib(default=frozenset())
+
+
+@attr.s(auto_exc=True)
+class NotDelegated(DNAError):
+    """
+    The target domain's delegation does not allow a connection under our
+    policy (section 5 step 2: "If the SRV records are not secured with
+    DNSSEC, then the connection fails").
+    """
+
+    domain = attr.ib()
+    status = attr.ib()
+    reason = attr.ib(default=None)
+
+
+@attr.s(auto_exc=True)
+class PeerLacksDNA(DNAError):
+    """
+    The Receiving Server did not offer the DNA stream feature.
+    """
+
+    serverName = attr.ib()
+
+
+@attr.s(auto_exc=True)
+class ConnectFailed(DNAError):
+    """
+    No SRV target of a domain could be reached and authenticated.
+
+    @ivar attempts: (target, reason) for every target tried, in order.
+    @ivar reasons: The exceptions of those attempts, in the same order (for
+        L{dna.legacy.policy.fallbackReason}).
+    """
+
+    domain = attr.ib()
+    attempts = attr.ib()
+    reasons = attr.ib(default=(), eq=False, repr=False)
+
+
+# The fallback to servers without DNA
+
+
+@attr.s(auto_exc=True)
+class NoLegacyRoute(DNAError):
+    """
+    A domain cannot be reached by a legacy connection either: its DNS data is
+    bogus or could not be read, or it says the service is not offered.
     """
 
     domain = attr.ib()
     reason = attr.ib()
+
+
+@attr.s(auto_exc=True)
+class DowngradeRefused(DNAError):
+    """
+    The peer of a legacy stream offered C{<dna/>}: it speaks DNA, so the
+    failure that led here stands and no legacy authentication is tried.
+    """
+
+    domain = attr.ib()
+
+
+@attr.s(auto_exc=True)
+class SASLFailed(DNAError):
+    """
+    The Receiving Server refused our SASL EXTERNAL authentication.
+
+    @ivar condition: The SASL failure condition (RFC 6120 section 6.5).
+    """
+
+    domain = attr.ib()
+    condition = attr.ib(default=None)
+
+
+@attr.s(auto_exc=True)
+class DialbackFailed(DNAError):
+    """
+    The Receiving Server did not accept our key for a pair: C{type='invalid'}
+    (no condition) or a dialback error (XEP-0220 section 2.4).
+    """
+
+    sender = attr.ib()
+    target = attr.ib()
+    condition = attr.ib(default=None)
+    text = attr.ib(default=None)
+
+
+@attr.s(auto_exc=True)
+class NoDialback(DNAError):
+    """
+    Dialback cannot authenticate this stream: the policy forbids it, or the
+    peer does not offer it.
+    """
+
+    domain = attr.ib()
+    reason = attr.ib()
+
+
+@attr.s(auto_exc=True)
+class VerificationFailed(DNAError):
+    """
+    The Authoritative Server could not be asked: no connection, no answer in
+    time, or a dialback error.
+    """
+
+    domain = attr.ib()
+    reason = attr.ib()
+
+
+# The application
+
+
+@attr.s(auto_exc=True)
+class ServiceStopping(DNAError):
+    """
+    The S2S service is stopping: no new stream is opened, and stanzas that
+    still wait for one bounce.
+    """
+
+
+class NoRoute(DNAError):
+    """
+    No stream can carry a pair: nothing connects us to the target domain.
+    """
+
+
+@attr.s(auto_exc=True)
+class ConfigurationError(DNAError):
+    """
+    The configuration is wrong; C{twistd dna} does not start.
+
+    @ivar path: The configuration file, as it was named.
+    @type path: L{str}
+
+    @ivar message: What is wrong and where, starting with the section and key
+        such as C{"[server] listen: ..."}.
+    @type message: L{str}
+    """
+
+    path = attr.ib()
+    message = attr.ib()
+
+    def __str__(self):
+        return f"{self.path}: {self.message}"

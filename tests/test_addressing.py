@@ -4,7 +4,8 @@ Tests for L{dna.core.names}.
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from dna.core.names import InvalidAddress, domainOf, normalizeDomain
+from dna.core.names import domainOf, normalizeDomain
+from dna.error import InvalidAddress
 
 
 class DomainOfTests(SynchronousTestCase):

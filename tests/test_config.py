@@ -14,7 +14,8 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from dna.app import config
-from dna.app.config import ConfigurationError, loadConfiguration, parseConfiguration
+from dna.app.config import loadConfiguration, parseConfiguration
+from dna.error import ConfigurationError
 from dna.dns.delegation import DelegationChecker
 from dna.dns.dnssec.proofs import ROOT_ANCHORS
 from dna.error import DNAError

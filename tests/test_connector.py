@@ -9,7 +9,8 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from dna.dns.addresses import AddressResolver
-from dna.channel.originating import Connector, NotDelegated
+from dna.channel.originating import Connector
+from dna.error import NotDelegated
 from dna.testing.fakes import FakeDelegationChecker
 from dna.testing.pki import CertificateAuthority
 

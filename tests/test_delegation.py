@@ -36,7 +36,7 @@ from dna.dns.delegation import (
     normalizeDomain,
     rfc2782Order,
 )
-from dna.dns.client import DNSMalformed, DNSTimeout
+from dna.error import DNSMalformed, DNSTimeout
 from dna.dns.dnssec.proofs import readAnchors
 from dna.interfaces import IDelegationChecker, IDelegationResult
 from dna.testing.fakes import FakeDelegationChecker, FakeValidatingResolver

@@ -8,12 +8,8 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.xish import domish
 
-from dna.core.authorization import (
-    RequestTimedOut,
-    StreamAuthorization,
-    errorFromResult,
-    resultElement,
-)
+from dna.core.authorization import StreamAuthorization, errorFromResult, resultElement
+from dna.error import RequestTimedOut
 from dna.error import AuthorizationRefused, ConnectionLost, DNAError
 from dna.namespaces import NS_DIALBACK
 from dna.core.tables import INCOMING, OUTGOING, Tables

@@ -26,14 +26,8 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from dna.dns import client as dnsclient
-from dna.dns.client import (
-    DNSClient,
-    DNSInvalidQuery,
-    DNSMalformed,
-    DNSQueryError,
-    DNSTimeout,
-    DNSUnreachable,
-)
+from dna.dns.client import DNSClient
+from dna.error import DNSInvalidQuery, DNSMalformed, DNSQueryError, DNSTimeout, DNSUnreachable
 from tests.dnsenv import startDNSEnvironment
 
 SERVER = ("127.0.0.53", 5300)

@@ -17,7 +17,8 @@ from dns.dnssectypes import Algorithm
 from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from dna.dns.client import DNSClient, DNSTimeout
+from dna.dns.client import DNSClient
+from dna.error import DNSTimeout
 from dna.dns.dnssec.proofs import (
     BOGUS,
     INDETERMINATE,

@@ -23,18 +23,13 @@ from twisted.words.xish import domish
 
 from dna.legacy import receiving as legacyserver
 from dna.app.config import FALLBACK_DIALBACK, FALLBACK_DNA, FALLBACK_PKIX
-from dna.channel.originating import ConnectFailed, NotDelegated, PeerLacksDNA
+from dna.error import ConnectFailed, NotDelegated, PeerLacksDNA
 from dna.dns.delegation import BOGUS, INDETERMINATE, INSECURE, SECURE, DelegationResult, SRVRecord
-from dna.core.authorization import RequestTimedOut, errorFromResult
+from dna.core.authorization import errorFromResult
+from dna.error import RequestTimedOut
 from dna.error import AuthorizationRefused, ConnectionLost
-from dna.legacy.policy import (
-    DowngradeRefused,
-    FallbackPolicy,
-    NoLegacyRoute,
-    fallbackReason,
-    legacyTargets,
-    mayPiggyback,
-)
+from dna.legacy.policy import FallbackPolicy, fallbackReason, legacyTargets, mayPiggyback
+from dna.error import DowngradeRefused, NoLegacyRoute
 from dna.legacy.originating import LegacyBidiInitializer, PeerCheckInitializer
 from dna.legacy.authorization import LegacyAuthorization
 from dna.legacy.receiving import LegacyListener
@@ -47,18 +42,17 @@ from dna.namespaces import (
     NS_SASL,
     NS_TLS,
 )
-from dna.legacy.sasl import SASLExternalInitializer, SASLFailed, checkExternalAuth
+from dna.legacy.sasl import SASLExternalInitializer, checkExternalAuth
+from dna.error import SASLFailed
 from dna.channel.receiving import DNAListenAuthenticator
 from dna.legacy.dialback import (
     AuthoritativeResponder,
-    DialbackFailed,
     DialbackKeys,
-    NoDialback,
     OriginatingDialbackInitializer,
-    VerificationFailed,
     Verifier,
     generateKey,
 )
+from dna.error import DialbackFailed, NoDialback, VerificationFailed
 from dna.core.authorization import dialbackElement
 from dna.core.tables import Tables
 from dna.testing.fakes import FakeDelegationChecker

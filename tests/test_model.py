@@ -50,7 +50,8 @@ from twisted.words.xish import domish
 from dna.channel.acks import smFeature
 from dna.core.names import domainOf
 from dna.core.authorization import DEFAULT_REQUEST_TIMEOUT, resultElement
-from dna.app.federation import Federation, NoRoute
+from dna.app.federation import Federation
+from dna.error import NoRoute
 from dna.namespaces import NS_DIALBACK, NS_DNA_ERRORS, NS_SM
 from dna.testing.fakes import FakeDelegationChecker
 

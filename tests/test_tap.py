@@ -10,7 +10,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from dna.app import tap
-from dna.app.config import Configuration, ConfigurationError, loadConfiguration
+from dna.app.config import Configuration, loadConfiguration
+from dna.error import ConfigurationError
 from tests.test_config import MINIMAL, ConfigurationFiles
 
 

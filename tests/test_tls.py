@@ -28,7 +28,6 @@ from dna.testing.pki import (
     CertificateAuthority,
 )
 from dna.channel.tls import (
-    CertificateNameMismatch,
     ServerContextFactory,
     clientContextFactory,
     normalizeServerName,
@@ -37,6 +36,7 @@ from dna.channel.tls import (
     serverNamesFromCertificate,
     verifyPeerName,
 )
+from dna.error import CertificateNameMismatch
 
 # Certificates are cheap, but not free: share the authorities.
 CA = CertificateAuthority("DNA Test Root CA")

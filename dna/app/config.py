@@ -41,13 +41,14 @@ from twisted.internet.ssl import (
     trustRootFromCertificates,
 )
 
-from dna.core.names import InvalidAddress, normalizeDomain
+from dna.core.names import normalizeDomain
+from dna.error import ConfigurationError, InvalidAddress
 from dna.dns.delegation import ALLOW_INSECURE, REQUIRE_SECURE
 from dna.core.authorization import DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT
 from dna.dns.dnssec.proofs import parseAnchors
-from dna.error import DNAError
 from dna.app.federation import DEFAULT_QUEUE_LIMIT
-from dna.channel.tls import CertificateNameMismatch, normalizeServerName, verifyPeerName
+from dna.channel.tls import normalizeServerName, verifyPeerName
+from dna.error import CertificateNameMismatch
 
 #: Trust the AD bit of a validating resolver.
 MODE_AD = "ad"
@@ -76,26 +77,6 @@ DEFAULT_IDLE_TIMEOUT = 600.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_RESOLVERS = ("127.0.0.1:53",)
 DEFAULT_DNS_TIMEOUT = 5.0
-
-
-@attr.s(auto_exc=True)
-class ConfigurationError(DNAError):
-    """
-    The configuration is wrong; C{twistd dna} does not start.
-
-    @ivar path: The configuration file, as it was named.
-    @type path: L{str}
-
-    @ivar message: What is wrong and where, starting with the section and key
-        such as C{"[server] listen: ..."}.
-    @type message: L{str}
-    """
-
-    path = attr.ib()
-    message = attr.ib()
-
-    def __str__(self):
-        return f"{self.path}: {self.message}"
 
 
 class _Invalid(ValueError):

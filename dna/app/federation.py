@@ -15,13 +15,14 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.words.protocols.jabber import error
 
-from dna.core.names import InvalidAddress, domainOf, normalizeDomain
+from dna.core.names import domainOf, normalizeDomain
+from dna.error import InvalidAddress, NoRoute
 from dna.core.authorization import (
     DEFAULT_MAX_PENDING,
     DEFAULT_REQUEST_TIMEOUT,
-    RequestTimedOut,
     StreamAuthorization,
 )
+from dna.error import RequestTimedOut
 from dna.core.enforcement import errorResponse
 from dna.error import AuthorizationRefused, ConnectionLost, DNAError
 from dna.core.tables import Tables
@@ -54,12 +55,6 @@ def toServerNamespace(stanza):
             if element.defaultUri == old:
                 element.defaultUri = NS_SERVER
         pending.extend(element.elements())
-
-
-class NoRoute(DNAError):
-    """
-    No stream can carry a pair: nothing connects us to the target domain.
-    """
 
 
 def _bounceCondition(failure):

@@ -16,11 +16,12 @@ from twisted.words.protocols.jabber import error
 from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
 from twisted.words.xish.utility import XmlPipe
 
-from dna.core.names import InvalidAddress, domainOf
+from dna.core.names import domainOf
+from dna.error import InvalidAddress, ServiceStopping, StreamIDInUse
 from dna.core.enforcement import errorResponse
-from dna.channel.originating import DEFAULT_CONNECT_TIMEOUT, ConnectFailed, Connector
+from dna.channel.originating import DEFAULT_CONNECT_TIMEOUT, Connector
+from dna.error import ConnectFailed
 from dna.core.authorization import DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT
-from dna.error import DNAError
 from dna.channel.features import BIDI_REQUEST
 from dna.legacy.policy import FALLBACK_DNA, FallbackPolicy
 from dna.app.federation import DEFAULT_QUEUE_LIMIT, Federation
@@ -366,7 +367,7 @@ class DNAService(service.MultiService):
         """
         if self._stopping:
             # Stanzas still unsent when we stop bounce rather than reconnect.
-            return defer.fail(DNAError("the S2S service is stopping"))
+            return defer.fail(ServiceStopping())
         if self.legacy is not None and self.legacy.isKnownLegacy(target):
             return self.legacy.establish(sender, target)
         d = self.connector.delegation(target)
@@ -410,7 +411,7 @@ class DNAService(service.MultiService):
             if authorization is None or authorization.xs is not xs:
                 if xs.sid in self.federation.streams or xs.sid in self.federation.tables.connections:
                     xs.transport.abortConnection()
-                    raise DNAError("stream id {!r} already in use".format(xs.sid))
+                    raise StreamIDInUse(xs.sid)
                 names = peerServerNames(xs.transport)
                 authorization = self.federation.streamAuthenticated(
                     xs, initiating=True, serverNames=names, bidi=getattr(xs, "bidi", False)

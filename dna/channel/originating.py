@@ -17,10 +17,9 @@ from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import error, jid, xmlstream
 from twisted.words.xish import xmlstream as xishstream
 
-import attr
 
-from dna.core.names import InvalidAddress, normalizeDomain
-from dna.error import DNAError
+from dna.core.names import normalizeDomain
+from dna.error import InvalidAddress, NoAddress, NotDelegated, PeerLacksDNA
 from dna.channel.features import BidiInitializer
 from dna.namespaces import NS_DIALBACK, NS_DNA, NS_SERVER, NS_STREAMS
 from dna.channel.tls import clientContextFactory
@@ -29,43 +28,6 @@ _log = Logger()
 
 #: Seconds allowed for one connection attempt, TCP to authenticated stream.
 DEFAULT_CONNECT_TIMEOUT = 10.0
-
-
-@attr.s(auto_exc=True)
-class NotDelegated(DNAError):
-    """
-    The target domain's delegation does not allow a connection under our
-    policy (section 5 step 2: "If the SRV records are not secured with
-    DNSSEC, then the connection fails").
-    """
-
-    domain = attr.ib()
-    status = attr.ib()
-    reason = attr.ib(default=None)
-
-
-@attr.s(auto_exc=True)
-class PeerLacksDNA(DNAError):
-    """
-    The Receiving Server did not offer the DNA stream feature.
-    """
-
-    serverName = attr.ib()
-
-
-@attr.s(auto_exc=True)
-class ConnectFailed(DNAError):
-    """
-    No SRV target of a domain could be reached and authenticated.
-
-    @ivar attempts: (target, reason) for every target tried, in order.
-    @ivar reasons: The exceptions of those attempts, in the same order (for
-        L{dna.legacy.policy.fallbackReason}).
-    """
-
-    domain = attr.ib()
-    attempts = attr.ib()
-    reasons = attr.ib(default=(), eq=False, repr=False)
 
 
 class DNAInitializer(xmlstream.BaseFeatureInitiatingInitializer):
@@ -281,7 +243,7 @@ class Connector:
     def _tryAddresses(self, addresses, serverName):
         addresses = list(addresses)
         if not addresses:
-            return defer.fail(DNAError("no address for {}".format(serverName)))
+            return defer.fail(NoAddress(serverName, "no address"))
         host, port = addresses.pop(0)
         d = self._connectOne(host, port, serverName)
         if addresses:

@@ -17,10 +17,12 @@ from twisted.logger import Logger
 from twisted.words.protocols.jabber import error, jid, xmlstream
 from twisted.words.xish import domish
 
-from dna.core.names import InvalidAddress, normalizeDomain
+from dna.core.names import normalizeDomain
+from dna.error import InvalidAddress
 from dna.channel.features import advertise, watchBidiRequest
 from dna.namespaces import NS_DIALBACK, NS_SERVER, NS_STREAMS, NS_TLS
-from dna.channel.tls import CertificateNameMismatch, peerCertificate, peerServerNames, verifyPeerName
+from dna.channel.tls import peerCertificate, peerServerNames, verifyPeerName
+from dna.error import CertificateNameMismatch
 
 _log = Logger()
 

@@ -63,7 +63,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from dna.error import DNAError
+from dna.error import CertificateNameMismatch
 
 _log = Logger()
 
@@ -81,23 +81,6 @@ SRV_SERVICE = "xmpp-server"
 ID_ON_XMPPADDR = x509.ObjectIdentifier("1.3.6.1.5.5.7.8.5")
 
 _SRV_SERVICE_BYTES = SRV_SERVICE.encode("ascii")
-
-
-@attr.s(auto_exc=True)
-class CertificateNameMismatch(DNAError):
-    """
-    A certificate is not valid for a server name.
-
-    @ivar name: The name that was looked for, as given.
-    @type name: L{str}
-
-    @ivar presentedNames: The server names the certificate presents, as
-        L{serverNamesFromCertificate} returns them.
-    @type presentedNames: L{frozenset} of L{str}
-    """
-
-    name = attr.ib()
-    presentedNames = attr.ib(default=frozenset())
 
 
 def normalizeServerName(name):

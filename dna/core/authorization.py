@@ -21,11 +21,11 @@ from twisted.words.protocols.jabber import error
 from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
 from twisted.words.xish import domish
 
-import attr
 
-from dna.core.names import InvalidAddress, normalizeDomain
+from dna.core.names import normalizeDomain
+from dna.error import InvalidAddress, OneWayStream, RequestTimedOut
 from dna.core.enforcement import StanzaFilter
-from dna.error import AuthorizationRefused, ConnectionLost, DNAError
+from dna.error import AuthorizationRefused, ConnectionLost
 from dna.namespaces import NS_DIALBACK, NS_STANZAS
 from dna.core.tables import INCOMING, OUTGOING
 
@@ -43,17 +43,6 @@ SENT_MEMORY = 1024
 
 #: The XPath query for C{<db:result/>} elements.
 DB_RESULT = "/result[@xmlns='%s']" % (NS_DIALBACK,)
-
-
-@attr.s(auto_exc=True)
-class RequestTimedOut(DNAError):
-    """
-    The peer did not answer a C{<db:result/>} request in time.
-    """
-
-    sender = attr.ib()
-    target = attr.ib()
-    timeout = attr.ib()
 
 
 def dialbackElement(name, sender, target, key=None, elementType=None, stanzaError=None, streamID=None):
@@ -238,7 +227,7 @@ class StreamAuthorization:
             return defer.fail(ConnectionLost(self.streamID))
         if not self.canSend:
             return defer.fail(
-                DNAError("stream {} is one-way towards us".format(self.streamID))
+                OneWayStream(self.streamID)
             )
         pair = (sender, target)
         if self._tables.outgoing.accepts(self.streamID, sender, target):

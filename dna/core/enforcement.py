@@ -25,7 +25,8 @@ from twisted.logger import Logger
 from twisted.words.protocols.jabber import error, xmlstream
 from twisted.words.xish import domish
 
-from dna.core.names import InvalidAddress, domainOf
+from dna.core.names import domainOf
+from dna.error import InvalidAddress
 from dna.namespaces import NS_DNA_ERRORS, NS_SERVER, STANZA_NAMES
 
 _log = Logger()

@@ -13,20 +13,8 @@ import functools
 
 from twisted.words.protocols.jabber import jid
 
-from dna.error import DNAError
+from dna.error import InvalidAddress
 
-import attr
-
-
-@attr.s(auto_exc=True)
-class InvalidAddress(DNAError):
-    """
-    A JID or domain failed to parse.
-
-    @ivar address: The string as received.
-    """
-
-    address = attr.ib()
 
 
 @functools.lru_cache(maxsize=16384)

@@ -14,21 +14,10 @@ import dns.rdatatype
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from dna.error import DNAError
+from dna.error import NoAddress
 
-import attr
 
 _log = Logger()
-
-
-@attr.s(auto_exc=True)
-class NoAddress(DNAError):
-    """
-    A server name has no address we could find.
-    """
-
-    serverName = attr.ib()
-    reason = attr.ib()
 
 
 class AddressResolver:

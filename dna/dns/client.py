@@ -17,7 +17,6 @@ import ipaddress
 import secrets
 import struct
 
-import attr
 import dns.exception
 import dns.flags
 import dns.message
@@ -31,7 +30,7 @@ from twisted.internet.protocol import ClientFactory, DatagramProtocol, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from dna.error import DNAError
+from dna.error import DNSInvalidQuery, DNSMalformed, DNSTimeout, DNSUnreachable
 
 _log = Logger()
 
@@ -41,47 +40,6 @@ _NEXT_SERVER_RCODES = frozenset(
      dns.rcode.FORMERR])
 
 _HEADER_SIZE = 12
-
-
-@attr.s(auto_exc=True)
-class DNSQueryError(DNAError):
-    """
-    A DNS query got no usable answer.
-
-    @ivar name: The name queried (C{str}).
-    @ivar rdtype: The type queried (C{str}, such as C{'SRV'}).
-    @ivar reason: What went wrong, for people (C{str}).
-    """
-
-    name = attr.ib()
-    rdtype = attr.ib()
-    reason = attr.ib()
-
-
-class DNSTimeout(DNSQueryError):
-    """
-    No usable answer came before the tries ran out or the deadline passed.
-    """
-
-
-class DNSMalformed(DNSQueryError):
-    """
-    A server answered with something that is not a valid reply to the query:
-    unparsable, oversized, or for another ID or question over TCP.
-    """
-
-
-class DNSInvalidQuery(DNSQueryError):
-    """
-    The query cannot be made: the name or the type is not valid (such as a
-    label longer than 63 octets).
-    """
-
-
-class DNSUnreachable(DNSQueryError):
-    """
-    Every try was refused (ICMP port unreachable, TCP connection refused).
-    """
 
 
 def _normalizeAddress(host):

@@ -23,7 +23,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import error
 
-from dna.core.names import InvalidAddress, normalizeDomain
+from dna.core.names import normalizeDomain
+from dna.error import CannotCarry, InvalidAddress
 from dna.core.authorization import StreamAuthorization, dialbackElement, errorFromResult, resultElement
 from dna.error import AuthorizationRefused, ConnectionLost, DNAError
 from dna.core.tables import INCOMING, OUTGOING
@@ -121,9 +122,7 @@ class LegacyAuthorization(StreamAuthorization):
             return defer.succeed(None)
         if not self.initiating or target != self.domain or not self.offersDialback:
             return defer.fail(
-                DNAError(
-                    "legacy stream {} cannot carry {} -> {}".format(self.streamID, sender, target)
-                )
+                CannotCarry(self.streamID, sender, target)
             )
         return self._ask(
             (sender, target),

@@ -28,7 +28,6 @@ import hashlib
 import hmac
 import secrets
 
-import attr
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -36,9 +35,10 @@ from twisted.words.protocols.jabber import error
 from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
 from twisted.words.xish import domish
 
-from dna.core.names import InvalidAddress, normalizeDomain
+from dna.core.names import normalizeDomain
+from dna.error import DialbackFailed, InvalidAddress, NoDialback, VerificationFailed
 from dna.core.authorization import DB_RESULT, dialbackElement, errorFromResult
-from dna.error import ConnectionLost, DNAError
+from dna.error import ConnectionLost
 from dna.namespaces import NS_DIALBACK, NS_DIALBACK_FEATURE
 
 _log = Logger()
@@ -48,41 +48,6 @@ DB_VERIFY = "/verify[@xmlns='%s']" % (NS_DIALBACK,)
 
 #: Seconds a Receiving Server waits for an Authoritative Server's verdict.
 DEFAULT_VERIFY_TIMEOUT = 20.0
-
-
-@attr.s(auto_exc=True)
-class DialbackFailed(DNAError):
-    """
-    The Receiving Server did not accept our key for a pair: C{type='invalid'}
-    (no condition) or a dialback error (XEP-0220 section 2.4).
-    """
-
-    sender = attr.ib()
-    target = attr.ib()
-    condition = attr.ib(default=None)
-    text = attr.ib(default=None)
-
-
-@attr.s(auto_exc=True)
-class NoDialback(DNAError):
-    """
-    Dialback cannot authenticate this stream: the policy forbids it, or the
-    peer does not offer it.
-    """
-
-    domain = attr.ib()
-    reason = attr.ib()
-
-
-@attr.s(auto_exc=True)
-class VerificationFailed(DNAError):
-    """
-    The Authoritative Server could not be asked: no connection, no answer in
-    time, or a dialback error.
-    """
-
-    domain = attr.ib()
-    reason = attr.ib()
 
 
 def generateKey(secret, receivingServer, originatingServer, streamID):

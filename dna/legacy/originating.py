@@ -29,9 +29,9 @@ from twisted.words.protocols.jabber import xmlstream
 from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
 
 from dna.channel.originating import DEFAULT_CONNECT_TIMEOUT, DNAConnectAuthenticator, _StreamFactory
-from dna.core.authorization import RequestTimedOut
-from dna.error import DNAError
-from dna.legacy.policy import DowngradeRefused, fallbackReason, legacyTargets, mayPiggyback
+from dna.error import RequestTimedOut, StreamIDInUse
+from dna.legacy.policy import fallbackReason, legacyTargets, mayPiggyback
+from dna.error import DowngradeRefused
 from dna.channel.features import BidiInitializer, peerOffersDNA
 from dna.legacy.authorization import LegacyAuthorization
 from dna.legacy.receiving import LegacyListener
@@ -41,11 +41,11 @@ from dna.legacy.sasl import SASLExternalInitializer
 from dna.legacy.dialback import (
     AuthoritativeResponder,
     DialbackKeys,
-    NoDialback,
     OriginatingDialbackInitializer,
     Verifier,
     offersDialback,
 )
+from dna.error import NoDialback
 from dna.channel.tls import normalizeServerName
 
 _log = Logger()
@@ -484,7 +484,7 @@ class Fallback:
         federation = self._federation
         if xs.sid in federation.streams or xs.sid in federation.tables.connections:
             xs.transport.abortConnection()
-            raise DNAError("stream id {!r} already in use".format(xs.sid))
+            raise StreamIDInUse(xs.sid)
         transport = xs.transport
         authorization = federation.streamAuthenticated(
             xs, initiating=True, serverNames=(), bidi=getattr(xs, "bidi", False),

@@ -20,33 +20,11 @@ import attr
 from twisted.words.protocols.jabber import error
 
 from dna.app.config import FALLBACK_DIALBACK, FALLBACK_DNA, FALLBACK_PKIX, FALLBACKS
-from dna.channel.originating import ConnectFailed, NotDelegated, PeerLacksDNA
+from dna.error import ConnectFailed, NoLegacyRoute, NotDelegated, PeerLacksDNA
 from dna.dns.delegation import INSECURE, SECURE
-from dna.error import DNAError
 
 #: The port of RFC 6120 section 3.2.2 for a domain without SRV records.
 XMPP_SERVER_PORT = 5269
-
-
-@attr.s(auto_exc=True)
-class NoLegacyRoute(DNAError):
-    """
-    A domain cannot be reached by a legacy connection either: its DNS data is
-    bogus or could not be read, or it says the service is not offered.
-    """
-
-    domain = attr.ib()
-    reason = attr.ib()
-
-
-@attr.s(auto_exc=True)
-class DowngradeRefused(DNAError):
-    """
-    The peer of a legacy stream offered C{<dna/>}: it speaks DNA, so the
-    failure that led here stands and no legacy authentication is tried.
-    """
-
-    domain = attr.ib()
 
 
 @attr.s(frozen=True)

@@ -22,7 +22,8 @@ from twisted.logger import Logger
 from twisted.words.protocols.jabber import error
 from twisted.words.xish import domish
 
-from dna.core.names import InvalidAddress, normalizeDomain
+from dna.core.names import normalizeDomain
+from dna.error import InvalidAddress
 from dna.core.authorization import DB_RESULT
 from dna.channel.features import bidiFeature, dnaFeature, watchBidiRequest
 from dna.legacy.tls import peerVerified

@@ -13,14 +13,13 @@ restarts the stream (RFC 6120 section 6.4.6).
 import base64
 import binascii
 
-import attr
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.words.protocols.jabber.xmlstream import Reset
 from twisted.words.xish import domish
 
-from dna.core.names import InvalidAddress, normalizeDomain
-from dna.error import DNAError
+from dna.core.names import normalizeDomain
+from dna.error import InvalidAddress, SASLFailed
 from dna.namespaces import NS_SASL
 
 _log = Logger()
@@ -32,18 +31,6 @@ EXTERNAL = "EXTERNAL"
 SASL_SUCCESS = "/success[@xmlns='%s']" % (NS_SASL,)
 SASL_FAILURE = "/failure[@xmlns='%s']" % (NS_SASL,)
 SASL_AUTH = "/auth[@xmlns='%s']" % (NS_SASL,)
-
-
-@attr.s(auto_exc=True)
-class SASLFailed(DNAError):
-    """
-    The Receiving Server refused our SASL EXTERNAL authentication.
-
-    @ivar condition: The SASL failure condition (RFC 6120 section 6.5).
-    """
-
-    domain = attr.ib()
-    condition = attr.ib(default=None)
 
 
 def mechanismsFeature():

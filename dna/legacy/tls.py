@@ -27,13 +27,13 @@ from twisted.internet.interfaces import (
 from zope.interface import implementer
 
 from dna.channel.tls import (
-    CertificateNameMismatch,
     ServerContextFactory,
     clientContextFactory,
     normalizeServerName,
     peerCertificate,
     verifyPeerName,
 )
+from dna.error import CertificateNameMismatch
 
 # SSL.Connection -> [(depth, errno)] of the certificate errors let through.
 _verificationErrors = weakref.WeakKeyDictionary()
