@@ -570,7 +570,7 @@ class Demo:
         children = childZones(self.addresses, (0, 0), self.senders, self.targets)
         keys = {name: newKey() for name in [TLD] + [c for c, (signed, _) in
                                                       children.items() if signed]}
-        self._zoneServer = ZoneServer(reactor=reactor)
+        self._zoneServer = ZoneServer(reactor)
         try:
             self.nameServer = yield self._zoneServer.listen(self.addresses.nameServer)
         except CannotListenError as e:
