@@ -10,7 +10,8 @@ providers do.
      and one domain (C{paris.tld}) is delegated without a DS record,
      insecurely.
   2. A test CA and certificates for the two server names only.
-  3. Two L{DNAService} providers that validate DNSSEC themselves
+  3. Two L{dna.app.service.DNAService} providers (built with
+     L{dna.testing.providers}) that validate DNSSEC themselves
      (L{DelegationChecker} in mode C{validate}, asking the zone server with
      RD clear) and authenticate each other over mutual TLS.
 
@@ -29,24 +30,20 @@ import dns.rdatatype
 import dns.zone
 from dns.dnssecalgs import PrivateECDSAP256SHA256
 from dns.dnssectypes import Algorithm
-from twisted.internet import defer, endpoints
+from twisted.internet import defer
 from twisted.internet.error import CannotListenError
-from twisted.internet.ssl import trustRootFromCertificates
 from twisted.words.protocols.jabber.xmlstream import STREAM_CONNECTED_EVENT
 from zope.interface import implementer
 
-from dna.app.service import DNAService
 from dna.dns.addresses import AddressResolver
 from dna.dns.client import DNSClient
 from dna.dns.delegation import DelegationChecker
 from dna.dns.dnssec.proofs import parseAnchors
 from dna.interfaces import IDelegationChecker
-from dna.testing.pki import CertificateAuthority
+from dna.testing.providers import ORIGINATING, RECEIVING, ProviderPKI, startProvider
 from dna.testing.zoneserver import ZoneServer
 
 TLD = "tld"
-ORIGINATING = "xmpp1.originating.tld"
-RECEIVING = "xmpp1.receiving.tld"
 #: Hosted by the Receiving Server but delegated without DNSSEC.
 INSECURE_DOMAIN = "paris.tld"
 SRV_TTL = 400
@@ -437,10 +434,8 @@ class World:
         self.anchorText = f"{TLD}. 3600 IN DS {anchorDS.to_text()}"
         anchors = parseAnchors(self.anchorText)
 
-        self.ca = CertificateAuthority("DNA Demo CA")
-        trustRoot = trustRootFromCertificates([self.ca.toCertificate()])
-        certificates = {name: self.ca.issue(name, dnsNames=[name])
-                        for name in (ORIGINATING, RECEIVING)}
+        pki = ProviderPKI("DNA Demo CA")
+        self.ca = pki.ca
 
         self.inboxes = {}
         self.providers = {}
@@ -453,19 +448,16 @@ class World:
             client, checker, resolver = validatingDNS(reactor, self.nameServer, anchors)
             self.clients[provider] = client
             inbox = self.inboxes[provider] = Inbox(provider, self._trace, self._onStanza)
-            service = DNAService(
-                domains, {serverName: certificates[serverName].toPrivateCertificate()},
-                trustRoot, WitnessChecker(checker, provider, self._trace),
-                self._tracingResolver(provider, resolver), deliver=inbox, reactor=reactor)
-            service.startService()
+            try:
+                service, port = yield startProvider(
+                    reactor, domains, {serverName: pki.certificates[serverName]},
+                    pki.trustRoot, WitnessChecker(checker, provider, self._trace),
+                    self._tracingResolver(provider, resolver), inbox, interface=host)
+            except CannotListenError as e:
+                raise DemoFailed(f"{serverName} cannot listen on {host}: {e.socketError}")
             self._services.append(service)
             service.factory.addBootstrap(STREAM_CONNECTED_EVENT,
                                          self._accepted(provider))
-            try:
-                port = yield service.listen(endpoints.TCP4ServerEndpoint(
-                    reactor, 0, interface=host))
-            except CannotListenError as e:
-                raise DemoFailed(f"{serverName} cannot listen on {host}: {e.socketError}")
             ports.append(port.getHost().port)
             self.providers[provider] = service
         self.ports = tuple(ports)
