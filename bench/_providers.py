@@ -39,18 +39,13 @@ dialback.
 import collections
 import time
 
-from twisted.internet import defer, endpoints, interfaces
-from twisted.internet.ssl import trustRootFromCertificates
+from twisted.internet import defer, interfaces
 from twisted.words.protocols.jabber import component, xmlstream
 from twisted.words.xish import utility
 
 from dna.dns.addresses import AddressResolver
-from dna.app.service import DNAService
 from dna.testing.fakes import FakeDelegationChecker, chatMessage
-from dna.testing.pki import CertificateAuthority
-
-ORIGINATING = "xmpp1.originating.tld"
-RECEIVING = "xmpp1.receiving.tld"
+from dna.testing.providers import ORIGINATING, RECEIVING, ProviderPKI, startProvider
 
 #: The listen backlog for every benchmark listener (recipe fact 14: Twisted's
 #: default of 50 loses SYNs in a burst; the kernel caps it at somaxconn).
@@ -189,16 +184,11 @@ class CachingFakeChecker(FakeDelegationChecker):
             return result
 
 
-class PKI:
+def benchPKI():
     """
     A test CA and the two providers' certificates.
     """
-
-    def __init__(self):
-        self.ca = CertificateAuthority("DNA Bench CA")
-        self.trustRoot = trustRootFromCertificates([self.ca.toCertificate()])
-        self.certA = self.ca.issue(ORIGINATING, dnsNames=[ORIGINATING])
-        self.certB = self.ca.issue(RECEIVING, dnsNames=[RECEIVING])
+    return ProviderPKI("DNA Bench CA")
 
 
 class DNAProviders:
@@ -225,35 +215,19 @@ class DNAProviders:
         self.sinkA = Sink(reactor, recordPairs=True)
         self.sinkB = Sink(reactor, recordPairs=True)
 
-    def _service(self, domains, name, cert, sink):
-        service = DNAService(
-            domains,
-            {name: cert.toPrivateCertificate()},
-            self._pki.trustRoot,
-            self.checker,
-            AddressResolver(hosts={}),
-            deliver=sink,
-            reactor=self._reactor,
+    def _start(self, domains, name, sink):
+        return startProvider(
+            self._reactor, domains, {name: self._pki.certificates[name]},
+            self._pki.trustRoot, self.checker, AddressResolver(hosts={}), sink,
+            backlog=BACKLOG,
         )
-        service.startService()
-        return service
 
     @defer.inlineCallbacks
     def start(self):
-        self.b = self._service(self.targets, RECEIVING, self._pki.certB, self.sinkB)
+        self.b, portB = yield self._start(self.targets, RECEIVING, self.sinkB)
         self.acceptedB = ConnectionCounter(self.b.factory)
-        portB = yield self.b.listen(
-            endpoints.TCP4ServerEndpoint(
-                self._reactor, 0, interface="127.0.0.1", backlog=BACKLOG
-            )
-        )
-        self.a = self._service(self.senders, ORIGINATING, self._pki.certA, self.sinkA)
+        self.a, portA = yield self._start(self.senders, ORIGINATING, self.sinkA)
         self.acceptedA = ConnectionCounter(self.a.factory)
-        portA = yield self.a.listen(
-            endpoints.TCP4ServerEndpoint(
-                self._reactor, 0, interface="127.0.0.1", backlog=BACKLOG
-            )
-        )
         self.a.connector._resolve._hosts[RECEIVING] = ("127.0.0.1", portB.getHost().port)
         self.b.connector._resolve._hosts[ORIGINATING] = ("127.0.0.1", portA.getHost().port)
 

@@ -205,7 +205,7 @@ def main(reactor, options):
     senders = _providers.senderDomains(options.senders)
     targets = _providers.targetDomains(options.targets)
     pairCount = len(senders) * len(targets)
-    pki = _providers.PKI()
+    pki = _providers.benchPKI()
 
     times = {"dna": [], "dialback": []}
     firsts = {"dna": [], "dialback": []}

@@ -5,16 +5,11 @@ mutual TLS with a test CA, a delegation checker given by the test.
 Provider A is xmpp1.originating.tld; provider B is xmpp1.receiving.tld.
 """
 
-from twisted.internet import defer, endpoints, reactor
-from twisted.internet.ssl import trustRootFromCertificates
+from twisted.internet import defer, reactor
 
 from dna.dns.addresses import AddressResolver
-from dna.app.service import DNAService
 from dna.testing.fakes import chatMessage
-from dna.testing.pki import CertificateAuthority
-
-ORIGINATING = "xmpp1.originating.tld"
-RECEIVING = "xmpp1.receiving.tld"
+from dna.testing.providers import ORIGINATING, RECEIVING, ProviderPKI, startProvider
 
 #: A chat message between two JIDs (the tests' name for it).
 message = chatMessage
@@ -56,10 +51,10 @@ class ProvidersMixin:
     """
 
     def setUpPKI(self):
-        self.ca = CertificateAuthority("DNA Test CA")
-        self.trustRoot = trustRootFromCertificates([self.ca.toCertificate()])
-        self.certA = self.ca.issue(ORIGINATING, dnsNames=[ORIGINATING])
-        self.certB = self.ca.issue(RECEIVING, dnsNames=[RECEIVING])
+        pki = ProviderPKI("DNA Test CA")
+        self.ca, self.trustRoot = pki.ca, pki.trustRoot
+        self.certA = pki.certificates[ORIGINATING]
+        self.certB = pki.certificates[RECEIVING]
 
     @defer.inlineCallbacks
     def startProvider(self, domains, certificates, checker, hosts=None,
@@ -72,18 +67,10 @@ class ProvidersMixin:
         @return: A L{Deferred} firing with (service, inbox, port number).
         """
         inbox = Inbox()
-        service = DNAService(
-            domains,
-            {name: cert.toPrivateCertificate() for name, cert in certificates.items()},
-            trustRoot or self.trustRoot,
-            checker,
-            AddressResolver(client=client, hosts=hosts or {}),
-            deliver=inbox,
-            **kw,
-        )
-        service.startService()
-        port = yield service.listen(
-            endpoints.TCP4ServerEndpoint(reactor, port, interface=interface, backlog=200)
+        service, port = yield startProvider(
+            reactor, domains, certificates, trustRoot or self.trustRoot, checker,
+            AddressResolver(client=client, hosts=hosts or {}), inbox,
+            interface=interface, port=port, backlog=200, **kw,
         )
         self.addCleanup(service.stopService)
         return service, inbox, port.getHost().port

@@ -1,6 +1,7 @@
 """
-Tests for L{dna.demo.scenario}: the plan and the tables without a reactor, then the
-whole demo over loopback, in-process and as C{python -m dna.demo}.
+Tests for L{dna.demo}: the world's plan and the report's tables without a
+reactor, then the whole demo over loopback, in-process and as C{python -m
+dna.demo}.
 """
 
 import configparser
@@ -9,19 +10,22 @@ import os
 import re
 import subprocess
 import sys
+import types
 
 import dns.dnssec
 import dns.message
 import dns.name
 import dns.rdatatype
 from twisted.internet import defer, reactor
+from twisted.internet.address import IPv4Address
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 import dna
-from dna.demo import scenario as demo
+from dna.demo import report, scenario, world
 from dna.dns.dnssec.proofs import INSECURE, SECURE, Validator, parseAnchors
 from dna.core.tables import Tables
+from dna.testing.fakes import chatMessage
 from dna.testing.zoneserver import ZoneAuthority
 
 _CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(dna.__file__)))
@@ -41,9 +45,9 @@ class PlanTests(SynchronousTestCase):
         The first pair is romeo@sender.tld -> juliet@target.tld; pairs are
         distinct and as many as asked.
         """
-        for count in (1, 6, 9, 10, demo.MAX_PAIRS):
-            senders, targets = demo.tenants(count)
-            pairs = demo.domainPairs(senders, targets, count)
+        for count in (1, 6, 9, 10, scenario.MAX_PAIRS):
+            senders, targets = world.tenants(count)
+            pairs = scenario.domainPairs(senders, targets, count)
             self.assertEqual(count, len(set(pairs)))
             self.assertEqual(("romeo@sender.tld", "juliet@target.tld"), pairs[0])
             domains = {jid.split("@")[1] for pair in pairs for jid in pair}
@@ -53,10 +57,10 @@ class PlanTests(SynchronousTestCase):
         """
         The three addresses are on loopback and can be bound.
         """
-        addresses = demo.pickAddresses()
+        addresses = world.pickAddresses()
         for host in (addresses.nameServer, addresses.originating, addresses.receiving):
             self.assertTrue(host.startswith("127."))
-            self.assertTrue(demo._bindable(host))
+            self.assertTrue(world._bindable(host))
         self.assertNotEqual("127.0.0.53", addresses.nameServer)
 
     def test_zones(self):
@@ -65,13 +69,13 @@ class PlanTests(SynchronousTestCase):
         secure, C{paris.tld} is insecure, and SRV records carry the ports
         given.
         """
-        addresses = demo.Addresses("127.0.0.53", "127.0.0.1", "127.0.0.2")
-        senders, targets = demo.tenants(4)
-        children = demo.childZones(addresses, (5269, 5270), senders, targets)
-        keys = {name: demo.newKey()
-                for name in [demo.TLD] + [c for c, (signed, _) in children.items() if signed]}
+        addresses = world.Addresses("127.0.0.53", "127.0.0.1", "127.0.0.2")
+        senders, targets = world.tenants(4)
+        children = world.childZones(addresses, (5269, 5270), senders, targets)
+        keys = {name: world.newKey()
+                for name in [world.TLD] + [c for c, (signed, _) in children.items() if signed]}
         now = 1_700_000_000
-        authority = ZoneAuthority(demo.buildZones(children, addresses.nameServer, keys, now))
+        authority = ZoneAuthority(world.buildZones(children, addresses.nameServer, keys, now))
         dsText = dns.dnssec.make_ds("tld.", keys["tld"][1], "SHA256").to_text()
         anchors = parseAnchors(f"tld. IN DS {dsText}")
 
@@ -81,10 +85,10 @@ class PlanTests(SynchronousTestCase):
             return defer.succeed(authority.respond(request))
 
         validator = Validator(query, anchors)
-        expected = {"sender.tld": (SECURE, 5269, demo.ORIGINATING),
-                    "target.tld": (SECURE, 5270, demo.RECEIVING),
-                    "capulet.tld": (SECURE, 5270, demo.RECEIVING),
-                    demo.INSECURE_DOMAIN: (INSECURE, 5270, demo.RECEIVING)}
+        expected = {"sender.tld": (SECURE, 5269, world.ORIGINATING),
+                    "target.tld": (SECURE, 5270, world.RECEIVING),
+                    "capulet.tld": (SECURE, 5270, world.RECEIVING),
+                    world.INSECURE_DOMAIN: (INSECURE, 5270, world.RECEIVING)}
         for domain, (status, port, target) in expected.items():
             name = dns.name.from_text(f"_xmpp-server._tcp.{domain}.")
             validation = self.successResultOf(
@@ -107,9 +111,9 @@ class TableTests(SynchronousTestCase):
         Columns are as wide as their widest line, rules frame the header and
         the rows, and a list cell takes one line per item.
         """
-        text = demo.formatTable(["Local", "Remote", "Connections"],
-                                [["montague.example", "capulet.example", "XXX, YYY"],
-                                 ["laurence.example", ["a", "bb"], "AAA"]])
+        text = report.formatTable(["Local", "Remote", "Connections"],
+                                  [["montague.example", "capulet.example", "XXX, YYY"],
+                                   ["laurence.example", ["a", "bb"], "AAA"]])
         self.assertEqual(
             "+------------------+-----------------+-------------+\n"
             "| Local            | Remote          | Connections |\n"
@@ -130,12 +134,117 @@ class TableTests(SynchronousTestCase):
         tables.connections.addDelegatedNames("XXX", ["capulet.example"])
         tables.bind("outgoing", "montague.example", "capulet.example", "XXX")
         tables.bind("outgoing", "montague.example", "capulet.example", "YYY")
-        text = demo.connectionTable(tables)
+        text = report.connectionTable(tables)
         self.assertRegex(text, CONNECTION_HEADER)
         self.assertIn("| XXX        | xmpp1.provider.com  | capulet.example        |", text)
         self.assertIn("| montague.example | capulet.example | XXX, YYY    |",
-                      demo.bindingTable(tables.outgoing))
-        self.assertEqual(4, len(demo.bindingTable(tables.incoming).splitlines()))
+                      report.bindingTable(tables.outgoing))
+        self.assertEqual(4, len(report.bindingTable(tables.incoming).splitlines()))
+
+
+def _result(domain, status=SECURE, records=("20 0 5269 xmpp1.receiving.tld.",),
+            chain=(), reason=""):
+    """
+    A stand-in for a L{dna.dns.delegation.DelegationResult}: what the report
+    reads of one.
+    """
+    return types.SimpleNamespace(domain=domain, status=status, records=list(records),
+                                 chain=list(chain), reason=reason)
+
+
+class ReportTests(SynchronousTestCase):
+    """
+    The story told from a trace of events, without a reactor.
+    """
+
+    def test_narrateNewConnection(self):
+        """
+        Each event of a first message is told in order; the accepted stream
+        is described where it was accepted.
+        """
+        target = _result("target.tld", chain=["tld. DNSKEY signed by tld. key 1"])
+        stanza = chatMessage("romeo@sender.tld", "juliet@target.tld", "m1", "Hello")
+        events = [
+            world.Lookup("A", target, False),
+            world.Verdict("A", "target.tld", ["xmpp1.receiving.tld"], target, True),
+            world.Resolved("A", "xmpp1.receiving.tld", [("127.0.0.2", 5269)]),
+            world.Accepted("B", IPv4Address("TCP", "127.0.0.1", 40000), "xs"),
+            world.Delivered("B", stanza),
+        ]
+        lines = report.narrate(events, "romeo@sender.tld", "juliet@target.tld",
+                               lambda xs: [f"   (the stream of {xs})"], "XXX")
+        self.assertEqual([
+            "   A: SRV _xmpp-server._tcp.target.tld -> "
+            "20 0 5269 xmpp1.receiving.tld.  [secure]",
+            "      validated from the tld. trust anchor:",
+            "        tld. DNSKEY signed by tld. key 1",
+            "   A: target.tld is securely delegated to xmpp1.receiving.tld "
+            "(section 5 steps 1-2)",
+            "   A: xmpp1.receiving.tld A -> connects to 127.0.0.2:5269",
+            "   B: accepts TCP from 127.0.0.1:40000",
+            "   (the stream of xs)",
+            "   B: delivers <message id='m1' from='romeo@sender.tld' "
+            "to='juliet@target.tld'> \"Hello\"",
+        ], lines)
+
+    def test_narrateReusedStream(self):
+        """
+        Without a new connection, the stream reused is named, and the
+        Receiving Server's answer to <db:result/> is told.
+        """
+        sender = _result("sender.tld", records=["20 0 5270 xmpp1.originating.tld."])
+        events = [world.Lookup("A", sender, True),
+                  world.Verdict("B", "sender.tld", ["xmpp1.originating.tld"], sender, False)]
+        lines = report.narrate(events, "romeo@sender.tld", "juliet@target.tld",
+                               None, "XXX")
+        self.assertEqual([
+            "   A: SRV _xmpp-server._tcp.sender.tld (cached) -> "
+            "20 0 5270 xmpp1.originating.tld.  [secure]",
+            "   B: got <db:result from='sender.tld' to='target.tld'/> (section 6)",
+            "   B: SRV _xmpp-server._tcp.sender.tld -> 20 0 5270 xmpp1.originating.tld.  "
+            "[secure]; the peer authenticated as xmpp1.originating.tld",
+            "   B: answers <db:result type='invalid' from='target.tld' to='sender.tld'/>",
+            "   (no new connection: stream XXX was reused, section 5 step 3, "
+            "bidirectional by XEP-0288)",
+        ], lines)
+
+    def test_pairsLines(self):
+        """
+        Each further pair gets a line with the status both providers found;
+        a status not looked up shows as C{?}.
+        """
+        events = [world.Lookup("A", _result("target.tld"), False)]
+        lines = report.pairsLines([(1, ("romeo@sender.tld", "juliet@target.tld"))],
+                                  events, "XXX")
+        self.assertEqual([
+            "   2. romeo@sender.tld -> juliet@target.tld: delivered; reply delivered"
+            "  (A: SRV target.tld secure, B: SRV sender.tld ?)",
+            "   No new connection: every pair was authorized on stream XXX "
+            "(<db:result/> per pair, section 6).",
+        ], lines)
+
+    def test_whyNot(self):
+        """
+        A bounce is explained by the last lookup of the domain it came from.
+        """
+        bounce = chatMessage("juliet@target.tld", "romeo@sender.tld")
+        events = [world.Lookup("A", _result("target.tld"), False),
+                  world.Lookup("A", _result("target.tld", status=INSECURE,
+                                            reason="no DS"), False)]
+        self.assertEqual(": A found SRV _xmpp-server._tcp.target.tld insecure (no DS)",
+                         report.whyNot(events, bounce))
+        self.assertEqual("", report.whyNot([], bounce))
+
+    def test_summary(self):
+        """
+        The outcome names the connection, the stream and the pairs.
+        """
+        self.assertEqual(
+            "ONE TCP connection (127.0.0.1:40000 -> 127.0.0.2:5269, stream XXX) carried "
+            "the domain pair both ways: 2 messages delivered, B accepted 1 connection, "
+            "and both providers' tables hold only that stream.",
+            report.summary(IPv4Address("TCP", "127.0.0.1", 40000),
+                           IPv4Address("TCP", "127.0.0.2", 5269), "XXX", 1))
 
 
 class OptionsTests(SynchronousTestCase):
@@ -147,22 +256,22 @@ class OptionsTests(SynchronousTestCase):
         """
         By default six pairs, neither quiet nor verbose.
         """
-        options = demo.Options()
+        options = scenario.Options()
         options.parseOptions([])
-        self.assertEqual((demo.DEFAULT_PAIRS, False, False),
+        self.assertEqual((scenario.DEFAULT_PAIRS, False, False),
                          (options["pairs"], options["quiet"], options["verbose"]))
 
     def test_errors(self):
         """
         Out-of-range pairs and --quiet with --verbose are usage errors.
         """
-        for argv in (["--pairs", "0"], ["--pairs", str(demo.MAX_PAIRS + 1)],
+        for argv in (["--pairs", "0"], ["--pairs", str(scenario.MAX_PAIRS + 1)],
                      ["-q", "-v"], ["--pairs", "many"]):
-            self.assertRaises(usage.UsageError, demo.Options().parseOptions, argv)
+            self.assertRaises(usage.UsageError, scenario.Options().parseOptions, argv)
 
     def test_consoleScript(self):
         """
-        setup.cfg declares the C{dna-demo} console script for L{demo.main}.
+        setup.cfg declares the C{dna-demo} console script for L{scenario.main}.
         """
         parser = configparser.ConfigParser()
         parser.read(os.path.join(_CHECKOUT, "setup.cfg"))
@@ -176,10 +285,10 @@ def runDemo(*argv):
 
     @return: A L{Deferred} firing with (status, stdout text, stderr text).
     """
-    options = demo.Options()
+    options = scenario.Options()
     options.parseOptions(list(argv))
     out, err = io.StringIO(), io.StringIO()
-    d = demo.run(reactor, options, out=out, err=err)
+    d = scenario.run(reactor, options, out=out, err=err)
     return d.addCallback(lambda status: (status, out.getvalue(), err.getvalue()))
 
 
@@ -210,21 +319,21 @@ class DemoTests(TestCase):
                       "to='juliet@target.tld'>", out)
         self.assertIn("A: delivers <message id='m1-reply' from='juliet@target.tld' "
                       "to='romeo@sender.tld'>", out)
-        self.assertEqual(demo.DEFAULT_PAIRS - 1, out.count("delivered; reply delivered"))
-        self.assertIn(f"_xmpp-server._tcp.{demo.INSECURE_DOMAIN} -> ", out)
+        self.assertEqual(scenario.DEFAULT_PAIRS - 1, out.count("delivered; reply delivered"))
+        self.assertIn(f"_xmpp-server._tcp.{world.INSECURE_DOMAIN} -> ", out)
         self.assertIn("[insecure]", out)
         self.assertIn("with <remote-server-not-found/>", out)
 
         [streamID] = re.findall(r"ONE TCP connection \(\S+ -> \S+, stream ([0-9a-f]+)\)",
                                 out)
-        self.assertIn(f"carried all {demo.DEFAULT_PAIRS} domain pairs both ways: "
-                      f"{2 * demo.DEFAULT_PAIRS} messages delivered", out)
+        self.assertIn(f"carried all {scenario.DEFAULT_PAIRS} domain pairs both ways: "
+                      f"{2 * scenario.DEFAULT_PAIRS} messages delivered", out)
         self.assertEqual(2, len(CONNECTION_HEADER.findall(out)))
         self.assertEqual(4, len(BINDING_HEADER.findall(out)))
         rows = re.findall(r"^   \| ([0-9a-f]{32}) \|", out, re.MULTILINE)
         self.assertEqual([streamID, streamID], rows)
         bound = re.findall(r"^   \| (\S+) +\| (\S+) +\| ([0-9a-f]{32}) \|$", out, re.MULTILINE)
-        self.assertEqual(4 * demo.DEFAULT_PAIRS, len(bound))
+        self.assertEqual(4 * scenario.DEFAULT_PAIRS, len(bound))
         self.assertEqual({streamID}, {row[2] for row in bound})
         self.assertIn("| A  | _xmpp-server._tcp.paris.tld    | insecure |", out)
 
@@ -257,14 +366,14 @@ class DemoTests(TestCase):
         target domain is delegated without DNSSEC, so the first message
         bounces.
         """
-        childZones = demo.childZones
+        childZones = world.childZones
 
         def unsignedTarget(*args):
             zones = childZones(*args)
             zones["target.tld"] = (False, zones["target.tld"][1])
             return zones
 
-        self.patch(demo, "childZones", unsignedTarget)
+        self.patch(world, "childZones", unsignedTarget)
         status, out, err = yield runDemo("--quiet")
         self.assertEqual(1, status)
         self.assertEqual("", out)

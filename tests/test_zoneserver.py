@@ -13,7 +13,7 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.zone
-from twisted.internet import defer
+from twisted.internet import defer, reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import CannotListenError
 from twisted.internet.task import Clock
@@ -621,7 +621,7 @@ class ListenTests(SynchronousTestCase):
         closed and another tried.
         """
         reactor = _BusyReactor(busy={40000, 40001})
-        server = ZoneServer(reactor=reactor)
+        server = ZoneServer(reactor)
         self.assertEqual(("127.0.0.1", 40002),
                          self.successResultOf(server.listen("127.0.0.1")))
         self.assertEqual([False, False, True], [port.listening for port in reactor.udp])
@@ -634,7 +634,7 @@ class ListenTests(SynchronousTestCase):
         port is closed.
         """
         reactor = _BusyReactor(busy={5300})
-        server = ZoneServer(reactor=reactor)
+        server = ZoneServer(reactor)
         self.failureResultOf(server.listen("127.0.0.1", 5300), CannotListenError)
         self.assertEqual([False], [port.listening for port in reactor.udp])
         self.assertIsNone(server.address)
@@ -644,7 +644,7 @@ class ListenTests(SynchronousTestCase):
         After C{attempts} ports, listening fails.
         """
         reactor = _BusyReactor(busy=set(range(40000, 41000)))
-        server = ZoneServer(reactor=reactor)
+        server = ZoneServer(reactor)
         self.failureResultOf(server.listen("127.0.0.1", attempts=3), CannotListenError)
         self.assertEqual(3, len(reactor.udp))
 
@@ -658,7 +658,7 @@ class ZoneServerTests(TestCase):
 
     @defer.inlineCallbacks
     def setUp(self):
-        self.server = ZoneServer(treeZones() + [bigZone()])
+        self.server = ZoneServer(reactor, treeZones() + [bigZone()])
         self.address = yield self.server.listen("127.0.0.1")
         self.addCleanup(self.server.stopListening)
         self.client = DNSClient([self.address], timeout=2, deadline=5)
@@ -710,7 +710,7 @@ class ZoneServerTests(TestCase):
         """
         yield self.server.stopListening()
         self.assertIsNone(self.server.address)
-        again = ZoneServer([bigZone()])
+        again = ZoneServer(reactor, [bigZone()])
         address = yield again.listen(*self.address)
         self.assertEqual(self.address, address)
         yield again.stopListening()
@@ -729,7 +729,7 @@ class ZoneServerValidateContractTests(DelegationCheckerContractMixin, TestCase):
     def setUp(self):
         # Listening may take a turn of the reactor (when the UDP port the
         # system picked is taken for TCP), so not in makeChecker.
-        server = ZoneServer(treeZones())
+        server = ZoneServer(reactor, treeZones())
         self.address = yield server.listen("127.0.0.1")
         self.addCleanup(server.stopListening)
         self.checker = self.makeChecker()

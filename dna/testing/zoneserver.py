@@ -1,9 +1,9 @@
 """
 A small authoritative DNS server for DNSSEC-signed zones, on Twisted UDP and
-TCP: what a validating stub such as L{dna.dns.dnssec.proofs.Validator} (DNA's secure SRV
-lookup, draft-ietf-xmpp-dna-01 section 5 step 2) asks an authoritative
-server, answered from dnspython L{dns.zone.Zone} objects signed in-process
-with L{dns.dnssec.sign_zone} (NSEC).
+TCP: what a validating stub such as L{dna.dns.dnssec.proofs.Validator}
+(DNA's secure SRV lookup, draft-ietf-xmpp-dna-01 section 5 step 2) asks an
+authoritative server, answered from dnspython L{dns.zone.Zone} objects
+signed in-process with L{dns.dnssec.sign_zone} (NSEC).
 
 Its one job is serving zones; it is meant for demonstrations and tests on
 loopback, not for the Internet (no rate limiting, no zone transfers, no
@@ -461,17 +461,16 @@ class ZoneServer:
     @ivar idleTimeout: Seconds before an idle TCP connection is closed.
     """
 
-    def __init__(self, zones=(), reactor=None, payload=DEFAULT_PAYLOAD,
+    def __init__(self, reactor, zones=(), payload=DEFAULT_PAYLOAD,
                  idleTimeout=DEFAULT_IDLE_TIMEOUT):
         """
+        @param reactor: An L{IReactorUDP}, L{IReactorTCP} and
+            L{IReactorTime}.
         @param zones: The zones to serve (see L{ZoneAuthority}); more can be
             given later with L{setZones}.
-        @param reactor: An L{IReactorUDP}, L{IReactorTCP} and
-            L{IReactorTime}; the global reactor by default.
         @param payload: See L{ZoneAuthority.payload}.
+        @param idleTimeout: See L{idleTimeout}.
         """
-        if reactor is None:
-            from twisted.internet import reactor
         self._reactor = reactor
         self._payload = payload
         self.idleTimeout = idleTimeout
