@@ -22,7 +22,7 @@ from twisted.words.protocols.jabber import error, xmlstream
 from twisted.words.xish import domish
 
 from dna.legacy import receiving as legacyserver
-from dna.app.config import FALLBACK_DIALBACK, FALLBACK_DNA, FALLBACK_PKIX
+from dna.legacy.policy import FALLBACK_DIALBACK, FALLBACK_DNA, FALLBACK_PKIX
 from dna.error import ConnectFailed, NotDelegated, PeerLacksDNA
 from dna.dns.delegation import BOGUS, INDETERMINATE, INSECURE, SECURE, DelegationResult, SRVRecord
 from dna.core.authorization import errorFromResult

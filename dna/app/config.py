@@ -41,14 +41,16 @@ from twisted.internet.ssl import (
     trustRootFromCertificates,
 )
 
-from dna.core.names import normalizeDomain
-from dna.error import ConfigurationError, InvalidAddress
-from dna.dns.delegation import ALLOW_INSECURE, REQUIRE_SECURE
-from dna.core.authorization import DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT
-from dna.dns.dnssec.proofs import parseAnchors
 from dna.app.federation import DEFAULT_QUEUE_LIMIT
+from dna.app.service import DEFAULT_IDLE_TIMEOUT
+from dna.channel.originating import DEFAULT_CONNECT_TIMEOUT
 from dna.channel.tls import normalizeServerName, verifyPeerName
-from dna.error import CertificateNameMismatch
+from dna.core.authorization import DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT
+from dna.core.names import normalizeDomain
+from dna.dns.delegation import ALLOW_INSECURE, REQUIRE_SECURE
+from dna.dns.dnssec.proofs import parseAnchors
+from dna.error import CertificateNameMismatch, ConfigurationError, InvalidAddress
+from dna.legacy.policy import FALLBACK_DNA, FALLBACKS, XMPP_SERVER_PORT
 
 #: Trust the AD bit of a validating resolver.
 MODE_AD = "ad"
@@ -58,24 +60,12 @@ DNS_MODES = (MODE_AD, MODE_VALIDATE)
 
 DELEGATION_POLICIES = (REQUIRE_SECURE, ALLOW_INSECURE)
 
-#: Speak DNA only: a peer that does not is not federated with.
-FALLBACK_DNA = "dna"
-#: Also use certificates for the domains themselves (plain RFC 6120 PKIX
-#: authentication) with peers without DNA (draft-ietf-xmpp-dna-01 section 7,
-#: Backward Compatibility).
-FALLBACK_PKIX = "dna+pkix"
-#: And then Server Dialback (XEP-0220), "subject to local policy" (section 7).
-FALLBACK_DIALBACK = "dna+pkix+dialback"
-FALLBACKS = (FALLBACK_DNA, FALLBACK_PKIX, FALLBACK_DIALBACK)
-
-#: The port of the XMPP server-to-server service (RFC 6120 section 14.7).
-XMPP_SERVER_PORT = 5269
+#: The port of DNS servers (RFC 1035 section 4.2).
 DNS_PORT = 53
 
-DEFAULT_LISTEN = "tcp:5269"
-DEFAULT_IDLE_TIMEOUT = 600.0
-DEFAULT_CONNECT_TIMEOUT = 10.0
-DEFAULT_RESOLVERS = ("127.0.0.1:53",)
+DEFAULT_LISTEN = f"tcp:{XMPP_SERVER_PORT}"
+DEFAULT_RESOLVERS = (("127.0.0.1", DNS_PORT),)
+#: Seconds one delegation check may take in all.
 DEFAULT_DNS_TIMEOUT = 5.0
 
 
@@ -716,7 +706,7 @@ class Configuration:
     requestTimeout = attr.ib(default=DEFAULT_REQUEST_TIMEOUT)
     queueLimit = attr.ib(default=DEFAULT_QUEUE_LIMIT)
     dnsMode = attr.ib(default=MODE_AD)
-    resolvers = attr.ib(default=(("127.0.0.1", DNS_PORT),), converter=tuple)
+    resolvers = attr.ib(default=DEFAULT_RESOLVERS, converter=tuple)
     trustAnchorsPath = attr.ib(default=None)
     trustAnchors = attr.ib(default=None, converter=_immutableMapping,
                            eq=False, repr=False)
@@ -982,8 +972,7 @@ def _configuration(document, path, now):
                                     DEFAULT_REQUEST_TIMEOUT),
         queueLimit=server.value("queue-limit", _count, DEFAULT_QUEUE_LIMIT),
         dnsMode=dns.value("mode", _word(DNS_MODES), MODE_AD),
-        resolvers=dns.value("resolvers", _resolvers,
-                            _resolvers(list(DEFAULT_RESOLVERS))),
+        resolvers=dns.value("resolvers", _resolvers, DEFAULT_RESOLVERS),
         trustAnchorsPath=trustAnchorsPath,
         trustAnchors=trustAnchors,
         trustedPath=dns.value("trusted-path", _boolean, False),
