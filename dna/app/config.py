@@ -40,10 +40,11 @@ from dna.app.service import DEFAULT_IDLE_TIMEOUT
 from dna.channel.originating import DEFAULT_CONNECT_TIMEOUT
 from dna.channel.tls import normalizeServerName
 from dna.core.authorization import DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT
+from dna.core.hostport import parseAddressPort
 from dna.core.names import normalizeDomain
 from dna.dns.delegation import ALLOW_INSECURE, REQUIRE_SECURE
 from dna.dns.dnssec.proofs import parseAnchors
-from dna.error import ConfigurationError, InvalidAddress
+from dna.error import ConfigurationError, InvalidAddress, InvalidHostPort
 from dna.legacy.policy import FALLBACK_DNA, FALLBACKS, XMPP_SERVER_PORT
 
 #: Trust the AD bit of a validating resolver.
@@ -124,7 +125,7 @@ def parseAddress(value, defaultPort):
     """
     Parse C{host[:port]} where the host is an IP address and an IPv6 address
     with a port is in brackets: C{"127.0.0.1"}, C{"127.0.0.1:5300"},
-    C{"::1"}, C{"[::1]:5300"}.
+    C{"::1"}, C{"[::1]:5300"} (L{dna.core.hostport.parseAddressPort}).
 
     @param defaultPort: The port when none is given, possibly L{None}.
     @return: C{(host, port)}, the host in its compressed form.
@@ -132,33 +133,13 @@ def parseAddress(value, defaultPort):
     @raise ValueError: If C{value} is none of these.
     """
     schema.string(value)
-    host, port = value, None
-    if value.startswith("["):
-        host, bracket, rest = value[1:].partition("]")
-        if not bracket or (rest and not rest.startswith(":")):
-            host = None
-        elif rest:
-            port = rest[1:]
-    elif value.count(":") == 1:
-        host, port = value.split(":")
     try:
-        address = ipaddress.ip_address(host)
-        if value.startswith("[") and address.version != 6:
-            raise ValueError(host)
-        if port is None:
-            port = defaultPort
-        else:
-            if not (port.isascii() and port.isdigit()):
-                raise ValueError(port)
-            port = int(port, 10)
-            if not 0 < port < 65536:
-                raise ValueError(port)
-    except (ValueError, TypeError):
+        return parseAddressPort(value, defaultPort)
+    except InvalidHostPort:
         example = defaultPort or XMPP_SERVER_PORT
         raise Invalid(
             f"{value!r} is not an IP address with an optional port, such as "
             f"127.0.0.1:{example} or [::1]:{example}") from None
-    return (str(address), port)
 
 
 def _resolver(value):
