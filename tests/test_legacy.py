@@ -1285,6 +1285,19 @@ class FallbackTests(SynchronousTestCase):
         self.failureResultOf(first, DialbackFailed)
         self.failureResultOf(second, DialbackFailed)
 
+    def test_cancelledWaiterWithdraws(self):
+        """
+        A pair that stops waiting for the stream being opened withdraws
+        alone: the stream is still opened for the others.
+        """
+        first = self.fallback.establish("sender.tld", "target.tld")
+        second = self.fallback.establish("sender2.tld", "target.tld")
+        second.cancel()
+        self.failureResultOf(second, defer.CancelledError)
+        self.connect(0)
+        self.assertEqual("p1", self.successResultOf(first).streamID)
+        self.assertEqual(1, len(self.connector.attempts))
+
     def test_memory(self):
         """
         A domain reached by a legacy stream is remembered as legacy for a

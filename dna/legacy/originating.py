@@ -47,6 +47,7 @@ from dna.legacy.dialback import (
 )
 from dna.error import NoDialback
 from dna.channel.tls import normalizeServerName
+from dna.core.coalesce import Coalescer
 
 _log = Logger()
 
@@ -371,8 +372,8 @@ class Fallback:
         self._legacyUntil = {}
         # target domain -> [LegacyAuthorization] of the streams we opened
         self._outgoing = {}
-        # target domain -> [Deferred] waiting for a stream being opened
-        self._connecting = {}
+        # target domain -> the stream being opened to it
+        self._connecting = Coalescer()
 
     # Which way
 
@@ -453,32 +454,23 @@ class Fallback:
         return d.addCallbacks(lambda ignored: authorization, unanswered)
 
     def _connectNew(self, sender, target, why):
-        waiting = self._connecting.get(target)
-        if waiting is not None:
-            # One stream at a time per target: the next pairs may ride on it.
-            waiter = defer.Deferred()
-            waiting.append(waiter)
-            return waiter.addCallback(lambda ignored: self.establish(sender, target, why))
+        # One stream at a time per target: the pairs that come while it is
+        # being opened may ride on it, or get their own once it is up.
+        joining = target in self._connecting
+        d = self._connecting.wait(target, self._connect, sender, target, why)
+        if joining:
+            d.addCallback(lambda ignored: self.establish(sender, target, why))
+        return d
+
+    def _connect(self, sender, target, why):
         _log.info(
             "Opening a legacy stream {sender} -> {target}: {why}",
             sender=sender,
             target=target,
             why=why,
         )
-        waiting = self._connecting[target] = []
         d = self.connector.connect(sender, target)
-        d.addCallback(self._outgoingAuthenticated, sender, target, why)
-
-        def done(outcome):
-            del self._connecting[target]
-            for waiter in waiting:
-                if isinstance(outcome, LegacyAuthorization):
-                    waiter.callback(None)
-                else:
-                    waiter.errback(outcome)
-            return outcome
-
-        return d.addBoth(done)
+        return d.addCallback(self._outgoingAuthenticated, sender, target, why)
 
     def _outgoingAuthenticated(self, xs, sender, target, why):
         federation = self._federation
