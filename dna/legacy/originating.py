@@ -119,7 +119,7 @@ class LegacyConnector:
     """
 
     def __init__(self, checker, addressResolver, policy, keys, certificates, trustRoot,
-                 chains=None, reactor=None, connectTimeout=DEFAULT_CONNECT_TIMEOUT,
+                 reactor, chains=None, connectTimeout=DEFAULT_CONNECT_TIMEOUT,
                  onConnected=None):
         """
         @param checker: An L{IDelegationChecker}, for the domains' SRV records.
@@ -131,11 +131,11 @@ class LegacyConnector:
             we may present, the first being the default when none covers
             the sending domain.
         @param trustRoot: CAs trusted for peers' certificates.
+        @param reactor: The L{IReactorTCP} and L{IReactorTime} to connect
+            with.
         @param chains: C{{name: [Certificate]}} of intermediates.
         @param onConnected: Called with every new stream.
         """
-        if reactor is None:
-            from twisted.internet import reactor
         self._checker = checker
         self._resolve = addressResolver
         self._policy = policy
@@ -310,14 +310,16 @@ class Fallback:
     """
 
     def __init__(self, federation, checker, addressResolver, policy, certificates,
-                 trustRoot, defaultName, chains=None, secret=None,
-                 domainCertificates=None, domainChains=None, reactor=None,
+                 trustRoot, defaultName, reactor, chains=None, secret=None,
+                 domainCertificates=None, domainChains=None,
                  connectTimeout=DEFAULT_CONNECT_TIMEOUT, onConnected=None,
                  memory=DEFAULT_LEGACY_MEMORY):
         """
         @param federation: The service's L{dna.app.federation.Federation}.
         @param certificates: C{{server name: PrivateCertificate}}.
         @param defaultName: The server name presented by default.
+        @param reactor: The L{IReactorTCP} and L{IReactorTime} of the legacy
+            streams.
         @param secret: The dialback secret (text or bytes); random if
             L{None}.
         @param domainCertificates: C{{hosted domain: PrivateCertificate}}:
@@ -325,8 +327,6 @@ class Fallback:
             certificates cover.
         @param memory: Seconds a legacy domain is remembered as such.
         """
-        if reactor is None:
-            from twisted.internet import reactor
         self.policy = policy
         self._federation = federation
         self._clock = reactor
