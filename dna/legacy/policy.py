@@ -33,7 +33,8 @@ FALLBACK_DIALBACK = "dna+pkix+dialback"
 #: The levels of C{[policy] fallback}, from the strictest.
 FALLBACKS = (FALLBACK_DNA, FALLBACK_PKIX, FALLBACK_DIALBACK)
 
-#: The port of RFC 6120 section 3.2.2 for a domain without SRV records.
+#: The port of the XMPP server-to-server service (RFC 6120 section 14.7),
+#: used for a domain without SRV records (section 3.2.2).
 XMPP_SERVER_PORT = 5269
 
 
