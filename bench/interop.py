@@ -52,7 +52,7 @@ from twisted.words.protocols.jabber import xmlstream  # noqa: E402
 from twisted.words.xish import domish  # noqa: E402
 
 from dna.dns.addresses import AddressResolver  # noqa: E402
-from dna.app.config import FALLBACK_PKIX  # noqa: E402
+from dna.legacy.policy import FALLBACK_PKIX  # noqa: E402
 from dna.dns.delegation import DelegationChecker  # noqa: E402
 from dna.app.service import DNAService  # noqa: E402
 from dna.testing.pki import CertificateAuthority  # noqa: E402

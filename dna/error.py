@@ -72,6 +72,19 @@ class InvalidAddress(DNAError):
 
 
 @attr.s(auto_exc=True)
+class InvalidHostPort(DNAError):
+    """
+    A C{host[:port]} text, such as a resolver's address, failed to parse.
+
+    @ivar text: The text as given.
+    @ivar reason: What is wrong with it, a phrase for messages.
+    """
+
+    text = attr.ib()
+    reason = attr.ib()
+
+
+@attr.s(auto_exc=True)
 class RequestTimedOut(DNAError):
     """
     The peer did not answer a C{<db:result/>} request in time.

@@ -22,7 +22,7 @@ from twisted.words.protocols.jabber import error, xmlstream
 from twisted.words.xish import domish
 
 from dna.legacy import receiving as legacyserver
-from dna.app.config import FALLBACK_DIALBACK, FALLBACK_DNA, FALLBACK_PKIX
+from dna.legacy.policy import FALLBACK_DIALBACK, FALLBACK_DNA, FALLBACK_PKIX
 from dna.error import ConnectFailed, NotDelegated, PeerLacksDNA
 from dna.dns.delegation import BOGUS, INDETERMINATE, INSECURE, SECURE, DelegationResult, SRVRecord
 from dna.core.authorization import errorFromResult
@@ -1284,6 +1284,19 @@ class FallbackTests(SynchronousTestCase):
         self.connector.attempts[0][1].errback(DialbackFailed("sender.tld", "target.tld"))
         self.failureResultOf(first, DialbackFailed)
         self.failureResultOf(second, DialbackFailed)
+
+    def test_cancelledWaiterWithdraws(self):
+        """
+        A pair that stops waiting for the stream being opened withdraws
+        alone: the stream is still opened for the others.
+        """
+        first = self.fallback.establish("sender.tld", "target.tld")
+        second = self.fallback.establish("sender2.tld", "target.tld")
+        second.cancel()
+        self.failureResultOf(second, defer.CancelledError)
+        self.connect(0)
+        self.assertEqual("p1", self.successResultOf(first).streamID)
+        self.assertEqual(1, len(self.connector.attempts))
 
     def test_memory(self):
         """

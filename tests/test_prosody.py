@@ -32,7 +32,7 @@ from twisted.trial import unittest
 from twisted.words.xish import domish
 
 from dna.dns.addresses import AddressResolver
-from dna.app.config import FALLBACK_DIALBACK, FALLBACK_PKIX
+from dna.legacy.policy import FALLBACK_DIALBACK, FALLBACK_PKIX
 from dna.dns.delegation import DelegationChecker
 from dna.app.service import DNAService
 from dna.testing.pki import CertificateAuthority

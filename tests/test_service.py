@@ -5,10 +5,15 @@ C{test_federation_dns} use real DNS).
 """
 
 import datetime
+import json
+import os
+import subprocess
+import sys
 
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
+import dna
 from dna.testing.fakes import FakeDelegationChecker
 from dna.testing.pki import CertificateAuthority
 
@@ -17,6 +22,49 @@ from tests.streams import stanzaErrorOf
 
 SENDERS = ["sender.tld"] + ["s%d.tld" % i for i in range(3)]
 TARGETS = ["target.tld"] + ["t%d.tld" % i for i in range(4)]
+
+
+def importedModules(module):
+    """
+    The modules a fresh interpreter has loaded after importing C{module}.
+
+    @rtype: L{set} of L{str}
+    """
+    root = os.path.dirname(os.path.dirname(os.path.abspath(dna.__file__)))
+    script = f"import json, sys, {module}; print(json.dumps(sorted(sys.modules)))"
+    env = dict(os.environ, PYTHONPATH=root)
+    output = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=root, check=True,
+        capture_output=True, text=True,
+    ).stdout
+    return set(json.loads(output))
+
+
+class ImportCostTests(unittest.SynchronousTestCase):
+    """
+    The legacy fallback is loaded only by servers that fall back.
+    """
+
+    def test_serviceWithoutLegacy(self):
+        """
+        Importing L{dna.app.service} loads no legacy stream machinery: it is
+        imported when a fallback policy other than C{"dna"} is configured.
+        """
+        loaded = importedModules("dna.app.service")
+        self.assertIn("dna.legacy.policy", loaded)
+        for module in ("dna.legacy.originating", "dna.legacy.receiving",
+                       "dna.legacy.sasl", "dna.legacy.dialback"):
+            self.assertNotIn(module, loaded)
+
+    def test_policyIsLight(self):
+        """
+        L{dna.legacy.policy}, which the configuration reads its words from,
+        loads neither OpenSSL nor the application.
+        """
+        loaded = importedModules("dna.legacy.policy")
+        self.assertEqual(
+            [], sorted(m for m in loaded if m == "OpenSSL" or m.startswith(("OpenSSL.", "dna.app")))
+        )
 
 
 def delegations():

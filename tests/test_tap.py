@@ -2,6 +2,9 @@
 Tests for L{dna.app.tap} and the C{twistd} dropin.
 """
 
+import configparser
+import os
+
 from twisted.application.service import IServiceMaker
 from twisted.plugin import getPlugins
 from twisted.python import usage
@@ -13,6 +16,9 @@ from dna.app import tap
 from dna.app.config import Configuration, loadConfiguration
 from dna.error import ConfigurationError
 from tests.test_config import MINIMAL, ConfigurationFiles
+
+#: The directory holding setup.cfg, dna/ and twisted/plugins/.
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class PluginTests(SynchronousTestCase):
@@ -29,6 +35,26 @@ class PluginTests(SynchronousTestCase):
         self.assertEqual(1, len(makers))
         self.assertTrue(verifyObject(IServiceMaker, makers[0]))
         self.assertIs(tap.Options, makers[0].options)
+
+    def test_packaging(self):
+        """
+        The dropin is a module of Twisted's C{twisted.plugins} package, not a
+        package of its own, and setup.cfg maps the packages to the project
+        directory itself, so that an editable install puts that directory on
+        C{sys.path} (where C{twisted.plugins.__path__} looks for dropins)
+        rather than installing an import hook that Twisted's plugin search
+        does not see.
+        """
+        self.assertFalse(os.path.exists(os.path.join(CHECKOUT, "twisted", "__init__.py")))
+        self.assertFalse(
+            os.path.exists(os.path.join(CHECKOUT, "twisted", "plugins", "__init__.py")))
+        parser = configparser.ConfigParser()
+        parser.read(os.path.join(CHECKOUT, "setup.cfg"))
+        options = parser["options"]
+        packages = options["packages"].split()
+        self.assertIn("twisted.plugins", packages)
+        mapping = [line.split("=") for line in options["package_dir"].splitlines() if line.strip()]
+        self.assertEqual([["", "."]], [[k.strip(), v.strip()] for k, v in mapping])
 
     def test_twistdPrintsOneLine(self):
         """

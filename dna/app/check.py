@@ -10,7 +10,6 @@ default only a secure delegation counts), 1 when it is not, 2 for a usage
 error.
 """
 
-import ipaddress
 import sys
 
 from twisted.internet import defer
@@ -25,35 +24,25 @@ from dna.dns.delegation import (
     normalizeDomain,
 )
 from dna.dns.dnssec.proofs import readAnchors
+from dna.app.config import DEFAULT_DNS_TIMEOUT, DEFAULT_RESOLVERS, DNS_MODES, DNS_PORT, MODE_AD
 from dna.app.script import runCommand
-
-DEFAULT_RESOLVER = ("127.0.0.1", 53)
+from dna.core.hostport import parseAddressPort
+from dna.error import InvalidHostPort
 
 
 def parseServer(text):
     """
     Parse C{HOST}, C{HOST:PORT}, C{[V6]} or C{[V6]:PORT}; hosts are IP
-    literals, the port is 53 by default.
+    literals, the port is 53 by default
+    (L{dna.core.hostport.parseAddressPort}).
 
     @rtype: C{(str, int)}
     @raise ValueError: When C{text} is none of these.
     """
-    host, port = text, "53"
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
-            raise ValueError(f"invalid server {text!r}: use [ADDRESS]:PORT")
-        if rest:
-            port = rest[1:]
-    elif text.count(":") == 1:
-        host, port = text.split(":")
     try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueError(f"invalid server {text!r}: the host must be an IP address")
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"invalid server {text!r}: bad port {port!r}")
-    return str(address), int(port)
+        return parseAddressPort(text, DNS_PORT)
+    except InvalidHostPort as e:
+        raise ValueError(f"invalid server {text!r}: {e.reason}") from None
 
 
 class Options(usage.Options):
@@ -66,7 +55,7 @@ class Options(usage.Options):
                 "tell whether they securely delegate its XMPP service. Exit status 0 "
                 "when delegated, 1 when not, 2 for usage errors.")
     optParameters = [
-        ["mode", "m", "ad",
+        ["mode", "m", MODE_AD,
          "'ad': trust the AD bit of a validating resolver on loopback; 'validate': "
          "validate here from trust anchors."],
         ["upstream", None, "resolver",
@@ -75,7 +64,7 @@ class Options(usage.Options):
         ["trust-anchor", "a", None,
          "File of DS or DNSKEY records in zone file syntax (--mode validate); the "
          "IANA root anchors by default."],
-        ["timeout", "t", 5.0, "Seconds before giving up.", float],
+        ["timeout", "t", DEFAULT_DNS_TIMEOUT, "Seconds before giving up.", float],
     ]
     optFlags = [
         ["allow-insecure", None, "Accept a provably unsigned delegation."],
@@ -117,7 +106,7 @@ class Options(usage.Options):
         self["domain"] = domain
 
     def postOptions(self):
-        if self["mode"] not in ("ad", "validate"):
+        if self["mode"] not in DNS_MODES:
             raise usage.UsageError(f"unknown mode {self['mode']!r}: use 'ad' or 'validate'")
         if self["upstream"] not in ("resolver", "authoritative"):
             raise usage.UsageError(f"unknown upstream {self['upstream']!r}: use "
@@ -129,7 +118,7 @@ class Options(usage.Options):
         except ValueError as e:
             raise usage.UsageError(str(e))
         if not self["resolvers"]:
-            self["resolvers"] = [DEFAULT_RESOLVER]
+            self["resolvers"] = list(DEFAULT_RESOLVERS)
         self["anchors"] = None
         if self["trust-anchor"] is not None:
             if self["mode"] != "validate":

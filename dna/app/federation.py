@@ -94,17 +94,18 @@ class Federation:
         hostedDomains,
         checker,
         deliver,
+        clock,
         establish=None,
         maxPending=DEFAULT_MAX_PENDING,
         requestTimeout=DEFAULT_REQUEST_TIMEOUT,
         queueLimit=DEFAULT_QUEUE_LIMIT,
-        clock=None,
     ):
         """
         @param hostedDomains: The domains we host.
         @param checker: An L{IDelegationChecker}.
         @param deliver: Called with each accepted incoming stanza and each
             bounce, to hand it to the local router.
+        @param clock: The L{IReactorTime} of request timeouts.
         @param establish: Called with (sender, target) when no stream carries
             the pair; returns a L{Deferred} firing with the
             L{StreamAuthorization} to ask on. The default looks for an open
@@ -112,10 +113,7 @@ class Federation:
         @param maxPending: Per-stream limit of the peer's pending requests.
         @param requestTimeout: Seconds to wait for the peer's answer.
         @param queueLimit: Stanzas that may wait per pair.
-        @param clock: An L{IReactorTime}; the global reactor if L{None}.
         """
-        if clock is None:
-            from twisted.internet import reactor as clock
         self.tables = Tables()
         self.streams = {}
         self.hostedDomains = frozenset(normalizeDomain(d) for d in hostedDomains)

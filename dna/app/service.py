@@ -25,7 +25,6 @@ from dna.core.authorization import DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT
 from dna.channel.features import BIDI_REQUEST
 from dna.legacy.policy import FALLBACK_DNA, FallbackPolicy
 from dna.app.federation import DEFAULT_QUEUE_LIMIT, Federation
-from dna.legacy.originating import Fallback
 from dna.channel.receiving import S2SServerFactory
 from dna.channel.tls import ServerContextFactory, normalizeServerName, peerServerNames
 
@@ -130,7 +129,7 @@ class DNAService(service.MultiService):
         @param listen: A strport description to listen on, or L{None}.
         @param chains: C{{serverName: [Certificate]}} of intermediates.
         @param fallback: What to do with peers without DNA (section 7), one
-            of L{dna.app.config.FALLBACKS}; see L{dna.legacy.originating}.
+            of L{dna.legacy.policy.FALLBACKS}; see L{dna.legacy.originating}.
         @param dialbackSecret: The Server Dialback secret (text or bytes),
             shared by servers that share the domains; random if L{None}.
         @param domainCertificates: C{{hosted domain: PrivateCertificate}}
@@ -179,6 +178,9 @@ class DNAService(service.MultiService):
         self.legacy = None
         policy = FallbackPolicy(fallback)
         if policy.legacy:
+            # Only a server that falls back loads the legacy machinery.
+            from dna.legacy.originating import Fallback
+
             self.legacy = Fallback(
                 self.federation, checker, addressResolver, policy, certificates,
                 trustRoot, localName, chains=chains, secret=dialbackSecret,

@@ -362,17 +362,15 @@ class Verifier:
     all requests between the same two domains.
     """
 
-    def __init__(self, openStream, clock=None, timeout=DEFAULT_VERIFY_TIMEOUT):
+    def __init__(self, openStream, clock, timeout=DEFAULT_VERIFY_TIMEOUT):
         """
         @param openStream: (local domain, remote domain) -> L{Deferred}
             firing with a stream from one to the other, ready to carry
             C{<db:verify/>} (TLS done, no authentication needed); it closes
             when idle.
-        @param clock: An L{IReactorTime}; the global reactor if L{None}.
+        @param clock: The L{IReactorTime} of verdict timeouts.
         @param timeout: Seconds to wait for each verdict.
         """
-        if clock is None:
-            from twisted.internet import reactor as clock
         self._open = openStream
         self._clock = clock
         self._timeout = timeout

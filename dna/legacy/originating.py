@@ -47,6 +47,7 @@ from dna.legacy.dialback import (
 )
 from dna.error import NoDialback
 from dna.channel.tls import normalizeServerName
+from dna.core.coalesce import Coalescer
 
 _log = Logger()
 
@@ -118,7 +119,7 @@ class LegacyConnector:
     """
 
     def __init__(self, checker, addressResolver, policy, keys, certificates, trustRoot,
-                 chains=None, reactor=None, connectTimeout=DEFAULT_CONNECT_TIMEOUT,
+                 reactor, chains=None, connectTimeout=DEFAULT_CONNECT_TIMEOUT,
                  onConnected=None):
         """
         @param checker: An L{IDelegationChecker}, for the domains' SRV records.
@@ -130,11 +131,11 @@ class LegacyConnector:
             we may present, the first being the default when none covers
             the sending domain.
         @param trustRoot: CAs trusted for peers' certificates.
+        @param reactor: The L{IReactorTCP} and L{IReactorTime} to connect
+            with.
         @param chains: C{{name: [Certificate]}} of intermediates.
         @param onConnected: Called with every new stream.
         """
-        if reactor is None:
-            from twisted.internet import reactor
         self._checker = checker
         self._resolve = addressResolver
         self._policy = policy
@@ -309,14 +310,16 @@ class Fallback:
     """
 
     def __init__(self, federation, checker, addressResolver, policy, certificates,
-                 trustRoot, defaultName, chains=None, secret=None,
-                 domainCertificates=None, domainChains=None, reactor=None,
+                 trustRoot, defaultName, reactor, chains=None, secret=None,
+                 domainCertificates=None, domainChains=None,
                  connectTimeout=DEFAULT_CONNECT_TIMEOUT, onConnected=None,
                  memory=DEFAULT_LEGACY_MEMORY):
         """
         @param federation: The service's L{dna.app.federation.Federation}.
         @param certificates: C{{server name: PrivateCertificate}}.
         @param defaultName: The server name presented by default.
+        @param reactor: The L{IReactorTCP} and L{IReactorTime} of the legacy
+            streams.
         @param secret: The dialback secret (text or bytes); random if
             L{None}.
         @param domainCertificates: C{{hosted domain: PrivateCertificate}}:
@@ -324,8 +327,6 @@ class Fallback:
             certificates cover.
         @param memory: Seconds a legacy domain is remembered as such.
         """
-        if reactor is None:
-            from twisted.internet import reactor
         self.policy = policy
         self._federation = federation
         self._clock = reactor
@@ -371,8 +372,8 @@ class Fallback:
         self._legacyUntil = {}
         # target domain -> [LegacyAuthorization] of the streams we opened
         self._outgoing = {}
-        # target domain -> [Deferred] waiting for a stream being opened
-        self._connecting = {}
+        # target domain -> the stream being opened to it
+        self._connecting = Coalescer()
 
     # Which way
 
@@ -453,32 +454,23 @@ class Fallback:
         return d.addCallbacks(lambda ignored: authorization, unanswered)
 
     def _connectNew(self, sender, target, why):
-        waiting = self._connecting.get(target)
-        if waiting is not None:
-            # One stream at a time per target: the next pairs may ride on it.
-            waiter = defer.Deferred()
-            waiting.append(waiter)
-            return waiter.addCallback(lambda ignored: self.establish(sender, target, why))
+        # One stream at a time per target: the pairs that come while it is
+        # being opened may ride on it, or get their own once it is up.
+        joining = target in self._connecting
+        d = self._connecting.wait(target, self._connect, sender, target, why)
+        if joining:
+            d.addCallback(lambda ignored: self.establish(sender, target, why))
+        return d
+
+    def _connect(self, sender, target, why):
         _log.info(
             "Opening a legacy stream {sender} -> {target}: {why}",
             sender=sender,
             target=target,
             why=why,
         )
-        waiting = self._connecting[target] = []
         d = self.connector.connect(sender, target)
-        d.addCallback(self._outgoingAuthenticated, sender, target, why)
-
-        def done(outcome):
-            del self._connecting[target]
-            for waiter in waiting:
-                if isinstance(outcome, LegacyAuthorization):
-                    waiter.callback(None)
-                else:
-                    waiter.errback(outcome)
-            return outcome
-
-        return d.addBoth(done)
+        return d.addCallback(self._outgoingAuthenticated, sender, target, why)
 
     def _outgoingAuthenticated(self, xs, sender, target, why):
         federation = self._federation

@@ -4,7 +4,7 @@ servers without DNA authenticate (draft-ietf-xmpp-dna-01 section 7).
 
 Pure decisions, no I/O: which failures of a DNA attempt point at a peer that
 does not speak DNA, which authentication methods the operator's policy
-(C{[policy] fallback}, L{dna.app.config.FALLBACKS}) allows, and where a legacy
+(C{[policy] fallback}, one of L{FALLBACKS}) allows, and where a legacy
 connection for a domain goes (RFC 6120 section 3.2).
 
 Section 7 says to retry "using the Remote Domain as stream to-attribute"
@@ -19,11 +19,22 @@ so a refusal by a DNA peer, or one forged before TLS, stays final.
 import attr
 from twisted.words.protocols.jabber import error
 
-from dna.app.config import FALLBACK_DIALBACK, FALLBACK_DNA, FALLBACK_PKIX, FALLBACKS
 from dna.error import ConnectFailed, NoLegacyRoute, NotDelegated, PeerLacksDNA
 from dna.dns.delegation import INSECURE, SECURE
 
-#: The port of RFC 6120 section 3.2.2 for a domain without SRV records.
+#: Speak DNA only: a peer that does not is not federated with.
+FALLBACK_DNA = "dna"
+#: Also use certificates for the domains themselves (plain RFC 6120 PKIX
+#: authentication) with peers without DNA (draft-ietf-xmpp-dna-01 section 7,
+#: Backward Compatibility).
+FALLBACK_PKIX = "dna+pkix"
+#: And then Server Dialback (XEP-0220), "subject to local policy" (section 7).
+FALLBACK_DIALBACK = "dna+pkix+dialback"
+#: The levels of C{[policy] fallback}, from the strictest.
+FALLBACKS = (FALLBACK_DNA, FALLBACK_PKIX, FALLBACK_DIALBACK)
+
+#: The port of the XMPP server-to-server service (RFC 6120 section 14.7),
+#: used for a domain without SRV records (section 3.2.2).
 XMPP_SERVER_PORT = 5269
 
 
