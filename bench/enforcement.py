@@ -20,6 +20,7 @@ import time
 from twisted.internet.testing import StringTransport
 from twisted.words.protocols.jabber import xmlstream
 
+from dna.channel.stream import S2SStream
 from dna.core.names import domainOf
 from dna.core.enforcement import StanzaFilter
 from dna.core.tables import INCOMING, Tables
@@ -72,7 +73,7 @@ def naiveObserver(tables):
 
 
 def run(chunks, count, mode):
-    xs = xmlstream.XmlStream(xmlstream.Authenticator())
+    xs = S2SStream(xmlstream.Authenticator())
     xs.makeConnection(StringTransport())
     xs.dataReceived(HEADER)
     delivered = []

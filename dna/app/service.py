@@ -288,7 +288,7 @@ class DNAService(service.MultiService):
         ended = defer.Deferred()
         xs.addOnetimeObserver(STREAM_END_EVENT, lambda reason: ended.callback(None))
         if xs.transport is not None:
-            if getattr(xs, "_headerSent", False):
+            if xs.headerSent:
                 xs.sendFooter()
             xs.transport.loseConnection()
             timer = self._reactor.callLater(grace, xs.transport.abortConnection)
@@ -414,7 +414,7 @@ class DNAService(service.MultiService):
                     raise StreamIDInUse(xs.sid)
                 names = peerServerNames(xs.transport)
                 authorization = self.federation.streamAuthenticated(
-                    xs, initiating=True, serverNames=names, bidi=getattr(xs, "bidi", False)
+                    xs, initiating=True, serverNames=names, bidi=xs.bidi
                 )
                 _log.info(
                     "Stream {streamID} to {target} ({names}) authenticated",

@@ -21,6 +21,7 @@ from twisted.words.xish import xmlstream as xishstream
 from dna.core.names import normalizeDomain
 from dna.error import InvalidAddress, NoAddress, NotDelegated, PeerLacksDNA
 from dna.channel.features import BidiInitializer
+from dna.channel.stream import S2SStream
 from dna.namespaces import NS_DIALBACK, NS_DNA, NS_SERVER, NS_STREAMS
 from dna.channel.tls import clientContextFactory
 
@@ -102,7 +103,7 @@ class _StreamFactory(xishstream.BootstrapMixin, protocol.ClientFactory):
         self.addBootstrap(xmlstream.STREAM_END_EVENT, self._failed)
 
     def buildProtocol(self, addr):
-        xs = xmlstream.XmlStream(self._authenticator)
+        xs = S2SStream(self._authenticator)
         xs.factory = self
         self.installBootstraps(xs)
         return xs

@@ -20,6 +20,7 @@ from twisted.words.xish import domish
 from dna.core.names import normalizeDomain
 from dna.error import InvalidAddress
 from dna.channel.features import advertise, watchBidiRequest
+from dna.channel.stream import S2SStream
 from dna.namespaces import NS_DIALBACK, NS_SERVER, NS_STREAMS, NS_TLS
 from dna.channel.tls import peerCertificate, peerServerNames, verifyPeerName
 from dna.error import CertificateNameMismatch
@@ -175,9 +176,10 @@ class DNAListenAuthenticator(xmlstream.ListenAuthenticator):
 
 class S2SServerFactory(xmlstream.XmlStreamServerFactory):
     """
-    Accept DNA S2S connections.
+    Accept DNA S2S connections (and, through C{legacy}, legacy ones).
     """
 
+    protocol = S2SStream
     logTraffic = False
 
     def __init__(self, serverNames, contextFactory, onAuthenticated, onConnected=None,
