@@ -47,7 +47,7 @@ from dna.dns.delegation import ALLOW_INSECURE, REQUIRE_SECURE
 from dna.core.authorization import DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT
 from dna.dns.dnssec.proofs import parseAnchors
 from dna.app.federation import DEFAULT_QUEUE_LIMIT
-from dna.channel.tls import normalizeServerName, verifyPeerName
+from dna.channel.identity import normalizeServerName, verifyPeerName
 from dna.error import CertificateNameMismatch
 
 #: Trust the AD bit of a validating resolver.

@@ -27,7 +27,8 @@ from dna.legacy.policy import FALLBACK_DNA, FallbackPolicy
 from dna.app.federation import DEFAULT_QUEUE_LIMIT, Federation
 from dna.legacy.originating import Fallback
 from dna.channel.receiving import S2SServerFactory
-from dna.channel.tls import ServerContextFactory, normalizeServerName, peerServerNames
+from dna.channel.identity import normalizeServerName
+from dna.channel.tls import ServerContextFactory, peerServerNames
 
 _log = Logger()
 

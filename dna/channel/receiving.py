@@ -22,7 +22,8 @@ from dna.error import InvalidAddress
 from dna.channel.features import advertise, watchBidiRequest
 from dna.channel.stream import S2SStream
 from dna.namespaces import NS_DIALBACK, NS_SERVER, NS_STREAMS, NS_TLS
-from dna.channel.tls import peerCertificate, peerServerNames, verifyPeerName
+from dna.channel.identity import verifyPeerName
+from dna.channel.tls import peerCertificate, peerServerNames
 from dna.error import CertificateNameMismatch
 
 _log = Logger()

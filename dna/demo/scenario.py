@@ -64,7 +64,8 @@ from dna.dns.dnssec.proofs import parseAnchors
 from dna.interfaces import IDelegationChecker
 from dna.app.service import DNAService
 from dna.core.tables import INCOMING, OUTGOING
-from dna.channel.tls import peerCertificate, serverNamesFromCertificate
+from dna.channel.identity import serverNamesFromCertificate
+from dna.channel.tls import peerCertificate
 from dna.testing.pki import CertificateAuthority
 from dna.testing.zoneserver import ZoneServer
 from dna.app.script import runCommand

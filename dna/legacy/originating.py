@@ -46,7 +46,7 @@ from dna.legacy.dialback import (
     offersDialback,
 )
 from dna.error import NoDialback
-from dna.channel.tls import normalizeServerName
+from dna.channel.identity import normalizeServerName
 
 _log = Logger()
 
