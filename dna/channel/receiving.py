@@ -17,14 +17,13 @@ from twisted.logger import Logger
 from twisted.words.protocols.jabber import error, jid, xmlstream
 from twisted.words.xish import domish
 
-from dna.core.names import normalizeDomain
-from dna.error import InvalidAddress
 from dna.channel.features import advertise, watchBidiRequest
-from dna.channel.stream import S2SStream
-from dna.namespaces import NS_DIALBACK, NS_SERVER, NS_STREAMS, NS_TLS
 from dna.channel.identity import verifyPeerName
+from dna.channel.stream import S2SStream
 from dna.channel.tls import peerCertificate, peerServerNames
-from dna.error import CertificateNameMismatch
+from dna.core.names import normalizeDomain
+from dna.error import CertificateNameMismatch, InvalidAddress
+from dna.namespaces import NS_DIALBACK, NS_SERVER, NS_STREAMS, NS_TLS
 
 _log = Logger()
 
