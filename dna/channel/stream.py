@@ -22,6 +22,8 @@ the depth limit, closes it with C{<policy-violation/>} before anything is
 dispatched; XML that is not well-formed closes it with C{<not-well-formed/>}.
 """
 
+import pyexpat
+
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import error, xmlstream
@@ -79,8 +81,6 @@ class _GuardedElementStream(domish.ExpatElementStream):
         @param maxDepth: How deep a stanza may nest.
         """
         domish.ExpatElementStream.__init__(self)
-        import pyexpat
-
         parser = self.parser
         parser.buffer_text = True
         parser.SetParamEntityParsing(pyexpat.XML_PARAM_ENTITY_PARSING_NEVER)
