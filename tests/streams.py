@@ -1,5 +1,5 @@
 """
-In-memory S2S streams for DNA's unit tests: real L{XmlStream}s over
+In-memory S2S streams for DNA's unit tests: real L{S2SStream}s over
 L{StringTransport}, fed bytes through C{dataReceived}, so that every element
 goes through the same parsing and dispatch as on the network.
 """
@@ -8,6 +8,8 @@ from twisted.internet.testing import StringTransport
 from twisted.words.protocols.jabber import xmlstream
 from twisted.words.xish import domish
 
+from dna.channel.stream import S2SStream
+
 HEADER = (
     "<stream:stream xmlns='jabber:server' xmlns:db='jabber:server:dialback' "
     "xmlns:stream='http://etherx.jabber.org/streams' "
@@ -15,23 +17,23 @@ HEADER = (
 )
 
 
-class RecordingXmlStream(xmlstream.XmlStream):
+class RecordingXmlStream(S2SStream):
     """
-    An XmlStream that also keeps every element it sends in C{output}.
+    An L{S2SStream} that also keeps every element it sends in C{output}.
     """
 
     def __init__(self, authenticator):
-        xmlstream.XmlStream.__init__(self, authenticator)
+        S2SStream.__init__(self, authenticator)
         self.output = []
         self.streamErrors = []
 
     def send(self, obj):
         self.output.append(obj)
-        xmlstream.XmlStream.send(self, obj)
+        S2SStream.send(self, obj)
 
     def sendStreamError(self, streamError):
         self.streamErrors.append(streamError)
-        xmlstream.XmlStream.sendStreamError(self, streamError)
+        S2SStream.sendStreamError(self, streamError)
 
 
 def makeStream(sid="s1", us="xmpp1.receiving.tld", peer="xmpp1.originating.tld"):

@@ -3,7 +3,7 @@ Tests for L{dna.channel.originating}: the Originating Server's decisions and
 connection attempts, with an in-memory reactor.
 """
 
-from twisted.internet import error as ierror
+from twisted.internet import defer, error as ierror
 from twisted.internet.ssl import trustRootFromCertificates
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
@@ -91,6 +91,33 @@ class ConnectorTests(SynchronousTestCase):
         self.reactor.advance(10)
         self.failureResultOf(d1, ierror.TimeoutError)
         self.failureResultOf(d2, ierror.TimeoutError)
+
+    def test_cancelOneWaiter(self):
+        """
+        A caller that cancels its wait withdraws alone: the other caller
+        still gets the shared attempt's outcome, and a later caller joins it.
+        """
+        d1 = self.connector.connect("xmpp1.receiving.tld", 5269)
+        d2 = self.connector.connect("xmpp1.receiving.tld", 5269)
+        d1.cancel()
+        self.failureResultOf(d1, defer.CancelledError)
+        d3 = self.connector.connect("xmpp1.receiving.tld", 5269)
+        self.assertEqual(1, len(self.reactor.tcpClients))
+        self.reactor.advance(10)
+        self.failureResultOf(d2, ierror.TimeoutError)
+        self.failureResultOf(d3, ierror.TimeoutError)
+
+    def test_afterAttemptNewOne(self):
+        """
+        Once an attempt is over, the next call starts another.
+        """
+        first = self.connector.connect("xmpp1.receiving.tld", 5269)
+        self.reactor.advance(10)
+        self.failureResultOf(first, ierror.TimeoutError)
+        second = self.connector.connect("xmpp1.receiving.tld", 5269)
+        self.assertEqual(2, len(self.reactor.tcpClients))
+        self.reactor.advance(10)
+        self.failureResultOf(second, ierror.TimeoutError)
 
     def test_timeout(self):
         """

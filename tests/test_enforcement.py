@@ -5,6 +5,7 @@ Tests for L{dna.core.enforcement}.
 from twisted.logger import globalLogPublisher
 from twisted.internet.testing import EventLoggingObserver
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.words.protocols.jabber import xmlstream
 
 from dna.core.enforcement import StanzaFilter
 from dna.namespaces import NS_DNA_ERRORS
@@ -249,6 +250,14 @@ class StanzaFilterTests(SynchronousTestCase):
         receive(self.xs, stanza())
         self.assertEqual([], self.delivered)
         self.assertEqual(1, self.filter.rejected)
+
+    def test_installNeedsFilteringStream(self):
+        """
+        A stream that does not consult a stanza filter cannot get one: the
+        filter would silently let everything through.
+        """
+        xs = xmlstream.XmlStream(xmlstream.Authenticator())
+        self.assertRaises(TypeError, StanzaFilter(xs, "s1", self.tables.incoming).install)
 
     def test_uninstall(self):
         """

@@ -451,7 +451,7 @@ class SASLExternalInitiatingTests(SynchronousTestCase):
         d = SASLExternalInitializer(self.xs, "sender.tld", usable=True, fallback=True).initialize()
         receive(self.xs, "<failure xmlns='%s'><not-authorized/></failure>" % (NS_SASL,))
         self.assertIsNone(self.successResultOf(d))
-        self.assertFalse(hasattr(self.xs, "legacyMechanism"))
+        self.assertIsNone(self.xs.legacyMechanism)
 
     def test_failure(self):
         """

@@ -48,6 +48,7 @@ from twisted.words.protocols.jabber import xmlstream
 from twisted.words.xish import domish
 
 from dna.channel.acks import smFeature
+from dna.channel.stream import S2SStream
 from dna.core.names import domainOf
 from dna.core.authorization import DEFAULT_REQUEST_TIMEOUT, resultElement
 from dna.app.federation import Federation
@@ -84,19 +85,19 @@ _RESENDABLE = frozenset(
 )
 
 
-class _Stream(xmlstream.XmlStream):
+class _Stream(S2SStream):
     """
     An L{XmlStream} that tells its link about every element it sends.
     """
 
     def __init__(self, onSend):
-        xmlstream.XmlStream.__init__(self, xmlstream.Authenticator())
+        S2SStream.__init__(self, xmlstream.Authenticator())
         self._onSend = onSend
 
     def send(self, obj):
         if domish.IElement.providedBy(obj):
             self._onSend(obj)
-        xmlstream.XmlStream.send(self, obj)
+        S2SStream.send(self, obj)
 
 
 def _started(xs, sid, us, peer):

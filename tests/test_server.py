@@ -5,10 +5,10 @@ memory.
 
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.words.protocols.jabber import xmlstream
 
 from dna.namespaces import NS_TLS
 from dna.channel.receiving import DNAListenAuthenticator, newStreamID
+from dna.channel.stream import S2SStream
 
 
 class TLSStringTransport(StringTransport):
@@ -41,7 +41,7 @@ class ListenAuthenticatorTests(SynchronousTestCase):
             self.context,
             lambda *args: self.authenticated.append(args),
         )
-        self.xs = xmlstream.XmlStream(authenticator)
+        self.xs = S2SStream(authenticator)
         self.transport = TLSStringTransport()
         self.xs.makeConnection(self.transport)
 

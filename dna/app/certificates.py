@@ -17,7 +17,7 @@ from OpenSSL import crypto
 from twisted.internet.ssl import Certificate, KeyPair, PrivateCertificate
 
 from dna.app.schema import Invalid, located
-from dna.channel.tls import verifyPeerName
+from dna.channel.identity import verifyPeerName
 from dna.error import CertificateNameMismatch
 
 

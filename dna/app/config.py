@@ -38,7 +38,7 @@ from dna.app.certificates import authorities, buildServerName
 from dna.app.federation import DEFAULT_QUEUE_LIMIT
 from dna.app.service import DEFAULT_IDLE_TIMEOUT
 from dna.channel.originating import DEFAULT_CONNECT_TIMEOUT
-from dna.channel.tls import normalizeServerName
+from dna.channel.identity import normalizeServerName
 from dna.core.authorization import DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT
 from dna.core.hostport import parseAddressPort
 from dna.core.names import normalizeDomain

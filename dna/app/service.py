@@ -26,7 +26,8 @@ from dna.channel.features import BIDI_REQUEST
 from dna.legacy.policy import FALLBACK_DNA, FallbackPolicy
 from dna.app.federation import DEFAULT_QUEUE_LIMIT, Federation
 from dna.channel.receiving import S2SServerFactory
-from dna.channel.tls import ServerContextFactory, normalizeServerName, peerServerNames
+from dna.channel.identity import normalizeServerName
+from dna.channel.tls import ServerContextFactory, peerServerNames
 
 _log = Logger()
 
@@ -290,7 +291,7 @@ class DNAService(service.MultiService):
         ended = defer.Deferred()
         xs.addOnetimeObserver(STREAM_END_EVENT, lambda reason: ended.callback(None))
         if xs.transport is not None:
-            if getattr(xs, "_headerSent", False):
+            if xs.headerSent:
                 xs.sendFooter()
             xs.transport.loseConnection()
             timer = self._reactor.callLater(grace, xs.transport.abortConnection)
@@ -416,7 +417,7 @@ class DNAService(service.MultiService):
                     raise StreamIDInUse(xs.sid)
                 names = peerServerNames(xs.transport)
                 authorization = self.federation.streamAuthenticated(
-                    xs, initiating=True, serverNames=names, bidi=getattr(xs, "bidi", False)
+                    xs, initiating=True, serverNames=names, bidi=xs.bidi
                 )
                 _log.info(
                     "Stream {streamID} to {target} ({names}) authenticated",

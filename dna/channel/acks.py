@@ -51,7 +51,7 @@ def peerOffersAcks(xs):
     """
     Whether the Receiving Server offered acknowledgements on C{xs}.
     """
-    return (NS_SM, "sm") in getattr(xs, "features", {})
+    return (NS_SM, "sm") in xs.features
 
 
 class StreamAcks:
@@ -172,7 +172,7 @@ class StreamAcks:
         if newly > len(self.unacked):
             _log.info(
                 "Stream {streamID}: peer acknowledged {h}, more than we sent",
-                streamID=getattr(self._xs, "sid", None),
+                streamID=self._xs.sid,
                 h=h,
             )
             self._xs.sendStreamError(
@@ -193,7 +193,7 @@ class StreamAcks:
         if unacked:
             _log.info(
                 "Stream {streamID} ended with {count} unacknowledged stanzas: sending again",
-                streamID=getattr(self._xs, "sid", None),
+                streamID=self._xs.sid,
                 count=len(unacked),
             )
         self._onUnacked(unacked)

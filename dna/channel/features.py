@@ -54,14 +54,14 @@ def peerOffersDNA(xs):
     """
     Whether the Receiving Server advertised the DNA feature on C{xs}.
     """
-    return (NS_DNA, "dna") in getattr(xs, "features", {})
+    return (NS_DNA, "dna") in xs.features
 
 
 def peerOffersBidi(xs):
     """
     Whether the Receiving Server advertised XEP-0288 on C{xs}.
     """
-    return (NS_BIDI_FEATURE, "bidi") in getattr(xs, "features", {})
+    return (NS_BIDI_FEATURE, "bidi") in xs.features
 
 
 class BidiInitializer(xmlstream.BaseFeatureInitiatingInitializer):

@@ -17,12 +17,13 @@ from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import error, jid, xmlstream
 from twisted.words.xish import xmlstream as xishstream
 
-
+from dna.channel.features import BidiInitializer
+from dna.channel.stream import S2SStream
+from dna.channel.tls import clientContextFactory
+from dna.core.coalesce import Coalescer
 from dna.core.names import normalizeDomain
 from dna.error import InvalidAddress, NoAddress, NotDelegated, PeerLacksDNA
-from dna.channel.features import BidiInitializer
 from dna.namespaces import NS_DIALBACK, NS_DNA, NS_SERVER, NS_STREAMS
-from dna.channel.tls import clientContextFactory
 
 _log = Logger()
 
@@ -102,7 +103,7 @@ class _StreamFactory(xishstream.BootstrapMixin, protocol.ClientFactory):
         self.addBootstrap(xmlstream.STREAM_END_EVENT, self._failed)
 
     def buildProtocol(self, addr):
-        xs = xmlstream.XmlStream(self._authenticator)
+        xs = S2SStream(self._authenticator)
         xs.factory = self
         self.installBootstraps(xs)
         return xs
@@ -158,7 +159,7 @@ class Connector:
         localName,
         clientCertificate,
         trustRoot,
-        reactor=None,
+        reactor,
         connectTimeout=DEFAULT_CONNECT_TIMEOUT,
         chain=(),
         onConnected=None,
@@ -172,11 +173,10 @@ class Connector:
         @param localName: Our server name, the stream 'from'.
         @param clientCertificate: Our L{PrivateCertificate} for C{localName}.
         @param trustRoot: CAs trusted for peers' certificates.
+        @param reactor: An L{IReactorTCP} and L{IReactorTime}.
         @param connectTimeout: Seconds for one target, TCP to authenticated.
         @param onConnected: Called with every new stream (idle time-outs).
         """
-        if reactor is None:
-            from twisted.internet import reactor
         self._checker = checker
         self._resolve = addressResolver
         self.localName = localName
@@ -186,8 +186,8 @@ class Connector:
         self._reactor = reactor
         self._connectTimeout = connectTimeout
         self._onConnected = onConnected
-        # server name -> Deferred of a connection attempt in progress
-        self._connecting = {}
+        # (server name, port) -> the connection attempt in progress
+        self._connecting = Coalescer()
 
     def delegation(self, domain):
         """
@@ -223,22 +223,11 @@ class Connector:
 
         @return: A L{Deferred} firing with the authenticated L{XmlStream}.
         """
-        key = (serverName, port)
-        if key in self._connecting:
-            waiter = defer.Deferred()
-            self._connecting[key].append(waiter)
-            return waiter
-        self._connecting[key] = waiters = [defer.Deferred()]
+        return self._connecting.wait((serverName, port), self._attempt, serverName, port)
+
+    def _attempt(self, serverName, port):
         d = self._resolve(serverName, port)
-        d.addCallback(self._tryAddresses, serverName)
-
-        def done(outcome):
-            del self._connecting[key]
-            for waiter in waiters:
-                waiter.callback(outcome) if not isinstance(outcome, Failure) else waiter.errback(outcome)
-
-        d.addBoth(done)
-        return waiters[0]
+        return d.addCallback(self._tryAddresses, serverName)
 
     def _tryAddresses(self, addresses, serverName):
         addresses = list(addresses)

@@ -17,12 +17,13 @@ from twisted.logger import Logger
 from twisted.words.protocols.jabber import error, jid, xmlstream
 from twisted.words.xish import domish
 
-from dna.core.names import normalizeDomain
-from dna.error import InvalidAddress
 from dna.channel.features import advertise, watchBidiRequest
+from dna.channel.identity import verifyPeerName
+from dna.channel.stream import S2SStream
+from dna.channel.tls import peerCertificate, peerServerNames
+from dna.core.names import normalizeDomain
+from dna.error import CertificateNameMismatch, InvalidAddress
 from dna.namespaces import NS_DIALBACK, NS_SERVER, NS_STREAMS, NS_TLS
-from dna.channel.tls import peerCertificate, peerServerNames, verifyPeerName
-from dna.error import CertificateNameMismatch
 
 _log = Logger()
 
@@ -175,9 +176,10 @@ class DNAListenAuthenticator(xmlstream.ListenAuthenticator):
 
 class S2SServerFactory(xmlstream.XmlStreamServerFactory):
     """
-    Accept DNA S2S connections.
+    Accept DNA S2S connections (and, through C{legacy}, legacy ones).
     """
 
+    protocol = S2SStream
     logTraffic = False
 
     def __init__(self, serverNames, contextFactory, onAuthenticated, onConnected=None,

@@ -11,8 +11,9 @@ carries the application-specific condition C{<invalid-connection/>} in
 L{NS_DNA_ERRORS} next to the defined condition C{<not-authorized/>}.
 
 The filter sits where the stream hands each parsed top-level element to its
-observers (L{XmlStream.onElement}), so nothing else sees a stanza first, and it
-survives stream restarts (STARTTLS, SASL). Each stanza costs two attribute
+observers: the stream calls L{StanzaFilter.admit} from its C{onElement} (see
+L{dna.channel.stream.S2SStream.stanzaFilter}), so nothing else sees a stanza
+first, and it survives stream restarts (STARTTLS, SASL). Each stanza costs two attribute
 reads and one set lookup: accepted (to, from) attribute pairs are remembered
 per stream, so the JID parsing and table look-up run once per distinct pair of
 addresses, not once per stanza. Only accepted pairs are remembered; the memory
@@ -69,8 +70,9 @@ class StanzaFilter:
     def __init__(self, xs, streamID, bindings, cacheSize=DEFAULT_CACHE_SIZE,
                  isReply=None):
         """
-        @param xs: The stream to guard.
-        @type xs: L{twisted.words.protocols.jabber.xmlstream.XmlStream}
+        @param xs: The stream to guard: one that declares a C{stanzaFilter}
+            and consults it before dispatching each element.
+        @type xs: L{dna.channel.stream.S2SStream}
         @param streamID: The id of this stream in the tables.
         @param bindings: The binding table for the receiving direction
             (L{dna.core.tables.Tables.incoming}).
@@ -90,34 +92,29 @@ class StanzaFilter:
         self._isReply = isReply
         self._cacheSize = cacheSize
         self._accepted = set()
-        self._installed = False
         self.rejected = 0
 
     def install(self):
         """
         Put the filter in front of every observer of the stream, now and
         after every stream restart.
+
+        @raise TypeError: When the stream has no place for a filter (a plain
+            L{xmlstream.XmlStream} would dispatch everything unfiltered).
         """
-        if self._installed:
-            return
         xs = self._xs
-        self._dispatch = xs.dispatch
-        xs.onElement = self._onElement
-        if getattr(xs, "stream", None) is not None:
-            xs.stream.ElementEvent = self._onElement
-        self._installed = True
+        if not hasattr(type(xs), "stanzaFilter"):
+            raise TypeError(
+                "{} does not apply a stanza filter".format(type(xs).__name__)
+            )
+        xs.stanzaFilter = self
 
     def uninstall(self):
         """
         Take the filter away; the stream dispatches as before.
         """
-        if not self._installed:
-            return
-        xs = self._xs
-        del xs.onElement
-        if getattr(xs, "stream", None) is not None:
-            xs.stream.ElementEvent = xs.onElement
-        self._installed = False
+        if self._xs.stanzaFilter is self:
+            self._xs.stanzaFilter = None
         self._accepted.clear()
 
     def forget(self):
@@ -127,10 +124,12 @@ class StanzaFilter:
         """
         self._accepted.clear()
 
-    def _onElement(self, element):
+    def admit(self, element):
         """
-        Dispatch C{element} if it is not a stanza, or if its pair is bound to
-        this stream; otherwise drop and answer it.
+        Whether to dispatch C{element}: yes if it is not a stanza, or if its
+        pair is bound to this stream; otherwise it is dropped and answered.
+
+        @rtype: L{bool}
         """
         attributes = element.attributes
         try:
@@ -138,14 +137,15 @@ class StanzaFilter:
         except KeyError:
             accepted = False
         if (accepted and element.uri == NS_SERVER) or element.name not in STANZA_NAMES:
-            self._dispatch(element)
-        else:
-            self._judge(element)
+            return True
+        return self._judge(element)
 
     def _judge(self, element):
         """
         The slow path: parse the addresses, consult the binding table,
         remember an accepted pair or reject the stanza.
+
+        @return: Whether to dispatch C{element}.
         """
         xs = self._xs
         if element.uri != NS_SERVER:
@@ -157,7 +157,7 @@ class StanzaFilter:
             )
             self._drop(element)
             xs.sendStreamError(error.StreamError("invalid-namespace"))
-            return
+            return False
         to = element.getAttribute("to")
         sender = element.getAttribute("from")
         if not to or not sender:
@@ -170,7 +170,7 @@ class StanzaFilter:
             )
             self._drop(element)
             xs.sendStreamError(error.StreamError("improper-addressing"))
-            return
+            return False
         try:
             local = domainOf(to)
             remote = domainOf(sender)
@@ -180,16 +180,16 @@ class StanzaFilter:
                 error.StanzaError("jid-malformed", type="modify"),
                 "malformed address {!r}".format(e.address),
             )
-            return
+            return False
         if self._bindings.accepts(self._streamID, local, remote):
             if len(self._accepted) >= self._cacheSize:
                 self._accepted.clear()
             self._accepted.add((to, sender))
-            self._dispatch(element)
-        elif (element.getAttribute("type") == "error" and self._isReply is not None
-              and self._isReply(local, remote, element.getAttribute("id"))):
-            self._dispatch(element)
-        elif self._bindings.streams(local, remote):
+            return True
+        if (element.getAttribute("type") == "error" and self._isReply is not None
+                and self._isReply(local, remote, element.getAttribute("id"))):
+            return True
+        if self._bindings.streams(local, remote):
             self._reject(
                 element,
                 invalidConnectionError(),
@@ -197,14 +197,13 @@ class StanzaFilter:
                     remote=remote, local=local
                 ),
             )
-        else:
-            self._reject(
-                element,
-                error.StanzaError("not-authorized", type="auth"),
-                "pair {remote} -> {local} is not bound".format(
-                    remote=remote, local=local
-                ),
-            )
+            return False
+        self._reject(
+            element,
+            error.StanzaError("not-authorized", type="auth"),
+            "pair {remote} -> {local} is not bound".format(remote=remote, local=local),
+        )
+        return False
 
     def _drop(self, element):
         element.handled = True

@@ -221,7 +221,7 @@ class OriginatingDialbackInitializer:
 
     def initialize(self):
         xs = self.xmlstream
-        if getattr(xs, "legacyMechanism", None) is not None:
+        if xs.legacyMechanism is not None:
             return None
         if not self._allowed:
             raise NoDialback(self._target, "the policy does not allow dialback")

@@ -46,7 +46,7 @@ from dna.legacy.dialback import (
     offersDialback,
 )
 from dna.error import NoDialback
-from dna.channel.tls import normalizeServerName
+from dna.channel.identity import normalizeServerName
 from dna.core.coalesce import Coalescer
 
 _log = Logger()
@@ -106,7 +106,7 @@ class LegacyBidiInitializer(BidiInitializer):
     """
 
     def initialize(self):
-        if not getattr(self.xmlstream, "peerVerified", False):
+        if not self.xmlstream.peerVerified:
             self.xmlstream.bidi = False
             return None
         return BidiInitializer.initialize(self)
@@ -479,7 +479,7 @@ class Fallback:
             raise StreamIDInUse(xs.sid)
         transport = xs.transport
         authorization = federation.streamAuthenticated(
-            xs, initiating=True, serverNames=(), bidi=getattr(xs, "bidi", False),
+            xs, initiating=True, serverNames=(), bidi=xs.bidi,
             factory=LegacyAuthorization, keys=self.keys, verifier=self.verifier,
             policy=self.policy, peerProves=lambda domain: peerVerified(transport, domain),
             domain=target, mechanism=xs.legacyMechanism, offersDialback=offersDialback(xs),
@@ -511,7 +511,7 @@ class Fallback:
         federation = self._federation
         transport = xs.transport
         authorization = federation.streamAuthenticated(
-            xs, initiating=False, serverNames=(), bidi=getattr(xs, "bidi", False),
+            xs, initiating=False, serverNames=(), bidi=xs.bidi,
             factory=LegacyAuthorization, keys=self.keys, verifier=self.verifier,
             policy=self.policy, peerProves=lambda domain: peerVerified(transport, domain),
             domain=remote, mechanism=mechanism,

@@ -26,13 +26,8 @@ from twisted.internet.interfaces import (
 )
 from zope.interface import implementer
 
-from dna.channel.tls import (
-    ServerContextFactory,
-    clientContextFactory,
-    normalizeServerName,
-    peerCertificate,
-    verifyPeerName,
-)
+from dna.channel.identity import normalizeServerName, verifyPeerName
+from dna.channel.tls import ServerContextFactory, clientContextFactory, peerCertificate
 from dna.error import CertificateNameMismatch
 
 # SSL.Connection -> [(depth, errno)] of the certificate errors let through.

@@ -1,0 +1,271 @@
+"""
+The XML stream of every server-to-server connection, DNA's and legacy, in
+both directions.
+
+Twisted's L{xmlstream.XmlStream} leaves room for whatever a protocol wants to
+hang on a stream; this subclass declares what DNA hangs on it (whether the
+stream is bidirectional, how a legacy stream was authenticated, the stanza
+filter), so that every factory builds the same kind of stream and nothing is
+set on it that is not written down here.
+
+The stanza filter runs in L{S2SStream.onElement}: the parser hands every
+top-level element to that method, before any observer sees it, and keeps
+doing so after the stream restarts (STARTTLS, SASL), because a restart makes
+a new parser bound to the same method.
+
+The parser itself is guarded, on every stream, before and after
+authentication (RFC 6120 section 11.1 and section 13.12): a DOCTYPE, an
+entity declaration, a processing instruction or a comment closes the stream
+with C{<restricted-xml/>}, so no entity is ever declared, let alone expanded;
+a top-level element larger than the stanza size limit, or nested deeper than
+the depth limit, closes it with C{<policy-violation/>} before anything is
+dispatched; XML that is not well-formed closes it with C{<not-well-formed/>}.
+"""
+
+import pyexpat
+
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.words.protocols.jabber import error, xmlstream
+from twisted.words.xish import domish
+from twisted.words.xish.xmlstream import STREAM_ERROR_EVENT
+
+_log = Logger()
+
+#: Bytes a top-level element may take once the stream is authenticated.
+DEFAULT_MAX_STANZA_SIZE = 512 * 1024
+#: Bytes a top-level element may take before: features, STARTTLS, SASL and
+#: dialback elements are small.
+DEFAULT_MAX_STANZA_SIZE_BEFORE_AUTH = 16 * 1024
+#: Elements a stanza may nest, itself included (domish serialises
+#: recursively: a stanza nested a thousand deep could not be sent on).
+DEFAULT_MAX_DEPTH = 64
+
+
+class _Refusal(Exception):
+    """
+    The parser met something a stream may not carry.
+
+    @ivar condition: The stream error condition (RFC 6120 section 4.9.3).
+    @ivar reason: What it was, for the log and the error text.
+    """
+
+    def __init__(self, condition, reason):
+        Exception.__init__(self, condition, reason)
+        self.condition = condition
+        self.reason = reason
+
+
+def _restricted(what):
+    """
+    An expat handler that refuses C{what} (RFC 6120 section 11.1).
+    """
+
+    def refuse(*args):
+        raise _Refusal("restricted-xml", what)
+
+    return refuse
+
+
+class _GuardedElementStream(domish.ExpatElementStream):
+    """
+    Twisted's expat element stream, with RFC 6120's restrictions and size
+    and depth limits. Its state lives as long as its parser: a stream
+    restart makes a new one.
+    """
+
+    def __init__(self, limitOf, maxDepth):
+        """
+        @param limitOf: Returns the size limit in bytes that applies now
+            (it grows when the stream is authenticated).
+        @param maxDepth: How deep a stanza may nest.
+        """
+        domish.ExpatElementStream.__init__(self)
+        parser = self.parser
+        parser.buffer_text = True
+        parser.SetParamEntityParsing(pyexpat.XML_PARAM_ENTITY_PARSING_NEVER)
+        parser.StartDoctypeDeclHandler = _restricted("DOCTYPE")
+        parser.EntityDeclHandler = _restricted("entity declaration")
+        parser.ProcessingInstructionHandler = _restricted("processing instruction")
+        parser.CommentHandler = _restricted("comment")
+        self._limitOf = limitOf
+        # The stream's root is depth 1, a stanza 2.
+        self._maxDepth = maxDepth + 1
+        self._depth = 0
+        self._fed = 0
+        # Byte index where the pending top-level element (or, between
+        # elements, the bytes since the last one) began.
+        self._start = 0
+
+    def parse(self, buffer):
+        self._fed += len(buffer)
+        try:
+            self.parser.Parse(buffer)
+        except self.error as e:
+            raise domish.ParserError(str(e))
+        # Bytes fed and not yet part of a completed top-level element: an
+        # element being received, or a tag expat is still buffering.
+        self._checkSize(self._fed - self._start)
+
+    def _checkSize(self, size):
+        limit = self._limitOf()
+        if size > limit:
+            raise _Refusal(
+                "policy-violation",
+                "stanza of more than {} bytes".format(limit),
+            )
+
+    def _onStartElement(self, name, attrs):
+        depth = self._depth = self._depth + 1
+        if depth == 2:
+            self._start = self.parser.CurrentByteIndex
+        elif depth > self._maxDepth:
+            raise _Refusal(
+                "policy-violation",
+                "stanza nested more than {} deep".format(self._maxDepth - 1),
+            )
+        domish.ExpatElementStream._onStartElement(self, name, attrs)
+
+    def _onEndElement(self, name):
+        depth = self._depth
+        self._depth = depth - 1
+        if depth == 2:
+            end = self.parser.CurrentByteIndex
+            self._checkSize(end - self._start)
+            self._start = end
+        domish.ExpatElementStream._onEndElement(self, name)
+
+
+class S2SStream(xmlstream.XmlStream):
+    """
+    A server-to-server XML stream (RFC 6120), Receiving or Originating.
+
+    @ivar refusals: How many times the parser refused this stream's input
+        (at most once: the stream closes).
+    @ivar refusal: The stream error condition it was refused with, or
+        L{None}.
+    """
+
+    maxStanzaSize = DEFAULT_MAX_STANZA_SIZE
+    """
+    Bytes a top-level element may take once the stream is authenticated
+    (has a L{stanzaFilter}); beyond it, C{<policy-violation/>}.
+    """
+
+    maxStanzaSizeBeforeAuth = DEFAULT_MAX_STANZA_SIZE_BEFORE_AUTH
+    """
+    Bytes a top-level element may take before that.
+    """
+
+    maxDepth = DEFAULT_MAX_DEPTH
+    """
+    How many elements a stanza may nest, itself included; beyond it,
+    C{<policy-violation/>}.
+    """
+
+    refusals = 0
+    refusal = None
+
+    bidi = False
+    """
+    Whether the stream carries stanzas both ways (XEP-0288): set by
+    L{dna.channel.features.BidiInitializer} on the Originating side, by
+    L{dna.channel.features.watchBidiRequest} on the Receiving side.
+    """
+
+    stanzaFilter = None
+    """
+    L{None} until the stream is authenticated; then the object that decides
+    which incoming stanzas the stream's observers may see, such as a
+    L{dna.core.enforcement.StanzaFilter}. Its C{admit(element)} is called
+    with every top-level element before dispatch and returns whether to
+    dispatch it; an element it refuses it has dealt with already (answered,
+    or the stream closed).
+    """
+
+    legacyMechanism = None
+    """
+    How an Originating Server's legacy stream authenticated its domain pair
+    (draft-ietf-xmpp-dna-01 section 7): L{None} (a DNA stream, or not
+    authenticated yet), C{"EXTERNAL"} (SASL EXTERNAL, XEP-0178) or
+    C{"dialback"} (XEP-0220).
+    """
+
+    peerVerified = False
+    """
+    On an Originating Server's legacy stream: whether the peer's certificate
+    verified and is valid for the target domain (set after TLS by
+    L{dna.legacy.originating.PeerCheckInitializer}).
+    """
+
+    peerDeclaresDialback = False
+    """
+    On an Originating Server's legacy stream: whether the peer's stream
+    header declares the dialback namespace, as servers that predate the
+    dialback stream feature do.
+    """
+
+    def _initializeStream(self):
+        """
+        Set up a guarded parser, as Twisted's method of this name sets up
+        its own (C{reset} calls it on every stream restart).
+        """
+        self.stream = _GuardedElementStream(self._stanzaLimit, self.maxDepth)
+        self.stream.DocumentStartEvent = self.onDocumentStart
+        self.stream.ElementEvent = self.onElement
+        self.stream.DocumentEndEvent = self.onDocumentEnd
+
+    def _stanzaLimit(self):
+        if self.stanzaFilter is None:
+            return self.maxStanzaSizeBeforeAuth
+        return self.maxStanzaSize
+
+    def dataReceived(self, data):
+        """
+        Feed the parser; refuse the stream with a stream error when the
+        data breaks RFC 6120's rules or our limits.
+        """
+        if self.refusal is not None:
+            return
+        try:
+            if self.rawDataInFn:
+                self.rawDataInFn(data)
+            self.stream.parse(data)
+        except _Refusal as e:
+            self._refuse(e.condition, e.reason, Failure(error.StreamError(e.condition, e.reason)))
+        except domish.ParserError as e:
+            self._refuse("not-well-formed", str(e), Failure())
+
+    def _refuse(self, condition, reason, failure):
+        """
+        Close the stream with the stream error C{condition}, then tell the
+        stream's observers with C{failure}, as Twisted does for a parse
+        error (an observer may abort the connection).
+        """
+        self.refusal = condition
+        self.refusals += 1
+        _log.info(
+            "Stream {streamID}: refused with <{condition}/>: {reason}",
+            streamID=self.sid,
+            condition=condition,
+            reason=reason,
+        )
+        self.sendStreamError(error.StreamError(condition, text=reason))
+        self.dispatch(failure, STREAM_ERROR_EVENT)
+
+    @property
+    def headerSent(self):
+        """
+        Whether our stream header has gone out on the current stream (a
+        restart clears it): only then may a footer follow.
+        """
+        return self._headerSent
+
+    def onElement(self, element):
+        """
+        Dispatch a top-level element to the observers, unless the stanza
+        filter refuses it.
+        """
+        stanzaFilter = self.stanzaFilter
+        if stanzaFilter is None or stanzaFilter.admit(element):
+            self.dispatch(element)
