@@ -20,7 +20,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 import dna
 from dna.demo import scenario as demo
-from dna.dns.dnssec.proofs import INSECURE, SECURE, Validator, parseAnchors
+from dna.dns.dnssec.proofs import INSECURE, SECURE, parseAnchors
+from dna.dns.dnssec.walker import Validator
 from dna.core.tables import Tables
 from dna.testing.zoneserver import ZoneAuthority
 

@@ -1,5 +1,5 @@
 """
-Tests for L{dna.dns.dnssec.proofs}: validation from trust anchors, in memory against
+Tests for L{dna.dns.dnssec.proofs} and L{dna.dns.dnssec.walker}: validation from trust anchors, in memory against
 zones signed here and for real against knotd and unbound (L{tests.dnsenv}).
 """
 
@@ -27,13 +27,13 @@ from dna.dns.dnssec.proofs import (
     SECURE,
     Bogus,
     Insecure,
-    Validator,
     matchDS,
     parseAnchors,
     readAnchors,
     typeBitmap,
     verifyRRset,
 )
+from dna.dns.dnssec.walker import Validator
 from dna.testing.fakes import FakeDNSClient, signZone
 
 NOW = 1_700_000_000

@@ -43,7 +43,7 @@ from twisted.internet.ssl import (
 
 from dna.core.names import normalizeDomain
 from dna.error import ConfigurationError, InvalidAddress
-from dna.dns.delegation import ALLOW_INSECURE, REQUIRE_SECURE
+from dna.dns.verdict import ALLOW_INSECURE, REQUIRE_SECURE
 from dna.core.authorization import DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT
 from dna.dns.dnssec.proofs import parseAnchors
 from dna.app.federation import DEFAULT_QUEUE_LIMIT
@@ -758,8 +758,8 @@ class Configuration:
 
     def delegationCheckerArguments(self):
         """
-        The keyword arguments of L{dna.dns.delegation.DelegationChecker} that
-        this configuration determines (add C{reactor}).
+        The keyword arguments of L{dna.app.delegation.makeDelegationChecker}
+        that this configuration determines (add C{reactor}).
 
         @rtype: L{dict}
         """

@@ -58,10 +58,12 @@ from twisted.words.protocols.jabber.xmlstream import STREAM_CONNECTED_EVENT
 from zope.interface import implementer
 
 from dna.dns.addresses import AddressResolver
-from dna.dns.delegation import SECURE, DelegationChecker
+from dna.dns.delegation import DelegationChecker
+from dna.dns.lookup import SelfValidatingLookup
+from dna.dns.verdict import SECURE
 from dna.dns.client import DNSClient
 from dna.dns.dnssec.proofs import parseAnchors
-from dna.interfaces import IDelegationChecker
+from dna.interfaces import IDelegationChecker, IDelegationPolicy
 from dna.app.service import DNAService
 from dna.core.tables import INCOMING, OUTGOING
 from dna.channel.tls import peerCertificate, serverNamesFromCertificate
@@ -395,7 +397,7 @@ def lookupTable(events):
                        [rows[key] for key in sorted(rows)])
 
 
-@implementer(IDelegationChecker)
+@implementer(IDelegationChecker, IDelegationPolicy)
 class WitnessChecker:
     """
     An L{IDelegationChecker} that records, in a L{Trace}, what the checker it
@@ -596,9 +598,8 @@ class Demo:
             client = CountingClient(DNSClient([self.nameServer], reactor=reactor))
             self._clients[provider] = client
             checker = WitnessChecker(
-                DelegationChecker([self.nameServer], mode="validate",
-                                  upstream="authoritative", anchors=anchors,
-                                  reactor=reactor, client=client),
+                DelegationChecker(SelfValidatingLookup(client, reactor, anchors,
+                                                       authoritative=True), reactor),
                 provider, self.trace)
             resolver = self._tracingResolver(
                 provider, AddressResolver(client=DNSClient([self.nameServer], reactor=reactor)))

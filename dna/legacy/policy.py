@@ -21,7 +21,7 @@ from twisted.words.protocols.jabber import error
 
 from dna.app.config import FALLBACK_DIALBACK, FALLBACK_DNA, FALLBACK_PKIX, FALLBACKS
 from dna.error import ConnectFailed, NoLegacyRoute, NotDelegated, PeerLacksDNA
-from dna.dns.delegation import INSECURE, SECURE
+from dna.dns.verdict import INSECURE, SECURE
 
 #: The port of RFC 6120 section 3.2.2 for a domain without SRV records.
 XMPP_SERVER_PORT = 5269
