@@ -377,6 +377,37 @@ def _nsecCovers(owner, nextName, name):
     return name > owner or name < nextName
 
 
+def _isCut(types):
+    """
+    Whether an NSEC or NSEC3 type bitmap is that of the parent side of a
+    zone cut: NS set, SOA clear.
+    """
+    return NS in types and SOA not in types
+
+
+def _provesNothingBelow(owner, rd, name):
+    """
+    Whether the NSEC at C{owner} is barred from proving anything about
+    C{name}, a name below it: it is the parent side of a zone cut, or a
+    DNAME (RFC 6840 section 4.1).
+    """
+    if name == owner or not name.is_subdomain(owner):
+        return False
+    types = typeBitmap(rd)
+    return _isCut(types) or dns.rdatatype.DNAME in types
+
+
+def _cutNoData(owner, types, rdtype, what):
+    """
+    Refuse the parent side of a zone cut as proof that its owner lacks a
+    type other than DS: the data lives in the child zone (RFC 6840 section
+    4.1).
+    """
+    if rdtype != DS and _isCut(types):
+        raise Bogus(f"the record at {owner} is the parent side of a zone cut: it "
+                    f"proves nothing about {what} (RFC 6840 section 4.1)")
+
+
 def _hashCovers(owner, nextHash, value):
     if owner < nextHash:
         return owner < value < nextHash
@@ -557,6 +588,7 @@ def _proveAbsenceNSEC(qname, rdtype, rcode, nsecs, what):
             if rcode == dns.rcode.NXDOMAIN:
                 raise Bogus(f"NXDOMAIN for {what} but an NSEC shows the name exists")
             types = typeBitmap(rd)
+            _cutNoData(owner, types, rdtype, what)
             if rdtype in types:
                 raise Bogus(f"NSEC at {owner} lists {dns.rdatatype.to_text(rdtype)}: "
                             f"the data was withheld")
@@ -566,7 +598,13 @@ def _proveAbsenceNSEC(qname, rdtype, rcode, nsecs, what):
     covering = [(owner, rd) for owner, rd in nsecs if _nsecCovers(owner, rd.next, qname)]
     if not covering:
         raise Bogus(f"no NSEC covers {what}")
-    owner, rd = covering[0]
+    usable = [(owner, rd) for owner, rd in covering
+              if not _provesNothingBelow(owner, rd, qname)]
+    if not usable:
+        raise Bogus(f"the NSEC at {covering[0][0]} is the parent side of a zone cut "
+                    f"(or a DNAME): it proves nothing below it, such as {what} "
+                    f"(RFC 6840 section 4.1)")
+    owner, rd = usable[0]
     if rcode != dns.rcode.NXDOMAIN and rd.next.is_subdomain(qname):
         return f"no {what} (empty non-terminal, proven by NSEC)"
     # The closest encloser is the longest common ancestor with either end.
@@ -581,7 +619,8 @@ def _proveAbsenceNSEC(qname, rdtype, rcode, nsecs, what):
             if rdtype in types or CNAME in types:
                 raise Bogus(f"the wildcard {wildcard} has the data asked for {what}")
             return f"no {what} (wildcard NODATA proven by NSEC)"
-    if not any(_nsecCovers(o, r.next, wildcard) for o, r in nsecs):
+    if not any(_nsecCovers(o, r.next, wildcard) and not _provesNothingBelow(o, r, wildcard)
+               for o, r in nsecs):
         raise Bogus(f"no NSEC proves the wildcard {wildcard} absent for {what}")
     if rcode != dns.rcode.NXDOMAIN:
         raise Bogus(f"NODATA for {what} but the NSEC records prove NXDOMAIN")
@@ -594,6 +633,7 @@ def _proveAbsenceNSEC3(qname, rdtype, rcode, records, params, zone, what):
         if rcode == dns.rcode.NXDOMAIN:
             raise Bogus(f"NXDOMAIN for {what} but an NSEC3 shows the name exists")
         types = typeBitmap(match)
+        _cutNoData(qname, types, rdtype, what)
         if rdtype in types or CNAME in types:
             raise Bogus(f"NSEC3 for {qname} lists {dns.rdatatype.to_text(rdtype)} or "
                         f"CNAME: the data was withheld")
@@ -632,7 +672,8 @@ def proveWildcardExpansion(qname, rrsig, authority, proof):
     encloser = qname.split(rrsig.labels + 1)[1]
     nextCloser = qname.split(len(encloser) + 1)[1]
     nsecs = proof.nsecs(authority)
-    if any(_nsecCovers(owner, rd.next, qname) for owner, rd in nsecs):
+    if any(_nsecCovers(owner, rd.next, qname) and not _provesNothingBelow(owner, rd, qname)
+           for owner, rd in nsecs):
         return
     records, params = proof.nsec3s(authority)
     if records and _nsec3Cover(records, nextCloser, params) is not None:
