@@ -34,8 +34,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import dns.rdatatype  # noqa: E402
 from twisted.internet import defer, task  # noqa: E402
 
-from dna.dns.delegation import SECURE, DelegationChecker  # noqa: E402
+from dna.app.delegation import makeDelegationChecker  # noqa: E402
 from dna.dns.client import DNSClient  # noqa: E402
+from dna.dns.verdict import SECURE  # noqa: E402
 from dna.dns.dnssec.proofs import readAnchors  # noqa: E402
 from tests.dnsenv import DNSEnvironment  # noqa: E402
 
@@ -45,7 +46,7 @@ def emit(name, value):
 
 
 def cachedChecksPerSecond(reactor, env, count):
-    checker = DelegationChecker([env.resolver], mode="ad", reactor=reactor)
+    checker = makeDelegationChecker(reactor, [env.resolver], "ad")
     domains = ["sender.example", "target.example", "multi.example", "c.b.example"]
     d = defer.gatherResults([checker.check(domain) for domain in domains])
 
@@ -90,8 +91,8 @@ def coldRatio(reactor, env, rounds):
                 responses = yield raw()
                 assert all(r.answer for r in responses)
             else:
-                checker = DelegationChecker([env.resolver], mode="ad", reactor=reactor,
-                                            cacheSize=len(names) * 2)
+                checker = makeDelegationChecker(reactor, [env.resolver], "ad",
+                                                cacheSize=len(names) * 2)
                 results = yield defer.gatherResults([checker.check(domain)
                                                      for domain in env.manyDomains])
                 bad = [r for r in results if r.status != SECURE]
@@ -109,7 +110,7 @@ def coldCheck(reactor, env, mode, rounds, **kwargs):
     times = []
     for _ in range(rounds):
         env.restartResolver()
-        checker = DelegationChecker([env.resolver], mode=mode, reactor=reactor, **kwargs)
+        checker = makeDelegationChecker(reactor, [env.resolver], mode, **kwargs)
         start = time.perf_counter()
         result = yield checker.check("c.b.example")
         times.append(time.perf_counter() - start)

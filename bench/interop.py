@@ -53,7 +53,9 @@ from twisted.words.xish import domish  # noqa: E402
 
 from dna.dns.addresses import AddressResolver  # noqa: E402
 from dna.legacy.policy import FALLBACK_PKIX  # noqa: E402
+from dna.dns.client import DNSClient  # noqa: E402
 from dna.dns.delegation import DelegationChecker  # noqa: E402
+from dna.dns.lookup import ResolverLookup  # noqa: E402
 from dna.app.service import DNAService  # noqa: E402
 from dna.testing.pki import CertificateAuthority  # noqa: E402
 from tests.interop import (  # noqa: E402
@@ -163,11 +165,12 @@ class Setup:
 
     @defer.inlineCallbacks
     def startDNA(self, domains, serverName, certificate, address, **kw):
-        checker = DelegationChecker([self.dns.resolver], mode="ad", reactor=self.reactor)
+        client = DNSClient([self.dns.resolver], self.reactor)
+        checker = DelegationChecker(ResolverLookup(client, self.reactor), self.reactor)
         pinger = Pinger()
         service = DNAService(
             domains, {serverName: certificate.toPrivateCertificate()}, self.trustRoot, checker,
-            AddressResolver(client=checker.client), deliver=pinger, reactor=self.reactor, **kw
+            AddressResolver(client=client), deliver=pinger, reactor=self.reactor, **kw
         )
         pinger.service = service
         service.startService()

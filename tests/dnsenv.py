@@ -23,7 +23,7 @@ per zone cut is needed and unbound never leaves loopback.
 Usage in a trial test::
 
     env = startDNSEnvironment(self)
-    client = DNSClient([env.resolver])
+    client = DNSClient([env.resolver], reactor)
 """
 
 import ctypes

@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from dna.app import check
 from dna.app.check import Options, main, parseServer, report, run
-from dna.dns.delegation import BOGUS, INSECURE, SECURE, DelegationResult, SRVRecord
+from dna.dns.verdict import BOGUS, INSECURE, SECURE, DelegationResult, SRVRecord
 from tests.test_delegation import memoryChecker
 
 

@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from dna.app import config
 from dna.app.config import loadConfiguration, parseConfiguration
 from dna.error import ConfigurationError
-from dna.dns.delegation import DelegationChecker
+from dna.app.delegation import makeDelegationChecker
 from dna.dns.dnssec.proofs import ROOT_ANCHORS
 from dna.error import DNAError
 from dna.testing.pki import CertificateAuthority
@@ -317,7 +317,7 @@ class LoadTests(SynchronousTestCase):
                  fallback=True, deadline=3.0),
             {k: v for k, v in arguments.items() if k != "anchors"})
         self.assertEqual(dict(c.trustAnchors), arguments["anchors"])
-        checker = DelegationChecker(reactor=MemoryReactorClock(), **arguments)
+        checker = makeDelegationChecker(reactor=MemoryReactorClock(), **arguments)
         self.assertEqual("allow-insecure", checker.policyFor("legacy.tld"))
         self.assertEqual("require-secure", checker.policyFor("other.tld"))
         self.assertIsNone(

@@ -1,5 +1,6 @@
 """
-Tests for L{dna.dns.delegation} and L{dna.testing.fakes.FakeDelegationChecker}.
+Tests for L{dna.dns.delegation}, L{dna.dns.lookup}, L{dna.dns.verdict} and
+L{dna.testing.fakes.FakeDelegationChecker}.
 """
 
 import random
@@ -20,14 +21,18 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
-from dna.dns.delegation import (
+from dna.app.delegation import makeDelegationChecker, makeLookup
+from dna.dns.client import DNSClient
+from dna.dns.delegation import DelegationChecker
+from dna.dns.lookup import ResolverLookup, SelfValidatingLookup
+from dna.dns.verdict import (
     _PLAIN,
     ALLOW_INSECURE,
     BOGUS,
     INDETERMINATE,
     INSECURE,
+    REQUIRE_SECURE,
     SECURE,
-    DelegationChecker,
     DelegationResult,
     SRVRecord,
     delegates,
@@ -38,7 +43,12 @@ from dna.dns.delegation import (
 )
 from dna.error import DNSMalformed, DNSTimeout
 from dna.dns.dnssec.proofs import readAnchors
-from dna.interfaces import IDelegationChecker, IDelegationResult
+from dna.interfaces import (
+    IDelegationChecker,
+    IDelegationLookup,
+    IDelegationPolicy,
+    IDelegationResult,
+)
 from dna.testing.fakes import FakeDelegationChecker, FakeValidatingResolver
 from tests.test_dnssec import NOW, STATUSES, signedTree, srvName
 
@@ -67,9 +77,16 @@ class DelegationCheckerContractMixin:
 
     def test_provides(self):
         """
-        The checker provides L{IDelegationChecker}.
+        The checker provides L{IDelegationChecker} and L{IDelegationPolicy}.
         """
         self.assertTrue(verifyObject(IDelegationChecker, self.checker))
+        self.assertTrue(verifyObject(IDelegationPolicy, self.checker))
+
+    def test_policyFor(self):
+        """
+        By default only secure delegations count, for any domain.
+        """
+        self.assertEqual(self.checker.policyFor("unsigned.example"), REQUIRE_SECURE)
 
     @defer.inlineCallbacks
     def test_check(self):
@@ -173,11 +190,12 @@ class FakeContractTests(DelegationCheckerContractMixin, TestCase):
             insecure=["unsigned.example"], bogus=["bogus.example"])
 
 
-def memoryChecker(mode="validate", clock=None, **kwargs):
+def memoryChecker(mode="validate", clock=None, upstream="authoritative", **kwargs):
     """
     A L{DelegationChecker} over the in-memory tree: in C{'validate'} mode
-    asking a fake authoritative server, in C{'ad'} mode a fake validating
-    resolver.
+    (L{SelfValidatingLookup}) asking a fake authoritative server (or, with
+    C{upstream='resolver'}, the same as if it were a resolver), in C{'ad'}
+    mode (L{ResolverLookup}) a fake validating resolver.
 
     @return: C{(checker, fake client, clock)}.
     """
@@ -188,12 +206,27 @@ def memoryChecker(mode="validate", clock=None, **kwargs):
     client = tree.client()
     if mode == "ad":
         client = FakeValidatingResolver(client, tree.anchors(), clock)
+        lookup = ResolverLookup(client, clock)
     else:
-        kwargs.setdefault("upstream", "authoritative")
-    kwargs.setdefault("anchors", tree.anchors())
-    checker = DelegationChecker(LOOPBACK, mode=mode, reactor=clock, client=client,
-                                **kwargs)
+        lookup = SelfValidatingLookup(client, clock, tree.anchors(),
+                                      authoritative=upstream == "authoritative")
+    checker = DelegationChecker(lookup, clock, **kwargs)
     return checker, client, clock
+
+
+def realChecker(mode, server, anchorFile=None, authoritative=False, timeout=1.0,
+                deadline=5.0):
+    """
+    A L{DelegationChecker} asking a real server with the global reactor.
+    """
+    from twisted.internet import reactor
+    client = DNSClient([server], reactor, timeout=timeout, deadline=deadline)
+    if mode == "ad":
+        lookup = ResolverLookup(client, reactor)
+    else:
+        lookup = SelfValidatingLookup(client, reactor, readAnchors(anchorFile),
+                                      authoritative=authoritative)
+    return DelegationChecker(lookup, reactor, deadline=deadline)
 
 
 class MemoryValidateContractTests(DelegationCheckerContractMixin, TestCase):
@@ -228,7 +261,7 @@ class RealADContractTests(_RealMixin, DelegationCheckerContractMixin, TestCase):
     """
 
     def realChecker(self):
-        return DelegationChecker([self.env.resolver], mode="ad")
+        return realChecker("ad", self.env.resolver)
 
 
 class RealValidateContractTests(_RealMixin, DelegationCheckerContractMixin, TestCase):
@@ -237,9 +270,8 @@ class RealValidateContractTests(_RealMixin, DelegationCheckerContractMixin, Test
     """
 
     def realChecker(self):
-        return DelegationChecker([self.env.authoritative], mode="validate",
-                                 upstream="authoritative",
-                                 anchors=readAnchors(self.env.anchorFile))
+        return realChecker("validate", self.env.authoritative, self.env.anchorFile,
+                           authoritative=True)
 
 
 class FakeDelegationCheckerTests(SynchronousTestCase):
@@ -270,6 +302,14 @@ class FakeDelegationCheckerTests(SynchronousTestCase):
         self.assertFalse(self.successResultOf(fake.isDelegated("i.example", ["i.example"])))
         self.assertEqual(self.successResultOf(fake.check("i.example")).status,
                          INDETERMINATE)
+
+    def test_policyFor(self):
+        """
+        The fake's policy follows C{allowInsecure}, for every domain.
+        """
+        self.assertEqual(FakeDelegationChecker(allowInsecure=True).policyFor("a.example"),
+                         ALLOW_INSECURE)
+        self.assertEqual(FakeDelegationChecker().policyFor("a.example"), REQUIRE_SECURE)
 
     def test_paused(self):
         """
@@ -610,13 +650,15 @@ class DelegationCheckerTests(SynchronousTestCase):
         construction.
         """
         clock = Clock()
+        client = DNSClient(LOOPBACK, clock)
         for kwargs in [dict(mode="trust-me"), dict(mode="validate", upstream="x"),
-                       dict(policy="anything"), dict(domainPolicies={"a.example": "x"}),
                        dict(mode="ad", upstream="authoritative")]:
-            self.assertRaises(ValueError, DelegationChecker, LOOPBACK, reactor=clock,
-                              client=object(), **kwargs)
-        self.assertRaises(ValueError, DelegationChecker, [], reactor=clock,
-                          client=object())
+            self.assertRaises(ValueError, makeLookup, client=client, clock=clock, **kwargs)
+        for kwargs in [dict(policy="anything"), dict(domainPolicies={"a.example": "x"})]:
+            self.assertRaises(ValueError, DelegationChecker, ResolverLookup(client, clock),
+                              clock, **kwargs)
+        self.assertRaises(ValueError, makeDelegationChecker, clock, [], "ad")
+        self.assertRaises(ValueError, DNSClient, [], clock)
 
     def test_adNeedsLoopback(self):
         """
@@ -624,17 +666,24 @@ class DelegationCheckerTests(SynchronousTestCase):
         is declared trusted; validating does not.
         """
         clock = Clock()
-        error = self.assertRaises(ValueError, DelegationChecker,
-                                  [("127.0.0.1", 53), ("192.0.2.1", 53)], mode="ad",
-                                  reactor=clock, client=object())
+        error = self.assertRaises(ValueError, ResolverLookup,
+                                  DNSClient([("127.0.0.1", 53), ("192.0.2.1", 53)], clock),
+                                  clock)
         self.assertIn("192.0.2.1:53 is not on loopback", str(error))
         self.assertIn("trustedPath", str(error))
-        DelegationChecker([("192.0.2.1", 53)], mode="ad", trustedPath=True,
-                          reactor=clock, client=object())
-        DelegationChecker([("::1", 53), ("127.9.9.9", 53)], mode="ad", reactor=clock,
-                          client=object())
-        DelegationChecker([("192.0.2.1", 53)], mode="validate", reactor=clock,
-                          client=object())
+        ResolverLookup(DNSClient([("192.0.2.1", 53)], clock), clock, trustedPath=True)
+        ResolverLookup(DNSClient([("::1", 53), ("127.9.9.9", 53)], clock), clock)
+        SelfValidatingLookup(DNSClient([("192.0.2.1", 53)], clock), clock)
+
+    def test_lookupsProvide(self):
+        """
+        Both lookup strategies provide L{IDelegationLookup}.
+        """
+        clock = Clock()
+        client = DNSClient(LOOPBACK, clock)
+        self.assertTrue(verifyObject(IDelegationLookup, ResolverLookup(client, clock)))
+        self.assertTrue(verifyObject(IDelegationLookup,
+                                     SelfValidatingLookup(client, clock)))
 
     # The cache
 
@@ -924,23 +973,21 @@ class RealDelegationTests(TestCase):
         """
         Trusting unbound's AD bit, every domain gets its status.
         """
-        return self.checkAll(DelegationChecker([self.env.resolver], mode="ad"))
+        return self.checkAll(realChecker("ad", self.env.resolver))
 
     def test_validateViaResolver(self):
         """
         Validating answers asked from unbound with CD set, every domain gets
         its status.
         """
-        return self.checkAll(DelegationChecker(
-            [self.env.resolver], mode="validate", anchors=readAnchors(self.env.anchorFile)))
+        return self.checkAll(realChecker("validate", self.env.resolver, self.env.anchorFile))
 
     def test_validateAuthoritative(self):
         """
         Validating answers asked from knotd, every domain gets its status.
         """
-        return self.checkAll(DelegationChecker(
-            [self.env.authoritative], mode="validate", upstream="authoritative",
-            anchors=readAnchors(self.env.anchorFile)))
+        return self.checkAll(realChecker("validate", self.env.authoritative,
+                                         self.env.anchorFile, authoritative=True))
 
     @defer.inlineCallbacks
     def test_reasons(self):
@@ -948,10 +995,9 @@ class RealDelegationTests(TestCase):
         Bogus and insecure domains say why in both modes; secure negative
         answers say what was proven.
         """
-        ad = DelegationChecker([self.env.resolver], mode="ad")
-        validate = DelegationChecker([self.env.authoritative], mode="validate",
-                                     upstream="authoritative",
-                                     anchors=readAnchors(self.env.anchorFile))
+        ad = realChecker("ad", self.env.resolver)
+        validate = realChecker("validate", self.env.authoritative, self.env.anchorFile,
+                               authoritative=True)
         result = yield ad.check("expired.example")
         self.assertIn("Signature Expired", result.reason)
         result = yield validate.check("expired.example")
@@ -977,8 +1023,7 @@ class RealDelegationTests(TestCase):
         sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sink.bind(("127.0.0.1", 0))
         self.addCleanup(sink.close)
-        checker = DelegationChecker([sink.getsockname()], mode="ad", timeout=0.2,
-                                    deadline=0.5)
+        checker = realChecker("ad", sink.getsockname(), timeout=0.2, deadline=0.5)
         start = reactor.seconds()
         result = yield checker.check("sender.example")
         self.assertEqual(result.status, INDETERMINATE)

@@ -23,7 +23,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 import dna
 from dna.demo import report, scenario, world
-from dna.dns.dnssec.proofs import INSECURE, SECURE, Validator, parseAnchors
+from dna.dns.dnssec.proofs import INSECURE, SECURE, parseAnchors
+from dna.dns.dnssec.walker import Validator
 from dna.core.tables import Tables
 from dna.testing.fakes import chatMessage
 from dna.testing.zoneserver import ZoneAuthority

@@ -15,7 +15,7 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
-from twisted.internet import defer
+from twisted.internet import defer, reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.testing import (
@@ -25,9 +25,15 @@ from twisted.internet.testing import (
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
+from twisted.internet.task import Clock
+from zope.interface.verify import verifyObject
+
 from dna.dns import client as dnsclient
+from dna.dns.addresses import AddressResolver
 from dna.dns.client import DNSClient
 from dna.error import DNSInvalidQuery, DNSMalformed, DNSQueryError, DNSTimeout, DNSUnreachable
+from dna.interfaces import IAddressResolver, IDNSClient
+from dna.testing.fakes import FakeValidatingResolver
 from tests.dnsenv import startDNSEnvironment
 
 SERVER = ("127.0.0.53", 5300)
@@ -151,6 +157,39 @@ class ClientTestsMixin:
         (length,) = struct.unpack("!H", data[:2])
         self.assertEqual(length, len(data) - 2)
         return dns.message.from_wire(data[2:])
+
+
+class InterfaceTests(unittest.SynchronousTestCase):
+    """
+    The real DNS client and address resolver and their fakes provide their
+    interfaces.
+    """
+
+    def test_dnsClients(self):
+        """
+        L{DNSClient}, L{FakeDNSClient} and L{FakeValidatingResolver} provide
+        L{IDNSClient}, with the servers they ask.
+        """
+        from tests.test_dnssec import signedTree
+
+        tree = signedTree()
+        real = DNSClient([SERVER, ("0:0::1", 53)], UDPMemoryReactor())
+        fake = tree.client()
+        resolver = FakeValidatingResolver(fake, tree.anchors(), Clock())
+        for client in [real, fake, resolver]:
+            self.assertTrue(verifyObject(IDNSClient, client))
+        self.assertEqual(real.servers, (SERVER, ("::1", 53)))
+        self.assertEqual(fake.servers, (("127.0.0.1", 53),))
+        self.assertEqual(resolver.servers, (("127.0.0.1", 53),))
+
+    def test_addressResolver(self):
+        """
+        L{AddressResolver} provides L{IAddressResolver}.
+        """
+        resolver = AddressResolver(hosts={"xmpp.example": ("127.0.0.9", None)})
+        self.assertTrue(verifyObject(IAddressResolver, resolver))
+        self.assertEqual(self.successResultOf(resolver("xmpp.example", 5269)),
+                         [("127.0.0.9", 5269)])
 
 
 class QueryTests(ClientTestsMixin, unittest.TestCase):
@@ -735,7 +774,7 @@ class RealServerTests(unittest.TestCase):
         """
         unbound answers over UDP with the AD bit for a signed name.
         """
-        client = DNSClient([self.env.resolver])
+        client = DNSClient([self.env.resolver], reactor)
         response = yield client.query(NAME, "SRV")
         self.assertTrue(response.flags & dns.flags.AD)
         self.assertEqual(response.answer[0][0].target.to_text(),
@@ -749,7 +788,7 @@ class RealServerTests(unittest.TestCase):
         """
         for server, rd in [(self.env.resolver, True),
                            (self.env.authoritative, False)]:
-            client = DNSClient([server], maxUDPSize=512)
+            client = DNSClient([server], reactor, maxUDPSize=512)
             response = yield client.query("big.multi.example.", "TXT",
                                           recursionDesired=rd)
             self.assertFalse(response.flags & dns.flags.TC)
@@ -763,9 +802,9 @@ class RealServerTests(unittest.TestCase):
         with a live server after it, the query fails over.
         """
         dead = (self.env.authoritative[0], self.env.authoritative[1] + 1)
-        client = DNSClient([dead], retries=1)
+        client = DNSClient([dead], reactor, retries=1)
         yield self.assertFailure(client.query(NAME, "SRV"), DNSUnreachable)
-        client = DNSClient([dead, self.env.resolver])
+        client = DNSClient([dead, self.env.resolver], reactor)
         response = yield client.query(NAME, "SRV")
         self.assertTrue(response.flags & dns.flags.AD)
 
@@ -774,7 +813,7 @@ class RealServerTests(unittest.TestCase):
         """
         A bogus answer is a SERVFAIL message, not an error.
         """
-        client = DNSClient([self.env.resolver], retries=1)
+        client = DNSClient([self.env.resolver], reactor, retries=1)
         response = yield client.query(
             "_xmpp-server._tcp.bogus.example.", "SRV")
         self.assertEqual(response.rcode(), dns.rcode.SERVFAIL)

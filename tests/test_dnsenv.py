@@ -8,7 +8,7 @@ import os
 import dns.flags
 import dns.rcode
 import dns.rdatatype
-from twisted.internet import defer
+from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
 from dna.dns.client import DNSClient
@@ -32,7 +32,7 @@ class ResolverTests(unittest.TestCase):
 
     def setUp(self):
         self.env = startDNSEnvironment(self)
-        self.client = DNSClient([self.env.resolver])
+        self.client = DNSClient([self.env.resolver], reactor)
 
     @defer.inlineCallbacks
     def assertStatus(self, domain, rcode, secure, srv=True):
@@ -147,7 +147,7 @@ class AuthoritativeTests(unittest.TestCase):
 
     def setUp(self):
         self.env = startDNSEnvironment(self)
-        self.client = DNSClient([self.env.authoritative])
+        self.client = DNSClient([self.env.authoritative], reactor)
 
     @defer.inlineCallbacks
     def test_signedAnswer(self):
@@ -223,7 +223,7 @@ class ManyTests(unittest.TestCase):
             "n0001.many.example", "n0002.many.example", "n0003.many.example"])
         self.assertIn("n0003.many.example", env.zones)
         self.assertEqual(env.domains["n0002.many.example"][0], "secure")
-        client = DNSClient([env.resolver])
+        client = DNSClient([env.resolver], reactor)
         for domain in env.manyDomains:
             response = yield client.query(_srvName(domain), "SRV")
             self.assertTrue(response.flags & dns.flags.AD, domain)

@@ -1,5 +1,5 @@
 """
-Tests for L{dna.dns.dnssec.proofs}: validation from trust anchors, in memory against
+Tests for L{dna.dns.dnssec.proofs} and L{dna.dns.dnssec.walker}: validation from trust anchors, in memory against
 zones signed here and for real against knotd and unbound (L{tests.dnsenv}).
 """
 
@@ -9,6 +9,7 @@ import dns.message
 import dns.name
 import dns.rcode
 import dns.rdata
+import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 import dns.zone
@@ -27,13 +28,16 @@ from dna.dns.dnssec.proofs import (
     SECURE,
     Bogus,
     Insecure,
-    Validator,
+    Section,
+    ZoneProof,
     matchDS,
     parseAnchors,
+    proveAbsence,
     readAnchors,
     typeBitmap,
     verifyRRset,
 )
+from dna.dns.dnssec.walker import Validator
 from dna.testing.fakes import FakeDNSClient, signZone
 
 NOW = 1_700_000_000
@@ -385,6 +389,24 @@ class VerifyTests(SynchronousTestCase):
                                  "12345 13 99 abcdef")
         self.assertRaises(Insecure, matchDS, self.zone, ds, self.keys)
 
+    def test_parentSideNSEC3(self):
+        """
+        The parent's NSEC3 matching a zone cut proves the absence of its DS,
+        and nothing about other types at the child's apex (RFC 6840 section
+        4.1).
+        """
+        tree = signedTree()
+        cut = dns.name.from_text("unsigned.nsec3.example.")
+        authority = Section(tree.client().respond(cut, "DS").authority)
+        keys, _ = rrsetOf(tree, "nsec3.example.", "DNSKEY")
+        proof = ZoneProof(dns.name.from_text("nsec3.example."), keys, NOW, [], [])
+        self.assertIn("NODATA proven by NSEC3",
+                      proveAbsence(cut, dns.rdatatype.DS, dns.rcode.NOERROR, authority,
+                                   proof))
+        error = self.assertRaises(Bogus, proveAbsence, cut, dns.rdatatype.TXT,
+                                  dns.rcode.NOERROR, authority, proof)
+        self.assertIn("RFC 6840 section 4.1", str(error))
+
     def test_typeBitmap(self):
         """
         L{typeBitmap} decodes the types of an NSEC.
@@ -614,6 +636,55 @@ class ValidatorTests(SynchronousTestCase):
         result = self.resolve("sender.example")
         self.assertEqual(result.status, BOGUS)
         self.assertIn("lists SRV", result.reason)
+
+    def parentSideNSEC(self, owner):
+        """
+        The NSEC at the delegation point C{owner} in the zone C{example.},
+        with its RRSIG: what the parent signs for a zone cut (NS and DS bits
+        set, SOA clear).
+        """
+        parent = next(z for z in self.tree.zones if z.origin == dns.name.from_text("example."))
+        name = dns.name.from_text(owner)
+        nsec = dns.rrset.RRset(name, dns.rdataclass.IN, dns.rdatatype.NSEC)
+        nsec.update(parent.get_rdataset(name, dns.rdatatype.NSEC))
+        sigs = dns.rrset.RRset(name, dns.rdataclass.IN, dns.rdatatype.RRSIG,
+                               dns.rdatatype.NSEC)
+        sigs.update(parent.get_rdataset(name, dns.rdatatype.RRSIG, dns.rdatatype.NSEC))
+        return [nsec, sigs]
+
+    def test_parentSideNSECProvesNothingBelow(self):
+        """
+        The parent's NSEC at a zone cut (NS set, SOA clear) proves nothing
+        below the cut (RFC 6840 section 4.1): an NXDOMAIN for a name in the
+        child zone "proven" with it, though its signature is good, is bogus.
+        """
+        def forged(response):
+            soa = self.client.respond(dns.name.from_text("example."), "SOA")
+            response.set_rcode(dns.rcode.NXDOMAIN)
+            response.answer[:] = []
+            response.authority[:] = soa.answer + self.parentSideNSEC("sender.example.")
+
+        self.client.failures["_xmpp-server._tcp.sender.example", "SRV"] = forged
+        result = self.resolve("sender.example")
+        self.assertEqual(result.status, BOGUS, result.reason)
+        self.assertIn("RFC 6840 section 4.1", result.reason)
+
+    def test_parentSideNSECNoData(self):
+        """
+        Nor does the parent's NSEC at a zone cut prove that the child's apex
+        lacks a type other than DS.
+        """
+        def forged(response):
+            soa = self.client.respond(dns.name.from_text("example."), "SOA")
+            response.answer[:] = []
+            response.authority[:] = soa.answer + self.parentSideNSEC("sender.example.")
+
+        self.client.failures["sender.example", "TXT"] = forged
+        d = self.validator.resolve(dns.name.from_text("sender.example."),
+                                   dns.rdatatype.TXT, NOW)
+        result = self.successResultOf(d)
+        self.assertEqual(result.status, BOGUS, result.reason)
+        self.assertIn("RFC 6840 section 4.1", result.reason)
 
     def test_strippedDS(self):
         """

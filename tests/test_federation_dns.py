@@ -9,7 +9,9 @@ providers listen on (port 5269 of 127.0.0.11, 127.0.0.12 and 127.0.0.51).
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-from dna.dns.delegation import ALLOW_INSECURE, DelegationChecker
+from dna.app.delegation import makeDelegationChecker
+from dna.dns.client import DNSClient
+from dna.dns.verdict import ALLOW_INSECURE
 
 from tests.dnsenv import HOSTS, startDNSEnvironment
 from tests.providers import ProvidersMixin, message
@@ -37,11 +39,12 @@ class RealDNSFederationTests(ProvidersMixin, unittest.TestCase):
     def startReal(self, name, domains, checker, **kw):
         """
         A provider listening on the address the test zones give C{name}, port
-        5269, resolving SRV targets through the same DNS client.
+        5269, resolving SRV targets through the same resolver.
         """
         certificate = self.ca.issue(name, dnsNames=[name])
         service, inbox, port = yield self.startProvider(
-            domains, {name: certificate}, checker, client=checker.client,
+            domains, {name: certificate}, checker,
+            client=DNSClient([self.env.resolver], reactor),
             interface=HOSTS[name], port=5269, **kw
         )
         self.assertEqual(5269, port)
@@ -99,7 +102,7 @@ class RealDNSFederationTests(ProvidersMixin, unittest.TestCase):
 
             with open(self.env.anchorFile) as f:
                 kw.setdefault("anchors", parseAnchors(f.read()))
-        return DelegationChecker([self.env.resolver], mode=mode, reactor=reactor, **kw)
+        return makeDelegationChecker(reactor, [self.env.resolver], mode, **kw)
 
     @defer.inlineCallbacks
     def test_unsignedDelegation(self):

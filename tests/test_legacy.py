@@ -24,7 +24,7 @@ from twisted.words.xish import domish
 from dna.legacy import receiving as legacyserver
 from dna.legacy.policy import FALLBACK_DIALBACK, FALLBACK_DNA, FALLBACK_PKIX
 from dna.error import ConnectFailed, NotDelegated, PeerLacksDNA
-from dna.dns.delegation import BOGUS, INDETERMINATE, INSECURE, SECURE, DelegationResult, SRVRecord
+from dna.dns.verdict import BOGUS, INDETERMINATE, INSECURE, SECURE, DelegationResult, SRVRecord
 from dna.core.authorization import errorFromResult
 from dna.error import RequestTimedOut
 from dna.error import AuthorizationRefused, ConnectionLost

@@ -33,7 +33,9 @@ from twisted.words.xish import domish
 
 from dna.dns.addresses import AddressResolver
 from dna.legacy.policy import FALLBACK_DIALBACK, FALLBACK_PKIX
+from dna.dns.client import DNSClient
 from dna.dns.delegation import DelegationChecker
+from dna.dns.lookup import ResolverLookup
 from dna.app.service import DNAService
 from dna.testing.pki import CertificateAuthority
 
@@ -84,14 +86,15 @@ class ProsodyInteropMixin:
             secureAuth=certified,
             rosters={("juliet", PROSODY_DOMAIN): ["romeo@" + DNA_DOMAIN]},
         )
-        checker = DelegationChecker([self.dns.resolver], mode="ad", reactor=reactor)
+        client = DNSClient([self.dns.resolver], reactor)
+        checker = DelegationChecker(ResolverLookup(client, reactor), reactor)
         self.inbox = Inbox()
         self.service = DNAService(
             [DNA_DOMAIN, SECOND_DOMAIN],
             {DNA_SERVER: ours.issue(DNA_SERVER, dnsNames=dnaNames).toPrivateCertificate()},
             trustRootFromCertificates([ours.toCertificate()]),
             checker,
-            AddressResolver(client=checker.client),
+            AddressResolver(client=client),
             deliver=self.inbox,
             fallback=FALLBACK_PKIX if certified else FALLBACK_DIALBACK,
             dialbackSecret="dna dialback secret",

@@ -17,7 +17,9 @@ from twisted.python.filepath import FilePath
 from twisted.trial import unittest
 from twisted.words.protocols.jabber import component, xmlstream
 
+from dna.dns.client import DNSClient
 from dna.dns.delegation import DelegationChecker
+from dna.dns.lookup import ResolverLookup
 
 from tests.dnsenv import HOSTS, startDNSEnvironment
 from tests.providers import Inbox, ProvidersMixin, message
@@ -137,10 +139,11 @@ class TwistdTests(ProvidersMixin, unittest.TestCase):
         """
         process = self.startTwistd()
         yield task.deferLater(reactor, 0, waitForPort, self.componentPort, process)
-        checker = DelegationChecker([self.env.resolver], mode="ad", reactor=reactor)
+        client = DNSClient([self.env.resolver], reactor)
+        checker = DelegationChecker(ResolverLookup(client, reactor), reactor)
         b, inboxB, port = yield self.startProvider(
             ["target.example"], {RECEIVING: self.ca.issue(RECEIVING, dnsNames=[RECEIVING])},
-            checker, client=checker.client, interface=HOSTS[RECEIVING], port=5269,
+            checker, client=client, interface=HOSTS[RECEIVING], port=5269,
         )
         xs, inboxComponent = yield self.connectComponent("sender.example")
         xs.send(message("romeo@sender.example/orchard", "juliet@target.example", stanzaID="m1"))

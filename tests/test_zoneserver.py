@@ -21,8 +21,10 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from dna.dns.delegation import DelegationChecker
+from dna.dns.lookup import SelfValidatingLookup
 from dna.dns.client import DNSClient
-from dna.dns.dnssec.proofs import Validator, typeBitmap
+from dna.dns.dnssec.proofs import typeBitmap
+from dna.dns.dnssec.walker import Validator
 from dna.testing.zoneserver import (
     DEFAULT_PAYLOAD,
     DNSDatagramProtocol,
@@ -661,7 +663,7 @@ class ZoneServerTests(TestCase):
         self.server = ZoneServer(reactor, treeZones() + [bigZone()])
         self.address = yield self.server.listen("127.0.0.1")
         self.addCleanup(self.server.stopListening)
-        self.client = DNSClient([self.address], timeout=2, deadline=5)
+        self.client = DNSClient([self.address], reactor, timeout=2, deadline=5)
 
     @defer.inlineCallbacks
     def test_udp(self):
@@ -738,6 +740,6 @@ class ZoneServerValidateContractTests(DelegationCheckerContractMixin, TestCase):
         # The tree was signed for a fixed time: validate at it.
         clock = Clock()
         clock.advance(NOW)
-        return DelegationChecker([self.address], mode="validate", upstream="authoritative",
-                                 anchors=signedTree().anchors(), reactor=clock,
-                                 client=DNSClient([self.address], timeout=2, deadline=5))
+        client = DNSClient([self.address], reactor, timeout=2, deadline=5)
+        return DelegationChecker(SelfValidatingLookup(client, clock, signedTree().anchors(),
+                                                      authoritative=True), clock)

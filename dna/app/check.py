@@ -15,16 +15,16 @@ import sys
 from twisted.internet import defer
 from twisted.python import usage
 
-from dna.dns.delegation import (
+from dna.dns.verdict import (
     ALLOW_INSECURE,
     INSECURE,
     REQUIRE_SECURE,
     SECURE,
-    DelegationChecker,
     normalizeDomain,
 )
 from dna.dns.dnssec.proofs import readAnchors
 from dna.app.config import DEFAULT_DNS_TIMEOUT, DEFAULT_RESOLVERS, DNS_MODES, DNS_PORT, MODE_AD
+from dna.app.delegation import makeDelegationChecker
 from dna.app.script import runCommand
 from dna.core.hostport import parseAddressPort
 from dna.error import InvalidHostPort
@@ -132,14 +132,14 @@ class Options(usage.Options):
 
 def makeChecker(options, reactor):
     """
-    The L{DelegationChecker} the options ask for.
+    The L{dna.dns.delegation.DelegationChecker} the options ask for.
 
     @raise ValueError: When the combination is refused (such as C{--mode ad}
         with a resolver off loopback).
     """
     timeout = options["timeout"]
-    return DelegationChecker(
-        options["resolvers"], mode=options["mode"], reactor=reactor,
+    return makeDelegationChecker(
+        reactor, options["resolvers"], mode=options["mode"],
         anchors=options["anchors"], upstream=options["upstream"],
         trustedPath=options["trusted-path"],
         policy=ALLOW_INSECURE if options["allow-insecure"] else REQUIRE_SECURE,

@@ -42,7 +42,7 @@ from dna.channel.identity import normalizeServerName
 from dna.core.authorization import DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT
 from dna.core.hostport import parseAddressPort
 from dna.core.names import normalizeDomain
-from dna.dns.delegation import ALLOW_INSECURE, REQUIRE_SECURE
+from dna.dns.verdict import ALLOW_INSECURE, REQUIRE_SECURE
 from dna.dns.dnssec.proofs import parseAnchors
 from dna.error import ConfigurationError, InvalidAddress, InvalidHostPort
 from dna.legacy.policy import FALLBACK_DNA, FALLBACKS, XMPP_SERVER_PORT
@@ -372,8 +372,8 @@ class Configuration:
 
     def delegationCheckerArguments(self):
         """
-        The keyword arguments of L{dna.dns.delegation.DelegationChecker} that
-        this configuration determines (add C{reactor}).
+        The keyword arguments of L{dna.app.delegation.makeDelegationChecker}
+        that this configuration determines (add C{reactor}).
 
         @rtype: L{dict}
         """

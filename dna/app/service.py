@@ -216,13 +216,16 @@ class DNAService(service.MultiService):
         @param router: See L{__init__}; or C{deliver}.
         @rtype: L{DNAService}
         """
+        from dna.app.delegation import makeDelegationChecker
         from dna.dns.addresses import AddressResolver
-        from dna.dns.delegation import DelegationChecker
+        from dna.dns.client import DNSClient
 
         if reactor is None:
             from twisted.internet import reactor
-        checker = DelegationChecker(reactor=reactor, **configuration.delegationCheckerArguments())
-        resolver = AddressResolver(client=checker.client, hosts=configuration.hosts)
+        arguments = configuration.delegationCheckerArguments()
+        client = DNSClient(arguments["servers"], reactor, deadline=arguments["deadline"])
+        checker = makeDelegationChecker(reactor, client=client, **arguments)
+        resolver = AddressResolver(client=client, hosts=configuration.hosts)
         return cls(
             configuration.domains,
             configuration.certificates,

@@ -36,7 +36,7 @@ from twisted.words.protocols.jabber import error as jabberError
 
 from dna.app.script import runCommand
 from dna.core.tables import INCOMING, OUTGOING
-from dna.dns.delegation import SECURE
+from dna.dns.verdict import SECURE
 from dna.demo import report
 from dna.demo.world import (
     INSECURE_DOMAIN,

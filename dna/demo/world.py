@@ -38,8 +38,9 @@ from zope.interface import implementer
 from dna.dns.addresses import AddressResolver
 from dna.dns.client import DNSClient
 from dna.dns.delegation import DelegationChecker
+from dna.dns.lookup import SelfValidatingLookup
 from dna.dns.dnssec.proofs import parseAnchors
-from dna.interfaces import IDelegationChecker
+from dna.interfaces import IDelegationChecker, IDelegationPolicy
 from dna.testing.providers import ORIGINATING, RECEIVING, ProviderPKI, startProvider
 from dna.testing.zoneserver import ZoneServer
 
@@ -274,7 +275,7 @@ class Trace:
         return self.events[mark:]
 
 
-@implementer(IDelegationChecker)
+@implementer(IDelegationChecker, IDelegationPolicy)
 class WitnessChecker:
     """
     An L{IDelegationChecker} that records, in a L{Trace}, what the checker it
@@ -361,8 +362,8 @@ def validatingDNS(reactor, nameServer, anchors):
         L{AddressResolver}.
     """
     client = CountingClient(DNSClient([nameServer], reactor=reactor))
-    checker = DelegationChecker([nameServer], mode="validate", upstream="authoritative",
-                                anchors=anchors, reactor=reactor, client=client)
+    checker = DelegationChecker(
+        SelfValidatingLookup(client, reactor, anchors, authoritative=True), reactor)
     resolver = AddressResolver(client=DNSClient([nameServer], reactor=reactor))
     return client, checker, resolver
 

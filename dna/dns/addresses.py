@@ -13,13 +13,16 @@ import dns.rdatatype
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from dna.error import NoAddress
+from dna.interfaces import IAddressResolver
 
 
 _log = Logger()
 
 
+@implementer(IAddressResolver)
 class AddressResolver:
     """
     Resolve server names to (host, port) lists.
@@ -27,8 +30,7 @@ class AddressResolver:
 
     def __init__(self, client=None, hosts=None):
         """
-        @param client: Something with the C{query} method of
-            L{dna.dns.client.DNSClient}; L{None} to use only C{hosts}.
+        @param client: An L{IDNSClient}; L{None} to use only C{hosts}.
         @param hosts: C{{serverName: (host, port)}}: static addresses that
             win over DNS; a port of L{None} keeps the SRV record's.
         """
@@ -37,6 +39,8 @@ class AddressResolver:
 
     def __call__(self, serverName, port):
         """
+        See L{IAddressResolver.__call__}.
+
         @return: A L{Deferred} firing with a non-empty list of (host, port),
             IPv4 first, or failing with L{NoAddress}.
         """

@@ -29,8 +29,10 @@ from twisted.internet import defer
 from twisted.internet.protocol import ClientFactory, DatagramProtocol, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from dna.error import DNSInvalidQuery, DNSMalformed, DNSTimeout, DNSUnreachable
+from dna.interfaces import IDNSClient
 
 _log = Logger()
 
@@ -211,7 +213,7 @@ class _Lookup:
         self._schedule = [
             server
             for _ in range(max(1, client._retries))
-            for server in client._servers
+            for server in client.servers
         ]
         self._udpTries = []
         self._tcpTries = []
@@ -413,7 +415,7 @@ class _Lookup:
             self._lastRefusal = response
             self._noteProblem(attempt.server,
                               dns.rcode.to_text(response.rcode()))
-            if self._refusedServers >= set(self._client._servers):
+            if self._refusedServers >= set(self._client.servers):
                 self._finish(response)
             elif attempt is self._current:
                 self._nextTry()
@@ -509,6 +511,7 @@ class _Lookup:
             self._finish(failure)
 
 
+@implementer(IDNSClient)
 class DNSClient:
     """
     A DNS stub client asking a list of servers, with DNSSEC bits kept.
@@ -518,18 +521,19 @@ class DNSClient:
     SERVFAIL, REFUSED, NOTIMP or FORMERR is not asked again for that query;
     if every server answers so, the query fires with the last such answer.
 
+    @ivar servers: The C{(host, port)} asked, in order, hosts normalised.
     @ivar maxTCPSize: The largest reply accepted over TCP, in bytes.
     """
 
     maxTCPSize = 65535
 
-    def __init__(self, servers, reactor=None, timeout=1.0, retries=2,
+    def __init__(self, servers, reactor, timeout=1.0, retries=2,
                  deadline=5.0, maxUDPSize=1232):
         """
         @param servers: A non-empty list of C{(host, port)} tuples, hosts
             as IPv4 or IPv6 literals.
         @param reactor: An L{IReactorUDP}, L{IReactorTCP} and
-            L{IReactorTime} provider; the global reactor by default.
+            L{IReactorTime} provider.
         @param timeout: Seconds to wait for the reply to one try.
         @param retries: How many rounds over all the servers (at least
             one).
@@ -539,12 +543,9 @@ class DNSClient:
             section 6.2.5; 1232 avoids fragmentation).
         @raise ValueError: If C{servers} is empty or holds a host name.
         """
-        if reactor is None:
-            from twisted.internet import reactor
         self._reactor = reactor
-        self._servers = [(_normalizeAddress(host), int(port))
-                         for host, port in servers]
-        if not self._servers:
+        self.servers = tuple((_normalizeAddress(host), int(port)) for host, port in servers)
+        if not self.servers:
             raise ValueError("DNSClient needs at least one server")
         self._timeout = timeout
         self._retries = retries
@@ -554,24 +555,12 @@ class DNSClient:
     def query(self, name, rdtype, dnssec=True, checkingDisabled=False,
               recursionDesired=True):
         """
-        Ask for C{name} and C{rdtype}.
+        See L{IDNSClient.query}.
 
         The query has EDNS0 and, if C{dnssec}, the DO bit; the AD bit is set
-        so that a validating resolver reports it (RFC 6840 section 5.7).
-
-        @param name: The name (C{str}, absolute or not, or
-            L{dns.name.Name}).
-        @param rdtype: The type, such as C{'SRV'} or
-            L{dns.rdatatype.SRV}.
-        @param dnssec: Whether to set the DO bit, asking for RRSIGs.
-        @param checkingDisabled: Whether to set the CD bit, asking a
-            validating resolver for data it could not validate.
-        @param recursionDesired: Whether to set the RD bit; clear it to ask
-            an authoritative server.
-        @return: A L{Deferred} firing with the L{dns.message.Message}
-            answered, whatever its rcode, or failing with a
-            L{DNSQueryError}: L{DNSTimeout}, L{DNSMalformed},
-            L{DNSUnreachable} or L{DNSInvalidQuery}.
+        so that a validating resolver reports it (RFC 6840 section 5.7). It
+        fails with L{DNSTimeout}, L{DNSMalformed}, L{DNSUnreachable} or
+        L{DNSInvalidQuery}.
         """
         try:
             if not isinstance(name, dns.name.Name):

@@ -20,7 +20,7 @@ import attr
 from twisted.words.protocols.jabber import error
 
 from dna.error import ConnectFailed, NoLegacyRoute, NotDelegated, PeerLacksDNA
-from dna.dns.delegation import INSECURE, SECURE
+from dna.dns.verdict import INSECURE, SECURE
 
 #: Speak DNA only: a peer that does not is not federated with.
 FALLBACK_DNA = "dna"

@@ -22,22 +22,26 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import deferLater
 from zope.interface import implementer
 
-import dna.dns.dnssec.proofs
-
-from dna.dns.delegation import (
+from dna.dns.dnssec.walker import Validator
+from dna.dns.verdict import (
+    ALLOW_INSECURE,
     BOGUS,
     INDETERMINATE,
     INSECURE,
+    REQUIRE_SECURE,
     SECURE,
     DelegationResult,
     SRVRecord,
     delegates,
     normalizeDomain,
 )
-from dna.interfaces import IDelegationChecker
+from dna.interfaces import IDelegationChecker, IDelegationPolicy, IDNSClient
+
+#: Where the fake DNS servers pretend to be.
+FAKE_SERVERS = (("127.0.0.1", 53),)
 
 
-@implementer(IDelegationChecker)
+@implementer(IDelegationChecker, IDelegationPolicy)
 class FakeDelegationChecker:
     """
     An L{IDelegationChecker} answering from a table instead of DNS.
@@ -124,6 +128,13 @@ class FakeDelegationChecker:
         return self._answer(delegates(result, serverNames,
                                       allowInsecure=self.allowInsecure,
                                       fallback=self.fallback))
+
+    def policyFor(self, domain):
+        """
+        See L{IDelegationPolicy.policyFor}: C{allowInsecure} for every
+        domain.
+        """
+        return ALLOW_INSECURE if self.allowInsecure else REQUIRE_SECURE
 
 
 def signZone(zone, keys, inception, expiration, nsec3=None):
@@ -377,12 +388,14 @@ def _recordQuery(fake, name, rdtype, dnssec, checkingDisabled, recursionDesired)
     return qname, rdtype, fake.failures.get(key, fake.failures.get(key[0]))
 
 
+@implementer(IDNSClient)
 class FakeDNSClient:
     """
     An in-memory authoritative server for a set of dnspython zones, with the
     query API of L{dna.dns.client.DNSClient}: answers with the RRSIGs and
     NSEC/NSEC3 proofs a real one would add, C{DS} from the parent side.
 
+    @ivar servers: Where it pretends to be, as L{IDNSClient} says.
     @ivar queries: Every query asked, as C{(name text, type text, keyword
         arguments)}.
     @ivar failures: C{{(name text, type text): value}} to break answers:
@@ -391,12 +404,14 @@ class FakeDNSClient:
         the response message to change.
     """
 
-    def __init__(self, zones, clock=None, delay=0.0):
+    def __init__(self, zones, clock=None, delay=0.0, servers=FAKE_SERVERS):
         """
         @param zones: dnspython zones with absolute names.
         @param clock: An L{IReactorTime} for C{delay}.
         @param delay: Seconds before each answer (needs C{clock}).
+        @param servers: Where it pretends to be.
         """
+        self.servers = tuple(servers)
         self._served = {zone.origin: _Served(zone) for zone in zones}
         self._clock = clock
         self._delay = delay
@@ -455,28 +470,32 @@ class FakeDNSClient:
         return succeed(response)
 
 
+@implementer(IDNSClient)
 class FakeValidatingResolver:
     """
     A validating resolver in memory: answers from a L{FakeDNSClient} after
-    validating with L{dna.dns.dnssec.proofs.Validator}, setting AD on secure answers,
+    validating with L{dna.dns.dnssec.walker.Validator}, setting AD on secure answers,
     answering SERVFAIL (with an RFC 8914 Extended DNS Error) on bogus ones
     unless asked with CD set. It follows CNAMEs. A callable in C{failures}
     changes the answer after validation, like an attacker on the path.
 
+    @ivar servers: Where it pretends to be, as L{IDNSClient} says.
     @ivar queries: As for L{FakeDNSClient}.
     """
 
-    def __init__(self, upstream, anchors, clock, delay=0.0):
+    def __init__(self, upstream, anchors, clock, delay=0.0, servers=FAKE_SERVERS):
         """
         @param upstream: The L{FakeDNSClient} holding the zones.
         @param anchors: Trust anchors, as from L{dna.dns.dnssec.proofs.parseAnchors}.
         @param clock: An L{IReactorTime}: the time for validation, and for
             C{delay}.
         @param delay: Seconds before each answer.
+        @param servers: Where it pretends to be.
         """
+        self.servers = tuple(servers)
         self.upstream = upstream
         self.delay = delay
-        self._validator = dna.dns.dnssec.proofs.Validator(self._upstreamQuery, anchors, maxZones=0)
+        self._validator = Validator(self._upstreamQuery, anchors, maxZones=0)
         self._clock = clock
         self.queries = []
         self.failures = upstream.failures
@@ -529,16 +548,16 @@ class FakeValidatingResolver:
             return later(tampered(response))
 
         def validated(validation):
-            if validation.status == dna.dns.dnssec.proofs.SECURE:
+            if validation.status == SECURE:
                 response.flags |= dns.flags.AD
                 return tampered(response)
-            if validation.status == dna.dns.dnssec.proofs.INSECURE:
+            if validation.status == INSECURE:
                 return tampered(response)
             failed = dns.message.make_response(
                 dns.message.make_query(qname, rdtype, want_dnssec=dnssec))
             failed.set_rcode(dns.rcode.SERVFAIL)
             failed.flags |= dns.flags.RA
-            if validation.status == dna.dns.dnssec.proofs.BOGUS:
+            if validation.status == BOGUS:
                 failed.use_edns(0, options=[dns.edns.EDEOption(
                     dns.edns.EDECode.DNSSEC_BOGUS, validation.reason)])
             return dns.message.from_wire(failed.to_wire())

@@ -1,6 +1,6 @@
 """
 A small authoritative DNS server for DNSSEC-signed zones, on Twisted UDP and
-TCP: what a validating stub such as L{dna.dns.dnssec.proofs.Validator}
+TCP: what a validating stub such as L{dna.dns.dnssec.walker.Validator}
 (DNA's secure SRV lookup, draft-ietf-xmpp-dna-01 section 5 step 2) asks an
 authoritative server, answered from dnspython L{dns.zone.Zone} objects
 signed in-process with L{dns.dnssec.sign_zone} (NSEC).

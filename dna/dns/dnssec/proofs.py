@@ -1,13 +1,14 @@
 """
-DNSSEC validation from trust anchors, done by DNA itself (RFC 4033, RFC 4034,
-RFC 4035 section 5, RFC 5155 section 8), for the secure SRV lookup of
+The proofs of DNSSEC validation from trust anchors (RFC 4033, RFC 4034, RFC
+4035 section 5, RFC 5155 section 8), for the secure SRV lookup of
 draft-ietf-xmpp-dna-01 section 5 step 2 ("The originating server may either
 retrieve DNSSEC records directly or rely on a validating resolver").
 
-The checks are pure functions of DNS messages, keys and the time (like
-L{dns.dnssec.validate}); L{Validator} walks the chain of trust from a trust
-anchor down to an answer, asking a C{query(name, rdtype)} callable for the
-data it needs.
+Pure functions of DNS messages, keys and the time (like
+L{dns.dnssec.validate}): signature verification, DS matching, NSEC and NSEC3
+proofs of absence, trust anchors, and the data classes and statuses of a
+chain of trust. L{dna.dns.dnssec.walker.Validator} walks the chain with them,
+asking for the data it needs.
 """
 
 import base64
@@ -25,11 +26,6 @@ import dns.rdatatype
 import dns.rrset
 import dns.zonefile
 from dns.dnssectypes import Algorithm, DSDigest
-from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks, maybeDeferred
-from twisted.logger import Logger
-from twisted.python.failure import Failure
-
-_log = Logger()
 
 SECURE = "secure"
 INSECURE = "insecure"
@@ -109,7 +105,7 @@ class ChainLink:
         if self.keyTag is not None:
             text += f" signed by {self.signer} key {self.keyTag}"
             if self.algorithm is not None:
-                text += f" ({_algorithmText(self.algorithm)})"
+                text += f" ({algorithmText(self.algorithm)})"
         elif self.signer:
             text += f" vouched for by {self.signer}"
         if self.note:
@@ -191,7 +187,7 @@ def readAnchors(path):
     return parseAnchors(text)
 
 
-def _algorithmText(algorithm):
+def algorithmText(algorithm):
     try:
         return Algorithm(algorithm).name
     except ValueError:
@@ -274,7 +270,7 @@ def verifyRRset(rrset, sigs, zone, keys, now):
             continue
         if not algorithmSupported(rrsig.algorithm):
             problems.append(f"RRSIG for {what} uses unsupported "
-                            f"{_algorithmText(rrsig.algorithm)}")
+                            f"{algorithmText(rrsig.algorithm)}")
             continue
         if tagged is None:
             tagged = _keyTags(keys)
@@ -284,7 +280,7 @@ def verifyRRset(rrset, sigs, zone, keys, now):
         keyText = f"key {rrsig.key_tag} of {zone}"
         if not candidates:
             problems.append(f"no DNSKEY {rrsig.key_tag} "
-                            f"({_algorithmText(rrsig.algorithm)}) in {zone} for the "
+                            f"({algorithmText(rrsig.algorithm)}) in {zone} for the "
                             f"RRSIG over {what}")
             continue
         if rrsig.expiration < now:
@@ -352,7 +348,7 @@ def usableDS(zone, dsRRset):
 
 
 def _dsText(ds):
-    return f"{ds.key_tag}/{_algorithmText(ds.algorithm)}/digest {ds.digest_type}"
+    return f"{ds.key_tag}/{algorithmText(ds.algorithm)}/digest {ds.digest_type}"
 
 
 def typeBitmap(rdata):
@@ -381,13 +377,44 @@ def _nsecCovers(owner, nextName, name):
     return name > owner or name < nextName
 
 
+def _isCut(types):
+    """
+    Whether an NSEC or NSEC3 type bitmap is that of the parent side of a
+    zone cut: NS set, SOA clear.
+    """
+    return NS in types and SOA not in types
+
+
+def _provesNothingBelow(owner, rd, name):
+    """
+    Whether the NSEC at C{owner} is barred from proving anything about
+    C{name}, a name below it: it is the parent side of a zone cut, or a
+    DNAME (RFC 6840 section 4.1).
+    """
+    if name == owner or not name.is_subdomain(owner):
+        return False
+    types = typeBitmap(rd)
+    return _isCut(types) or dns.rdatatype.DNAME in types
+
+
+def _cutNoData(owner, types, rdtype, what):
+    """
+    Refuse the parent side of a zone cut as proof that its owner lacks a
+    type other than DS: the data lives in the child zone (RFC 6840 section
+    4.1).
+    """
+    if rdtype != DS and _isCut(types):
+        raise Bogus(f"the record at {owner} is the parent side of a zone cut: it "
+                    f"proves nothing about {what} (RFC 6840 section 4.1)")
+
+
 def _hashCovers(owner, nextHash, value):
     if owner < nextHash:
         return owner < value < nextHash
     return value > owner or value < nextHash
 
 
-class _Section:
+class Section:
     """
     The RRsets of a message section, by name and type, and their RRSIGs.
     """
@@ -412,7 +439,7 @@ class _Section:
         return {rd.signer for sigs in self.sigs.values() for rd in sigs}
 
 
-class _Proof:
+class ZoneProof:
     """
     Validation state for one zone: verifies RRsets with its keys and records
     the links and the lifetime.
@@ -485,7 +512,7 @@ def _nsec3Hash(name, params):
     return base64.b32hexdecode(dns.dnssec.nsec3_hash(name, salt, iterations, 1))
 
 
-def _nsec3Match(records, name, params):
+def nsec3Match(records, name, params):
     wanted = _nsec3Hash(name, params)
     for ownerHash, rd in records:
         if ownerHash == wanted:
@@ -512,7 +539,7 @@ def _closestEncloserNSEC3(records, params, name, zone):
     while True:
         if not candidate.is_subdomain(zone) or len(candidate) < len(zone):
             raise Bogus(f"no NSEC3 closest encloser proof for {name}")
-        match = _nsec3Match(records, candidate, params)
+        match = nsec3Match(records, candidate, params)
         if match is not None and candidate != name:
             types = typeBitmap(match)
             if DNSKEY not in types and (NS in types and SOA not in types
@@ -537,8 +564,8 @@ def proveAbsence(qname, rdtype, rcode, authority, proof):
 
     @param rcode: The response code (NOERROR or NXDOMAIN).
     @param authority: The authority section.
-    @type authority: L{_Section}
-    @type proof: L{_Proof}
+    @type authority: L{Section}
+    @type proof: L{ZoneProof}
     @return: A description of what was proved (C{str}).
     @raise Bogus: When the proof is missing or wrong.
     @raise Insecure: When an NSEC3 opt-out span covers the name (possible
@@ -561,6 +588,7 @@ def _proveAbsenceNSEC(qname, rdtype, rcode, nsecs, what):
             if rcode == dns.rcode.NXDOMAIN:
                 raise Bogus(f"NXDOMAIN for {what} but an NSEC shows the name exists")
             types = typeBitmap(rd)
+            _cutNoData(owner, types, rdtype, what)
             if rdtype in types:
                 raise Bogus(f"NSEC at {owner} lists {dns.rdatatype.to_text(rdtype)}: "
                             f"the data was withheld")
@@ -570,7 +598,13 @@ def _proveAbsenceNSEC(qname, rdtype, rcode, nsecs, what):
     covering = [(owner, rd) for owner, rd in nsecs if _nsecCovers(owner, rd.next, qname)]
     if not covering:
         raise Bogus(f"no NSEC covers {what}")
-    owner, rd = covering[0]
+    usable = [(owner, rd) for owner, rd in covering
+              if not _provesNothingBelow(owner, rd, qname)]
+    if not usable:
+        raise Bogus(f"the NSEC at {covering[0][0]} is the parent side of a zone cut "
+                    f"(or a DNAME): it proves nothing below it, such as {what} "
+                    f"(RFC 6840 section 4.1)")
+    owner, rd = usable[0]
     if rcode != dns.rcode.NXDOMAIN and rd.next.is_subdomain(qname):
         return f"no {what} (empty non-terminal, proven by NSEC)"
     # The closest encloser is the longest common ancestor with either end.
@@ -585,7 +619,8 @@ def _proveAbsenceNSEC(qname, rdtype, rcode, nsecs, what):
             if rdtype in types or CNAME in types:
                 raise Bogus(f"the wildcard {wildcard} has the data asked for {what}")
             return f"no {what} (wildcard NODATA proven by NSEC)"
-    if not any(_nsecCovers(o, r.next, wildcard) for o, r in nsecs):
+    if not any(_nsecCovers(o, r.next, wildcard) and not _provesNothingBelow(o, r, wildcard)
+               for o, r in nsecs):
         raise Bogus(f"no NSEC proves the wildcard {wildcard} absent for {what}")
     if rcode != dns.rcode.NXDOMAIN:
         raise Bogus(f"NODATA for {what} but the NSEC records prove NXDOMAIN")
@@ -593,11 +628,12 @@ def _proveAbsenceNSEC(qname, rdtype, rcode, nsecs, what):
 
 
 def _proveAbsenceNSEC3(qname, rdtype, rcode, records, params, zone, what):
-    match = _nsec3Match(records, qname, params)
+    match = nsec3Match(records, qname, params)
     if match is not None:
         if rcode == dns.rcode.NXDOMAIN:
             raise Bogus(f"NXDOMAIN for {what} but an NSEC3 shows the name exists")
         types = typeBitmap(match)
+        _cutNoData(qname, types, rdtype, what)
         if rdtype in types or CNAME in types:
             raise Bogus(f"NSEC3 for {qname} lists {dns.rdatatype.to_text(rdtype)} or "
                         f"CNAME: the data was withheld")
@@ -608,7 +644,7 @@ def _proveAbsenceNSEC3(qname, rdtype, rcode, records, params, zone, what):
             raise Insecure(f"{qname} lies in an NSEC3 opt-out span of {zone}")
         raise Bogus(f"no NSEC3 matches {qname} for the DS NODATA proof")
     wildcard = dns.name.Name((b"*",) + encloser.labels)
-    wildMatch = _nsec3Match(records, wildcard, params)
+    wildMatch = nsec3Match(records, wildcard, params)
     if wildMatch is not None:
         if rcode == dns.rcode.NXDOMAIN:
             raise Bogus(f"NXDOMAIN for {what} but the wildcard {wildcard} exists")
@@ -636,7 +672,8 @@ def proveWildcardExpansion(qname, rrsig, authority, proof):
     encloser = qname.split(rrsig.labels + 1)[1]
     nextCloser = qname.split(len(encloser) + 1)[1]
     nsecs = proof.nsecs(authority)
-    if any(_nsecCovers(owner, rd.next, qname) for owner, rd in nsecs):
+    if any(_nsecCovers(owner, rd.next, qname) and not _provesNothingBelow(owner, rd, qname)
+           for owner, rd in nsecs):
         return
     records, params = proof.nsec3s(authority)
     if records and _nsec3Cover(records, nextCloser, params) is not None:
@@ -644,7 +681,7 @@ def proveWildcardExpansion(qname, rrsig, authority, proof):
     raise Bogus(f"wildcard answer for {qname} without proof that the name does not exist")
 
 
-def _minimumTTL(message):
+def minimumTTL(message):
     """
     The negative caching TTL of a response (RFC 2308 section 5).
     """
@@ -654,81 +691,7 @@ def _minimumTTL(message):
     return 0
 
 
-def describeFailure(failure):
-    """
-    A short text for a failed query.
-    """
-    value = failure.value
-    text = getattr(value, "reason", None)
-    if not isinstance(text, str):
-        text = str(value)
-    name = type(value).__name__
-    return f"{name}: {text}" if text else name
-
-
-class _Fetcher:
-    """
-    Queries shared by the steps of one validation: each (name, type) is asked
-    once, can be started ahead of need, and what is still outstanding at the
-    end is cancelled.
-    """
-
-    def __init__(self, query):
-        self._query = query
-        self._done = {}
-        self._waiting = {}
-        self._started = {}
-
-    def prefetch(self, name, rdtype):
-        """
-        Start asking C{name}/C{rdtype} unless that is under way or done.
-        """
-        key = (name, rdtype)
-        if key in self._started:
-            return
-        self._waiting[key] = []
-        d = maybeDeferred(self._query, name, rdtype)
-        self._started[key] = d
-
-        def finished(result):
-            if isinstance(result, Failure) and not result.check(CancelledError):
-                result = Failure(Indeterminate(
-                    f"query for {name.to_text(omit_final_dot=True)} "
-                    f"{dns.rdatatype.to_text(rdtype)} failed ({describeFailure(result)})"))
-            self._done[key] = result
-            for waiter in self._waiting.pop(key):
-                self._fire(waiter, result)
-            return None
-
-        d.addBoth(finished)
-
-    @staticmethod
-    def _fire(waiter, result):
-        if isinstance(result, Failure):
-            waiter.errback(result)
-        else:
-            waiter.callback(result)
-
-    def fetch(self, name, rdtype):
-        """
-        @return: A fresh L{Deferred} firing with the response.
-        """
-        self.prefetch(name, rdtype)
-        key = (name, rdtype)
-        waiter = Deferred()
-        if key in self._done:
-            self._fire(waiter, self._done[key])
-        else:
-            self._waiting[key].append(waiter)
-        return waiter
-
-    def cancel(self):
-        for key, d in list(self._started.items()):
-            if key not in self._done:
-                d.cancel()
-
-
-def _checkRcode(response, name, rdtype):
+def checkRcode(response, name, rdtype):
     rcode = response.rcode()
     if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
         raise Indeterminate(f"{dns.rcode.to_text(rcode)} for "
@@ -737,366 +700,106 @@ def _checkRcode(response, name, rdtype):
     return rcode
 
 
-@attr.s(frozen=True, slots=True)
-class _ZoneKeys:
-    zone = attr.ib()
-    keys = attr.ib()
-    expires = attr.ib()
-    chain = attr.ib()
-
-
-class Validator:
+def dsTags(dsRRset):
     """
-    Walks the chain of trust from a trust anchor down to an answer (RFC 4035
-    section 5), asking C{query} for every RRset it needs.
-
-    Zone cuts are found from the signer of the answer (or, for an unsigned
-    answer, from the SOA of a negative answer or by asking for the DS of
-    every name below the anchor): at each one the parent's DS RRset (or its
-    signed proof of absence) and the child's DNSKEY RRset are checked. The
-    DNSKEYs of zones validated before are reused until their TTL or a
-    signature over them runs out.
-
-    @ivar anchors: C{{zone: RRset of DS or DNSKEY}}.
+    The key tags of a DS RRset, for messages.
     """
+    return ", ".join(str(ds.key_tag) for ds in dsRRset)
 
-    def __init__(self, query, anchors=None, maxZones=1000):
-        """
-        @param query: A callable C{(name, rdtype)} returning a L{Deferred}
-            that fires with the L{dns.message.Message} answering it, asked
-            with DO set and without relying on upstream validation (CD set
-            toward a resolver, RD clear toward an authoritative server).
-        @param anchors: Trust anchors as returned by L{parseAnchors};
-            L{ROOT_ANCHORS} by default.
-        @param maxZones: How many validated zone key sets to keep.
-        """
-        self._query = query
-        self.anchors = parseAnchors(ROOT_ANCHORS) if anchors is None else dict(anchors)
-        self._maxZones = maxZones
-        self._zones = {}
 
-    def _anchorFor(self, name):
-        best = None
-        for zone in self.anchors:
-            if name.is_subdomain(zone) and (best is None or len(zone) > len(best)):
-                best = zone
-        return best
+def keyList(keys):
+    """
+    The key tags and algorithms of DNSKEYs, for messages.
+    """
+    return ", ".join(f"{dns.dnssec.key_id(key)}/{algorithmText(key.algorithm)}"
+                     for key in keys) or "none"
 
-    def resolve(self, qname, rdtype, now):
-        """
-        Look up and validate C{qname}/C{rdtype}, following CNAMEs.
 
-        @param qname: The name.
-        @type qname: L{dns.name.Name}
-        @param rdtype: The type.
-        @param now: The time, in seconds since the epoch, for signature
-            validity and lifetimes.
-        @return: A L{Deferred} firing with a L{Validation}; it does not fail
-            except when cancelled.
-        """
-        fetcher = _Fetcher(self._query)
-        d = self._resolve(fetcher, qname, rdtype, now)
+def anchorKeys(zone, anchor, keys):
+    """
+    The DNSKEYs of the trust anchor zone C{zone} that its anchor vouches for.
 
-        def cleanUp(result):
-            fetcher.cancel()
-            return result
-
-        return d.addBoth(cleanUp)
-
-    @inlineCallbacks
-    def _resolve(self, fetcher, qname, rdtype, now):
-        chain = []
-        lifetime = []
-        statuses = []
-        name = qname
-        rrset = None
-        reason = None
-        try:
-            for _ in range(MAX_CNAMES + 1):
-                status, rrset, reason, target = yield self._resolveOne(
-                    fetcher, name, rdtype, now, chain, lifetime)
-                statuses.append(status)
-                if target is None:
-                    break
-                name = target
-            else:
-                raise Indeterminate(f"more than {MAX_CNAMES} CNAMEs from {qname}")
-        except Insecure as e:
-            return self._result(INSECURE, None, str(e), lifetime, chain)
-        except Bogus as e:
-            return self._result(BOGUS, None, str(e), lifetime, chain)
-        except Indeterminate as e:
-            return self._result(INDETERMINATE, None, str(e), lifetime, chain)
-        if INSECURE in statuses:
-            return self._result(INSECURE, rrset, reason, lifetime, chain)
-        return self._result(SECURE, rrset, reason, lifetime, chain)
-
-    def _result(self, status, rrset, reason, lifetime, chain):
-        ttl = max(0, int(min(lifetime))) if lifetime else 0
-        return Validation(status, rrset, reason, ttl, chain)
-
-    @inlineCallbacks
-    def _resolveOne(self, fetcher, qname, rdtype, now, chain, lifetime):
-        """
-        @return: A Deferred firing with C{(status, rrset, reason, cname
-            target or None)}.
-        """
-        anchorZone = self._anchorFor(qname)
-        if anchorZone is None:
-            raise Indeterminate(f"no trust anchor covers {qname}")
-        cached = self._cachedZone(qname, anchorZone, now)
-        if cached is None:
-            fetcher.prefetch(anchorZone, DNSKEY)
-            start = anchorZone
-        else:
-            start = cached.zone
-        # Ask for the DS and DNSKEY RRsets of the likely zone cuts along with
-        # the data, not one round trip after it: every name between the
-        # anchor and the data except service labels (_tcp, _xmpp-server),
-        # which are hardly ever zone apexes.
-        for depth in range(len(start) + 1, min(len(qname), len(start) + MAX_DEPTH) + 1):
-            name = qname.split(depth)[1]
-            if not name.labels[0].startswith(b"_"):
-                fetcher.prefetch(name, DS)
-                fetcher.prefetch(name, DNSKEY)
-        response = yield fetcher.fetch(qname, rdtype)
-        rcode = _checkRcode(response, qname, rdtype)
-        answer = _Section(response.answer)
-        authority = _Section(response.authority)
-
-        rrset, sigs = answer.get(qname, rdtype)
-        cname = None
-        if rrset is None:
-            cname, cnameSigs = answer.get(qname, CNAME)
-            if cname is not None:
-                rrset, sigs = cname, cnameSigs
-        if rrset is not None:
-            hints = {rd.signer for rd in sigs or ()}
-        else:
-            hints = authority.signers()
-            for soa, _ in authority.ofType(SOA):
-                hints.add(soa.name)
-            self._checkReferral(response, qname, authority)
-        hints = [h for h in hints if qname.is_subdomain(h) and h.is_subdomain(anchorZone)]
-        # One signer names the zone; none or several disagreeing: ask for the
-        # DS of every name below the anchor and let the data decide.
-        target = hints[0] if len(hints) == 1 else qname
-
-        try:
-            proof = yield self._walk(fetcher, anchorZone, target, cached, now, chain,
-                                     lifetime)
-        except Insecure as e:
-            if rrset is not None:
-                lifetime.append(rrset.ttl)
-            else:
-                lifetime.append(_minimumTTL(response))
-            if cname is not None:
-                return (INSECURE, None, str(e), cname[0].target)
-            return (INSECURE, rrset, str(e), None)
-
-        if rrset is not None:
-            rrsig = proof.verify(rrset, sigs)
-            if rrsig.labels < len(rrset.name) - 1:
-                proveWildcardExpansion(qname, rrsig, authority, proof)
-            if cname is not None:
-                return (SECURE, None, None, cname[0].target)
-            return (SECURE, rrset, None, None)
-        reason = proveAbsence(qname, rdtype, rcode, authority, proof)
-        negative = _minimumTTL(response)
-        lifetime.append(negative)
-        return (SECURE, None, reason, None)
-
-    def _checkReferral(self, response, qname, authority):
-        if response.flags & dns.flags.AA:
-            return
-        for ns, _ in authority.ofType(NS):
-            if qname.is_subdomain(ns.name) and not authority.ofType(SOA):
-                raise Indeterminate(
-                    f"referral to {ns.name} for {qname}: the server queried is not "
-                    f"authoritative for it and does not recurse")
-
-    def _cachedZone(self, name, anchorZone, now):
-        best = None
-        for depth in range(len(name), len(anchorZone) - 1, -1):
-            zone = name.split(depth)[1] if depth < len(name) else name
-            entry = self._zones.get(zone)
-            if entry is not None:
-                if entry.expires > now:
-                    best = entry
-                    break
-                del self._zones[zone]
-        return best
-
-    def _remember(self, zone, keys, now, chain, lifetime):
-        if self._maxZones <= 0:
-            return
-        expires = now + (min(lifetime) if lifetime else 0)
-        if expires <= now:
-            return
-        if len(self._zones) >= self._maxZones:
-            self._zones.pop(next(iter(self._zones)))
-        self._zones[zone] = _ZoneKeys(zone, keys, expires, tuple(chain))
-
-    @inlineCallbacks
-    def _walk(self, fetcher, anchorZone, target, cached, now, chain, lifetime):
-        """
-        Establish trusted keys from the anchor (or a cached zone) down to the
-        zone holding C{target}.
-
-        @return: A Deferred firing with the L{_Proof} of that zone.
-        @raise Insecure: On a provably unsigned delegation on the way.
-        """
-        chainBase, lifetimeBase = len(chain), len(lifetime)
-        if cached is not None and target.is_subdomain(cached.zone):
-            zone, keys = cached.zone, cached.keys
-            chain.extend(cached.chain)
-            lifetime.append(cached.expires - now)
-        else:
-            cached = None
-            zone = anchorZone
-
-        def remember(zone, keys):
-            self._remember(zone, keys, now, chain[chainBase:], lifetime[lifetimeBase:])
-
-        start = len(zone) + 1
-        if len(target) - start > MAX_DEPTH:
-            raise Indeterminate(f"{target} is too deep below {zone}")
-        for depth in range(start, len(target) + 1):
-            child = target.split(depth)[1]
-            fetcher.prefetch(child, DS)
-        for depth in range(start, len(target) + 1):
-            fetcher.prefetch(target.split(depth)[1], DNSKEY)
-        if cached is None:
-            keys = yield self._anchorKeys(fetcher, anchorZone, now, chain, lifetime)
-            remember(anchorZone, keys)
-        for depth in range(start, len(target) + 1):
-            child = target.split(depth)[1]
-            proof = _Proof(zone, keys, now, chain, lifetime)
-            childKeys = yield self._delegation(fetcher, proof, child)
-            if childKeys is None:
-                continue
-            if childKeys is False:
-                break
-            zone, keys = child, childKeys
-            remember(zone, keys)
-        return _Proof(zone, keys, now, chain, lifetime)
-
-    @inlineCallbacks
-    def _anchorKeys(self, fetcher, zone, now, chain, lifetime):
-        anchor = self.anchors[zone]
-        response = yield fetcher.fetch(zone, DNSKEY)
-        _checkRcode(response, zone, DNSKEY)
-        keys, sigs = _Section(response.answer).get(zone, DNSKEY)
-        if keys is None:
-            raise Bogus(f"no DNSKEY RRset for the trust anchor {zone}")
-        if anchor.rdtype == DS:
-            matched = matchDS(zone, anchor, keys)
-            if not matched:
-                raise Bogus(f"no DNSKEY of {zone} matches the trust anchor "
-                            f"(anchor DS {self._tags(anchor)}; DNSKEY "
-                            f"{self._keyList(keys)})")
-            trusted = [key for _, key in matched]
-            how = "matches trust anchor DS"
-        else:
-            trusted = [key for key in keys if any(key == a for a in anchor)]
-            if not trusted:
-                raise Bogus(f"no DNSKEY of {zone} is a trust anchor key "
-                            f"(DNSKEY {self._keyList(keys)})")
-            how = "is a trust anchor"
-        tags = ", ".join(str(dns.dnssec.key_id(key)) for key in trusted)
-        proof = _Proof(zone, trusted, now, chain, lifetime)
-        proof.verify(keys, sigs, f"key {tags} {how}")
-        return keys
-
-    @staticmethod
-    def _tags(dsRRset):
-        return ", ".join(str(ds.key_tag) for ds in dsRRset)
-
-    @staticmethod
-    def _keyList(keys):
-        return ", ".join(f"{dns.dnssec.key_id(key)}/{_algorithmText(key.algorithm)}"
-                         for key in keys) or "none"
-
-    @inlineCallbacks
-    def _delegation(self, fetcher, proof, child):
-        """
-        Check whether C{child} is a zone cut below C{proof.zone}, and if so
-        establish its keys.
-
-        @return: A Deferred firing with the child's DNSKEY RRset, L{None} when
-            C{child} is not a zone cut, or C{False} when it provably does
-            not exist.
-        @raise Insecure: When the delegation is provably unsigned.
-        """
-        response = yield fetcher.fetch(child, DS)
-        rcode = _checkRcode(response, child, DS)
-        answer = _Section(response.answer)
-        authority = _Section(response.authority)
-        dsRRset, dsSigs = answer.get(child, DS)
-        if dsRRset is None:
-            cname, cnameSigs = answer.get(child, CNAME)
-            if cname is not None:
-                proof.verify(cname, cnameSigs)
-                raise Bogus(f"{child} is a CNAME: names below it cannot exist")
-            return self._noDS(child, rcode, authority, proof)
-        proof.verify(dsRRset, dsSigs)
-        usableDS(child, dsRRset)
-        keysResponse = yield fetcher.fetch(child, DNSKEY)
-        _checkRcode(keysResponse, child, DNSKEY)
-        keys, keySigs = _Section(keysResponse.answer).get(child, DNSKEY)
-        if keys is None:
-            raise Bogus(f"no DNSKEY RRset for {child} although {proof.zone} has a DS "
-                        f"for it")
-        matched = matchDS(child, dsRRset, keys)
+    @param anchor: The anchor's RRset of DS or DNSKEY records.
+    @param keys: The zone's DNSKEY RRset, not yet verified.
+    @return: C{(trusted keys, how they are trusted)}.
+    @raise Bogus: When no key is vouched for.
+    """
+    if anchor.rdtype == DS:
+        matched = matchDS(zone, anchor, keys)
         if not matched:
-            raise Bogus(f"no DS matches DNSKEY of {child} (DS {self._tags(dsRRset)}; "
-                        f"DNSKEY {self._keyList(keys)})")
-        trusted = [key for _, key in matched]
-        tags = ", ".join(str(ds.key_tag) for ds, _ in matched)
-        childProof = _Proof(child, trusted, proof.now, proof.chain, proof.lifetime)
-        childProof.verify(keys, keySigs, f"key {tags} matches DS")
-        return keys
+            raise Bogus(f"no DNSKEY of {zone} matches the trust anchor "
+                        f"(anchor DS {dsTags(anchor)}; DNSKEY "
+                        f"{keyList(keys)})")
+        return [key for _, key in matched], "matches trust anchor DS"
+    trusted = [key for key in keys if any(key == a for a in anchor)]
+    if not trusted:
+        raise Bogus(f"no DNSKEY of {zone} is a trust anchor key "
+                    f"(DNSKEY {keyList(keys)})")
+    return trusted, "is a trust anchor"
 
-    def _noDS(self, child, rcode, authority, proof):
-        """
-        Interpret a response without a DS RRset for C{child}.
-        """
-        nsecs = proof.nsecs(authority)
-        for owner, rd in nsecs:
-            if owner != child:
-                continue
-            types = typeBitmap(rd)
-            if DS in types:
-                raise Bogus(f"NSEC at {child} lists DS but no DS was given")
-            if NS in types and SOA not in types:
-                proof.chain.append(ChainLink(child.to_text(), "DS", _zoneText(proof.zone),
-                                             note="NSEC proves no DS: insecure delegation"))
-                raise Insecure(f"{child} is an unsigned delegation (NSEC from "
-                               f"{proof.zone} proves no DS)")
-            return None
-        if nsecs:
-            # NXDOMAIN or an empty non-terminal: not a zone cut.
-            proveAbsence(child, DS, rcode, authority, proof)
-            return False if rcode == dns.rcode.NXDOMAIN else None
-        records, params = proof.nsec3s(authority)
-        if not records:
-            raise Bogus(f"no DS for {child} and no NSEC or NSEC3 proof of its absence "
-                        f"from {proof.zone}")
-        match = _nsec3Match(records, child, params)
-        if match is not None:
-            types = typeBitmap(match)
-            if DS in types:
-                raise Bogus(f"NSEC3 for {child} lists DS but no DS was given")
-            if NS in types and SOA not in types:
-                proof.chain.append(ChainLink(child.to_text(), "DS", _zoneText(proof.zone),
-                                             note="NSEC3 proves no DS: insecure delegation"))
-                raise Insecure(f"{child} is an unsigned delegation (NSEC3 from "
-                               f"{proof.zone} proves no DS)")
-            return None
-        try:
-            proveAbsence(child, DS, rcode, authority, proof)
-        except Insecure:
-            proof.chain.append(ChainLink(child.to_text(), "DS", _zoneText(proof.zone),
-                                         note="in an NSEC3 opt-out span: insecure"))
-            raise
+
+def delegatedKeys(child, dsRRset, keys):
+    """
+    The DNSKEYs of C{child} that its parent's verified DS RRset vouches for
+    (RFC 4035 section 5.2).
+
+    @return: C{(trusted keys, their tags as text)}.
+    @raise Bogus: When no DS matches.
+    """
+    matched = matchDS(child, dsRRset, keys)
+    if not matched:
+        raise Bogus(f"no DS matches DNSKEY of {child} (DS {dsTags(dsRRset)}; "
+                    f"DNSKEY {keyList(keys)})")
+    return [key for _, key in matched], ", ".join(str(ds.key_tag) for ds, _ in matched)
+
+
+def _matchedNoDS(child, types, where, kind, proof):
+    """
+    What an NSEC or NSEC3 record matching C{child} says of its DS RRset.
+    """
+    if DS in types:
+        raise Bogus(f"{where} lists DS but no DS was given")
+    if NS in types and SOA not in types:
+        proof.chain.append(ChainLink(child.to_text(), "DS", _zoneText(proof.zone),
+                                     note=f"{kind} proves no DS: insecure delegation"))
+        raise Insecure(f"{child} is an unsigned delegation ({kind} from "
+                       f"{proof.zone} proves no DS)")
+    return None
+
+
+def proveNoDS(child, rcode, authority, proof):
+    """
+    Interpret a signed response without a DS RRset for C{child}, a name below
+    C{proof.zone}.
+
+    @param rcode: The response code (NOERROR or NXDOMAIN).
+    @type authority: L{Section}
+    @type proof: L{ZoneProof}
+    @return: L{None} when C{child} is not a zone cut, C{False} when it
+        provably does not exist.
+    @raise Insecure: When the delegation is provably unsigned.
+    @raise Bogus: When the proof is missing or wrong.
+    """
+    nsecs = proof.nsecs(authority)
+    for owner, rd in nsecs:
+        if owner != child:
+            continue
+        return _matchedNoDS(child, typeBitmap(rd), f"NSEC at {child}", "NSEC", proof)
+    if nsecs:
+        # NXDOMAIN or an empty non-terminal: not a zone cut.
+        proveAbsence(child, DS, rcode, authority, proof)
         return False if rcode == dns.rcode.NXDOMAIN else None
+    records, params = proof.nsec3s(authority)
+    if not records:
+        raise Bogus(f"no DS for {child} and no NSEC or NSEC3 proof of its absence "
+                    f"from {proof.zone}")
+    match = nsec3Match(records, child, params)
+    if match is not None:
+        return _matchedNoDS(child, typeBitmap(match), f"NSEC3 for {child}", "NSEC3", proof)
+    try:
+        proveAbsence(child, DS, rcode, authority, proof)
+    except Insecure:
+        proof.chain.append(ChainLink(child.to_text(), "DS", _zoneText(proof.zone),
+                                     note="in an NSEC3 opt-out span: insecure"))
+        raise
+    return False if rcode == dns.rcode.NXDOMAIN else None

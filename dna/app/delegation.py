@@ -1,0 +1,78 @@
+"""
+The edge where an operator's choice of DNSSEC mode (C{[dns] mode} in the
+configuration, C{dna-check --mode}) becomes a lookup strategy of
+L{dna.dns.lookup} for a L{dna.dns.delegation.DelegationChecker}.
+"""
+
+from dna.app.config import MODE_AD, MODE_VALIDATE
+from dna.dns.client import DNSClient
+from dna.dns.delegation import DelegationChecker
+from dna.dns.lookup import ResolverLookup, SelfValidatingLookup
+
+#: Ask a (recursive) resolver; with L{MODE_VALIDATE} with CD set.
+UPSTREAM_RESOLVER = "resolver"
+#: Ask a server authoritative for every zone, with RD clear.
+UPSTREAM_AUTHORITATIVE = "authoritative"
+
+
+def makeLookup(mode, client, clock, anchors=None, upstream=UPSTREAM_RESOLVER,
+               trustedPath=False):
+    """
+    The L{IDelegationLookup} of a mode.
+
+    @param mode: L{MODE_AD} or L{MODE_VALIDATE}.
+    @param client: The L{IDNSClient} to ask.
+    @param clock: An L{IReactorTime}.
+    @param anchors: Trust anchors for L{MODE_VALIDATE}, as from
+        L{dna.dns.dnssec.proofs.parseAnchors}; the IANA root anchors by
+        default.
+    @param upstream: L{UPSTREAM_RESOLVER} or L{UPSTREAM_AUTHORITATIVE}.
+    @param trustedPath: Whether the path to a resolver off loopback is
+        secured, allowing L{MODE_AD} with it.
+    @raise ValueError: On an unknown mode or upstream, L{MODE_AD} with an
+        authoritative server, or L{MODE_AD} with a resolver off loopback and
+        no C{trustedPath}.
+    """
+    if mode not in (MODE_AD, MODE_VALIDATE):
+        raise ValueError(f"unknown mode {mode!r}: use 'ad' or 'validate'")
+    if upstream not in (UPSTREAM_RESOLVER, UPSTREAM_AUTHORITATIVE):
+        raise ValueError(f"unknown upstream {upstream!r}: use 'resolver' or "
+                         f"'authoritative'")
+    if mode == MODE_VALIDATE:
+        return SelfValidatingLookup(client, clock, anchors,
+                                    authoritative=upstream == UPSTREAM_AUTHORITATIVE)
+    if upstream != UPSTREAM_RESOLVER:
+        raise ValueError("mode 'ad' needs a validating resolver, not an "
+                         "authoritative server")
+    return ResolverLookup(client, clock, trustedPath=trustedPath)
+
+
+def makeDelegationChecker(reactor, servers, mode, anchors=None, upstream=UPSTREAM_RESOLVER,
+                          trustedPath=False, timeout=1.0, retries=2, deadline=5.0,
+                          client=None, **options):
+    """
+    The L{DelegationChecker} of a mode, asking C{servers}.
+
+    @param reactor: Provides L{IReactorTime} and, without C{client}, UDP
+        and TCP.
+    @param servers: C{[(host, port)]} of the resolver(s) or, with
+        L{UPSTREAM_AUTHORITATIVE}, of the authoritative server.
+    @param mode: See L{makeLookup}, as are C{anchors}, C{upstream} and
+        C{trustedPath}.
+    @param timeout: Seconds per DNS try (for the client made here).
+    @param retries: Rounds over C{servers} (for the client made here).
+    @param deadline: Seconds after which a check gives up.
+    @param client: The L{IDNSClient} to ask, to share one with address
+        look-ups; by default a L{DNSClient} for C{servers}.
+    @param options: More keyword arguments of L{DelegationChecker}
+        (C{policy}, C{domainPolicies}, C{fallback}, ...).
+    @raise ValueError: See L{makeLookup}; also on no servers or an unknown
+        policy.
+    """
+    if not servers:
+        raise ValueError("no DNS server given")
+    if client is None:
+        client = DNSClient(servers, reactor, timeout=timeout, retries=retries,
+                           deadline=deadline)
+    lookup = makeLookup(mode, client, reactor, anchors, upstream, trustedPath)
+    return DelegationChecker(lookup, reactor, deadline=deadline, **options)
