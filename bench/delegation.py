@@ -38,7 +38,7 @@ from dna.app.delegation import makeDelegationChecker  # noqa: E402
 from dna.dns.client import DNSClient  # noqa: E402
 from dna.dns.verdict import SECURE  # noqa: E402
 from dna.dns.dnssec.proofs import readAnchors  # noqa: E402
-from tests.dnsenv import DNSEnvironment  # noqa: E402
+from tests.integration.dnsenv import DNSEnvironment  # noqa: E402
 
 
 def emit(name, value):

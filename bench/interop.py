@@ -2,7 +2,7 @@
 What DNA costs and saves against servers that do not speak it: two DNA
 providers, a DNA provider falling back to Prosody, and two Prosody 0.12
 servers, all on loopback, resolving through the same knotd + validating
-unbound (L{tests.interop}).
+unbound (L{tests.integration.interop}).
 
     python bench/interop.py [--rounds R] [--senders 5] [--targets 10] [--prosody-nodelay]
 
@@ -58,7 +58,7 @@ from dna.dns.delegation import DelegationChecker  # noqa: E402
 from dna.dns.lookup import ResolverLookup  # noqa: E402
 from dna.app.service import DNAService  # noqa: E402
 from dna.testing.pki import CertificateAuthority  # noqa: E402
-from tests.interop import (  # noqa: E402
+from tests.integration.interop import (  # noqa: E402
     S2S_PORT,
     InteropDNS,
     ProsodyServer,

@@ -3,7 +3,7 @@ Tests for L{dna.dns.client}.
 
 The unit tests drive L{DNSClient} over a memory reactor with fake UDP ports
 and string TCP transports; L{RealServerTests} ask the knotd and unbound of
-L{tests.dnsenv} over loopback.
+L{tests.integration.dnsenv} over loopback.
 """
 
 import struct
@@ -15,7 +15,7 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
-from twisted.internet import defer, reactor
+from twisted.internet import defer
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.testing import (
@@ -34,11 +34,15 @@ from dna.dns.client import DNSClient
 from dna.error import DNSInvalidQuery, DNSMalformed, DNSQueryError, DNSTimeout, DNSUnreachable
 from dna.interfaces import IAddressResolver, IDNSClient
 from dna.testing.fakes import FakeValidatingResolver
-from tests.dnsenv import startDNSEnvironment
 
 SERVER = ("127.0.0.53", 5300)
+
+
 OTHER = ("127.0.0.54", 5300)
+
+
 NAME = "_xmpp-server._tcp.sender.example."
+
 
 
 class FakeUDPPort:
@@ -78,6 +82,7 @@ class FakeUDPPort:
         return dns.message.from_wire(self.written[-1])
 
 
+
 class UDPMemoryReactor(MemoryReactorClock):
     """
     L{MemoryReactorClock} with C{listenUDP}, handing out L{FakeUDPPort}s.
@@ -94,6 +99,7 @@ class UDPMemoryReactor(MemoryReactorClock):
         return udpPort
 
 
+
 def makeResponse(query, rcode=dns.rcode.NOERROR, flags=0, answer=True):
     """
     A response to C{query}, with one SRV record unless C{answer} is false.
@@ -106,6 +112,7 @@ def makeResponse(query, rcode=dns.rcode.NOERROR, flags=0, answer=True):
             query.question[0].name, 300, "IN", "SRV",
             "0 5 5269 xmpp1.originating.example."))
     return response
+
 
 
 class ClientTestsMixin:
@@ -159,6 +166,7 @@ class ClientTestsMixin:
         return dns.message.from_wire(data[2:])
 
 
+
 class InterfaceTests(unittest.SynchronousTestCase):
     """
     The real DNS client and address resolver and their fakes provide their
@@ -170,7 +178,7 @@ class InterfaceTests(unittest.SynchronousTestCase):
         L{DNSClient}, L{FakeDNSClient} and L{FakeValidatingResolver} provide
         L{IDNSClient}, with the servers they ask.
         """
-        from tests.test_dnssec import signedTree
+        from tests.unit.test_dnssec import signedTree
 
         tree = signedTree()
         real = DNSClient([SERVER, ("0:0::1", 53)], UDPMemoryReactor())
@@ -190,6 +198,7 @@ class InterfaceTests(unittest.SynchronousTestCase):
         self.assertTrue(verifyObject(IAddressResolver, resolver))
         self.assertEqual(self.successResultOf(resolver("xmpp.example", 5269)),
                          [("127.0.0.9", 5269)])
+
 
 
 class QueryTests(ClientTestsMixin, unittest.TestCase):
@@ -414,6 +423,7 @@ class QueryTests(ClientTestsMixin, unittest.TestCase):
         self.assertClean()
 
 
+
 class RetryTests(ClientTestsMixin, unittest.TestCase):
     """
     Timeouts, retries, the deadline and failing over between servers.
@@ -551,6 +561,7 @@ class RetryTests(ClientTestsMixin, unittest.TestCase):
         failure = self.failureResultOf(d, DNSUnreachable)
         self.assertIn("no ports today", failure.value.reason)
         self.assertEqual(self.reactor.getDelayedCalls(), [])
+
 
 
 class TCPTests(ClientTestsMixin, unittest.TestCase):
@@ -701,6 +712,7 @@ class TCPTests(ClientTestsMixin, unittest.TestCase):
         self.assertClean()
 
 
+
 class CancelTests(ClientTestsMixin, unittest.TestCase):
     """
     Cancelling a query releases everything it holds.
@@ -759,61 +771,3 @@ class CancelTests(ClientTestsMixin, unittest.TestCase):
         self.failureResultOf(d, defer.CancelledError)
         self.assertFalse(transport.connected)
         self.assertClean()
-
-
-class RealServerTests(unittest.TestCase):
-    """
-    L{DNSClient} against the real knotd and unbound of L{tests.dnsenv}.
-    """
-
-    def setUp(self):
-        self.env = startDNSEnvironment(self)
-
-    @defer.inlineCallbacks
-    def test_resolverUDP(self):
-        """
-        unbound answers over UDP with the AD bit for a signed name.
-        """
-        client = DNSClient([self.env.resolver], reactor)
-        response = yield client.query(NAME, "SRV")
-        self.assertTrue(response.flags & dns.flags.AD)
-        self.assertEqual(response.answer[0][0].target.to_text(),
-                         "xmpp1.originating.example.")
-
-    @defer.inlineCallbacks
-    def test_forcedTCP(self):
-        """
-        A reply larger than the UDP payload size is truncated and asked
-        again over TCP, from unbound and from knotd.
-        """
-        for server, rd in [(self.env.resolver, True),
-                           (self.env.authoritative, False)]:
-            client = DNSClient([server], reactor, maxUDPSize=512)
-            response = yield client.query("big.multi.example.", "TXT",
-                                          recursionDesired=rd)
-            self.assertFalse(response.flags & dns.flags.TC)
-            self.assertGreater(len(response.to_wire()), 1232)
-            self.assertEqual(bool(response.flags & dns.flags.AD), rd)
-
-    @defer.inlineCallbacks
-    def test_deadServer(self):
-        """
-        A loopback port without a server is reported unreachable at once;
-        with a live server after it, the query fails over.
-        """
-        dead = (self.env.authoritative[0], self.env.authoritative[1] + 1)
-        client = DNSClient([dead], reactor, retries=1)
-        yield self.assertFailure(client.query(NAME, "SRV"), DNSUnreachable)
-        client = DNSClient([dead, self.env.resolver], reactor)
-        response = yield client.query(NAME, "SRV")
-        self.assertTrue(response.flags & dns.flags.AD)
-
-    @defer.inlineCallbacks
-    def test_bogus(self):
-        """
-        A bogus answer is a SERVFAIL message, not an error.
-        """
-        client = DNSClient([self.env.resolver], reactor, retries=1)
-        response = yield client.query(
-            "_xmpp-server._tcp.bogus.example.", "SRV")
-        self.assertEqual(response.rcode(), dns.rcode.SERVFAIL)

@@ -17,8 +17,8 @@ import dna
 from dna.testing.fakes import FakeDelegationChecker
 from dna.testing.pki import CertificateAuthority
 
-from tests.providers import ORIGINATING, RECEIVING, ProvidersMixin, message
-from tests.streams import stanzaErrorOf
+from tests.integration.providers import ORIGINATING, RECEIVING, ProvidersMixin, message
+from tests.unit.streams import stanzaErrorOf
 
 SENDERS = ["sender.tld"] + ["s%d.tld" % i for i in range(3)]
 TARGETS = ["target.tld"] + ["t%d.tld" % i for i in range(4)]

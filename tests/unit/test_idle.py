@@ -7,7 +7,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from dna.app.service import IdleWatch
 
-from tests.streams import close, makeStream, receive, stanza
+from tests.unit.streams import close, makeStream, receive, stanza
 
 
 class IdleWatchTests(SynchronousTestCase):

@@ -15,10 +15,10 @@ from zope.interface.verify import verifyObject
 from dna.app import tap
 from dna.app.config import Configuration, loadConfiguration
 from dna.error import ConfigurationError
-from tests.test_config import MINIMAL, ConfigurationFiles
+from tests.unit.test_config import MINIMAL, ConfigurationFiles
 
 #: The directory holding setup.cfg, dna/ and twisted/plugins/.
-CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class PluginTests(SynchronousTestCase):

@@ -14,7 +14,7 @@ from dna.channel.features import (
 )
 from dna.namespaces import NS_BIDI, NS_BIDI_FEATURE, NS_DNA, NS_SM, NS_STREAMS
 
-from tests.streams import makeStream, receive
+from tests.unit.streams import makeStream, receive
 
 
 class FeaturesTests(SynchronousTestCase):

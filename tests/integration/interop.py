@@ -1,7 +1,7 @@
 """
 A real legacy peer for interoperability tests and benchmarks: Debian's
 Prosody 0.12 on loopback, resolving through the validating unbound of
-L{tests.dnsenv}, with zones of its own added to that environment.
+L{tests.integration.dnsenv}, with zones of its own added to that environment.
 
 Facts this relies on (docs in /work/shared/recipes/README.md):
 
@@ -30,7 +30,7 @@ import subprocess
 import tempfile
 import time
 
-from tests.dnsenv import DNSEnvironment, DNSEnvironmentError
+from tests.integration.dnsenv import DNSEnvironment, DNSEnvironmentError
 
 #: The port every server here listens on for S2S; each has its own address.
 S2S_PORT = 5269

@@ -4,7 +4,7 @@ Tests for L{dna.channel.tls}: mutual TLS between servers (draft-ietf-xmpp-dna-01
 
 from cryptography import x509
 from OpenSSL import SSL
-from twisted.internet import defer, protocol
+from twisted.internet import protocol
 from twisted.internet.ssl import CertificateOptions, PrivateCertificate
 from twisted.internet.task import Clock
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -23,15 +23,23 @@ from dna.channel.tls import (
 from dna.error import CertificateNameMismatch
 from dna.testing.pki import CertificateAuthority
 
-from tests.test_identity import _past
+from tests.unit.test_identity import _past
 
 # Certificates are cheap, but not free: share the authorities.
 CA = CertificateAuthority("DNA Test Root CA")
+
+
 STRANGER = CertificateAuthority("Untrusted Test CA")
 
+
 RECEIVING = "xmpp1.receiving.example"
+
+
 RECEIVING2 = "xmpp2.receiving.example"
+
+
 ORIGINATING = "xmpp1.originating.example"
+
 
 
 class CertificateAuthorityTests(unittest.TestCase):
@@ -103,6 +111,7 @@ class CertificateAuthorityTests(unittest.TestCase):
         self.assertEqual(loaded, issued.toPrivateCertificate())
 
 
+
 class _Recorder(protocol.Protocol):
     """
     An application protocol over TLS that greets and records.
@@ -122,6 +131,7 @@ class _Recorder(protocol.Protocol):
 
     def connectionLost(self, reason):
         self.lostReason = reason
+
 
 
 class _Handshake:
@@ -154,6 +164,7 @@ class _Handshake:
                 and self.clientApp.lostReason is None)
 
 
+
 def _serverFactory(*issued, trustRoot=CA, default=None):
     """
     A L{ServerContextFactory} with a certificate for each server name of
@@ -168,11 +179,13 @@ def _serverFactory(*issued, trustRoot=CA, default=None):
         chains=chains)
 
 
+
 def _clientFactory(serverName, certificate, trustRoot=CA):
     return clientContextFactory(
         serverName, trustRoot.toCertificate(),
         certificate and certificate.toPrivateCertificate(),
         chain=certificate.toChain() if certificate else ())
+
 
 
 class MutualTLSTests(unittest.TestCase):
@@ -497,74 +510,3 @@ class MutualTLSTests(unittest.TestCase):
         self.assertRaises(
             ValueError, clientContextFactory, "192.0.2.1", CA.toCertificate(),
             self.originating.toPrivateCertificate())
-
-
-class LoopbackTests(unittest.TestCase):
-    """
-    Mutual TLS over real TCP connections on the loopback interface, started
-    the way STARTTLS starts it.
-    """
-
-    def test_mutualHandshake(self):
-        """
-        A client and a server that start TLS over plain TCP authenticate each
-        other and exchange the server names they saw.
-        """
-        from twisted.internet import reactor
-
-        receiving = CA.issue(RECEIVING, dnsNames=[RECEIVING])
-        originating = CA.issue(None, srvNames=["_xmpp-server." + ORIGINATING])
-        serverCreator = _serverFactory((RECEIVING, receiving))
-        clientCreator = _clientFactory(RECEIVING, originating)
-        serverLost, clientLost = defer.Deferred(), defer.Deferred()
-        serverSaw, clientSaw = defer.Deferred(), defer.Deferred()
-
-        class Server(protocol.Protocol):
-            def connectionMade(self):
-                self.transport.setTcpNoDelay(True)
-                self.transport.startTLS(serverCreator)
-
-            def dataReceived(self, data):
-                names = peerServerNames(self.transport)
-                serverSaw.callback((data, names))
-                self.transport.write(b" ".join(sorted(
-                    n.encode("ascii") for n in names)))
-
-            def connectionLost(self, reason):
-                serverLost.callback(None)
-
-        class Client(protocol.Protocol):
-            def connectionMade(self):
-                self.transport.setTcpNoDelay(True)
-                self.transport.startTLS(clientCreator)
-                self.transport.write(b"hello")
-
-            def dataReceived(self, data):
-                clientSaw.callback(
-                    (data, peerServerNames(self.transport),
-                     self.transport.getHandle().get_alpn_proto_negotiated()))
-                self.transport.loseConnection()
-
-            def connectionLost(self, reason):
-                clientLost.callback(None)
-
-        port = reactor.listenTCP(
-            0, protocol.Factory.forProtocol(Server), interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        reactor.connectTCP("127.0.0.1", port.getHost().port,
-                           protocol.ClientFactory.forProtocol(Client))
-
-        d = defer.gatherResults(
-            [serverSaw, clientSaw, serverLost, clientLost],
-            consumeErrors=True)
-
-        def check(results):
-            (serverData, serverNames), clientResult = results[:2]
-            self.assertEqual(serverData, b"hello")
-            self.assertEqual(serverNames, {ORIGINATING})
-            self.assertEqual(
-                clientResult,
-                (ORIGINATING.encode("ascii"), {RECEIVING}, b"xmpp-server"))
-
-        d.addCallback(check)
-        return d.addTimeout(10, reactor)

@@ -15,7 +15,7 @@ from dna.namespaces import NS_DIALBACK
 from dna.core.tables import INCOMING, OUTGOING, Tables
 from dna.testing.fakes import FakeDelegationChecker
 
-from tests.streams import close, makeStream, receive, stanza
+from tests.unit.streams import close, makeStream, receive, stanza
 
 
 def result(sender, target, resultType=None, condition=None):

@@ -11,7 +11,7 @@ from dna.app.federation import Federation
 from dna.namespaces import NS_DIALBACK
 from dna.testing.fakes import FakeDelegationChecker
 
-from tests.streams import close, makeStream, receive, stanza, stanzaErrorOf
+from tests.unit.streams import close, makeStream, receive, stanza, stanzaErrorOf
 
 
 REFUSAL = (

@@ -42,7 +42,6 @@ from dna.dns.verdict import (
     rfc2782Order,
 )
 from dna.error import DNSMalformed, DNSTimeout
-from dna.dns.dnssec.proofs import readAnchors
 from dna.interfaces import (
     IDelegationChecker,
     IDelegationLookup,
@@ -50,15 +49,16 @@ from dna.interfaces import (
     IDelegationResult,
 )
 from dna.testing.fakes import FakeDelegationChecker, FakeValidatingResolver
-from tests.test_dnssec import NOW, STATUSES, signedTree, srvName
+from tests.unit.test_dnssec import NOW, STATUSES, signedTree, srvName
 
 LOOPBACK = [("127.0.0.1", 53)]
+
 
 
 class DelegationCheckerContractMixin:
     """
     The L{IDelegationChecker} contract, for every implementation, against
-    the domains of L{tests.dnsenv} (and of the in-memory tree mirroring it):
+    the domains of L{tests.integration.dnsenv} (and of the in-memory tree mirroring it):
     C{sender.example} is securely delegated to
     C{xmpp1.originating.example}, C{target.example} to
     C{xmpp1.receiving.example}, C{unsigned.example} insecurely to
@@ -177,6 +177,7 @@ class DelegationCheckerContractMixin:
             "bogus.example", ["xmpp1.bogus.example"])), False)
 
 
+
 class FakeContractTests(DelegationCheckerContractMixin, TestCase):
     """
     The contract for L{FakeDelegationChecker}.
@@ -188,6 +189,7 @@ class FakeContractTests(DelegationCheckerContractMixin, TestCase):
              "target.example": {"xmpp1.receiving.example"},
              "unsigned.example": {"xmpp1.unsigned.example"}},
             insecure=["unsigned.example"], bogus=["bogus.example"])
+
 
 
 def memoryChecker(mode="validate", clock=None, upstream="authoritative", **kwargs):
@@ -214,20 +216,6 @@ def memoryChecker(mode="validate", clock=None, upstream="authoritative", **kwarg
     return checker, client, clock
 
 
-def realChecker(mode, server, anchorFile=None, authoritative=False, timeout=1.0,
-                deadline=5.0):
-    """
-    A L{DelegationChecker} asking a real server with the global reactor.
-    """
-    from twisted.internet import reactor
-    client = DNSClient([server], reactor, timeout=timeout, deadline=deadline)
-    if mode == "ad":
-        lookup = ResolverLookup(client, reactor)
-    else:
-        lookup = SelfValidatingLookup(client, reactor, readAnchors(anchorFile),
-                                      authoritative=authoritative)
-    return DelegationChecker(lookup, reactor, deadline=deadline)
-
 
 class MemoryValidateContractTests(DelegationCheckerContractMixin, TestCase):
     """
@@ -238,6 +226,7 @@ class MemoryValidateContractTests(DelegationCheckerContractMixin, TestCase):
         return memoryChecker("validate")[0]
 
 
+
 class MemoryADContractTests(DelegationCheckerContractMixin, TestCase):
     """
     The contract for L{DelegationChecker} trusting a resolver, in memory.
@@ -246,32 +235,6 @@ class MemoryADContractTests(DelegationCheckerContractMixin, TestCase):
     def makeChecker(self):
         return memoryChecker("ad")[0]
 
-
-class _RealMixin:
-    def makeChecker(self):
-        from tests import dnsenv
-        # A missing knotd or unbound fails the test (CI must not skip it).
-        self.env = dnsenv.startDNSEnvironment(self)
-        return self.realChecker()
-
-
-class RealADContractTests(_RealMixin, DelegationCheckerContractMixin, TestCase):
-    """
-    The contract for L{DelegationChecker} trusting unbound's AD bit.
-    """
-
-    def realChecker(self):
-        return realChecker("ad", self.env.resolver)
-
-
-class RealValidateContractTests(_RealMixin, DelegationCheckerContractMixin, TestCase):
-    """
-    The contract for L{DelegationChecker} validating answers from knotd.
-    """
-
-    def realChecker(self):
-        return realChecker("validate", self.env.authoritative, self.env.anchorFile,
-                           authoritative=True)
 
 
 class FakeDelegationCheckerTests(SynchronousTestCase):
@@ -321,6 +284,7 @@ class FakeDelegationCheckerTests(SynchronousTestCase):
         self.assertNoResult(d)
         fake.release()
         self.assertIs(self.successResultOf(d), True)
+
 
 
 class DecisionTests(SynchronousTestCase):
@@ -485,6 +449,7 @@ class DecisionTests(SynchronousTestCase):
         self.assertIsNone(interpretResolverAnswer(
             self.response(dns.rcode.SERVFAIL, ede=(22, "")), srvName("d.example"), NOW,
             "r"))
+
 
 
 class DelegationCheckerTests(SynchronousTestCase):
@@ -707,7 +672,7 @@ class DelegationCheckerTests(SynchronousTestCase):
         """
         A result is not cached past the expiry of the signatures it rests on.
         """
-        from tests.test_dnssec import GOOD
+        from tests.unit.test_dnssec import GOOD
         clock = Clock()
         clock.advance(GOOD[1] - 10)
         checker, client, clock = memoryChecker("validate", clock=clock)
@@ -948,83 +913,3 @@ class DelegationCheckerTests(SynchronousTestCase):
         self.assertEqual(logged[0]["log_level"], LogLevel.info)
         self.assertEqual(logged[0]["status"], BOGUS)
         self.assertIn("does not verify", logged[0]["reason"])
-
-
-class RealDelegationTests(TestCase):
-    """
-    L{DelegationChecker} against knotd and unbound, both modes, every domain.
-    """
-
-    def setUp(self):
-        from tests import dnsenv
-        # A missing knotd or unbound fails the test (CI must not skip it).
-        self.env = dnsenv.startDNSEnvironment(self)
-        self.expected = {d: status for d, (status, _) in dnsenv.DOMAINS.items()}
-
-    @defer.inlineCallbacks
-    def checkAll(self, checker):
-        found = {}
-        for domain in self.expected:
-            result = yield checker.check(domain)
-            found[domain] = result.status
-        self.assertEqual(found, self.expected)
-
-    def test_ad(self):
-        """
-        Trusting unbound's AD bit, every domain gets its status.
-        """
-        return self.checkAll(realChecker("ad", self.env.resolver))
-
-    def test_validateViaResolver(self):
-        """
-        Validating answers asked from unbound with CD set, every domain gets
-        its status.
-        """
-        return self.checkAll(realChecker("validate", self.env.resolver, self.env.anchorFile))
-
-    def test_validateAuthoritative(self):
-        """
-        Validating answers asked from knotd, every domain gets its status.
-        """
-        return self.checkAll(realChecker("validate", self.env.authoritative,
-                                         self.env.anchorFile, authoritative=True))
-
-    @defer.inlineCallbacks
-    def test_reasons(self):
-        """
-        Bogus and insecure domains say why in both modes; secure negative
-        answers say what was proven.
-        """
-        ad = realChecker("ad", self.env.resolver)
-        validate = realChecker("validate", self.env.authoritative, self.env.anchorFile,
-                               authoritative=True)
-        result = yield ad.check("expired.example")
-        self.assertIn("Signature Expired", result.reason)
-        result = yield validate.check("expired.example")
-        self.assertIn("RRSIG expired at", result.reason)
-        result = yield validate.check("wrongds.example")
-        self.assertIn("no DS matches DNSKEY of wrongds.example.", result.reason)
-        result = yield validate.check("nosrv.example")
-        self.assertIn("NODATA proven by NSEC", result.reason)
-        result = yield validate.check("dot.example")
-        self.assertEqual([str(r) for r in result.records], ["0 0 0 ."])
-        result = yield ad.check("multi.example")
-        self.assertEqual([r.priority for r in result.records], [10, 10, 20])
-
-    @defer.inlineCallbacks
-    def test_deadlineAgainstSilence(self):
-        """
-        A resolver that never answers gives an indeterminate result within
-        the deadline.
-        """
-        import socket
-
-        from twisted.internet import reactor
-        sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sink.bind(("127.0.0.1", 0))
-        self.addCleanup(sink.close)
-        checker = realChecker("ad", sink.getsockname(), timeout=0.2, deadline=0.5)
-        start = reactor.seconds()
-        result = yield checker.check("sender.example")
-        self.assertEqual(result.status, INDETERMINATE)
-        self.assertLess(reactor.seconds() - start, 1.5)

@@ -10,7 +10,7 @@ from twisted.words.xish import domish
 from dna.channel.acks import StreamAcks, peerOffersAcks
 from dna.namespaces import NS_SM
 
-from tests.streams import close, makeStream, receive, stanza
+from tests.unit.streams import close, makeStream, receive, stanza
 
 
 def smElements(xs, name):

@@ -1,6 +1,6 @@
 """
 Tests for L{dna.dns.dnssec.proofs} and L{dna.dns.dnssec.walker}: validation from trust anchors, in memory against
-zones signed here and for real against knotd and unbound (L{tests.dnsenv}).
+zones signed here and for real against knotd and unbound (L{tests.integration.dnsenv}).
 """
 
 import dns.dnssec
@@ -16,9 +16,8 @@ import dns.zone
 from dns.dnssecalgs import PrivateECDSAP256SHA256, PrivateED25519
 from dns.dnssectypes import Algorithm
 from twisted.internet import defer
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase
 
-from dna.dns.client import DNSClient
 from dna.error import DNSTimeout
 from dna.dns.dnssec.proofs import (
     BOGUS,
@@ -41,16 +40,23 @@ from dna.dns.dnssec.walker import Validator
 from dna.testing.fakes import FakeDNSClient, signZone
 
 NOW = 1_700_000_000
+
+
 DAY = 86400
+
+
 GOOD = (NOW - 3600, NOW + 30 * DAY)
+
+
 EXPIRED = (NOW - 60 * DAY, NOW - 7 * DAY)
 
+
 _SOA = "@ 3600 IN SOA ns1.example. hostmaster.example. 1 3600 600 86400 300\n"
+
+
 _SRV = "_xmpp-server._tcp 3600 IN SRV"
 
-# The in-memory tree: the zones of tests/dnsenv.py (same names and SRV
-# targets) plus a few more cases: wildcard, CNAME, NSEC3 opt-out, Ed25519,
-# an IDNA name.
+
 ZONES = {
     "originating.example.": f"{_SRV} 0 5 5269 xmpp1.originating.example.\n",
     "receiving.example.": f"{_SRV} 0 5 5269 xmpp1.receiving.example.\n",
@@ -76,10 +82,14 @@ ZONES = {
     "ed.example.": f"{_SRV} 0 5 5269 xmpp1.ed.example.\n",
     "xn--bcher-kva.example.": f"{_SRV} 0 5 5269 xmpp.xn--caf-dma.example.\n",
 }
+
+
 UNSIGNED = {"unsigned.example.", "unsigned.nsec3.example.", "child.optout.example."}
+
+
 NSEC3 = {"nsec3.example.": (b"\xab\xcd", 1, False), "optout.example.": (b"", 0, True)}
 
-#: Domain -> the status a validator must find for its SRV lookup.
+
 STATUSES = {
     "originating.example": SECURE,
     "sender.example": SECURE,
@@ -105,6 +115,7 @@ STATUSES = {
 }
 
 
+
 def newKey(algorithm=Algorithm.ECDSAP256SHA256):
     """
     A new CSK (flags 257) and its private key.
@@ -112,6 +123,7 @@ def newKey(algorithm=Algorithm.ECDSAP256SHA256):
     cls = PrivateED25519 if algorithm == Algorithm.ED25519 else PrivateECDSAP256SHA256
     private = cls.generate()
     return private, dns.dnssec.make_dnskey(private.public_key(), algorithm, flags=257)
+
 
 
 class Tree:
@@ -171,6 +183,7 @@ class Tree:
 _tree = None
 
 
+
 def signedTree():
     """
     The L{Tree}, built once per test run (signing takes a tenth of a second).
@@ -181,8 +194,10 @@ def signedTree():
     return _tree
 
 
+
 def srvName(domain):
     return dns.name.from_text(f"_xmpp-server._tcp.{domain}.")
+
 
 
 def rrsetOf(tree, name, rdtype):
@@ -197,6 +212,7 @@ def rrsetOf(tree, name, rdtype):
     return rrset, sigs
 
 
+
 def stripSignatures(response):
     """
     A failure hook for L{FakeDNSClient}: drop every RRSIG.
@@ -205,11 +221,13 @@ def stripSignatures(response):
         section[:] = [r for r in section if r.rdtype != dns.rdatatype.RRSIG]
 
 
+
 def stripAuthority(response):
     """
     A failure hook for L{FakeDNSClient}: drop the authority section.
     """
     response.authority[:] = []
+
 
 
 class AnchorTests(SynchronousTestCase):
@@ -278,6 +296,7 @@ class AnchorTests(SynchronousTestCase):
         with open(path, "w") as f:
             f.write(signedTree().anchorText)
         self.assertIn(dns.name.from_text("example."), readAnchors(path))
+
 
 
 class VerifyTests(SynchronousTestCase):
@@ -416,6 +435,7 @@ class VerifyTests(SynchronousTestCase):
         nsec = [r for r in response.authority if r.rdtype == dns.rdatatype.NSEC][0]
         self.assertEqual(typeBitmap(nsec[0]), {dns.rdatatype.TXT, dns.rdatatype.RRSIG,
                                                dns.rdatatype.NSEC})
+
 
 
 class ValidatorTests(SynchronousTestCase):
@@ -790,66 +810,3 @@ class ValidatorTests(SynchronousTestCase):
         d = self.validator.resolve(srvName("sender.example"), dns.rdatatype.SRV, NOW)
         d.cancel()
         self.failureResultOf(d, defer.CancelledError)
-
-
-class RealValidatorTests(TestCase):
-    """
-    L{Validator} against knotd and unbound, for every domain of the fixture.
-    """
-
-    def setUp(self):
-        from tests import dnsenv
-        # A missing knotd or unbound fails the test (CI must not skip it).
-        self.env = dnsenv.startDNSEnvironment(self)
-        self.domains = dnsenv.DOMAINS
-        self.anchors = readAnchors(self.env.anchorFile)
-
-    @defer.inlineCallbacks
-    def checkAll(self, server, **queryArguments):
-        from twisted.internet import reactor
-        client = DNSClient([server], reactor=reactor)
-        validator = Validator(lambda n, t: client.query(n, t, **queryArguments),
-                              self.anchors)
-        found = {}
-        for domain in self.domains:
-            result = yield validator.resolve(srvName(domain), dns.rdatatype.SRV,
-                                             reactor.seconds())
-            found[domain] = result.status
-        self.assertEqual(found, {d: status for d, (status, _) in self.domains.items()})
-
-    def test_viaResolver(self):
-        """
-        Asking unbound with CD set, every domain gets its status.
-        """
-        return self.checkAll(self.env.resolver, checkingDisabled=True)
-
-    def test_authoritative(self):
-        """
-        Asking knotd with RD clear, every domain gets its status.
-        """
-        return self.checkAll(self.env.authoritative, recursionDesired=False)
-
-    @defer.inlineCallbacks
-    def test_deepChainAndNSEC3(self):
-        """
-        The chain of c.b.example goes through three zones; the insecure
-        NSEC3 delegation names its proof.
-        """
-        from twisted.internet import reactor
-        client = DNSClient([self.env.authoritative], reactor=reactor)
-        validator = Validator(lambda n, t: client.query(n, t, recursionDesired=False),
-                              self.anchors)
-        result = yield validator.resolve(srvName("c.b.example"), dns.rdatatype.SRV,
-                                         reactor.seconds())
-        self.assertEqual([(link.name, link.rdtype) for link in result.chain],
-                         [("example.", "DNSKEY"), ("b.example.", "DS"),
-                          ("b.example.", "DNSKEY"), ("c.b.example.", "DS"),
-                          ("c.b.example.", "DNSKEY"),
-                          ("_xmpp-server._tcp.c.b.example.", "SRV")])
-        result = yield validator.resolve(srvName("unsigned.nsec3.example"),
-                                         dns.rdatatype.SRV, reactor.seconds())
-        self.assertEqual(result.status, INSECURE)
-        self.assertIn("NSEC3", result.reason)
-        result = yield validator.resolve(srvName("expired.example"), dns.rdatatype.SRV,
-                                         reactor.seconds())
-        self.assertIn("RRSIG expired at", result.reason)

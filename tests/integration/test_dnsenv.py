@@ -1,5 +1,5 @@
 """
-Smoke tests of the real DNS test environment in L{tests.dnsenv}: knotd and a
+Smoke tests of the real DNS test environment in L{tests.integration.dnsenv}: knotd and a
 validating unbound over loopback, asked with L{dna.dns.client.DNSClient}.
 """
 
@@ -12,8 +12,8 @@ from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
 from dna.dns.client import DNSClient
-from tests import dnsenv
-from tests.dnsenv import (
+from tests.integration import dnsenv
+from tests.integration.dnsenv import (
     DOMAINS,
     DNSEnvironment,
     DNSEnvironmentError,

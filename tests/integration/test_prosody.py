@@ -5,7 +5,7 @@ Interoperability with a server that does not speak DNA: Debian's Prosody
 A DNA provider hosting C{dna.example} (server name C{xmpp1.dna.example})
 and Prosody hosting C{prosody.example} (SRV target C{xmpp.prosody.example})
 find each other through signed SRV records served by knotd and validated by
-unbound (L{tests.interop.InteropDNS}). The provider's DNA attempt is refused
+unbound (L{tests.integration.interop.InteropDNS}). The provider's DNA attempt is refused
 (Prosody does not serve the name C{xmpp.prosody.example}: host-unknown); it
 falls back to a stream between the domains, authenticated:
 
@@ -39,8 +39,8 @@ from dna.dns.lookup import ResolverLookup
 from dna.app.service import DNAService
 from dna.testing.pki import CertificateAuthority
 
-from tests.interop import S2S_PORT, pickAddresses, startInteropDNS, startProsody, xmppZone
-from tests.providers import Inbox, message
+from tests.integration.interop import S2S_PORT, pickAddresses, startInteropDNS, startProsody, xmppZone
+from tests.integration.providers import Inbox, message
 
 DNA_DOMAIN = "dna.example"
 SECOND_DOMAIN = "two.dna.example"

@@ -4,7 +4,7 @@ Tests for interoperation with servers that do not speak DNA
 L{dna.legacy.dialback}, L{dna.legacy.authorization}, L{dna.legacy.receiving} and
 L{dna.legacy.originating}, in memory (real L{XmlStream}s over L{StringTransport}); the
 last tests run two DNA providers over loopback to show that they never fall
-back. L{tests.test_prosody} interoperates with a real Prosody.
+back. L{tests.integration.test_prosody} interoperates with a real Prosody.
 """
 
 import base64
@@ -16,7 +16,6 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver, StringTransport
 from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
-from twisted.trial import unittest
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.protocols.jabber import error, xmlstream
 from twisted.words.xish import domish
@@ -57,10 +56,10 @@ from dna.core.authorization import dialbackElement
 from dna.core.tables import Tables
 from dna.testing.fakes import FakeDelegationChecker
 
-from tests.providers import ORIGINATING, RECEIVING, ProvidersMixin, message
-from tests.streams import RecordingXmlStream, close, makeStream, receive, stanza, stanzaErrorOf
+from tests.unit.streams import RecordingXmlStream, close, makeStream, receive, stanza, stanzaErrorOf
 
 SECRET = "s3cr3tf0rd14lb4ck"
+
 
 
 def sent(xs, name, uri=NS_DIALBACK):
@@ -73,6 +72,7 @@ def sent(xs, name, uri=NS_DIALBACK):
     ]
 
 
+
 def features(*elements):
     """
     The C{features} dict an initiating stream keeps, from feature elements.
@@ -80,11 +80,10 @@ def features(*elements):
     return {(e.uri, e.name): e for e in elements}
 
 
+
 def feature(uri, name):
     return domish.Element((uri, name))
 
-
-# Policy
 
 
 class FallbackPolicyTests(SynchronousTestCase):
@@ -110,6 +109,7 @@ class FallbackPolicyTests(SynchronousTestCase):
         An unknown level is refused.
         """
         self.assertRaises(ValueError, FallbackPolicy, "dialback")
+
 
 
 class FallbackReasonTests(SynchronousTestCase):
@@ -164,6 +164,7 @@ class FallbackReasonTests(SynchronousTestCase):
             self.assertIsNone(fallbackReason(Failure(reason)), reason)
 
 
+
 class LegacyTargetsTests(SynchronousTestCase):
     """
     L{legacyTargets}: where a legacy stream goes (RFC 6120 section 3.2).
@@ -205,8 +206,6 @@ class LegacyTargetsTests(SynchronousTestCase):
         self.assertTrue(mayPiggyback(True, "EXTERNAL"))
         self.assertFalse(mayPiggyback(False, "EXTERNAL"))
 
-
-# Keys
 
 
 class KeysTests(SynchronousTestCase):
@@ -285,6 +284,7 @@ class KeysTests(SynchronousTestCase):
         self.assertNotEqual(DialbackKeys().key("a", "b", "c"), DialbackKeys().key("a", "b", "c"))
 
 
+
 class AuthoritativeResponderTests(SynchronousTestCase):
     """
     L{AuthoritativeResponder}: our answers to C{<db:verify/>}.
@@ -333,8 +333,6 @@ class AuthoritativeResponderTests(SynchronousTestCase):
         receive(self.xs, dialbackElement("verify", "target.tld", "sender.tld", elementType="valid", streamID="s1"))
         self.assertEqual([], sent(self.xs, "verify"))
 
-
-# Originating Server
 
 
 class OriginatingDialbackTests(SynchronousTestCase):
@@ -420,6 +418,7 @@ class OriginatingDialbackTests(SynchronousTestCase):
         self.assertEqual(1, len(sent(self.xs, "result")))
 
 
+
 class SASLExternalInitiatingTests(SynchronousTestCase):
     """
     L{SASLExternalInitializer}: the Originating Server's SASL EXTERNAL.
@@ -472,6 +471,7 @@ class SASLExternalInitiatingTests(SynchronousTestCase):
         self.assertEqual([], sent(self.xs, "auth", NS_SASL))
 
 
+
 class PeerCheckTests(SynchronousTestCase):
     """
     L{PeerCheckInitializer} and L{LegacyBidiInitializer}.
@@ -501,8 +501,6 @@ class PeerCheckTests(SynchronousTestCase):
         self.assertEqual((True, 1), (xs.bidi, len(sent(xs, "bidi", NS_BIDI))))
 
 
-# Receiving Server
-
 
 class FakeVerifier:
     """
@@ -516,6 +514,7 @@ class FakeVerifier:
         d = defer.Deferred()
         self.asked.append(((local, remote, streamID, key), d))
         return d
+
 
 
 class LegacyAuthorizationMixin:
@@ -549,6 +548,7 @@ class LegacyAuthorizationMixin:
             (e["from"], e["to"], e.getAttribute("type"), errorFromResult(e)[0])
             for e in sent(self.xs, "result")
         ]
+
 
 
 class LegacyReceivingTests(LegacyAuthorizationMixin, SynchronousTestCase):
@@ -665,6 +665,7 @@ class LegacyReceivingTests(LegacyAuthorizationMixin, SynchronousTestCase):
         self.assertNotIn("s1", self.tables.connections)
 
 
+
 class LegacyReceivingPKIXTests(LegacyAuthorizationMixin, SynchronousTestCase):
     """
     Under C{dna+pkix} the peer's certificate is the only proof.
@@ -686,6 +687,7 @@ class LegacyReceivingPKIXTests(LegacyAuthorizationMixin, SynchronousTestCase):
         self.proven.add("target.tld")
         receive(self.xs, dialbackElement("result", "target.tld", "sender.tld", key="k1"))
         self.assertEqual([("sender.tld", "target.tld", "valid", None)], self.results())
+
 
 
 class LegacyOriginatingTests(LegacyAuthorizationMixin, SynchronousTestCase):
@@ -759,6 +761,7 @@ class LegacyOriginatingTests(LegacyAuthorizationMixin, SynchronousTestCase):
         """
         self.failureResultOf(self.authorization.request("sender.tld", "other.tld"))
         self.assertEqual([], sent(self.xs, "result"))
+
 
 
 class VerifierTests(SynchronousTestCase):
@@ -861,6 +864,7 @@ class VerifierTests(SynchronousTestCase):
         self.failureResultOf(d, VerificationFailed)
 
 
+
 class CheckExternalAuthTests(SynchronousTestCase):
     """
     L{checkExternalAuth}: the authorization identity of XEP-0178.
@@ -889,6 +893,7 @@ class CheckExternalAuthTests(SynchronousTestCase):
         self.assertEqual("invalid-mechanism", self.auth("=", mechanism="PLAIN"))
 
 
+
 class TLSStringTransport(StringTransport):
     """
     A StringTransport that records C{startTLS}.
@@ -900,6 +905,7 @@ class TLSStringTransport(StringTransport):
         self.tlsStarted = contextFactory
 
 
+
 class FakeContexts:
     def forDomain(self, domain):
         return ("context for", domain)
@@ -909,6 +915,7 @@ HEADER = (
     "<stream:stream xmlns='jabber:server' xmlns:db='jabber:server:dialback' "
     "xmlns:stream='http://etherx.jabber.org/streams' to='{to}' from='{sender}' version='1.0'>"
 )
+
 
 
 class LegacyListenMixin:
@@ -974,6 +981,7 @@ class LegacyListenMixin:
         self.xs.output[:] = []
         self.header()
         return self.features()
+
 
 
 class LegacyListenTests(LegacyListenMixin, SynchronousTestCase):
@@ -1099,6 +1107,7 @@ class LegacyListenTests(LegacyListenMixin, SynchronousTestCase):
         self.assertNotEqual(("context for", "sender.tld"), self.transport.tlsStarted)
 
 
+
 class LegacyListenPKIXTests(LegacyListenMixin, SynchronousTestCase):
     """
     Streams to a hosted domain under C{dna+pkix}: no dialback at all.
@@ -1128,8 +1137,6 @@ class LegacyListenPKIXTests(LegacyListenMixin, SynchronousTestCase):
         self.assertEqual([], self.verifier.asked)
 
 
-# The Originating Server's choice of legacy streams
-
 
 class FakeLegacyConnector:
     """
@@ -1148,6 +1155,7 @@ class FakeLegacyConnector:
         d = defer.Deferred()
         self.attempts.append(((sender, target), d))
         return d
+
 
 
 class FallbackTests(SynchronousTestCase):
@@ -1320,6 +1328,7 @@ class FallbackTests(SynchronousTestCase):
         self.assertEqual(2, len(self.connector.attempts))
 
 
+
 class LegacyConnectorTests(SynchronousTestCase):
     """
     L{dna.legacy.originating.LegacyConnector} before it connects.
@@ -1372,68 +1381,3 @@ class LegacyConnectorTests(SynchronousTestCase):
         )
         self.assertIn("sender.tld", failure.value.reason)
         self.assertEqual([], self.checker.checked)
-
-
-# Two DNA providers never fall back
-
-
-SENDERS = ["sender.tld"]
-TARGETS = ["target.tld"]
-
-
-class NoDowngradeTests(ProvidersMixin, unittest.TestCase):
-    """
-    Two DNA providers, both accepting legacy peers (C{dna+pkix+dialback}),
-    over loopback.
-    """
-
-    timeout = 30
-
-    @defer.inlineCallbacks
-    def setUp(self):
-        self.setUpPKI()
-        self.log = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
-        self.checker = FakeDelegationChecker(
-            {"sender.tld": {ORIGINATING}, "target.tld": {RECEIVING}}
-        )
-        self.b, self.inboxB, portB = yield self.startProvider(
-            TARGETS, {RECEIVING: self.certB}, self.checker, fallback=FALLBACK_DIALBACK
-        )
-        self.a, self.inboxA, portA = yield self.startProvider(
-            SENDERS, {ORIGINATING: self.certA}, self.checker, fallback=FALLBACK_DIALBACK,
-            hosts={RECEIVING: ("127.0.0.1", portB), "alias.receiving.tld": ("127.0.0.1", portB)},
-        )
-        self.b.connector._resolve._hosts[ORIGINATING] = ("127.0.0.1", portA)
-
-    def events(self, fragment):
-        return [e for e in self.log if fragment in e.get("log_format", "")]
-
-    @defer.inlineCallbacks
-    def test_refusalIsFinal(self):
-        """
-        A pair the DNA peer refuses bounces: no legacy stream is tried.
-        """
-        self.a.federation.hostedDomains |= {"rogue.tld"}
-        self.a.send(message("romeo@rogue.tld", "juliet@target.tld", stanzaID="r1"))
-        [bounce] = yield self.inboxA.waitFor(1)
-        self.assertEqual(("not-authorized", None), stanzaErrorOf(bounce))
-        self.assertEqual([], self.events("Falling back"))
-        self.assertEqual(1, len(self.a.federation.tables.connections))
-
-    @defer.inlineCallbacks
-    def test_forgedRefusal(self):
-        """
-        When the stream to the server name is refused (here B does not
-        serve the name A's SRV record gives, as an attacker's forged
-        host-unknown would look), A falls back; B's legacy stream offers
-        C{<dna/>}, so A refuses to go on and the stanza bounces.
-        """
-        self.checker.delegations["target.tld"] = {"alias.receiving.tld"}
-        self.a.send(message("romeo@sender.tld", "juliet@target.tld", stanzaID="f1"))
-        [bounce] = yield self.inboxA.waitFor(1)
-        self.assertEqual("error", bounce["type"])
-        self.assertEqual(1, len(self.events("Falling back")))
-        self.assertEqual(1, len(self.events("Not falling back")))
-        self.assertEqual([], self.inboxB.stanzas)
-        self.assertEqual(0, len(self.b.federation.tables.incoming))
-        self.assertEqual(0, len(self.a.federation.tables.outgoing))

@@ -13,16 +13,13 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.zone
-from twisted.internet import defer, reactor
+from twisted.internet import defer
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import CannotListenError
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase
 
-from dna.dns.delegation import DelegationChecker
-from dna.dns.lookup import SelfValidatingLookup
-from dna.dns.client import DNSClient
 from dna.dns.dnssec.proofs import typeBitmap
 from dna.dns.dnssec.walker import Validator
 from dna.testing.zoneserver import (
@@ -32,16 +29,17 @@ from dna.testing.zoneserver import (
     ZoneAuthority,
     ZoneServer,
 )
-from tests.test_delegation import DelegationCheckerContractMixin
-from tests.test_dnssec import NOW, STATUSES, signedTree, srvName
+from tests.unit.test_dnssec import NOW, STATUSES, signedTree, srvName
 
 # The zones of the in-memory test tree signed with NSEC: the server does not
 # do NSEC3, and the unsigned children of NSEC3 zones need their parents.
 _NSEC3_ONLY = ("nsec3.example.", "optout.example.")
 
 
+
 def _nsecOnly(name):
     return not any(name.is_subdomain(dns.name.from_text(zone)) for zone in _NSEC3_ONLY)
+
 
 
 def treeZones(without=()):
@@ -53,12 +51,14 @@ def treeZones(without=()):
             if _nsecOnly(zone.origin) and zone.origin not in without]
 
 
+
 def nsecStatuses():
     """
     L{STATUSES} for the domains those zones hold.
     """
     return {domain: status for domain, status in STATUSES.items()
             if _nsecOnly(dns.name.from_text(domain))}
+
 
 
 def bigZone():
@@ -73,12 +73,14 @@ def bigZone():
     return dns.zone.from_text(text, origin="big.test.", relativize=False)
 
 
+
 def makeQuery(name, rdtype, dnssec=True, rd=False, edns=0, payload=DEFAULT_PAYLOAD,
               rdclass=dns.rdataclass.IN):
     query = dns.message.make_query(name, rdtype, rdclass=rdclass, use_edns=edns,
                                    payload=payload, want_dnssec=dnssec)
     query.flags = dns.flags.RD if rd else 0
     return query
+
 
 
 def ask(authority, name, rdtype, udp=False, **kwargs):
@@ -91,12 +93,14 @@ def ask(authority, name, rdtype, udp=False, **kwargs):
     return dns.message.from_wire(wire)
 
 
+
 def rrsetIn(section, name, rdtype, covers=dns.rdatatype.NONE):
     name = dns.name.from_text(name) if isinstance(name, str) else name
     for rrset in section:
         if rrset.name == name and rrset.rdtype == rdtype and rrset.covers == covers:
             return rrset
     return None
+
 
 
 def keysOf(zone):
@@ -106,6 +110,7 @@ def keysOf(zone):
     origin = dns.name.from_text(zone)
     [served] = [z for z in signedTree().zones if z.origin == origin]
     return {origin: served.get_rdataset(origin, dns.rdatatype.DNSKEY)}
+
 
 
 class ZoneAuthorityTests(SynchronousTestCase):
@@ -491,6 +496,7 @@ class ZoneAuthorityTests(SynchronousTestCase):
         self.assertEqual(statuses, found)
 
 
+
 class _Server:
     """
     What the protocols need of a L{ZoneServer}.
@@ -501,12 +507,14 @@ class _Server:
         self._connections = set()
 
 
+
 class _DatagramTransport:
     def __init__(self):
         self.written = []
 
     def write(self, data, address):
         self.written.append((data, address))
+
 
 
 class ProtocolTests(SynchronousTestCase):
@@ -576,6 +584,7 @@ class ProtocolTests(SynchronousTestCase):
         self.assertNotIn(protocol, self.server._connections)
 
 
+
 class _Port:
     def __init__(self, kind, port):
         self._address = IPv4Address(kind, "127.0.0.1", port)
@@ -586,6 +595,7 @@ class _Port:
 
     def stopListening(self):
         self.listening = False
+
 
 
 class _BusyReactor(Clock):
@@ -610,6 +620,7 @@ class _BusyReactor(Clock):
             raise CannotListenError(interface, port, OSError("in use"))
         self.tcp.append(_Port("TCP", port))
         return self.tcp[-1]
+
 
 
 class ListenTests(SynchronousTestCase):
@@ -649,97 +660,3 @@ class ListenTests(SynchronousTestCase):
         server = ZoneServer(reactor)
         self.failureResultOf(server.listen("127.0.0.1", attempts=3), CannotListenError)
         self.assertEqual(3, len(reactor.udp))
-
-
-class ZoneServerTests(TestCase):
-    """
-    L{ZoneServer} over loopback, asked by DNA's DNS client.
-    """
-
-    timeout = 20
-
-    @defer.inlineCallbacks
-    def setUp(self):
-        self.server = ZoneServer(reactor, treeZones() + [bigZone()])
-        self.address = yield self.server.listen("127.0.0.1")
-        self.addCleanup(self.server.stopListening)
-        self.client = DNSClient([self.address], reactor, timeout=2, deadline=5)
-
-    @defer.inlineCallbacks
-    def test_udp(self):
-        """
-        An SRV query with DO and RD clear is answered over UDP with its
-        RRSIG.
-        """
-        response = yield self.client.query("_xmpp-server._tcp.sender.example.", "SRV",
-                                           recursionDesired=False)
-        self.assertTrue(response.flags & dns.flags.AA)
-        self.assertEqual({dns.rdatatype.SRV, dns.rdatatype.RRSIG},
-                         {r.rdtype for r in response.answer})
-
-    @defer.inlineCallbacks
-    def test_tcpAfterTruncation(self):
-        """
-        A response too large for UDP is truncated there and given whole over
-        TCP on the same port.
-        """
-        response = yield self.client.query("big.big.test.", "TXT", recursionDesired=False)
-        self.assertFalse(response.flags & dns.flags.TC)
-        self.assertEqual(10, len(response.answer[0]))
-
-    @defer.inlineCallbacks
-    def test_setZones(self):
-        """
-        New zones are served from the next query on.
-        """
-        self.server.setZones([bigZone()])
-        response = yield self.client.query("sender.example.", "SOA", recursionDesired=False)
-        self.assertEqual(dns.rcode.REFUSED, response.rcode())
-        self.assertEqual(frozenset([dns.name.from_text("big.test.")]),
-                         self.server.authority.origins)
-
-    def test_listenTwice(self):
-        """
-        A server listens once.
-        """
-        self.failureResultOf(self.server.listen("127.0.0.1"), ValueError)
-
-    @defer.inlineCallbacks
-    def test_stopListening(self):
-        """
-        After L{ZoneServer.stopListening} the port is free for both UDP and
-        TCP again.
-        """
-        yield self.server.stopListening()
-        self.assertIsNone(self.server.address)
-        again = ZoneServer(reactor, [bigZone()])
-        address = yield again.listen(*self.address)
-        self.assertEqual(self.address, address)
-        yield again.stopListening()
-
-
-class ZoneServerValidateContractTests(DelegationCheckerContractMixin, TestCase):
-    """
-    The L{IDelegationChecker} contract for L{DelegationChecker} in validate
-    mode, asking a L{ZoneServer} on loopback with RD clear: secure,
-    insecure, bogus and missing delegations are told apart.
-    """
-
-    timeout = 20
-
-    @defer.inlineCallbacks
-    def setUp(self):
-        # Listening may take a turn of the reactor (when the UDP port the
-        # system picked is taken for TCP), so not in makeChecker.
-        server = ZoneServer(reactor, treeZones())
-        self.address = yield server.listen("127.0.0.1")
-        self.addCleanup(server.stopListening)
-        self.checker = self.makeChecker()
-
-    def makeChecker(self):
-        # The tree was signed for a fixed time: validate at it.
-        clock = Clock()
-        clock.advance(NOW)
-        client = DNSClient([self.address], reactor, timeout=2, deadline=5)
-        return DelegationChecker(SelfValidatingLookup(client, clock, signedTree().anchors(),
-                                                      authoritative=True), clock)

@@ -56,7 +56,7 @@ from dna.error import NoRoute
 from dna.namespaces import NS_DIALBACK, NS_DNA_ERRORS, NS_SM
 from dna.testing.fakes import FakeDelegationChecker
 
-from tests.streams import HEADER, stanza, stanzaErrorOf
+from tests.unit.streams import HEADER, stanza, stanzaErrorOf
 
 SERVER_A = "xmpp.a.tld"
 SERVER_B = "xmpp.b.tld"

@@ -1,7 +1,7 @@
 """
 Two (and three) DNA providers federating over real sockets with real DNS:
 knotd serving DNSSEC-signed zones and a validating unbound
-(L{tests.dnsenv}), real mutual TLS with a test CA. The SRV records of the
+(L{tests.integration.dnsenv}), real mutual TLS with a test CA. The SRV records of the
 test zones name the providers' hosts; their A records give the addresses the
 providers listen on (port 5269 of 127.0.0.11, 127.0.0.12 and 127.0.0.51).
 """
@@ -13,9 +13,9 @@ from dna.app.delegation import makeDelegationChecker
 from dna.dns.client import DNSClient
 from dna.dns.verdict import ALLOW_INSECURE
 
-from tests.dnsenv import HOSTS, startDNSEnvironment
-from tests.providers import ProvidersMixin, message
-from tests.streams import stanzaErrorOf
+from tests.integration.dnsenv import HOSTS, startDNSEnvironment
+from tests.integration.providers import ProvidersMixin, message
+from tests.unit.streams import stanzaErrorOf
 
 ORIGINATING = "xmpp1.originating.example"
 RECEIVING = "xmpp1.receiving.example"

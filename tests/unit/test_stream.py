@@ -19,7 +19,7 @@ from dna.channel.stream import (
 )
 from dna.namespaces import NS_STREAMS, NS_XMPP_STREAMS
 
-from tests.streams import HEADER, makeStream, receive, stanza
+from tests.unit.streams import HEADER, makeStream, receive, stanza
 
 
 class _Refuser:

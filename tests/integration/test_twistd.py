@@ -1,6 +1,6 @@
 """
 C{twistd -n dna --config FILE} as an operator runs it: a real process, a
-real DNSSEC-signed DNS tree (knotd + unbound, L{tests.dnsenv}), a local
+real DNSSEC-signed DNS tree (knotd + unbound, L{tests.integration.dnsenv}), a local
 service attached as an XEP-0114 component, and a second provider
 federating with it over mutual TLS.
 """
@@ -21,14 +21,14 @@ from dna.dns.client import DNSClient
 from dna.dns.delegation import DelegationChecker
 from dna.dns.lookup import ResolverLookup
 
-from tests.dnsenv import HOSTS, startDNSEnvironment
-from tests.providers import Inbox, ProvidersMixin, message
+from tests.integration.dnsenv import HOSTS, startDNSEnvironment
+from tests.integration.providers import Inbox, ProvidersMixin, message
 
 ORIGINATING = "xmpp1.originating.example"
 RECEIVING = "xmpp1.receiving.example"
 SECRET = "component secret"
 #: The directory holding dna/ and twisted/plugins/ (the dropin).
-CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def freePort():

@@ -11,7 +11,7 @@ from dna.core.enforcement import StanzaFilter
 from dna.namespaces import NS_DNA_ERRORS
 from dna.core.tables import INCOMING, Tables
 
-from tests.streams import makeStream, receive, stanza, stanzaErrorOf
+from tests.unit.streams import makeStream, receive, stanza, stanzaErrorOf
 
 
 class StanzaFilterTests(SynchronousTestCase):

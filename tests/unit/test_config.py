@@ -357,7 +357,7 @@ class ExampleTests(SynchronousTestCase):
         """
         With the files it names in place, the example loads.
         """
-        example = FilePath(__file__).parent().sibling("examples").child(
+        example = FilePath(__file__).parent().parent().sibling("examples").child(
             "dna.toml")
         files = ConfigurationFiles(self)
         example.copyTo(files.directory.child("dna.toml"))
