@@ -57,6 +57,22 @@ MAX_NSEC3_ITERATIONS = 150
 MAX_CNAMES = 8
 MAX_DEPTH = 32
 
+# KeyTrap (CVE-2023-50387): a zone can publish many DNSKEYs sharing a key
+# tag and many RRSIGs, making a validator try every key on every signature.
+# Past these bounds the data is bogus, at once.
+#: DNSKEYs with the tag and algorithm of one RRSIG (or one DS) that are tried.
+MAX_KEYS_PER_SIGNATURE = 4
+#: Signature verifications (or DS digests) spent on one RRset.
+MAX_VERIFICATIONS_PER_RRSET = 8
+#: Signature verifications spent on one answer, its chain and its proofs.
+MAX_VERIFICATIONS = 64
+#: The longest RSA public exponent, in bytes, of a key that is tried: a
+#: long one makes every verification a full modular exponentiation (as
+#: OpenSSL bounds it for moduli above 3072 bits).
+MAX_RSA_EXPONENT_BYTES = 8
+_RSA = frozenset([Algorithm.RSASHA1, Algorithm.RSASHA1NSEC3SHA1, Algorithm.RSASHA256,
+                  Algorithm.RSASHA512])
+
 
 class Bogus(Exception):
     """
@@ -232,11 +248,61 @@ def digestSupported(digestType):
     return digestType in (DSDigest.SHA1, DSDigest.SHA256, DSDigest.SHA384)
 
 
-def _keyTags(keys):
-    return [(dns.dnssec.key_id(key), key) for key in keys]
+def keyCostBounded(key):
+    """
+    Whether verifying with a DNSKEY costs a bounded time: an RSA key's public
+    exponent is at most L{MAX_RSA_EXPONENT_BYTES} long (RFC 3110 section 2
+    allows 4096 bits, which no signer uses and an attacker would).
+    """
+    if key.algorithm not in _RSA:
+        return True
+    data = key.key
+    if not data:
+        return False
+    length = data[0] if data[0] else int.from_bytes(data[1:3], "big")
+    return length <= MAX_RSA_EXPONENT_BYTES
 
 
-def verifyRRset(rrset, sigs, zone, keys, now):
+def _keysByTag(keys):
+    """
+    The zone keys (RFC 4034 section 2.1.1) of bounded cost by C{(key tag,
+    algorithm)}.
+    """
+    tagged = {}
+    for key in keys:
+        if key.flags & _ZONE_FLAG and key.protocol == 3 and keyCostBounded(key):
+            tagged.setdefault((dns.dnssec.key_id(key), key.algorithm), []).append(key)
+    return tagged
+
+
+def _keyTrap(count, what):
+    return Bogus(f"{count} DNSKEYs share the key tag of {what}: more than "
+                 f"{MAX_KEYS_PER_SIGNATURE} (KeyTrap, CVE-2023-50387)")
+
+
+class VerificationBudget:
+    """
+    The signature verifications one validation may still spend (KeyTrap,
+    CVE-2023-50387).
+    """
+
+    def __init__(self, limit=MAX_VERIFICATIONS):
+        self.limit = limit
+        self.spent = 0
+
+    def spend(self, what, count=1):
+        """
+        Count C{count} verifications of C{what}.
+
+        @raise Bogus: When that would overspend the budget.
+        """
+        if self.spent + count > self.limit:
+            raise Bogus(f"more than {self.limit} signature verifications for one answer, "
+                        f"at {what} (KeyTrap, CVE-2023-50387)")
+        self.spent += count
+
+
+def verifyRRset(rrset, sigs, zone, keys, now, budget=None):
     """
     Check that one of C{sigs} is a currently valid signature over C{rrset} by
     one of C{keys}, the DNSKEYs of C{zone} (RFC 4035 section 5.3).
@@ -249,16 +315,21 @@ def verifyRRset(rrset, sigs, zone, keys, now):
     @type zone: L{dns.name.Name}
     @param keys: The zone's trusted DNSKEYs.
     @param now: The time, in seconds since the epoch.
+    @param budget: The L{VerificationBudget} of the whole validation, or
+        L{None}.
     @return: The RRSIG that verified.
     @raise Bogus: With a reason naming the data, the key and the failure,
         such as C{"RRSIG expired at 2024-01-01T00:00:00Z for SRV
-        _xmpp-server._tcp.expired.example (key 4711 of expired.example.)"}.
+        _xmpp-server._tcp.expired.example (key 4711 of expired.example.)"};
+        also past L{MAX_KEYS_PER_SIGNATURE} keys for one RRSIG or
+        L{MAX_VERIFICATIONS_PER_RRSET} verifications, or the budget.
     """
     what = _label(rrset)
     if not sigs:
         raise Bogus(f"missing RRSIG for {what}")
     problems = []
     tagged = None
+    verifications = 0
     for rrsig in sigs:
         if rrsig.type_covered != rrset.rdtype:
             continue
@@ -273,11 +344,11 @@ def verifyRRset(rrset, sigs, zone, keys, now):
                             f"{algorithmText(rrsig.algorithm)}")
             continue
         if tagged is None:
-            tagged = _keyTags(keys)
-        candidates = [key for tag, key in tagged
-                      if tag == rrsig.key_tag and key.algorithm == rrsig.algorithm
-                      and key.flags & _ZONE_FLAG and key.protocol == 3]
+            tagged = _keysByTag(keys)
+        candidates = tagged.get((rrsig.key_tag, rrsig.algorithm), ())
         keyText = f"key {rrsig.key_tag} of {zone}"
+        if len(candidates) > MAX_KEYS_PER_SIGNATURE:
+            raise _keyTrap(len(candidates), f"the RRSIG over {what} ({keyText})")
         if not candidates:
             problems.append(f"no DNSKEY {rrsig.key_tag} "
                             f"({algorithmText(rrsig.algorithm)}) in {zone} for the "
@@ -291,6 +362,13 @@ def verifyRRset(rrset, sigs, zone, keys, now):
             problems.append(f"RRSIG not valid before {_isoTime(rrsig.inception)} for "
                             f"{what} ({keyText})")
             continue
+        verifications += len(candidates)
+        if verifications > MAX_VERIFICATIONS_PER_RRSET:
+            raise Bogus(f"more than {MAX_VERIFICATIONS_PER_RRSET} signature "
+                        f"verifications for {what} (KeyTrap, CVE-2023-50387): "
+                        + "; ".join(problems))
+        if budget is not None:
+            budget.spend(what, len(candidates))
         try:
             dns.dnssec.validate_rrsig(rrset, rrsig, {zone: candidates}, now=now,
                                       policy=dns.dnssec.allow_all_policy)
@@ -315,12 +393,17 @@ def matchDS(zone, dsRRset, dnskeys):
     """
     usable = usableDS(zone, dsRRset)
     matched = []
-    tagged = _keyTags(dnskeys)
+    tagged = _keysByTag(dnskeys)
+    digests = 0
     for ds in usable:
-        for tag, key in tagged:
-            if (tag != ds.key_tag or key.algorithm != ds.algorithm
-                    or not key.flags & _ZONE_FLAG or key.protocol != 3):
-                continue
+        candidates = tagged.get((ds.key_tag, ds.algorithm), ())
+        if len(candidates) > MAX_KEYS_PER_SIGNATURE:
+            raise _keyTrap(len(candidates), f"the DS {_dsText(ds)} of {zone}")
+        for key in candidates:
+            if digests >= MAX_VERIFICATIONS_PER_RRSET:
+                raise Bogus(f"more than {MAX_VERIFICATIONS_PER_RRSET} DS digests to "
+                            f"compute for {zone} (KeyTrap, CVE-2023-50387)")
+            digests += 1
             try:
                 made = dns.dnssec.make_ds(zone, key, ds.digest_type,
                                           policy=dns.dnssec.allow_all_policy)
@@ -445,15 +528,16 @@ class ZoneProof:
     the links and the lifetime.
     """
 
-    def __init__(self, zone, keys, now, chain, lifetime):
+    def __init__(self, zone, keys, now, chain, lifetime, budget=None):
         self.zone = zone
         self.keys = keys
         self.now = now
         self.chain = chain
         self.lifetime = lifetime
+        self.budget = VerificationBudget() if budget is None else budget
 
     def verify(self, rrset, sigs, note=""):
-        rrsig = verifyRRset(rrset, sigs, self.zone, self.keys, self.now)
+        rrsig = verifyRRset(rrset, sigs, self.zone, self.keys, self.now, self.budget)
         self.chain.append(ChainLink(rrset.name.to_text(), dns.rdatatype.to_text(rrset.rdtype),
                                     _zoneText(self.zone), rrsig.key_tag, rrsig.algorithm,
                                     note))
