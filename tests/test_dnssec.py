@@ -31,6 +31,7 @@ from dna.dns.dnssec.proofs import (
     SECURE,
     Bogus,
     MAX_KEYS_PER_SIGNATURE,
+    MAX_NSEC3_ITERATIONS,
     MAX_VERIFICATIONS_PER_RRSET,
     Insecure,
     Section,
@@ -388,6 +389,23 @@ class VerifyTests(SynchronousTestCase):
         self.assertEqual(matchDS(self.zone, ds, [self.tree.keys["target.example."][1]]),
                          [])
 
+    def test_matchDSPrefersSHA256(self):
+        """
+        Beside a SHA-256 DS, SHA-1 DS records are ignored (RFC 4509 section
+        3): a key only a SHA-1 DS vouches for is not trusted then.
+        """
+        other = self.tree.keys["target.example."][1]
+        sha1 = dns.dnssec.make_ds("sender.example.", self.keys[0], "SHA1",
+                                  policy=dns.dnssec.allow_all_policy)
+        sha256 = dns.dnssec.make_ds("sender.example.", other, "SHA256")
+        self.assertEqual(
+            matchDS(self.zone, dns.rrset.from_rdata("sender.example.", 3600, sha1),
+                    self.keys),
+            [(sha1, self.keys[0])])
+        both = dns.rrset.from_rdata("sender.example.", 3600, sha1, sha256)
+        self.assertEqual(matchDS(self.zone, both, self.keys), [])
+        self.assertEqual(matchDS(self.zone, both, [other] + self.keys), [(sha256, other)])
+
     def test_matchDSUnsupported(self):
         """
         DS records with only unsupported digests make the zone insecure
@@ -622,6 +640,44 @@ class ValidatorTests(SynchronousTestCase):
         unsigned = self.resolve("unsigned.nsec3.example")
         self.assertEqual(unsigned.status, INSECURE)
         self.assertIn("NSEC3 from nsec3.example. proves no DS", unsigned.reason)
+
+    def highIterationNSEC3(self, iterations=MAX_NSEC3_ITERATIONS + 1):
+        """
+        An NSEC3 RRset of C{nsec3.example.}, signed by its key, with more
+        iterations than RFC 9276 allows.
+        """
+        private, dnskey = self.tree.keys["nsec3.example."]
+        owner = dns.name.from_text("0p9mhaveqvm6t7vbl5lop2u3t2rp3tom.nsec3.example.")
+        nsec3 = dns.rrset.from_text(
+            owner, 300, "IN", "NSEC3",
+            f"1 0 {iterations} abcd 0P9MHAVEQVM6T7VBL5LOP2U3T2RP3TON A RRSIG")
+        sig = dns.dnssec.sign(nsec3, private, dns.name.from_text("nsec3.example."), dnskey,
+                              inception=GOOD[0], expiration=GOOD[1])
+        return [nsec3, dns.rrset.from_rdata(owner, 300, sig)]
+
+    def test_nsec3IterationsWhereTheyMatter(self):
+        """
+        An NSEC3 record with more than L{MAX_NSEC3_ITERATIONS} iterations
+        that the proof does not need changes nothing; a proof that cannot
+        be made without such records is insecure (RFC 9276 section 3.2).
+        """
+        def extra(response):
+            response.authority.extend(self.highIterationNSEC3())
+
+        def only(response):
+            response.authority[:] = [r for r in response.authority
+                                     if r.rdtype != dns.rdatatype.NSEC3
+                                     and r.covers != dns.rdatatype.NSEC3]
+            response.authority.extend(self.highIterationNSEC3())
+
+        name = "_xmpp-server._tcp.missing.nsec3.example"
+        self.client.failures[name, "SRV"] = extra
+        result = self.resolve("missing.nsec3.example")
+        self.assertEqual(result.status, SECURE, result.reason)
+        self.client.failures[name, "SRV"] = only
+        result = self.resolve("missing.nsec3.example")
+        self.assertEqual(result.status, INSECURE)
+        self.assertIn("more than 150, RFC 9276", result.reason)
 
     def test_optOut(self):
         """

@@ -13,6 +13,7 @@ asking for the data it needs.
 
 import base64
 import datetime
+import functools
 
 import attr
 import dns.dnssec
@@ -417,13 +418,17 @@ def matchDS(zone, dsRRset, dnskeys):
 def usableDS(zone, dsRRset):
     """
     The DS records of C{zone} whose algorithm and digest type this validator
-    supports.
+    supports, without the SHA-1 ones when there are SHA-256 ones (RFC 4509
+    section 3).
 
     @raise Insecure: When there are none: RFC 4035 section 5.2 treats the
         zone as unsigned.
     """
     usable = [ds for ds in dsRRset
               if algorithmSupported(ds.algorithm) and digestSupported(ds.digest_type)]
+    if any(ds.digest_type == DSDigest.SHA256 for ds in usable):
+        # RFC 4509 section 3: SHA-1 digests are ignored beside SHA-256 ones.
+        usable = [ds for ds in usable if ds.digest_type != DSDigest.SHA1]
     if not usable:
         raise Insecure(f"the DS records of {zone} use only unsupported algorithms or "
                        f"digests ({', '.join(_dsText(ds) for ds in dsRRset)})")
@@ -559,14 +564,11 @@ class ZoneProof:
 
     def nsec3s(self, authority):
         """
-        The NSEC3 records of the authority section that this zone signed, as
-        C{(owner hash, rdata)}, and their common parameters.
+        The NSEC3 records of the authority section that this zone signed.
 
-        @raise Insecure: When the iteration count is above
-            L{MAX_NSEC3_ITERATIONS} or the hash algorithm is unknown.
+        @rtype: L{NSEC3Records}
         """
-        found = []
-        params = None
+        records = NSEC3Records(self.zone)
         for rrset, sigs in authority.ofType(NSEC3):
             if rrset.name.parent() != self.zone:
                 continue
@@ -576,43 +578,80 @@ class ZoneProof:
             except ValueError:
                 raise Bogus(f"NSEC3 owner {rrset.name} is not a base32 hash")
             for rd in rrset:
-                if rd.algorithm != 1:
-                    raise Insecure(f"NSEC3 of {self.zone} uses unknown hash algorithm "
-                                   f"{rd.algorithm}")
-                if rd.iterations > MAX_NSEC3_ITERATIONS:
-                    raise Insecure(f"NSEC3 of {self.zone} uses {rd.iterations} iterations "
-                                   f"(more than {MAX_NSEC3_ITERATIONS}, RFC 9276)")
-                if params is None:
-                    params = (rd.salt, rd.iterations)
-                elif params != (rd.salt, rd.iterations):
-                    raise Bogus(f"NSEC3 records of {self.zone} disagree on salt or "
-                                f"iterations")
-                found.append((ownerHash, rd))
-        return found, params
+                records.add(ownerHash, rd)
+        return records
 
 
-def _nsec3Hash(name, params):
-    salt, iterations = params
+@functools.lru_cache(maxsize=1024)
+def _nsec3Hash(name, salt, iterations):
     return base64.b32hexdecode(dns.dnssec.nsec3_hash(name, salt, iterations, 1))
 
 
-def nsec3Match(records, name, params):
-    wanted = _nsec3Hash(name, params)
-    for ownerHash, rd in records:
-        if ownerHash == wanted:
-            return rd
-    return None
+class NSEC3Records:
+    """
+    The NSEC3 records of one zone in a response, each hashed with its own
+    parameters.
+
+    Records with an unknown hash algorithm or more than
+    L{MAX_NSEC3_ITERATIONS} iterations are set aside: they count only where
+    a proof cannot be made without them, and then make it insecure (RFC
+    9276 section 3.2); a record nobody needs costs nothing.
+
+    @ivar unusable: Why records were set aside (C{str}), or L{None}.
+    """
+
+    def __init__(self, zone):
+        self.zone = zone
+        self._records = []
+        self.unusable = None
+
+    def add(self, ownerHash, rd):
+        if rd.algorithm != 1:
+            self.unusable = (f"NSEC3 of {self.zone} uses unknown hash algorithm "
+                             f"{rd.algorithm}")
+        elif rd.iterations > MAX_NSEC3_ITERATIONS:
+            self.unusable = (f"NSEC3 of {self.zone} uses {rd.iterations} iterations "
+                             f"(more than {MAX_NSEC3_ITERATIONS}, RFC 9276)")
+        else:
+            self._records.append((ownerHash, rd))
+
+    def __bool__(self):
+        return bool(self._records) or self.unusable is not None
+
+    def match(self, name):
+        """
+        The NSEC3 record whose owner is the hash of C{name}, or L{None}.
+        """
+        for ownerHash, rd in self._records:
+            if ownerHash == _nsec3Hash(name, rd.salt, rd.iterations):
+                return rd
+        return None
+
+    def cover(self, name):
+        """
+        An NSEC3 record whose span covers the hash of C{name}, or L{None}.
+        """
+        for ownerHash, rd in self._records:
+            if _hashCovers(ownerHash, rd.next, _nsec3Hash(name, rd.salt, rd.iterations)):
+                return rd
+        return None
+
+    def prove(self, proof, *args):
+        """
+        Call C{proof(*args)}; should it fail where records were set aside,
+        the outcome is insecure instead.
+
+        @raise Insecure: Then.
+        """
+        try:
+            return proof(*args)
+        except Bogus:
+            if self.unusable is not None:
+                raise Insecure(self.unusable) from None
+            raise
 
 
-def _nsec3Cover(records, name, params):
-    wanted = _nsec3Hash(name, params)
-    for ownerHash, rd in records:
-        if _hashCovers(ownerHash, rd.next, wanted):
-            return rd
-    return None
-
-
-def _closestEncloserNSEC3(records, params, name, zone):
+def _closestEncloserNSEC3(records, name, zone):
     """
     The closest encloser proof of RFC 5155 section 8.3.
 
@@ -623,7 +662,7 @@ def _closestEncloserNSEC3(records, params, name, zone):
     while True:
         if not candidate.is_subdomain(zone) or len(candidate) < len(zone):
             raise Bogus(f"no NSEC3 closest encloser proof for {name}")
-        match = nsec3Match(records, candidate, params)
+        match = records.match(candidate)
         if match is not None and candidate != name:
             types = typeBitmap(match)
             if DNSKEY not in types and (NS in types and SOA not in types
@@ -631,7 +670,7 @@ def _closestEncloserNSEC3(records, params, name, zone):
                 raise Bogus(f"NSEC3 closest encloser {candidate} of {name} is a "
                             f"delegation or DNAME")
             nextCloser = name.split(len(candidate) + 1)[1]
-            cover = _nsec3Cover(records, nextCloser, params)
+            cover = records.cover(nextCloser)
             if cover is None:
                 raise Bogus(f"no NSEC3 covers the next closer name {nextCloser}")
             return candidate, cover
@@ -660,9 +699,10 @@ def proveAbsence(qname, rdtype, rcode, authority, proof):
     nsecs = proof.nsecs(authority)
     if nsecs:
         return _proveAbsenceNSEC(qname, rdtype, rcode, nsecs, what)
-    records, params = proof.nsec3s(authority)
+    records = proof.nsec3s(authority)
     if records:
-        return _proveAbsenceNSEC3(qname, rdtype, rcode, records, params, proof.zone, what)
+        return records.prove(_proveAbsenceNSEC3, qname, rdtype, rcode, records, proof.zone,
+                             what)
     raise Bogus(f"no NSEC or NSEC3 proof that {what} does not exist")
 
 
@@ -711,8 +751,8 @@ def _proveAbsenceNSEC(qname, rdtype, rcode, nsecs, what):
     return f"no {what} (NXDOMAIN proven by NSEC)"
 
 
-def _proveAbsenceNSEC3(qname, rdtype, rcode, records, params, zone, what):
-    match = nsec3Match(records, qname, params)
+def _proveAbsenceNSEC3(qname, rdtype, rcode, records, zone, what):
+    match = records.match(qname)
     if match is not None:
         if rcode == dns.rcode.NXDOMAIN:
             raise Bogus(f"NXDOMAIN for {what} but an NSEC3 shows the name exists")
@@ -722,13 +762,13 @@ def _proveAbsenceNSEC3(qname, rdtype, rcode, records, params, zone, what):
             raise Bogus(f"NSEC3 for {qname} lists {dns.rdatatype.to_text(rdtype)} or "
                         f"CNAME: the data was withheld")
         return f"no {what} (NODATA proven by NSEC3)"
-    encloser, cover = _closestEncloserNSEC3(records, params, qname, zone)
+    encloser, cover = _closestEncloserNSEC3(records, qname, zone)
     if rdtype == DS and rcode != dns.rcode.NXDOMAIN:
         if cover.flags & _OPT_OUT:
             raise Insecure(f"{qname} lies in an NSEC3 opt-out span of {zone}")
         raise Bogus(f"no NSEC3 matches {qname} for the DS NODATA proof")
     wildcard = dns.name.Name((b"*",) + encloser.labels)
-    wildMatch = nsec3Match(records, wildcard, params)
+    wildMatch = records.match(wildcard)
     if wildMatch is not None:
         if rcode == dns.rcode.NXDOMAIN:
             raise Bogus(f"NXDOMAIN for {what} but the wildcard {wildcard} exists")
@@ -736,7 +776,7 @@ def _proveAbsenceNSEC3(qname, rdtype, rcode, records, params, zone, what):
         if rdtype in types or CNAME in types:
             raise Bogus(f"the wildcard {wildcard} has the data asked for {what}")
         return f"no {what} (wildcard NODATA proven by NSEC3)"
-    if _nsec3Cover(records, wildcard, params) is None:
+    if records.cover(wildcard) is None:
         raise Bogus(f"no NSEC3 proves the wildcard {wildcard} absent for {what}")
     if rcode != dns.rcode.NXDOMAIN:
         if cover.flags & _OPT_OUT:
@@ -759,9 +799,11 @@ def proveWildcardExpansion(qname, rrsig, authority, proof):
     if any(_nsecCovers(owner, rd.next, qname) and not _provesNothingBelow(owner, rd, qname)
            for owner, rd in nsecs):
         return
-    records, params = proof.nsec3s(authority)
-    if records and _nsec3Cover(records, nextCloser, params) is not None:
+    records = proof.nsec3s(authority)
+    if records.cover(nextCloser) is not None:
         return
+    if records.unusable is not None:
+        raise Insecure(records.unusable)
     raise Bogus(f"wildcard answer for {qname} without proof that the name does not exist")
 
 
@@ -873,15 +915,16 @@ def proveNoDS(child, rcode, authority, proof):
         # NXDOMAIN or an empty non-terminal: not a zone cut.
         proveAbsence(child, DS, rcode, authority, proof)
         return False if rcode == dns.rcode.NXDOMAIN else None
-    records, params = proof.nsec3s(authority)
+    records = proof.nsec3s(authority)
     if not records:
         raise Bogus(f"no DS for {child} and no NSEC or NSEC3 proof of its absence "
                     f"from {proof.zone}")
-    match = nsec3Match(records, child, params)
+    match = records.match(child)
     if match is not None:
         return _matchedNoDS(child, typeBitmap(match), f"NSEC3 for {child}", "NSEC3", proof)
     try:
-        proveAbsence(child, DS, rcode, authority, proof)
+        records.prove(_proveAbsenceNSEC3, child, DS, rcode, records, proof.zone,
+                      f"DS {child.to_text(omit_final_dot=True)}")
     except Insecure:
         proof.chain.append(ChainLink(child.to_text(), "DS", _zoneText(proof.zone),
                                      note="in an NSEC3 opt-out span: insecure"))
