@@ -20,6 +20,12 @@ Prints C{name: value} lines:
     restarted unbound with CD set; the median of R rounds.
   - C{selfvalidate_ratio_vs_ad}: that over the same cold check in mode 'ad'
     (fresh checker, freshly restarted unbound).
+  - C{keytrap_worst_ms}: the longest validation, in memory, of a crafted
+    KeyTrap answer (CVE-2023-50387) under the limits of
+    L{dna.dns.dnssec.proofs}: a zone with a 4096-bit RSA key and DNSKEYs
+    sharing its key tag, answering with many RRSIGs of that tag, or with
+    many NSEC RRsets each first signed wrongly; the median of R rounds of
+    each answer (goal < 50). With C{--keytrap-only} nothing else runs.
 """
 
 import argparse
@@ -31,13 +37,29 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import dns.dnssec  # noqa: E402
+import dns.flags  # noqa: E402
+import dns.message  # noqa: E402
+import dns.name  # noqa: E402
+import dns.rcode  # noqa: E402
+import dns.rdataclass  # noqa: E402
 import dns.rdatatype  # noqa: E402
+import dns.rrset  # noqa: E402
+from dns.dnssecalgs.rsa import PrivateRSASHA256  # noqa: E402
+from dns.dnssectypes import Algorithm  # noqa: E402
 from twisted.internet import defer, task  # noqa: E402
 
 from dna.app.delegation import makeDelegationChecker  # noqa: E402
 from dna.dns.client import DNSClient  # noqa: E402
 from dna.dns.verdict import SECURE  # noqa: E402
-from dna.dns.dnssec.proofs import readAnchors  # noqa: E402
+from dna.dns.dnssec.proofs import (  # noqa: E402
+    BOGUS,
+    MAX_KEYS_PER_SIGNATURE,
+    parseAnchors,
+    readAnchors,
+)
+from dna.dns.dnssec.walker import Validator  # noqa: E402
+from dna.testing.fakes import collidingKeys  # noqa: E402
 from tests.integration.dnsenv import DNSEnvironment  # noqa: E402
 
 
@@ -118,8 +140,88 @@ def coldCheck(reactor, env, mode, rounds, **kwargs):
     return statistics.median(times)
 
 
+def keyTrapWorstMs(rounds):
+    """
+    @return: The longest of the median validation times, in milliseconds,
+        of the crafted KeyTrap answers, and the statuses found.
+    """
+    zone = dns.name.from_text("keytrap.example.")
+    qname = dns.name.from_text("_xmpp-server._tcp.keytrap.example.")
+    now = int(time.time())
+    private = PrivateRSASHA256.generate(key_size=4096)
+    dnskey = dns.dnssec.make_dnskey(private.public_key(), Algorithm.RSASHA256, flags=257)
+    anchors = parseAnchors(
+        f"{zone} 3600 IN DS {dns.dnssec.make_ds(zone, dnskey, 'SHA256').to_text()}")
+
+    def signed(rrset, wrong=0):
+        good = dns.dnssec.sign(rrset, private, zone, dnskey, inception=now - 3600,
+                               expiration=now + 86400)
+        sigs = dns.rrset.RRset(rrset.name, dns.rdataclass.IN, dns.rdatatype.RRSIG,
+                               rrset.rdtype)
+        for i in range(wrong):
+            sigs.add(good.replace(signature=(i + 1).to_bytes(4, "big") * 128))
+        sigs.add(good)
+        return [rrset, sigs]
+
+    soa = dns.rrset.from_text(zone, 300, "IN", "SOA",
+                              "ns.keytrap.example. h.keytrap.example. 1 3600 600 86400 300")
+    srv = dns.rrset.from_text(qname, 300, "IN", "SRV", "0 0 5269 xmpp.keytrap.example.")
+    nsecs = []
+    for i in range(150):
+        nsec = dns.rrset.from_text(f"n{i:03d}.keytrap.example.", 300, "IN", "NSEC",
+                                   f"n{i + 1:03d}.keytrap.example. A RRSIG NSEC")
+        nsecs.extend(signed(nsec, wrong=1))
+
+    srvAnswer = signed(srv, wrong=300)
+    negativeAnswer = signed(soa) + nsecs
+
+    def answers(colliding, negative):
+        # The real key last: every key of its tag is tried before it.
+        keys = dns.rrset.from_rdata_list(zone, 3600, collidingKeys(dnskey, colliding)
+                                         + [dnskey])
+        responses = {}
+        for name, rdtype in [(zone, dns.rdatatype.DNSKEY), (qname, dns.rdatatype.SRV)]:
+            response = responses[name, rdtype] = dns.message.make_response(
+                dns.message.make_query(name, rdtype, want_dnssec=True))
+            response.flags |= dns.flags.AA
+        responses[zone, dns.rdatatype.DNSKEY].answer = signed(keys)
+        if negative:
+            responses[qname, dns.rdatatype.SRV].set_rcode(dns.rcode.NXDOMAIN)
+            responses[qname, dns.rdatatype.SRV].authority = negativeAnswer
+        else:
+            responses[qname, dns.rdatatype.SRV].answer = srvAnswer
+
+        def query(name, rdtype):
+            # Made beforehand: only the validation is timed.
+            return defer.succeed(responses[name, rdtype])
+
+        return query
+
+    worst = 0
+    statuses = set()
+    for colliding in (MAX_KEYS_PER_SIGNATURE - 1, 300):
+        for negative in (False, True):
+            query = answers(colliding, negative)
+            times = []
+            for _ in range(rounds):
+                validator = Validator(query, anchors, maxZones=0)
+                start = time.perf_counter()
+                d = validator.resolve(qname, dns.rdatatype.SRV, now)
+                times.append(time.perf_counter() - start)
+                results = []
+                d.addCallback(results.append)
+                statuses.add(results[0].status)
+            worst = max(worst, statistics.median(times))
+    return worst * 1000, statuses
+
+
 @defer.inlineCallbacks
 def main(reactor, options):
+    worst, statuses = keyTrapWorstMs(options.rounds)
+    assert statuses == {BOGUS}, statuses
+    emit("keytrap_worst_ms", f"{worst:.2f}")
+    if options.keytrap_only:
+        return
     workdir = tempfile.mkdtemp(prefix="dna-bench-")
     env = DNSEnvironment(workdir, manyCount=options.domains)
     env.start()
@@ -151,4 +253,5 @@ if __name__ == "__main__":
     parser.add_argument("--domains", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--cached", type=int, default=400_000)
+    parser.add_argument("--keytrap-only", action="store_true")
     task.react(main, (parser.parse_args(),))

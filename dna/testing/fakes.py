@@ -220,6 +220,32 @@ def signZone(zone, keys, inception, expiration, nsec3=None):
             sign(txn, owner, rdataset)
 
 
+def collidingKeys(dnskey, count):
+    """
+    DNSKEYs with the key tag, algorithm and flags of C{dnskey} but other key
+    material, as a KeyTrap zone (CVE-2023-50387) publishes them: two bytes
+    of the key at the same parity, one raised and one lowered, keep the
+    RFC 4034 appendix B checksum.
+
+    @param count: How many (a few hundred at most).
+    @return: A list of new DNSKEY rdatas.
+    """
+    tag = dns.dnssec.key_id(dnskey)
+    original = dnskey.key
+    made = []
+    for position in range(len(original) // 2, len(original) - 2):
+        for delta in range(1, min(255 - original[position], original[position + 2]) + 1):
+            key = bytearray(original)
+            key[position] += delta
+            key[position + 2] -= delta
+            forged = dnskey.replace(key=bytes(key))
+            assert dns.dnssec.key_id(forged) == tag
+            made.append(forged)
+            if len(made) == count:
+                return made
+    raise ValueError(f"cannot make {count} keys colliding with key {tag}")
+
+
 class _Served:
     """
     The answer logic of an authoritative server for one zone.

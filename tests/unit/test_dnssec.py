@@ -1,7 +1,10 @@
 """
-Tests for L{dna.dns.dnssec.proofs} and L{dna.dns.dnssec.walker}: validation from trust anchors, in memory against
-zones signed here and for real against knotd and unbound (L{tests.integration.dnsenv}).
+Tests for L{dna.dns.dnssec.proofs} and L{dna.dns.dnssec.walker}: validation
+from trust anchors, in memory against zones signed here and for real against
+knotd and unbound (L{tests.integration.dnsenv}).
 """
+
+import base64
 
 import dns.dnssec
 import dns.flags
@@ -26,18 +29,24 @@ from dna.dns.dnssec.proofs import (
     ROOT_ANCHORS,
     SECURE,
     Bogus,
+    MAX_KEYS_PER_SIGNATURE,
+    MAX_NSEC3_ITERATIONS,
+    MAX_VERIFICATIONS_PER_RRSET,
     Insecure,
     Section,
+    VerificationBudget,
     ZoneProof,
     matchDS,
+    keyCostBounded,
     parseAnchors,
     proveAbsence,
     readAnchors,
     typeBitmap,
     verifyRRset,
 )
+from dna.dns.dnssec import walker
 from dna.dns.dnssec.walker import Validator
-from dna.testing.fakes import FakeDNSClient, signZone
+from dna.testing.fakes import FakeDNSClient, collidingKeys, signZone
 
 NOW = 1_700_000_000
 
@@ -399,6 +408,23 @@ class VerifyTests(SynchronousTestCase):
         self.assertEqual(matchDS(self.zone, ds, [self.tree.keys["target.example."][1]]),
                          [])
 
+    def test_matchDSPrefersSHA256(self):
+        """
+        Beside a SHA-256 DS, SHA-1 DS records are ignored (RFC 4509 section
+        3): a key only a SHA-1 DS vouches for is not trusted then.
+        """
+        other = self.tree.keys["target.example."][1]
+        sha1 = dns.dnssec.make_ds("sender.example.", self.keys[0], "SHA1",
+                                  policy=dns.dnssec.allow_all_policy)
+        sha256 = dns.dnssec.make_ds("sender.example.", other, "SHA256")
+        self.assertEqual(
+            matchDS(self.zone, dns.rrset.from_rdata("sender.example.", 3600, sha1),
+                    self.keys),
+            [(sha1, self.keys[0])])
+        both = dns.rrset.from_rdata("sender.example.", 3600, sha1, sha256)
+        self.assertEqual(matchDS(self.zone, both, self.keys), [])
+        self.assertEqual(matchDS(self.zone, both, [other] + self.keys), [(sha256, other)])
+
     def test_matchDSUnsupported(self):
         """
         DS records with only unsupported digests make the zone insecure
@@ -407,6 +433,84 @@ class VerifyTests(SynchronousTestCase):
         ds = dns.rrset.from_text("sender.example.", 3600, "IN", "DS",
                                  "12345 13 99 abcdef")
         self.assertRaises(Insecure, matchDS, self.zone, ds, self.keys)
+
+    def test_keyTagCollisions(self):
+        """
+        Up to L{MAX_KEYS_PER_SIGNATURE} DNSKEYs sharing the key tag of an
+        RRSIG are tried; more make the data bogus at once, whatever the
+        signature (KeyTrap, CVE-2023-50387).
+        """
+        forged = collidingKeys(self.keys[0], MAX_KEYS_PER_SIGNATURE)
+        verifyRRset(self.srv, self.sigs, self.zone, forged[:-1] + self.keys, NOW)
+        error = self.assertRaises(Bogus, verifyRRset, self.srv, self.sigs, self.zone,
+                                  forged + self.keys, NOW)
+        self.assertIn(f"{MAX_KEYS_PER_SIGNATURE + 1} DNSKEYs share the key tag", str(error))
+        self.assertIn("KeyTrap", str(error))
+
+    def garbled(self, count):
+        """
+        The RRSIGs over the SRV RRset: C{count} with the right key tag and a
+        wrong signature, then the good one.
+        """
+        good = self.sigs[0]
+        sigs = dns.rrset.RRset(self.sigs.name, dns.rdataclass.IN, dns.rdatatype.RRSIG,
+                               dns.rdatatype.SRV)
+        for i in range(count):
+            sigs.add(good.replace(signature=bytes([i + 1]) * len(good.signature)))
+        sigs.add(good)
+        return sigs
+
+    def test_verificationsPerRRset(self):
+        """
+        At most L{MAX_VERIFICATIONS_PER_RRSET} signature verifications are
+        spent on one RRset; past them it is bogus.
+        """
+        limit = MAX_VERIFICATIONS_PER_RRSET
+        verifyRRset(self.srv, self.garbled(limit - 1), self.zone, self.keys, NOW)
+        error = self.assertRaises(Bogus, verifyRRset, self.srv, self.garbled(limit),
+                                  self.zone, self.keys, NOW)
+        self.assertIn(f"more than {limit} signature verifications for SRV", str(error))
+
+    def test_budget(self):
+        """
+        A L{VerificationBudget} shared by the RRsets of one validation
+        bounds the verifications of them all.
+        """
+        budget = VerificationBudget(limit=3)
+        verifyRRset(self.srv, self.garbled(1), self.zone, self.keys, NOW, budget)
+        verifyRRset(self.srv, self.sigs, self.zone, self.keys, NOW, budget)
+        self.assertEqual(budget.spent, 3)
+        error = self.assertRaises(Bogus, verifyRRset, self.srv, self.sigs, self.zone,
+                                  self.keys, NOW, budget)
+        self.assertIn("more than 3 signature verifications for one answer", str(error))
+
+    def test_matchDSCollisions(self):
+        """
+        A DS whose key tag more than L{MAX_KEYS_PER_SIGNATURE} DNSKEYs share is
+        bogus (no digest of them all is computed).
+        """
+        ds = dns.rrset.from_rdata("sender.example.", 3600, dns.dnssec.make_ds(
+            "sender.example.", self.keys[0], "SHA256"))
+        forged = collidingKeys(self.keys[0], MAX_KEYS_PER_SIGNATURE - 1)
+        self.assertEqual(matchDS(self.zone, ds, forged + self.keys), [(ds[0], self.keys[0])])
+        forged = collidingKeys(self.keys[0], MAX_KEYS_PER_SIGNATURE)
+        self.assertRaises(Bogus, matchDS, self.zone, ds, forged + self.keys)
+
+    def test_longRSAExponent(self):
+        """
+        An RSA key with a public exponent longer than 8 bytes is never tried:
+        each verification with it would cost a full modular exponentiation.
+        """
+        def rsaKey(exponent):
+            length = (exponent.bit_length() + 7) // 8
+            key = bytes([length]) + exponent.to_bytes(length, "big") + b"\xc5" * 256
+            return dns.rdata.from_text(
+                "IN", "DNSKEY", f"257 3 8 {base64.b64encode(key).decode()}")
+
+        self.assertTrue(keyCostBounded(rsaKey(65537)))
+        self.assertTrue(keyCostBounded(rsaKey(2 ** 64 - 1)))
+        self.assertFalse(keyCostBounded(rsaKey(2 ** 64 + 1)))
+        self.assertTrue(keyCostBounded(self.keys[0]))
 
     def test_parentSideNSEC3(self):
         """
@@ -557,6 +661,44 @@ class ValidatorTests(SynchronousTestCase):
         self.assertEqual(unsigned.status, INSECURE)
         self.assertIn("NSEC3 from nsec3.example. proves no DS", unsigned.reason)
 
+    def highIterationNSEC3(self, iterations=MAX_NSEC3_ITERATIONS + 1):
+        """
+        An NSEC3 RRset of C{nsec3.example.}, signed by its key, with more
+        iterations than RFC 9276 allows.
+        """
+        private, dnskey = self.tree.keys["nsec3.example."]
+        owner = dns.name.from_text("0p9mhaveqvm6t7vbl5lop2u3t2rp3tom.nsec3.example.")
+        nsec3 = dns.rrset.from_text(
+            owner, 300, "IN", "NSEC3",
+            f"1 0 {iterations} abcd 0P9MHAVEQVM6T7VBL5LOP2U3T2RP3TON A RRSIG")
+        sig = dns.dnssec.sign(nsec3, private, dns.name.from_text("nsec3.example."), dnskey,
+                              inception=GOOD[0], expiration=GOOD[1])
+        return [nsec3, dns.rrset.from_rdata(owner, 300, sig)]
+
+    def test_nsec3IterationsWhereTheyMatter(self):
+        """
+        An NSEC3 record with more than L{MAX_NSEC3_ITERATIONS} iterations
+        that the proof does not need changes nothing; a proof that cannot
+        be made without such records is insecure (RFC 9276 section 3.2).
+        """
+        def extra(response):
+            response.authority.extend(self.highIterationNSEC3())
+
+        def only(response):
+            response.authority[:] = [r for r in response.authority
+                                     if r.rdtype != dns.rdatatype.NSEC3
+                                     and r.covers != dns.rdatatype.NSEC3]
+            response.authority.extend(self.highIterationNSEC3())
+
+        name = "_xmpp-server._tcp.missing.nsec3.example"
+        self.client.failures[name, "SRV"] = extra
+        result = self.resolve("missing.nsec3.example")
+        self.assertEqual(result.status, SECURE, result.reason)
+        self.client.failures[name, "SRV"] = only
+        result = self.resolve("missing.nsec3.example")
+        self.assertEqual(result.status, INSECURE)
+        self.assertIn("more than 150, RFC 9276", result.reason)
+
     def test_optOut(self):
         """
         A delegation in an NSEC3 opt-out span is insecure, with the SRV
@@ -656,6 +798,17 @@ class ValidatorTests(SynchronousTestCase):
         result = self.resolve("sender.example")
         self.assertEqual(result.status, BOGUS)
         self.assertIn("lists SRV", result.reason)
+
+    def test_oneBudgetPerAnswer(self):
+        """
+        One L{VerificationBudget} bounds the verifications of the whole
+        chain of an answer: past it the answer is bogus.
+        """
+        self.assertEqual(self.resolve("c.b.example").status, SECURE)
+        self.patch(walker, "VerificationBudget", lambda: VerificationBudget(limit=4))
+        result = self.resolve("c.b.example")
+        self.assertEqual(result.status, BOGUS)
+        self.assertIn("more than 4 signature verifications for one answer", result.reason)
 
     def parentSideNSEC(self, owner):
         """

@@ -13,6 +13,7 @@ asking for the data it needs.
 
 import base64
 import datetime
+import functools
 
 import attr
 import dns.dnssec
@@ -56,6 +57,22 @@ ROOT_ANCHORS = """\
 MAX_NSEC3_ITERATIONS = 150
 MAX_CNAMES = 8
 MAX_DEPTH = 32
+
+# KeyTrap (CVE-2023-50387): a zone can publish many DNSKEYs sharing a key
+# tag and many RRSIGs, making a validator try every key on every signature.
+# Past these bounds the data is bogus, at once.
+#: DNSKEYs with the tag and algorithm of one RRSIG (or one DS) that are tried.
+MAX_KEYS_PER_SIGNATURE = 4
+#: Signature verifications (or DS digests) spent on one RRset.
+MAX_VERIFICATIONS_PER_RRSET = 8
+#: Signature verifications spent on one answer, its chain and its proofs.
+MAX_VERIFICATIONS = 64
+#: The longest RSA public exponent, in bytes, of a key that is tried: a
+#: long one makes every verification a full modular exponentiation (as
+#: OpenSSL bounds it for moduli above 3072 bits).
+MAX_RSA_EXPONENT_BYTES = 8
+_RSA = frozenset([Algorithm.RSASHA1, Algorithm.RSASHA1NSEC3SHA1, Algorithm.RSASHA256,
+                  Algorithm.RSASHA512])
 
 
 class Bogus(Exception):
@@ -232,11 +249,61 @@ def digestSupported(digestType):
     return digestType in (DSDigest.SHA1, DSDigest.SHA256, DSDigest.SHA384)
 
 
-def _keyTags(keys):
-    return [(dns.dnssec.key_id(key), key) for key in keys]
+def keyCostBounded(key):
+    """
+    Whether verifying with a DNSKEY costs a bounded time: an RSA key's public
+    exponent is at most L{MAX_RSA_EXPONENT_BYTES} long (RFC 3110 section 2
+    allows 4096 bits, which no signer uses and an attacker would).
+    """
+    if key.algorithm not in _RSA:
+        return True
+    data = key.key
+    if not data:
+        return False
+    length = data[0] if data[0] else int.from_bytes(data[1:3], "big")
+    return length <= MAX_RSA_EXPONENT_BYTES
 
 
-def verifyRRset(rrset, sigs, zone, keys, now):
+def _keysByTag(keys):
+    """
+    The zone keys (RFC 4034 section 2.1.1) of bounded cost by C{(key tag,
+    algorithm)}.
+    """
+    tagged = {}
+    for key in keys:
+        if key.flags & _ZONE_FLAG and key.protocol == 3 and keyCostBounded(key):
+            tagged.setdefault((dns.dnssec.key_id(key), key.algorithm), []).append(key)
+    return tagged
+
+
+def _keyTrap(count, what):
+    return Bogus(f"{count} DNSKEYs share the key tag of {what}: more than "
+                 f"{MAX_KEYS_PER_SIGNATURE} (KeyTrap, CVE-2023-50387)")
+
+
+class VerificationBudget:
+    """
+    The signature verifications one validation may still spend (KeyTrap,
+    CVE-2023-50387).
+    """
+
+    def __init__(self, limit=MAX_VERIFICATIONS):
+        self.limit = limit
+        self.spent = 0
+
+    def spend(self, what, count=1):
+        """
+        Count C{count} verifications of C{what}.
+
+        @raise Bogus: When that would overspend the budget.
+        """
+        if self.spent + count > self.limit:
+            raise Bogus(f"more than {self.limit} signature verifications for one answer, "
+                        f"at {what} (KeyTrap, CVE-2023-50387)")
+        self.spent += count
+
+
+def verifyRRset(rrset, sigs, zone, keys, now, budget=None):
     """
     Check that one of C{sigs} is a currently valid signature over C{rrset} by
     one of C{keys}, the DNSKEYs of C{zone} (RFC 4035 section 5.3).
@@ -249,16 +316,21 @@ def verifyRRset(rrset, sigs, zone, keys, now):
     @type zone: L{dns.name.Name}
     @param keys: The zone's trusted DNSKEYs.
     @param now: The time, in seconds since the epoch.
+    @param budget: The L{VerificationBudget} of the whole validation, or
+        L{None}.
     @return: The RRSIG that verified.
     @raise Bogus: With a reason naming the data, the key and the failure,
         such as C{"RRSIG expired at 2024-01-01T00:00:00Z for SRV
-        _xmpp-server._tcp.expired.example (key 4711 of expired.example.)"}.
+        _xmpp-server._tcp.expired.example (key 4711 of expired.example.)"};
+        also past L{MAX_KEYS_PER_SIGNATURE} keys for one RRSIG or
+        L{MAX_VERIFICATIONS_PER_RRSET} verifications, or the budget.
     """
     what = _label(rrset)
     if not sigs:
         raise Bogus(f"missing RRSIG for {what}")
     problems = []
     tagged = None
+    verifications = 0
     for rrsig in sigs:
         if rrsig.type_covered != rrset.rdtype:
             continue
@@ -273,11 +345,11 @@ def verifyRRset(rrset, sigs, zone, keys, now):
                             f"{algorithmText(rrsig.algorithm)}")
             continue
         if tagged is None:
-            tagged = _keyTags(keys)
-        candidates = [key for tag, key in tagged
-                      if tag == rrsig.key_tag and key.algorithm == rrsig.algorithm
-                      and key.flags & _ZONE_FLAG and key.protocol == 3]
+            tagged = _keysByTag(keys)
+        candidates = tagged.get((rrsig.key_tag, rrsig.algorithm), ())
         keyText = f"key {rrsig.key_tag} of {zone}"
+        if len(candidates) > MAX_KEYS_PER_SIGNATURE:
+            raise _keyTrap(len(candidates), f"the RRSIG over {what} ({keyText})")
         if not candidates:
             problems.append(f"no DNSKEY {rrsig.key_tag} "
                             f"({algorithmText(rrsig.algorithm)}) in {zone} for the "
@@ -291,6 +363,13 @@ def verifyRRset(rrset, sigs, zone, keys, now):
             problems.append(f"RRSIG not valid before {_isoTime(rrsig.inception)} for "
                             f"{what} ({keyText})")
             continue
+        verifications += len(candidates)
+        if verifications > MAX_VERIFICATIONS_PER_RRSET:
+            raise Bogus(f"more than {MAX_VERIFICATIONS_PER_RRSET} signature "
+                        f"verifications for {what} (KeyTrap, CVE-2023-50387): "
+                        + "; ".join(problems))
+        if budget is not None:
+            budget.spend(what, len(candidates))
         try:
             dns.dnssec.validate_rrsig(rrset, rrsig, {zone: candidates}, now=now,
                                       policy=dns.dnssec.allow_all_policy)
@@ -315,12 +394,17 @@ def matchDS(zone, dsRRset, dnskeys):
     """
     usable = usableDS(zone, dsRRset)
     matched = []
-    tagged = _keyTags(dnskeys)
+    tagged = _keysByTag(dnskeys)
+    digests = 0
     for ds in usable:
-        for tag, key in tagged:
-            if (tag != ds.key_tag or key.algorithm != ds.algorithm
-                    or not key.flags & _ZONE_FLAG or key.protocol != 3):
-                continue
+        candidates = tagged.get((ds.key_tag, ds.algorithm), ())
+        if len(candidates) > MAX_KEYS_PER_SIGNATURE:
+            raise _keyTrap(len(candidates), f"the DS {_dsText(ds)} of {zone}")
+        for key in candidates:
+            if digests >= MAX_VERIFICATIONS_PER_RRSET:
+                raise Bogus(f"more than {MAX_VERIFICATIONS_PER_RRSET} DS digests to "
+                            f"compute for {zone} (KeyTrap, CVE-2023-50387)")
+            digests += 1
             try:
                 made = dns.dnssec.make_ds(zone, key, ds.digest_type,
                                           policy=dns.dnssec.allow_all_policy)
@@ -334,13 +418,17 @@ def matchDS(zone, dsRRset, dnskeys):
 def usableDS(zone, dsRRset):
     """
     The DS records of C{zone} whose algorithm and digest type this validator
-    supports.
+    supports, without the SHA-1 ones when there are SHA-256 ones (RFC 4509
+    section 3).
 
     @raise Insecure: When there are none: RFC 4035 section 5.2 treats the
         zone as unsigned.
     """
     usable = [ds for ds in dsRRset
               if algorithmSupported(ds.algorithm) and digestSupported(ds.digest_type)]
+    if any(ds.digest_type == DSDigest.SHA256 for ds in usable):
+        # RFC 4509 section 3: SHA-1 digests are ignored beside SHA-256 ones.
+        usable = [ds for ds in usable if ds.digest_type != DSDigest.SHA1]
     if not usable:
         raise Insecure(f"the DS records of {zone} use only unsupported algorithms or "
                        f"digests ({', '.join(_dsText(ds) for ds in dsRRset)})")
@@ -445,15 +533,16 @@ class ZoneProof:
     the links and the lifetime.
     """
 
-    def __init__(self, zone, keys, now, chain, lifetime):
+    def __init__(self, zone, keys, now, chain, lifetime, budget=None):
         self.zone = zone
         self.keys = keys
         self.now = now
         self.chain = chain
         self.lifetime = lifetime
+        self.budget = VerificationBudget() if budget is None else budget
 
     def verify(self, rrset, sigs, note=""):
-        rrsig = verifyRRset(rrset, sigs, self.zone, self.keys, self.now)
+        rrsig = verifyRRset(rrset, sigs, self.zone, self.keys, self.now, self.budget)
         self.chain.append(ChainLink(rrset.name.to_text(), dns.rdatatype.to_text(rrset.rdtype),
                                     _zoneText(self.zone), rrsig.key_tag, rrsig.algorithm,
                                     note))
@@ -475,14 +564,11 @@ class ZoneProof:
 
     def nsec3s(self, authority):
         """
-        The NSEC3 records of the authority section that this zone signed, as
-        C{(owner hash, rdata)}, and their common parameters.
+        The NSEC3 records of the authority section that this zone signed.
 
-        @raise Insecure: When the iteration count is above
-            L{MAX_NSEC3_ITERATIONS} or the hash algorithm is unknown.
+        @rtype: L{NSEC3Records}
         """
-        found = []
-        params = None
+        records = NSEC3Records(self.zone)
         for rrset, sigs in authority.ofType(NSEC3):
             if rrset.name.parent() != self.zone:
                 continue
@@ -492,43 +578,80 @@ class ZoneProof:
             except ValueError:
                 raise Bogus(f"NSEC3 owner {rrset.name} is not a base32 hash")
             for rd in rrset:
-                if rd.algorithm != 1:
-                    raise Insecure(f"NSEC3 of {self.zone} uses unknown hash algorithm "
-                                   f"{rd.algorithm}")
-                if rd.iterations > MAX_NSEC3_ITERATIONS:
-                    raise Insecure(f"NSEC3 of {self.zone} uses {rd.iterations} iterations "
-                                   f"(more than {MAX_NSEC3_ITERATIONS}, RFC 9276)")
-                if params is None:
-                    params = (rd.salt, rd.iterations)
-                elif params != (rd.salt, rd.iterations):
-                    raise Bogus(f"NSEC3 records of {self.zone} disagree on salt or "
-                                f"iterations")
-                found.append((ownerHash, rd))
-        return found, params
+                records.add(ownerHash, rd)
+        return records
 
 
-def _nsec3Hash(name, params):
-    salt, iterations = params
+@functools.lru_cache(maxsize=1024)
+def _nsec3Hash(name, salt, iterations):
     return base64.b32hexdecode(dns.dnssec.nsec3_hash(name, salt, iterations, 1))
 
 
-def nsec3Match(records, name, params):
-    wanted = _nsec3Hash(name, params)
-    for ownerHash, rd in records:
-        if ownerHash == wanted:
-            return rd
-    return None
+class NSEC3Records:
+    """
+    The NSEC3 records of one zone in a response, each hashed with its own
+    parameters.
+
+    Records with an unknown hash algorithm or more than
+    L{MAX_NSEC3_ITERATIONS} iterations are set aside: they count only where
+    a proof cannot be made without them, and then make it insecure (RFC
+    9276 section 3.2); a record nobody needs costs nothing.
+
+    @ivar unusable: Why records were set aside (C{str}), or L{None}.
+    """
+
+    def __init__(self, zone):
+        self.zone = zone
+        self._records = []
+        self.unusable = None
+
+    def add(self, ownerHash, rd):
+        if rd.algorithm != 1:
+            self.unusable = (f"NSEC3 of {self.zone} uses unknown hash algorithm "
+                             f"{rd.algorithm}")
+        elif rd.iterations > MAX_NSEC3_ITERATIONS:
+            self.unusable = (f"NSEC3 of {self.zone} uses {rd.iterations} iterations "
+                             f"(more than {MAX_NSEC3_ITERATIONS}, RFC 9276)")
+        else:
+            self._records.append((ownerHash, rd))
+
+    def __bool__(self):
+        return bool(self._records) or self.unusable is not None
+
+    def match(self, name):
+        """
+        The NSEC3 record whose owner is the hash of C{name}, or L{None}.
+        """
+        for ownerHash, rd in self._records:
+            if ownerHash == _nsec3Hash(name, rd.salt, rd.iterations):
+                return rd
+        return None
+
+    def cover(self, name):
+        """
+        An NSEC3 record whose span covers the hash of C{name}, or L{None}.
+        """
+        for ownerHash, rd in self._records:
+            if _hashCovers(ownerHash, rd.next, _nsec3Hash(name, rd.salt, rd.iterations)):
+                return rd
+        return None
+
+    def prove(self, proof, *args):
+        """
+        Call C{proof(*args)}; should it fail where records were set aside,
+        the outcome is insecure instead.
+
+        @raise Insecure: Then.
+        """
+        try:
+            return proof(*args)
+        except Bogus:
+            if self.unusable is not None:
+                raise Insecure(self.unusable) from None
+            raise
 
 
-def _nsec3Cover(records, name, params):
-    wanted = _nsec3Hash(name, params)
-    for ownerHash, rd in records:
-        if _hashCovers(ownerHash, rd.next, wanted):
-            return rd
-    return None
-
-
-def _closestEncloserNSEC3(records, params, name, zone):
+def _closestEncloserNSEC3(records, name, zone):
     """
     The closest encloser proof of RFC 5155 section 8.3.
 
@@ -539,7 +662,7 @@ def _closestEncloserNSEC3(records, params, name, zone):
     while True:
         if not candidate.is_subdomain(zone) or len(candidate) < len(zone):
             raise Bogus(f"no NSEC3 closest encloser proof for {name}")
-        match = nsec3Match(records, candidate, params)
+        match = records.match(candidate)
         if match is not None and candidate != name:
             types = typeBitmap(match)
             if DNSKEY not in types and (NS in types and SOA not in types
@@ -547,7 +670,7 @@ def _closestEncloserNSEC3(records, params, name, zone):
                 raise Bogus(f"NSEC3 closest encloser {candidate} of {name} is a "
                             f"delegation or DNAME")
             nextCloser = name.split(len(candidate) + 1)[1]
-            cover = _nsec3Cover(records, nextCloser, params)
+            cover = records.cover(nextCloser)
             if cover is None:
                 raise Bogus(f"no NSEC3 covers the next closer name {nextCloser}")
             return candidate, cover
@@ -576,9 +699,10 @@ def proveAbsence(qname, rdtype, rcode, authority, proof):
     nsecs = proof.nsecs(authority)
     if nsecs:
         return _proveAbsenceNSEC(qname, rdtype, rcode, nsecs, what)
-    records, params = proof.nsec3s(authority)
+    records = proof.nsec3s(authority)
     if records:
-        return _proveAbsenceNSEC3(qname, rdtype, rcode, records, params, proof.zone, what)
+        return records.prove(_proveAbsenceNSEC3, qname, rdtype, rcode, records, proof.zone,
+                             what)
     raise Bogus(f"no NSEC or NSEC3 proof that {what} does not exist")
 
 
@@ -627,8 +751,8 @@ def _proveAbsenceNSEC(qname, rdtype, rcode, nsecs, what):
     return f"no {what} (NXDOMAIN proven by NSEC)"
 
 
-def _proveAbsenceNSEC3(qname, rdtype, rcode, records, params, zone, what):
-    match = nsec3Match(records, qname, params)
+def _proveAbsenceNSEC3(qname, rdtype, rcode, records, zone, what):
+    match = records.match(qname)
     if match is not None:
         if rcode == dns.rcode.NXDOMAIN:
             raise Bogus(f"NXDOMAIN for {what} but an NSEC3 shows the name exists")
@@ -638,13 +762,13 @@ def _proveAbsenceNSEC3(qname, rdtype, rcode, records, params, zone, what):
             raise Bogus(f"NSEC3 for {qname} lists {dns.rdatatype.to_text(rdtype)} or "
                         f"CNAME: the data was withheld")
         return f"no {what} (NODATA proven by NSEC3)"
-    encloser, cover = _closestEncloserNSEC3(records, params, qname, zone)
+    encloser, cover = _closestEncloserNSEC3(records, qname, zone)
     if rdtype == DS and rcode != dns.rcode.NXDOMAIN:
         if cover.flags & _OPT_OUT:
             raise Insecure(f"{qname} lies in an NSEC3 opt-out span of {zone}")
         raise Bogus(f"no NSEC3 matches {qname} for the DS NODATA proof")
     wildcard = dns.name.Name((b"*",) + encloser.labels)
-    wildMatch = nsec3Match(records, wildcard, params)
+    wildMatch = records.match(wildcard)
     if wildMatch is not None:
         if rcode == dns.rcode.NXDOMAIN:
             raise Bogus(f"NXDOMAIN for {what} but the wildcard {wildcard} exists")
@@ -652,7 +776,7 @@ def _proveAbsenceNSEC3(qname, rdtype, rcode, records, params, zone, what):
         if rdtype in types or CNAME in types:
             raise Bogus(f"the wildcard {wildcard} has the data asked for {what}")
         return f"no {what} (wildcard NODATA proven by NSEC3)"
-    if _nsec3Cover(records, wildcard, params) is None:
+    if records.cover(wildcard) is None:
         raise Bogus(f"no NSEC3 proves the wildcard {wildcard} absent for {what}")
     if rcode != dns.rcode.NXDOMAIN:
         if cover.flags & _OPT_OUT:
@@ -675,9 +799,11 @@ def proveWildcardExpansion(qname, rrsig, authority, proof):
     if any(_nsecCovers(owner, rd.next, qname) and not _provesNothingBelow(owner, rd, qname)
            for owner, rd in nsecs):
         return
-    records, params = proof.nsec3s(authority)
-    if records and _nsec3Cover(records, nextCloser, params) is not None:
+    records = proof.nsec3s(authority)
+    if records.cover(nextCloser) is not None:
         return
+    if records.unusable is not None:
+        raise Insecure(records.unusable)
     raise Bogus(f"wildcard answer for {qname} without proof that the name does not exist")
 
 
@@ -789,15 +915,16 @@ def proveNoDS(child, rcode, authority, proof):
         # NXDOMAIN or an empty non-terminal: not a zone cut.
         proveAbsence(child, DS, rcode, authority, proof)
         return False if rcode == dns.rcode.NXDOMAIN else None
-    records, params = proof.nsec3s(authority)
+    records = proof.nsec3s(authority)
     if not records:
         raise Bogus(f"no DS for {child} and no NSEC or NSEC3 proof of its absence "
                     f"from {proof.zone}")
-    match = nsec3Match(records, child, params)
+    match = records.match(child)
     if match is not None:
         return _matchedNoDS(child, typeBitmap(match), f"NSEC3 for {child}", "NSEC3", proof)
     try:
-        proveAbsence(child, DS, rcode, authority, proof)
+        records.prove(_proveAbsenceNSEC3, child, DS, rcode, records, proof.zone,
+                      f"DS {child.to_text(omit_final_dot=True)}")
     except Insecure:
         proof.chain.append(ChainLink(child.to_text(), "DS", _zoneText(proof.zone),
                                      note="in an NSEC3 opt-out span: insecure"))

@@ -32,6 +32,7 @@ from dna.dns.dnssec.proofs import (
     Insecure,
     Section,
     Validation,
+    VerificationBudget,
     ZoneProof,
     anchorKeys,
     checkRcode,
@@ -187,6 +188,9 @@ class Validator:
     def _resolve(self, fetcher, qname, rdtype, now):
         chain = []
         lifetime = []
+        # One budget of signature verifications for the answer, its CNAMEs,
+        # chains and proofs (KeyTrap, CVE-2023-50387).
+        budget = VerificationBudget()
         statuses = []
         name = qname
         rrset = None
@@ -194,7 +198,7 @@ class Validator:
         try:
             for _ in range(MAX_CNAMES + 1):
                 status, rrset, reason, target = yield self._resolveOne(
-                    fetcher, name, rdtype, now, chain, lifetime)
+                    fetcher, name, rdtype, now, chain, lifetime, budget)
                 statuses.append(status)
                 if target is None:
                     break
@@ -216,7 +220,7 @@ class Validator:
         return Validation(status, rrset, reason, ttl, chain)
 
     @inlineCallbacks
-    def _resolveOne(self, fetcher, qname, rdtype, now, chain, lifetime):
+    def _resolveOne(self, fetcher, qname, rdtype, now, chain, lifetime, budget):
         """
         @return: A Deferred firing with C{(status, rrset, reason, cname
             target or None)}.
@@ -264,7 +268,7 @@ class Validator:
 
         try:
             proof = yield self._walk(fetcher, anchorZone, target, cached, now, chain,
-                                     lifetime)
+                                     lifetime, budget)
         except Insecure as e:
             if rrset is not None:
                 lifetime.append(rrset.ttl)
@@ -318,7 +322,7 @@ class Validator:
         self._zones[zone] = _ZoneKeys(zone, keys, expires, tuple(chain))
 
     @inlineCallbacks
-    def _walk(self, fetcher, anchorZone, target, cached, now, chain, lifetime):
+    def _walk(self, fetcher, anchorZone, target, cached, now, chain, lifetime, budget):
         """
         Establish trusted keys from the anchor (or a cached zone) down to the
         zone holding C{target}.
@@ -347,11 +351,11 @@ class Validator:
         for depth in range(start, len(target) + 1):
             fetcher.prefetch(target.split(depth)[1], DNSKEY)
         if cached is None:
-            keys = yield self._anchorKeys(fetcher, anchorZone, now, chain, lifetime)
+            keys = yield self._anchorKeys(fetcher, anchorZone, now, chain, lifetime, budget)
             remember(anchorZone, keys)
         for depth in range(start, len(target) + 1):
             child = target.split(depth)[1]
-            proof = ZoneProof(zone, keys, now, chain, lifetime)
+            proof = ZoneProof(zone, keys, now, chain, lifetime, budget)
             childKeys = yield self._delegation(fetcher, proof, child)
             if childKeys is None:
                 continue
@@ -359,10 +363,10 @@ class Validator:
                 break
             zone, keys = child, childKeys
             remember(zone, keys)
-        return ZoneProof(zone, keys, now, chain, lifetime)
+        return ZoneProof(zone, keys, now, chain, lifetime, budget)
 
     @inlineCallbacks
-    def _anchorKeys(self, fetcher, zone, now, chain, lifetime):
+    def _anchorKeys(self, fetcher, zone, now, chain, lifetime, budget):
         response = yield fetcher.fetch(zone, DNSKEY)
         checkRcode(response, zone, DNSKEY)
         keys, sigs = Section(response.answer).get(zone, DNSKEY)
@@ -370,7 +374,7 @@ class Validator:
             raise Bogus(f"no DNSKEY RRset for the trust anchor {zone}")
         trusted, how = anchorKeys(zone, self.anchors[zone], keys)
         tags = ", ".join(str(dns.dnssec.key_id(key)) for key in trusted)
-        proof = ZoneProof(zone, trusted, now, chain, lifetime)
+        proof = ZoneProof(zone, trusted, now, chain, lifetime, budget)
         proof.verify(keys, sigs, f"key {tags} {how}")
         return keys
 
@@ -405,6 +409,7 @@ class Validator:
             raise Bogus(f"no DNSKEY RRset for {child} although {proof.zone} has a DS "
                         f"for it")
         trusted, tags = delegatedKeys(child, dsRRset, keys)
-        childProof = ZoneProof(child, trusted, proof.now, proof.chain, proof.lifetime)
+        childProof = ZoneProof(child, trusted, proof.now, proof.chain, proof.lifetime,
+                               proof.budget)
         childProof.verify(keys, keySigs, f"key {tags} matches DS")
         return keys
