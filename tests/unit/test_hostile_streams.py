@@ -443,7 +443,7 @@ def run(chunks):
 
 
 _SETTINGS = settings(
-    max_examples=300,
+    max_examples=200,
     deadline=None,
     derandomize=True,
     database=None,

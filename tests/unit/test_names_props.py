@@ -71,7 +71,7 @@ class NormalizeDomainPropertyTests(SynchronousTestCase):
     Properties of L{normalizeDomain} and L{sameDomain}.
     """
 
-    @settings(max_examples=500, deadline=None)
+    @settings(max_examples=200, deadline=None)
     @given(_names)
     def test_onlyInvalidAddress(self, name):
         """
@@ -84,7 +84,7 @@ class NormalizeDomainPropertyTests(SynchronousTestCase):
             except InvalidAddress:
                 pass
 
-    @settings(max_examples=500, deadline=None)
+    @settings(max_examples=200, deadline=None)
     @given(_names)
     def test_idempotent(self, name):
         """
@@ -124,7 +124,7 @@ class NormalizeDomainPropertyTests(SynchronousTestCase):
         if normalA is not None and normalB is not None:
             self.assertEqual(normalA == normalB, sameDomain(a, b))
 
-    @settings(max_examples=500, deadline=None)
+    @settings(max_examples=200, deadline=None)
     @given(_ldh)
     def test_asciiFastPath(self, name):
         """
