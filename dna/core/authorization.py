@@ -139,7 +139,8 @@ class StreamAuthorization:
         bidi=False,
         maxPending=DEFAULT_MAX_PENDING,
         requestTimeout=DEFAULT_REQUEST_TIMEOUT,
-        clock=None,
+        *,
+        clock,
     ):
         """
         @param xs: The authenticated stream.
@@ -152,10 +153,8 @@ class StreamAuthorization:
         @param maxPending: How many requests from the peer may be checked at
             once; more is a C{<policy-violation/>} stream error.
         @param requestTimeout: Seconds to wait for answers to our requests.
-        @param clock: An L{IReactorTime}; the global reactor if L{None}.
+        @param clock: An L{IReactorTime} for the request time-outs.
         """
-        if clock is None:
-            from twisted.internet import reactor as clock
         self.xs = xs
         self.streamID = xs.sid
         self.initiating = initiating
