@@ -23,7 +23,8 @@ from dna.dns.verdict import (
     normalizeDomain,
 )
 from dna.dns.dnssec.proofs import readAnchors
-from dna.app.config import DEFAULT_DNS_TIMEOUT, DEFAULT_RESOLVERS, DNS_MODES, DNS_PORT, MODE_AD
+from dna.app.config import DEFAULT_DNS_TIMEOUT, DEFAULT_RESOLVERS, DNS_PORT
+from dna.app.delegation import DNS_MODES, MODE_AD
 from dna.app.delegation import makeDelegationChecker
 from dna.app.script import runCommand
 from dna.core.hostport import parseAddressPort

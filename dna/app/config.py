@@ -23,7 +23,6 @@ docs/configuration.rst describes every key.
 """
 
 import datetime
-import ipaddress
 import os
 import tomllib
 from types import MappingProxyType
@@ -41,17 +40,14 @@ from dna.channel.originating import DEFAULT_CONNECT_TIMEOUT
 from dna.channel.identity import normalizeServerName
 from dna.core.authorization import DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT
 from dna.core.hostport import parseAddressPort
+from dna.app.delegation import DNS_MODES, MODE_AD
 from dna.core.names import normalizeDomain
 from dna.dns.verdict import ALLOW_INSECURE, REQUIRE_SECURE
+from dna.dns.client import DEFAULT_DEADLINE
 from dna.dns.dnssec.proofs import parseAnchors
+from dna.dns.lookup import offLoopback
 from dna.error import ConfigurationError, InvalidAddress, InvalidHostPort
 from dna.legacy.policy import FALLBACK_DNA, FALLBACKS, XMPP_SERVER_PORT
-
-#: Trust the AD bit of a validating resolver.
-MODE_AD = "ad"
-#: Validate DNSSEC here, from trust anchors.
-MODE_VALIDATE = "validate"
-DNS_MODES = (MODE_AD, MODE_VALIDATE)
 
 DELEGATION_POLICIES = (REQUIRE_SECURE, ALLOW_INSECURE)
 
@@ -61,7 +57,7 @@ DNS_PORT = 53
 DEFAULT_LISTEN = f"tcp:{XMPP_SERVER_PORT}"
 DEFAULT_RESOLVERS = (("127.0.0.1", DNS_PORT),)
 #: Seconds one delegation check may take in all.
-DEFAULT_DNS_TIMEOUT = 5.0
+DEFAULT_DNS_TIMEOUT = DEFAULT_DEADLINE
 
 
 def parseDomain(value):
@@ -452,10 +448,7 @@ def _checkTogether(configuration):
     @raise Invalid: If one is broken.
     """
     if configuration.dnsMode == MODE_AD and not configuration.trustedPath:
-        remote = [
-            f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-            for host, port in configuration.resolvers
-            if not ipaddress.ip_address(host).is_loopback]
+        remote = offLoopback(configuration.resolvers)
         if remote:
             raise Invalid(
                 f"[dns] resolvers: mode 'ad' trusts the AD bit of the "

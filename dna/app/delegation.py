@@ -4,10 +4,16 @@ configuration, C{dna-check --mode}) becomes a lookup strategy of
 L{dna.dns.lookup} for a L{dna.dns.delegation.DelegationChecker}.
 """
 
-from dna.app.config import MODE_AD, MODE_VALIDATE
-from dna.dns.client import DNSClient
+from dna.dns.client import DEFAULT_DEADLINE, DEFAULT_RETRIES, DEFAULT_TIMEOUT, DNSClient
 from dna.dns.delegation import DelegationChecker
 from dna.dns.lookup import ResolverLookup, SelfValidatingLookup
+
+#: Trust the AD bit of a validating resolver (C{[dns] mode = "ad"}).
+MODE_AD = "ad"
+#: Validate DNSSEC here from trust anchors (C{[dns] mode = "validate"}).
+MODE_VALIDATE = "validate"
+#: The modes, as the configuration and C{dna-check --mode} accept them.
+DNS_MODES = (MODE_AD, MODE_VALIDATE)
 
 #: Ask a (recursive) resolver; with L{MODE_VALIDATE} with CD set.
 UPSTREAM_RESOLVER = "resolver"
@@ -48,7 +54,8 @@ def makeLookup(mode, client, clock, anchors=None, upstream=UPSTREAM_RESOLVER,
 
 
 def makeDelegationChecker(reactor, servers, mode, anchors=None, upstream=UPSTREAM_RESOLVER,
-                          trustedPath=False, timeout=1.0, retries=2, deadline=5.0,
+                          trustedPath=False, timeout=DEFAULT_TIMEOUT,
+                          retries=DEFAULT_RETRIES, deadline=DEFAULT_DEADLINE,
                           client=None, **options):
     """
     The L{DelegationChecker} of a mode, asking C{servers}.

@@ -9,6 +9,7 @@ from twisted.application import service
 from twisted.python import usage
 
 from dna.app import config
+from dna.app.delegation import DNS_MODES
 
 
 def _positive(kind):
@@ -98,7 +99,7 @@ class Options(usage.Options):
         """
         How to learn whether a delegation is signed: ad or validate ([dns] mode).
         """
-        self["mode"] = self._word("--mode", mode, config.DNS_MODES)
+        self["mode"] = self._word("--mode", mode, DNS_MODES)
 
     def opt_policy(self, policy):
         """

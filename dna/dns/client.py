@@ -43,6 +43,15 @@ _NEXT_SERVER_RCODES = frozenset(
 
 _HEADER_SIZE = 12
 
+#: Seconds to wait for one answer before the next try.
+DEFAULT_TIMEOUT = 1.0
+
+#: Rounds over the servers before giving up.
+DEFAULT_RETRIES = 2
+
+#: Seconds after which a query (and a delegation check) gives up.
+DEFAULT_DEADLINE = 5.0
+
 
 def _normalizeAddress(host):
     """
@@ -527,8 +536,8 @@ class DNSClient:
 
     maxTCPSize = 65535
 
-    def __init__(self, servers, reactor, timeout=1.0, retries=2,
-                 deadline=5.0, maxUDPSize=1232):
+    def __init__(self, servers, reactor, timeout=DEFAULT_TIMEOUT, retries=DEFAULT_RETRIES,
+                 deadline=DEFAULT_DEADLINE, maxUDPSize=1232):
         """
         @param servers: A non-empty list of C{(host, port)} tuples, hosts
             as IPv4 or IPv6 literals.

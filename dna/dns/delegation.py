@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from dna.core.coalesce import Coalescer
+from dna.dns.client import DEFAULT_DEADLINE
 from dna.dns.verdict import (
     _PLAIN,
     ALLOW_INSECURE,
@@ -58,7 +59,7 @@ class DelegationChecker:
     """
 
     def __init__(self, lookup, clock, policy=REQUIRE_SECURE, domainPolicies=None,
-                 fallback=False, cacheSize=10000, deadline=5.0, random=None,
+                 fallback=False, cacheSize=10000, deadline=DEFAULT_DEADLINE, random=None,
                  maxTTL=86400, bogusTTL=60, indeterminateTTL=5):
         """
         @param lookup: The L{IDelegationLookup} asked on a cache miss.

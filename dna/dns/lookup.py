@@ -35,6 +35,17 @@ def _domainText(domain):
     return domain.to_text(omit_final_dot=True).lower()
 
 
+def offLoopback(servers):
+    """
+    The resolvers whose AD bit an attacker on the path could set: those off
+    loopback (RFC 4033 section 4.9.3, RFC 6840 section 5.8).
+
+    @param servers: C{[(host, port)]}.
+    @return: Their texts, C{host:port} or C{[host]:port}, in order.
+    """
+    return [serverText(s) for s in servers if not isLoopback(s[0])]
+
+
 @implementer(IDelegationLookup)
 class ResolverLookup:
     """
@@ -58,7 +69,7 @@ class ResolverLookup:
         if not servers:
             raise ValueError("no DNS server given")
         if not trustedPath:
-            remote = [serverText(s) for s in servers if not isLoopback(s[0])]
+            remote = offLoopback(servers)
             if remote:
                 raise ValueError(
                     f"mode 'ad' trusts the AD bit of the resolver, which an attacker "
