@@ -242,6 +242,9 @@ class StartTLSStripped(DowngradeAttempt):
 
     serverName = attr.ib()
 
+    def __str__(self):
+        return "the stream features of {} offered no <starttls/>".format(self.serverName)
+
 
 @attr.s(auto_exc=True)
 class PlaintextRefusal(DowngradeAttempt):
@@ -257,6 +260,11 @@ class PlaintextRefusal(DowngradeAttempt):
 
     serverName = attr.ib()
     condition = attr.ib()
+
+    def __str__(self):
+        return "a plaintext <{}/> for {}, which speaks DNA".format(
+            self.condition, self.serverName
+        )
 
 
 @attr.s(auto_exc=True)

@@ -37,7 +37,7 @@ from dna.channel.originating import (
     _StreamFactory,
     noteDowngrade,
 )
-from dna.error import DowngradeAttempt, RequestTimedOut, StreamIDInUse
+from dna.error import ConnectFailed, DNAError, DowngradeAttempt, RequestTimedOut, StreamIDInUse
 from dna.legacy.policy import fallbackReason, legacyTargets, mayPiggyback
 from dna.error import DowngradeRefused
 from dna.channel.features import BidiInitializer, StartTLSInitializer, peerOffersDNA
@@ -254,15 +254,31 @@ class LegacyConnector:
         return self._connect(local, remote, initializers)
 
     def _connect(self, local, remote, initializers):
+        """
+        Try C{remote}'s addresses in order.
+
+        @return: A L{Deferred} firing with the stream, or failing with the
+            last address's L{DNAError}, or L{ConnectFailed} when that was a
+            network or stream error (which the peer, or anyone on the path
+            before TLS, may cause: expected, not a bug).
+        """
         d = self.addresses(remote)
+        attempts, reasons = [], []
 
         def tryAll(addresses):
             addresses = list(addresses)
             host, port = addresses.pop(0)
-            attempt = self._connectOne(host, port, local, remote, initializers())
-            if addresses:
-                attempt.addErrback(lambda failure: tryAll(addresses))
-            return attempt
+
+            def failed(failure):
+                attempts.append(("{}:{}".format(host, port), failure.getErrorMessage()))
+                reasons.append(failure.value)
+                if addresses:
+                    return tryAll(addresses)
+                if failure.check(DNAError):
+                    return failure
+                raise ConnectFailed(remote, attempts, reasons)
+
+            return self._connectOne(host, port, local, remote, initializers()).addErrback(failed)
 
         return d.addCallback(tryAll)
 
@@ -304,8 +320,8 @@ class LegacyConnector:
             return result
 
         def downgraded(failure):
-            failure.trap(DowngradeAttempt)
-            noteDowngrade(self.downgrades, failure.value, self._policy.level)
+            if failure.check(DowngradeAttempt):
+                noteDowngrade(self.downgrades, failure.value, self._policy.level)
             return failure
 
         return authenticated.addBoth(cancelTimer).addErrback(downgraded)
