@@ -222,6 +222,51 @@ class PeerLacksDNA(DNAError):
     serverName = attr.ib()
 
 
+class DowngradeAttempt(DNAError):
+    """
+    What a man in the middle would do to make us use a weaker channel:
+    never a reason to fall back (issue 9 section 5).
+    """
+
+
+@attr.s(auto_exc=True)
+class StartTLSStripped(DowngradeAttempt):
+    """
+    The stream features before TLS did not offer C{<starttls/>}: anyone on
+    the path can strip it from plaintext, and every stream we open requires
+    TLS (RFC 7590), so the attempt fails.
+
+    @ivar serverName: The name the stream was addressed to (a server name,
+        or a domain on a legacy stream).
+    """
+
+    serverName = attr.ib()
+
+    def __str__(self):
+        return "the stream features of {} offered no <starttls/>".format(self.serverName)
+
+
+@attr.s(auto_exc=True)
+class PlaintextRefusal(DowngradeAttempt):
+    """
+    A server name we authenticated over DNA before refused a stream before
+    TLS: the refusal travelled in plaintext, where anyone on the path could
+    have forged it, and that server speaks DNA, so it is no sign of a legacy
+    peer.
+
+    @ivar serverName: The server name.
+    @ivar condition: The stream error condition received.
+    """
+
+    serverName = attr.ib()
+    condition = attr.ib()
+
+    def __str__(self):
+        return "a plaintext <{}/> for {}, which speaks DNA".format(
+            self.condition, self.serverName
+        )
+
+
 @attr.s(auto_exc=True)
 class ConnectFailed(DNAError):
     """

@@ -172,6 +172,7 @@ class DNAService(service.MultiService):
             connectTimeout=connectTimeout,
             chain=chains.get(localName, ()),
             onConnected=self._streamConnected,
+            policy=fallback,
         )
         self.contextFactory = ServerContextFactory(
             certificates, trustRoot, localName, chains=chains

@@ -8,16 +8,32 @@ draft-ietf-xmpp-dna-01 section 5 leaves the feature that signals support open
 Receiving Server offers C{<bidi xmlns='urn:xmpp:features:bidi'/>}, and the
 Originating Server that wants it sends C{<bidi xmlns='urn:xmpp:bidi'/>} before
 authenticating.
+
+Every stream, DNA's and legacy, starts with a required STARTTLS (RFC 6120
+section 5.3.1, RFC 7590), and nothing else is done in plaintext. The
+features before TLS are the only ones a man in the middle can change, so
+C{<dna/>} and C{<bidi/>} are offered only after TLS; a missing
+C{<starttls/>} fails the stream (L{StartTLSInitializer}) instead of passing
+for a legacy peer, and a Receiving Server refuses anything but
+C{<starttls/>} before TLS (L{requireStartTLS}).
 """
 
 from twisted.internet import defer
-from twisted.words.protocols.jabber import xmlstream
+from twisted.logger import Logger
+from twisted.words.protocols.jabber import error, xmlstream
 from twisted.words.xish import domish
 
-from dna.namespaces import NS_BIDI, NS_BIDI_FEATURE, NS_DNA, NS_SM
+from dna.error import StartTLSStripped
+from dna.namespaces import NS_BIDI, NS_BIDI_FEATURE, NS_DNA, NS_SM, NS_TLS
+
+_log = Logger()
 
 #: XPath query of the Originating Server's request for bidi.
 BIDI_REQUEST = "/bidi[@xmlns='%s']" % (NS_BIDI,)
+
+#: Priority of the observer that guards a stream before TLS: above every
+#: other observer, so that nothing else sees a plaintext element.
+_PLAINTEXT_GUARD_PRIORITY = 100
 
 
 def dnaFeature():
@@ -95,3 +111,67 @@ def watchBidiRequest(xs):
         xs.bidi = True
 
     xs.addOnetimeObserver(BIDI_REQUEST, onBidi)
+
+
+class StartTLSInitializer(xmlstream.TLSInitiatingInitializer):
+    """
+    Originating Server: STARTTLS, always required.
+
+    Twisted's initializer fails with C{FeatureNotAdvertized} when the
+    features lack C{<starttls/>}, the very failure a missing C{<dna/>}
+    gives; this one fails with L{StartTLSStripped}, so that a stream whose
+    plaintext features were stripped is never taken for a legacy peer.
+
+    @ivar encrypted: Whether the peer said C{<proceed/>} and TLS started:
+        until then, everything received was plaintext.
+    """
+
+    encrypted = False
+
+    def __init__(self, xs, configurationForTLS):
+        """
+        @param configurationForTLS: The L{IOpenSSLClientConnectionCreator}
+            that verifies the peer.
+        """
+        xmlstream.TLSInitiatingInitializer.__init__(
+            self, xs, required=True, configurationForTLS=configurationForTLS
+        )
+
+    def initialize(self):
+        if self.feature not in self.xmlstream.features:
+            raise StartTLSStripped(self.xmlstream.otherEntity.host)
+        return self.start()
+
+    def onProceed(self, obj):
+        self.encrypted = True
+        xmlstream.TLSInitiatingInitializer.onProceed(self, obj)
+
+
+def requireStartTLS(xs, onStartTLS):
+    """
+    Receiving Server, before TLS: call C{onStartTLS} with the peer's
+    C{<starttls/>}, and close the stream with C{<not-authorized/>} (RFC
+    6120 section 4.9.3.12) on any other element, such as a C{<db:result/>}
+    or a stanza: nothing received in plaintext is processed, including
+    what follows in the same read.
+    """
+    refused = []
+
+    def guard(element):
+        if refused:
+            element.handled = True
+            return
+        if element.uri == NS_TLS and element.name == "starttls":
+            xs.removeObserver("/*", guard)
+            onStartTLS(element)
+            return
+        element.handled = True
+        refused.append(element.name)
+        _log.info(
+            "Stream {streamID}: <{name}/> before STARTTLS: closing",
+            streamID=xs.sid,
+            name=element.name,
+        )
+        xs.sendStreamError(error.StreamError("not-authorized", text="STARTTLS first"))
+
+    xs.addObserver("/*", guard, _PLAINTEXT_GUARD_PRIORITY)

@@ -9,7 +9,18 @@ to the target's, require STARTTLS with SNI and our client certificate, and
 check the peer's certificate against the target name (steps 4-8). The
 connection then carries C{<db:result/>} requests for every domain pair
 between us and the names it serves (section 6).
+
+No downgrade (issue 9 section 5): everything before TLS is plaintext that a
+man in the middle may rewrite, so a stream whose features lack
+C{<starttls/>} fails with L{StartTLSStripped}, and a refusal before TLS by a
+server name we authenticated over DNA before (L{Connector.knowsDNA}) fails
+with L{PlaintextRefusal}: neither is a reason to fall back
+(L{dna.legacy.policy.fallbackReason}). Each is logged once and counted in
+L{Connector.downgrades}. C{<dna/>} itself is only offered inside TLS, where
+nobody can strip it.
 """
+
+import collections
 
 from twisted.internet import defer, endpoints, error as ierror, interfaces, protocol
 from twisted.logger import Logger
@@ -17,18 +28,54 @@ from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import error, jid, xmlstream
 from twisted.words.xish import xmlstream as xishstream
 
-from dna.channel.features import BidiInitializer
+from dna.channel.features import BidiInitializer, StartTLSInitializer
 from dna.channel.stream import S2SStream
 from dna.channel.tls import clientContextFactory
 from dna.core.coalesce import Coalescer
 from dna.core.names import normalizeDomain
-from dna.error import InvalidAddress, NoAddress, NotDelegated, PeerLacksDNA
+from dna.error import (
+    DowngradeAttempt,
+    InvalidAddress,
+    NoAddress,
+    NotDelegated,
+    PeerLacksDNA,
+    PlaintextRefusal,
+    StartTLSStripped,
+)
 from dna.namespaces import NS_DIALBACK, NS_DNA, NS_SERVER, NS_STREAMS
 
 _log = Logger()
 
 #: Seconds allowed for one connection attempt, TCP to authenticated stream.
 DEFAULT_CONNECT_TIMEOUT = 10.0
+
+#: Seconds a server name we authenticated over DNA is remembered as
+#: speaking DNA, so that a refusal of it in plaintext is not believed (as
+#: HTTP Strict Transport Security remembers a site).
+DEFAULT_DNA_MEMORY = 30 * 24 * 3600.0
+
+
+def noteDowngrade(counts, reason, policy):
+    """
+    Log a downgrade attempt once and count it.
+
+    @param counts: A L{collections.Counter} keyed by what was stripped or
+        forged.
+    @param reason: The L{DowngradeAttempt}.
+    @param policy: The fallback policy's level, for the log.
+    """
+    if isinstance(reason, StartTLSStripped):
+        feature = "starttls"
+    else:
+        feature = "plaintext <{}/>".format(reason.condition)
+    counts[feature] += 1
+    _log.warn(
+        "Downgrade attempt on the stream to {peer}: {feature} before TLS; "
+        "not falling back (policy {policy})",
+        peer=reason.serverName,
+        feature=feature,
+        policy=policy,
+    )
 
 
 class DNAInitializer(xmlstream.BaseFeatureInitiatingInitializer):
@@ -96,6 +143,7 @@ class _StreamFactory(xishstream.BootstrapMixin, protocol.ClientFactory):
         self._deferred = deferred
         self._onConnected = onConnected
         self.stream = None
+        self.initializers = ()
         self.addBootstrap(xmlstream.STREAM_CONNECTED_EVENT, self._connected)
         self.addBootstrap(xmlstream.STREAM_AUTHD_EVENT, self._authenticated)
         self.addBootstrap(xmlstream.INIT_FAILED_EVENT, self._failed)
@@ -114,6 +162,8 @@ class _StreamFactory(xishstream.BootstrapMixin, protocol.ClientFactory):
             # Nagle stalls the TLS handshake's last flight (~40 ms per link).
             xs.transport.setTcpNoDelay(True)
         xs.initializers = [make(xs) for make in self._initializers]
+        # The stream pops them as they complete.
+        self.initializers = tuple(xs.initializers)
         if self._onConnected is not None:
             self._onConnected(xs)
 
@@ -139,6 +189,14 @@ class _StreamFactory(xishstream.BootstrapMixin, protocol.ClientFactory):
         self.abort()
         d.errback(reason)
 
+    @property
+    def encrypted(self):
+        """
+        Whether TLS started on the stream: until then, everything received
+        could have been written by anyone on the path.
+        """
+        return any(getattr(i, "encrypted", False) for i in self.initializers)
+
     def abort(self):
         """
         Drop the connection, if any.
@@ -150,6 +208,9 @@ class _StreamFactory(xishstream.BootstrapMixin, protocol.ClientFactory):
 class Connector:
     """
     Open authenticated DNA streams to other providers' servers.
+
+    @ivar downgrades: A L{collections.Counter} of the downgrade attempts
+        seen, by what was stripped or forged.
     """
 
     def __init__(
@@ -163,6 +224,8 @@ class Connector:
         connectTimeout=DEFAULT_CONNECT_TIMEOUT,
         chain=(),
         onConnected=None,
+        policy="dna",
+        dnaMemory=DEFAULT_DNA_MEMORY,
     ):
         """
         @param checker: An L{IDelegationChecker} whose C{check} gives SRV
@@ -176,6 +239,9 @@ class Connector:
         @param reactor: An L{IReactorTCP} and L{IReactorTime}.
         @param connectTimeout: Seconds for one target, TCP to authenticated.
         @param onConnected: Called with every new stream (idle time-outs).
+        @param policy: The fallback policy's level, for the log.
+        @param dnaMemory: Seconds a server name is remembered as speaking
+            DNA after a DNA stream to it was authenticated.
         """
         self._checker = checker
         self._resolve = addressResolver
@@ -188,6 +254,33 @@ class Connector:
         self._onConnected = onConnected
         # (server name, port) -> the connection attempt in progress
         self._connecting = Coalescer()
+        self._policy = policy
+        self._dnaMemory = dnaMemory
+        # server name -> time until which it is known to speak DNA
+        self._speaksDNA = {}
+        self.downgrades = collections.Counter()
+
+    def knowsDNA(self, serverName):
+        """
+        Whether we authenticated a DNA stream to C{serverName} in the last
+        C{dnaMemory} seconds.
+        """
+        until = self._speaksDNA.get(serverName)
+        if until is None:
+            return False
+        if until < self._reactor.seconds():
+            del self._speaksDNA[serverName]
+            return False
+        return True
+
+    def _learnDNA(self, xs, serverName):
+        now = self._reactor.seconds()
+        # Forget the expired names, so that the memory holds only the peers
+        # of the last dnaMemory seconds.
+        for name in [n for n, until in self._speaksDNA.items() if until < now]:
+            del self._speaksDNA[name]
+        self._speaksDNA[serverName] = now + self._dnaMemory
+        return xs
 
     def delegation(self, domain):
         """
@@ -245,9 +338,7 @@ class Connector:
             serverName, self._trustRoot, self._certificate, chain=self._chain
         )
         initializers = [
-            lambda xs: xmlstream.TLSInitiatingInitializer(
-                xs, required=True, configurationForTLS=context
-            ),
+            lambda xs: StartTLSInitializer(xs, context),
             BidiInitializer,
             DNAInitializer,
         ]
@@ -267,7 +358,10 @@ class Connector:
             return result
 
         authenticated.addBoth(cancelTimer)
-        authenticated.addErrback(self._explain, serverName, factory)
+        authenticated.addCallbacks(
+            self._learnDNA, self._explain, callbackArgs=(serverName,),
+            errbackArgs=(serverName, factory),
+        )
         return authenticated
 
     def _timedOut(self, connecting, factory):
@@ -275,6 +369,17 @@ class Connector:
         connecting.cancel()
 
     def _explain(self, failure, serverName, factory):
+        """
+        Say why an attempt failed in terms of section 7: a peer without
+        DNA, or a downgrade attempt.
+        """
+        if (failure.check(error.StreamError) and not factory.encrypted
+                and self.knowsDNA(serverName)):
+            failure = Failure(PlaintextRefusal(serverName, failure.value.condition))
+        if failure.check(DowngradeAttempt):
+            noteDowngrade(self.downgrades, failure.value, self._policy)
+            return failure
         if failure.check(xmlstream.FeatureNotAdvertized):
+            # Only DNAInitializer requires a feature, and it runs after TLS.
             raise PeerLacksDNA(serverName)
         return failure

@@ -17,7 +17,7 @@ from twisted.logger import Logger
 from twisted.words.protocols.jabber import error, jid, xmlstream
 from twisted.words.xish import domish
 
-from dna.channel.features import advertise, watchBidiRequest
+from dna.channel.features import advertise, requireStartTLS, watchBidiRequest
 from dna.channel.identity import verifyPeerName
 from dna.channel.stream import S2SStream
 from dna.channel.tls import peerCertificate, peerServerNames
@@ -61,11 +61,12 @@ def acceptHeader(xs, rootElement, checkHeader):
 def offerStartTLS(xs, onStartTLS):
     """
     Send stream features that offer only a required STARTTLS, and call
-    C{onStartTLS} with the peer's C{<starttls/>}.
+    C{onStartTLS} with the peer's C{<starttls/>} (anything else closes the
+    stream: L{requireStartTLS}).
     """
     features = domish.Element((NS_STREAMS, "features"))
     features.addElement((NS_TLS, "starttls")).addElement("required")
-    xs.addOnetimeObserver("/starttls[@xmlns='%s']" % (NS_TLS,), onStartTLS)
+    requireStartTLS(xs, onStartTLS)
     xs.send(features)
 
 

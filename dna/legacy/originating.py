@@ -12,7 +12,9 @@ STARTTLS first (Prosody requires it before dialback). The stream is
 authenticated by SASL EXTERNAL (XEP-0178) when the peer offers it and our
 certificate covers the sender, else by Server Dialback (XEP-0220) when the
 policy allows it. A peer that offers C{<dna/>} there is refused: two DNA
-servers never fall back.
+servers never fall back. Features without C{<starttls/>} fail the stream
+(L{dna.error.StartTLSStripped}, RFC 7590), logged and counted in
+L{LegacyConnector.downgrades}: no legacy stream is ever unencrypted.
 
 A legacy stream carries one domain pair, plus the pairs with the same
 target that the peer accepts piggy-backed (draft-ietf-xmpp-dna-10 section
@@ -22,17 +24,23 @@ that insists on certificates may never answer a dialback request). When a
 piggy-backed request gets no answer, the pair gets a stream of its own.
 """
 
+import collections
+
 from twisted.internet import defer, endpoints, error as ierror
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.words.protocols.jabber import xmlstream
 from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
 
-from dna.channel.originating import DEFAULT_CONNECT_TIMEOUT, DNAConnectAuthenticator, _StreamFactory
-from dna.error import RequestTimedOut, StreamIDInUse
+from dna.channel.originating import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DNAConnectAuthenticator,
+    _StreamFactory,
+    noteDowngrade,
+)
+from dna.error import ConnectFailed, DNAError, DowngradeAttempt, RequestTimedOut, StreamIDInUse
 from dna.legacy.policy import fallbackReason, legacyTargets, mayPiggyback
 from dna.error import DowngradeRefused
-from dna.channel.features import BidiInitializer, peerOffersDNA
+from dna.channel.features import BidiInitializer, StartTLSInitializer, peerOffersDNA
 from dna.legacy.authorization import LegacyAuthorization
 from dna.legacy.receiving import LegacyListener
 from dna.legacy.tls import LegacyServerContexts, certificateFor, legacyClientCreator, peerVerified
@@ -116,6 +124,9 @@ class LegacyConnector:
     """
     Open legacy streams: authenticated ones for a domain pair, and
     unauthenticated ones that carry C{<db:verify/>}.
+
+    @ivar downgrades: A L{collections.Counter} of the downgrade attempts
+        seen, by what was stripped.
     """
 
     def __init__(self, checker, addressResolver, policy, keys, certificates, trustRoot,
@@ -147,6 +158,7 @@ class LegacyConnector:
         self._reactor = reactor
         self._connectTimeout = connectTimeout
         self._onConnected = onConnected
+        self.downgrades = collections.Counter()
 
     def certificateCovers(self, domain):
         """
@@ -206,9 +218,8 @@ class LegacyConnector:
 
         def initializers():
             return [
-                lambda xs: xmlstream.TLSInitiatingInitializer(
-                    xs, required=True,
-                    configurationForTLS=legacyClientCreator(
+                lambda xs: StartTLSInitializer(
+                    xs, legacyClientCreator(
                         target, self._trustRoot, certificate, chain, verify=verify
                     ),
                 ),
@@ -233,9 +244,8 @@ class LegacyConnector:
 
         def initializers():
             return [
-                lambda xs: xmlstream.TLSInitiatingInitializer(
-                    xs, required=True,
-                    configurationForTLS=legacyClientCreator(
+                lambda xs: StartTLSInitializer(
+                    xs, legacyClientCreator(
                         remote, self._trustRoot, certificate, chain, verify=False
                     ),
                 ),
@@ -244,15 +254,31 @@ class LegacyConnector:
         return self._connect(local, remote, initializers)
 
     def _connect(self, local, remote, initializers):
+        """
+        Try C{remote}'s addresses in order.
+
+        @return: A L{Deferred} firing with the stream, or failing with the
+            last address's L{DNAError}, or L{ConnectFailed} when that was a
+            network or stream error (which the peer, or anyone on the path
+            before TLS, may cause: expected, not a bug).
+        """
         d = self.addresses(remote)
+        attempts, reasons = [], []
 
         def tryAll(addresses):
             addresses = list(addresses)
             host, port = addresses.pop(0)
-            attempt = self._connectOne(host, port, local, remote, initializers())
-            if addresses:
-                attempt.addErrback(lambda failure: tryAll(addresses))
-            return attempt
+
+            def failed(failure):
+                attempts.append(("{}:{}".format(host, port), failure.getErrorMessage()))
+                reasons.append(failure.value)
+                if addresses:
+                    return tryAll(addresses)
+                if failure.check(DNAError):
+                    return failure
+                raise ConnectFailed(remote, attempts, reasons)
+
+            return self._connectOne(host, port, local, remote, initializers()).addErrback(failed)
 
         return d.addCallback(tryAll)
 
@@ -293,7 +319,12 @@ class LegacyConnector:
                 timer.cancel()
             return result
 
-        return authenticated.addBoth(cancelTimer)
+        def downgraded(failure):
+            if failure.check(DowngradeAttempt):
+                noteDowngrade(self.downgrades, failure.value, self._policy.level)
+            return failure
+
+        return authenticated.addBoth(cancelTimer).addErrback(downgraded)
 
 
 class Fallback:

@@ -14,12 +14,27 @@ the Remote Domain" (RFC 6120 PKIX, SASL EXTERNAL as XEP-0178 profiles it), or
 policy" (XEP-0220). Two servers that both speak DNA never fall back: a
 legacy stream whose peer offers C{<dna/>} is refused (L{DowngradeRefused}),
 so a refusal by a DNA peer, or one forged before TLS, stays final.
+
+Nothing a man in the middle can write calls for a fallback when it shows
+that the peer speaks DNA or that the path is tampered with (issue 9 section
+5): features without C{<starttls/>} (L{StartTLSStripped}), or a refusal in
+plaintext from a server name we authenticated over DNA before
+(L{PlaintextRefusal}). Either one among the attempts for a domain rules out
+a fallback for that domain, whatever the other targets answered, under
+every policy.
+
+A refusal in plaintext from a server name we never reached over DNA still
+calls for one: it is what a server without DNA answers for a name it does
+not serve (Prosody's C{<host-unknown/>}), and a DNSSEC-signed delegation
+does not say the server speaks DNA. Such a refusal may be forged; the
+legacy stream then requires TLS, refuses a peer that offers C{<dna/>}, and
+under C{dna+pkix} requires the peer's certificate for the domain.
 """
 
 import attr
 from twisted.words.protocols.jabber import error
 
-from dna.error import ConnectFailed, NoLegacyRoute, NotDelegated, PeerLacksDNA
+from dna.error import ConnectFailed, DowngradeAttempt, NoLegacyRoute, NotDelegated, PeerLacksDNA
 from dna.dns.verdict import INSECURE, SECURE
 
 #: Speak DNA only: a peer that does not is not federated with.
@@ -103,7 +118,8 @@ def fallbackReason(failure):
     decides whether the DNS data can be used at all), or a server it
     delegates to did not offer DNA or refused the stream to our server name.
     A refused domain pair, an unanswered request, a network failure or a
-    bad certificate is no sign of a legacy peer.
+    bad certificate is no sign of a legacy peer, and a downgrade attempt
+    (L{DowngradeAttempt}) rules a fallback out.
 
     @param failure: The L{Failure} of section 5's connection attempt.
     @return: A sentence saying why to fall back, or L{None} not to.
@@ -118,6 +134,8 @@ def fallbackReason(failure):
             reason.domain, reason.status, reason.reason or "no SRV target"
         )
     if isinstance(reason, ConnectFailed):
+        if any(isinstance(attempt, DowngradeAttempt) for attempt in reason.reasons):
+            return None
         for attempt in reason.reasons:
             hint = _legacyHint(attempt)
             if hint is not None:
