@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 
 from twisted.internet import defer
 from twisted.python import usage
-from twisted.web.iweb import IAgentEndpointFactory
+from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
 from zope.interface import implementer
 
 from dna.app.config import DEFAULT_CONTROL_SOCKET, loadControlSettings
@@ -65,37 +65,69 @@ class UNIXAgentEndpointFactory:
         return UNIXClientEndpoint(self._reactor, self._path)
 
 
-@defer.inlineCallbacks
-def request(reactor, socketPath, method, path, body=None, query=None):
+@implementer(IBodyProducer)
+class _BytesProducer:
     """
-    One request to the control API over its UNIX socket.
+    A request body written at once (L{FileBodyProducer} would need a
+    cooperator, and the body is small).
+    """
 
+    def __init__(self, data):
+        self._data = data
+        self.length = len(data)
+
+    def startProducing(self, consumer):
+        consumer.write(self._data)
+        return defer.succeed(None)
+
+    def pauseProducing(self):
+        pass
+
+    def resumeProducing(self):
+        pass
+
+    def stopProducing(self):
+        pass
+
+
+def unixAgent(reactor, socketPath):
+    """
+    An L{Agent} whose every request goes to the UNIX socket C{socketPath}.
+    """
+    from twisted.web.client import Agent
+
+    return Agent.usingEndpointFactory(reactor, UNIXAgentEndpointFactory(reactor, socketPath))
+
+
+@defer.inlineCallbacks
+def request(agent, method, path, body=None, query=None):
+    """
+    One request to the control API.
+
+    @param agent: An L{IAgent}, such as L{unixAgent} gives.
+    @param method: C{b"GET"} or C{b"POST"}.
     @param path: Such as C{"/v1/status"}.
     @param body: A JSON-able object to POST, or L{None}.
     @param query: A L{dict} of query arguments, or L{None}.
     @return: A L{Deferred} firing with C{(HTTP status, decoded JSON)}.
-    @raise _Unreachable: When the socket cannot be connected to.
+    @raise _Unreachable: When the endpoint cannot be connected to.
     """
     from twisted.internet.error import ConnectError
-    from twisted.web.client import Agent, readBody
+    from twisted.web.client import readBody
     from twisted.web.http_headers import Headers
 
-    agent = Agent.usingEndpointFactory(reactor, UNIXAgentEndpointFactory(reactor, socketPath))
     url = "http://localhost" + path
     if query:
         url += "?" + urlencode(query)
     producer = None
     headers = Headers({b"accept": [b"application/json"]})
     if body is not None:
-        from twisted.web.client import FileBodyProducer
-        from io import BytesIO
-
-        producer = FileBodyProducer(BytesIO(json.dumps(body).encode("utf-8")))
+        producer = _BytesProducer(json.dumps(body).encode("utf-8"))
         headers.addRawHeader(b"content-type", b"application/json")
     try:
         response = yield agent.request(method, url.encode("utf-8"), headers, producer)
     except ConnectError as e:
-        raise _Unreachable(f"cannot connect to {socketPath}: {e.osError or e}") from None
+        raise _Unreachable(f"cannot connect: {e.osError or e}") from None
     data = yield readBody(response)
     try:
         answer = json.loads(data)
@@ -326,10 +358,12 @@ def render(command, answer, out):
 
 
 @defer.inlineCallbacks
-def run(reactor, options, out=None, err=None):
+def run(reactor, options, out=None, err=None, agent=None):
     """
     Send the request of parsed L{Options} and print the answer.
 
+    @param agent: The L{IAgent} to ask; by default L{unixAgent} of the
+        socket the options name.
     @return: A L{Deferred} firing with the exit status.
     """
     out = sys.stdout if out is None else out
@@ -337,9 +371,10 @@ def run(reactor, options, out=None, err=None):
     command = options.subCommand
     method, path, arguments = _REQUESTS[command]
     try:
-        code, answer = yield request(
-            reactor, socketPath(options), method.encode("ascii"), path,
-            **arguments(options.subOptions))
+        if agent is None:
+            agent = unixAgent(reactor, socketPath(options))
+        code, answer = yield request(agent, method.encode("ascii"), path,
+                                     **arguments(options.subOptions))
     except _Unreachable as e:
         err.write(f"dna-ctl: {e}\n")
         return EXIT_UNREACHABLE
