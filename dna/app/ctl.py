@@ -216,8 +216,19 @@ def statusText(status):
 
 
 class _Command(usage.Options):
+    """
+    A command of C{dna-ctl}; its positional C{arguments} are named.
+    """
+
+    arguments = ()
+
     def getSynopsis(self):
         return f"Usage: dna-ctl [options] {self.synopsis}"
+
+    def parseArgs(self, *values):
+        if len(values) != len(self.arguments):
+            raise usage.UsageError(f"expected {' '.join(self.arguments).upper() or 'no arguments'}")
+        self.update(zip(self.arguments, values))
 
 
 class _Connections(_Command):
@@ -239,27 +250,21 @@ class _Revoke(_Command):
     synopsis = "revoke LOCAL REMOTE"
     longdesc = ("Revoke the peer's authorization to send from REMOTE to LOCAL (one of "
                 "ours) on every stream that holds it (<db:result type='invalid'/>).")
-
-    def parseArgs(self, local, remote):
-        self["local"], self["remote"] = local, remote
+    arguments = ("local", "remote")
 
 
 class _Close(_Command):
     synopsis = "close STREAM"
     longdesc = ("Close one connection cleanly; what the peer did not acknowledge "
                 "is sent again or bounced, as on any loss.")
-
-    def parseArgs(self, stream):
-        self["stream"] = stream
+    arguments = ("stream",)
 
 
 class _Check(_Command):
     synopsis = "check DOMAIN"
     longdesc = ("Check DOMAIN's delegation through the server's checker and cache; "
                 "exit status 1 when it is not delegated.")
-
-    def parseArgs(self, domain):
-        self["domain"] = domain
+    arguments = ("domain",)
 
 
 class _Status(_Command):
@@ -370,13 +375,16 @@ def run(reactor, options, out=None, err=None, agent=None):
     err = sys.stderr if err is None else err
     command = options.subCommand
     method, path, arguments = _REQUESTS[command]
+    where = ""
     try:
         if agent is None:
-            agent = unixAgent(reactor, socketPath(options))
+            socket = socketPath(options)
+            where = f" ({socket})"
+            agent = unixAgent(reactor, socket)
         code, answer = yield request(agent, method.encode("ascii"), path,
                                      **arguments(options.subOptions))
     except _Unreachable as e:
-        err.write(f"dna-ctl: {e}\n")
+        err.write(f"dna-ctl: {e}{where}\n")
         return EXIT_UNREACHABLE
     if code >= 300:
         if options["json"]:
