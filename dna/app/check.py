@@ -147,6 +147,36 @@ def makeChecker(options, reactor):
         timeout=min(1.0, timeout), retries=3, deadline=timeout)
 
 
+def reportData(result, delegations, allowInsecure):
+    """
+    What L{report} prints, as data: the control API's C{/v1/check} answers
+    with it (L{dna.app.control}).
+
+    @param result: The L{IDelegationResult}.
+    @param delegations: C{[(server name, bool)]}.
+    @return: A L{dict} of JSON values: C{domain}, C{records} (each with
+        C{priority}, C{weight}, C{port}, C{target}), C{status}, C{chain}
+        (lines), C{reason}, C{delegations} (server name to verdict),
+        C{delegated} and C{secure}.
+    """
+    accepted = result.status == SECURE or (allowInsecure and result.status == INSECURE)
+    if delegations:
+        delegated = any(verdict for _, verdict in delegations)
+    else:
+        delegated = accepted and any(record.target for record in result.records)
+    return {
+        "domain": result.domain,
+        "records": [{"priority": r.priority, "weight": r.weight, "port": r.port,
+                     "target": r.target, "text": str(r)} for r in result.records],
+        "status": result.status,
+        "chain": [str(link) for link in result.chain],
+        "reason": result.reason,
+        "delegations": {name: verdict for name, verdict in delegations},
+        "delegated": delegated,
+        "secure": result.status == SECURE,
+    }
+
+
 def report(result, delegations, allowInsecure, out):
     """
     Print a lookup result and the delegation verdicts.
@@ -155,28 +185,33 @@ def report(result, delegations, allowInsecure, out):
     @param delegations: C{[(server name, bool)]}.
     @return: The exit status.
     """
+    return printReport(reportData(result, delegations, allowInsecure), out)
+
+
+def printReport(data, out):
+    """
+    Print what L{reportData} gives, as C{dna-check} does (and C{dna-ctl
+    check}, from the server's answer).
+
+    @return: The exit status: 0 when delegated, 1 when not.
+    """
     write = lambda line="": out.write(line + "\n")  # noqa: E731
-    write(f"SRV _xmpp-server._tcp.{result.domain}:")
-    for record in result.records:
-        write(f"  {record}")
-    if not result.records:
+    write(f"SRV _xmpp-server._tcp.{data['domain']}:")
+    for record in data["records"]:
+        write(f"  {record['text']}")
+    if not data["records"]:
         write("  (none)")
-    write(f"status: {result.status}")
-    if result.chain:
+    write(f"status: {data['status']}")
+    if data["chain"]:
         write("chain:")
-        for link in result.chain:
+        for link in data["chain"]:
             write(f"  {link}")
-    if result.reason:
-        write(f"reason: {result.reason}")
-    accepted = result.status == SECURE or (allowInsecure and result.status == INSECURE)
-    if delegations:
-        for name, verdict in delegations:
-            write(f"delegated to {name}: {'yes' if verdict else 'no'}")
-        delegated = any(verdict for _, verdict in delegations)
-    else:
-        delegated = accepted and any(record.target for record in result.records)
-    if delegated:
-        how = "securely " if result.status == SECURE else "insecurely (allowed) "
+    if data["reason"]:
+        write(f"reason: {data['reason']}")
+    for name, verdict in data["delegations"].items():
+        write(f"delegated to {name}: {'yes' if verdict else 'no'}")
+    if data["delegated"]:
+        how = "securely " if data["secure"] else "insecurely (allowed) "
         write(f"result: {how}delegated")
         return 0
     write("result: not delegated")

@@ -47,7 +47,7 @@ from dna.dns.client import DEFAULT_DEADLINE
 from dna.dns.dnssec.proofs import parseAnchors
 from dna.dns.lookup import offLoopback
 from dna.error import ConfigurationError, InvalidAddress, InvalidHostPort
-from dna.legacy.policy import FALLBACK_DNA, FALLBACKS, XMPP_SERVER_PORT
+from dna.legacy.policy import FALLBACK_PKIX, FALLBACKS, XMPP_SERVER_PORT
 
 DELEGATION_POLICIES = (REQUIRE_SECURE, ALLOW_INSECURE)
 
@@ -58,6 +58,21 @@ DEFAULT_LISTEN = f"tcp:{XMPP_SERVER_PORT}"
 DEFAULT_RESOLVERS = (("127.0.0.1", DNS_PORT),)
 #: Seconds one delegation check may take in all.
 DEFAULT_DNS_TIMEOUT = DEFAULT_DEADLINE
+
+#: What a fresh configuration does with peers without DNA: federate with
+#: today's network by certificates for the domains themselves (RFC 6120),
+#: never by unauthenticated Server Dialback. L{DNAService} itself, built from
+#: Python, still defaults to DNA only.
+DEFAULT_FALLBACK = FALLBACK_PKIX
+
+#: The control endpoint's UNIX socket when C{[control]} names none: in the
+#: runtime directory systemd makes (C{RuntimeDirectory=dna}).
+DEFAULT_CONTROL_SOCKET = "/run/dna/control.sock"
+
+#: One human line per event (twistd's own), or one JSON object per line.
+LOG_TEXT = "text"
+LOG_JSON = "json"
+LOG_FORMATS = (LOG_TEXT, LOG_JSON)
 
 
 def parseDomain(value):
@@ -154,12 +169,16 @@ _NAME_KEYS = ("name", "certificate", "key")
 _DNS_KEYS = ("mode", "resolvers", "trust-anchors", "trusted-path", "timeout")
 _POLICY_KEYS = ("delegation", "allow-insecure", "srv-fallback", "fallback")
 _COMPONENTS_KEYS = ("listen", "secret")
-_SECTIONS = ("server", "dns", "policy", "hosts", "components")
+_CONTROL_KEYS = ("socket", "listen", "token-file")
+_LOG_KEYS = ("format",)
+_SECTIONS = ("server", "dns", "policy", "hosts", "components", "control", "log")
 _ALL_KEYS = tuple(
     [("[server]", key) for key in _SERVER_KEYS]
     + [("[dns]", key) for key in _DNS_KEYS]
     + [("[policy]", key) for key in _POLICY_KEYS]
-    + [("[components]", key) for key in _COMPONENTS_KEYS])
+    + [("[components]", key) for key in _COMPONENTS_KEYS]
+    + [("[control]", key) for key in _CONTROL_KEYS]
+    + [("[log]", key) for key in _LOG_KEYS])
 
 _hostedDomains = schema.array(
     parseDomain, "empty: name at least one hosted domain", "domains")
@@ -245,6 +264,116 @@ def _hosts(table, where="[hosts]"):
     return MappingProxyType(hosts)
 
 
+def checkControlListen(value):
+    """
+    Check a control endpoint's TCP listener: a C{tcp:} or C{tcp6:}
+    description bound to a loopback interface. Anyone who reaches the control
+    endpoint can close connections and revoke pairs; a port off loopback
+    would offer that to the network.
+
+    @return: C{value}
+    @raise ValueError: If it does not parse, is not TCP, or is not on
+        loopback.
+    """
+    from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+
+    checkListen(value)
+    endpoint = serverFromString(None, value)
+    if not isinstance(endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint)):
+        raise Invalid(f"{value!r} is not a tcp: or tcp6: description (the "
+                      f"UNIX socket is [control] socket)")
+    interface = endpoint._interface
+    try:
+        loopback = bool(interface) and ipaddress.ip_address(interface).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise Invalid(f"{value!r} is not on loopback: name a loopback "
+                      f"interface, such as 'tcp:8080:interface=127.0.0.1'")
+    return value
+
+
+def _token(base):
+    readable = schema.readableFile(base)
+
+    def parse(value):
+        path, data = readable(value)
+        try:
+            token = data.decode("ascii").strip()
+        except UnicodeDecodeError:
+            raise Invalid(f"{path} is not ASCII text") from None
+        if len(token) < 16 or any(c.isspace() for c in token):
+            raise Invalid(f"{path}: the token must be one word of at least "
+                          f"16 characters")
+        return path, token
+
+    return parse
+
+
+@attr.s(frozen=True)
+class ControlSettings:
+    """
+    Where the control endpoint (L{dna.app.control}) listens: C{[control]}.
+
+    @ivar socket: The absolute path of its UNIX socket (mode 0600).
+    @ivar listen: A loopback TCP description, or L{None}.
+    @ivar tokenPath: The file of the TCP listener's bearer token, or L{None}.
+    @ivar token: The token itself (L{str}), or L{None}.
+    """
+
+    socket = attr.ib()
+    listen = attr.ib(default=None)
+    tokenPath = attr.ib(default=None)
+    token = attr.ib(default=None, repr=False)
+
+
+def _control(table, base):
+    """
+    Read C{[control]}: L{None} when the section is missing.
+    """
+    if table is None:
+        return None
+    control = schema.Table("[control]", table, _CONTROL_KEYS, _ALL_KEYS)
+
+    def socketPath(value):
+        schema.string(value)
+        if not value:
+            raise Invalid("expected a file name, got an empty string")
+        return os.path.normpath(os.path.join(base, value))
+
+    socket = control.value("socket", socketPath, DEFAULT_CONTROL_SOCKET)
+    listen = control.value("listen", checkControlListen, None)
+    tokenPath, token = control.value("token-file", _token(base), (None, None))
+    if listen is not None and token is None:
+        raise Invalid("[control] token-file: missing: a TCP control endpoint "
+                      "needs a bearer token (every local user can reach it)")
+    return ControlSettings(socket, listen, tokenPath, token)
+
+
+def loadControlSettings(path):
+    """
+    Read only the C{[control]} section of a configuration file, as
+    C{dna-ctl} does: it needs neither the certificates nor their keys.
+
+    @return: The L{ControlSettings}, or L{None} without a C{[control]}.
+    @raise ConfigurationError: If the file or the section is wrong.
+    """
+    try:
+        with open(path, "rb") as f:
+            document = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigurationError(path, "no such file") from None
+    except OSError as e:
+        raise ConfigurationError(path, f"cannot read: {e.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigurationError(path, f"TOML syntax error: {e}") from None
+    try:
+        return _control(document.get("control"),
+                        os.path.dirname(os.path.abspath(path)))
+    except Invalid as e:
+        raise ConfigurationError(path, str(e)) from None
+
+
 # The configuration
 
 
@@ -311,6 +440,9 @@ class Configuration:
     @ivar dialbackSecret: The Server Dialback secret that servers sharing
         the hosted domains share (C{[server] dialback-secret}); L{None}: a
         random one per process.
+    @ivar control: Where the control endpoint listens, a
+        L{ControlSettings}; L{None} (no C{[control]}): nowhere.
+    @ivar logFormat: L{LOG_TEXT} or L{LOG_JSON} (C{[log] format}).
     """
 
     path = attr.ib()
@@ -335,12 +467,14 @@ class Configuration:
     delegationPolicy = attr.ib(default=REQUIRE_SECURE)
     allowInsecure = attr.ib(default=frozenset(), converter=frozenset)
     srvFallback = attr.ib(default=False)
-    fallback = attr.ib(default=FALLBACK_DNA)
+    fallback = attr.ib(default=DEFAULT_FALLBACK)
     hosts = attr.ib(default=MappingProxyType({}), converter=_immutableMapping)
     componentListen = attr.ib(default=None)
     componentSecret = attr.ib(default=None, repr=False)
     domainCertificates = attr.ib(default=(), converter=tuple)
     dialbackSecret = attr.ib(default=None, repr=False)
+    control = attr.ib(default=None)
+    logFormat = attr.ib(default=LOG_TEXT)
 
     @property
     def defaultServerName(self):
@@ -438,6 +572,7 @@ _OVERRIDABLE = {
     "allowInsecure": ("[policy]", "allow-insecure", _remoteDomains),
     "srvFallback": ("[policy]", "srv-fallback", schema.boolean),
     "fallback": ("[policy]", "fallback", schema.word(FALLBACKS)),
+    "logFormat": ("[log]", "format", schema.word(LOG_FORMATS)),
 }
 
 
@@ -599,12 +734,15 @@ def _configuration(document, path, now):
                                       REQUIRE_SECURE),
         allowInsecure=policy.value("allow-insecure", _remoteDomains, ()),
         srvFallback=policy.value("srv-fallback", schema.boolean, False),
-        fallback=policy.value("fallback", schema.word(FALLBACKS), FALLBACK_DNA),
+        fallback=policy.value("fallback", schema.word(FALLBACKS), DEFAULT_FALLBACK),
         hosts=_hosts(document.get("hosts")),
         componentListen=componentListen,
         componentSecret=componentSecret,
         domainCertificates=domainCertificates,
         dialbackSecret=dialbackSecret,
+        control=_control(document.get("control"), base),
+        logFormat=schema.Table("[log]", document.get("log"), _LOG_KEYS, _ALL_KEYS)
+        .value("format", schema.word(LOG_FORMATS), LOG_TEXT),
     )
     _checkTogether(configuration)
     return configuration

@@ -205,6 +205,7 @@ class Federation:
             authorization.rememberSent(stanza, sender, target)
         if authorization.acks is not None:
             authorization.acks.sent(stanza)
+        authorization.sent += 1
         authorization.xs.send(stanza)
 
     def _resend(self, stanzas):

@@ -81,6 +81,39 @@ class IdleWatch:
         self._call = None
 
 
+class StreamMeter:
+    """
+    What the control API tells of one stream besides the tables: when it
+    opened, the XML bytes each way and when the last went by. One integer
+    add and one clock read per chunk of data, none per stanza.
+
+    @ivar opened: When the stream connected (the clock's seconds).
+    @ivar last: When data last went either way.
+    @ivar bytesIn: XML bytes received (after TLS).
+    @ivar bytesOut: XML bytes sent.
+    """
+
+    def __init__(self, xs, clock):
+        self._clock = clock
+        self.opened = self.last = clock.seconds()
+        self.bytesIn = self.bytesOut = 0
+        self._inner = (xs.rawDataInFn, xs.rawDataOutFn)
+        xs.rawDataInFn = self._dataIn
+        xs.rawDataOutFn = self._dataOut
+
+    def _dataIn(self, data):
+        self.bytesIn += len(data)
+        self.last = self._clock.seconds()
+        if self._inner[0] is not None:
+            self._inner[0](data)
+
+    def _dataOut(self, data):
+        self.bytesOut += len(data)
+        self.last = self._clock.seconds()
+        if self._inner[1] is not None:
+            self._inner[1](data)
+
+
 class DNAService(service.MultiService):
     """
     Secure, multiplexed S2S for the domains hosted here.
@@ -89,6 +122,8 @@ class DNAService(service.MultiService):
     @ivar connector: The L{Connector} for outgoing connections.
     @ivar factory: The L{S2SServerFactory} for incoming connections.
     @ivar port: The listening port once started with a C{listen} strport.
+    @ivar checker: The L{IDelegationChecker} of this server (and its cache).
+    @ivar meters: Stream -> L{StreamMeter} of every open stream.
     """
 
     def __init__(
@@ -144,6 +179,8 @@ class DNAService(service.MultiService):
         if (router is None) == (deliver is None):
             raise ValueError("give exactly one of router and deliver")
         self._reactor = reactor
+        self.checker = checker
+        self.meters = {}
         self._router = router
         self._deliver = deliver if deliver is not None else router.route
         self._idleTimeout = idleTimeout
@@ -349,8 +386,32 @@ class DNAService(service.MultiService):
         """
         self._streams.add(xs)
         xs.addOnetimeObserver(STREAM_END_EVENT, lambda reason: self._streams.discard(xs))
+        self._meter(xs)
         if self._idleTimeout:
             IdleWatch(xs, self._idleTimeout, self._reactor)
+
+    # The control API (dna.app.control)
+
+    def _meter(self, xs):
+        """
+        Count a new stream's bytes and activity until it ends.
+        """
+        self.meters[xs] = StreamMeter(xs, self._reactor)
+        xs.addOnetimeObserver(STREAM_END_EVENT, lambda reason: self.meters.pop(xs, None))
+
+    def closeStream(self, streamID):
+        """
+        Close one authenticated stream cleanly: what the peer has not
+        acknowledged is sent again, or bounced, as on any loss.
+
+        @return: A L{Deferred} firing once it is closed, or L{None} when no
+            open stream has that id.
+        """
+        authorization = self.federation.streams.get(streamID)
+        if authorization is None:
+            return None
+        _log.info("Closing stream {streamID} as the operator asked", streamID=streamID)
+        return self._close(authorization.xs)
 
     def _incomingAuthenticated(self, xs, serverNames, ourName):
         authorization = self.federation.streamAuthenticated(

@@ -5,6 +5,8 @@ The configuration file (L{dna.app.config}, docs/configuration.rst) says
 everything; a few options override it for one run.
 """
 
+import sys
+
 from twisted.application import service
 from twisted.python import usage
 
@@ -44,6 +46,7 @@ class Options(usage.Options):
         ["max-pending", None, None, "Most <db:result/> requests a peer may have pending on one stream ([server] max-pending)", _positive(int)],
         ["request-timeout", None, None, "Seconds to wait for a peer's answer to a <db:result/> request ([server] request-timeout)", _positive(float)],
         ["queue-limit", None, None, "Most stanzas that may wait for one domain pair ([server] queue-limit)", _positive(int)],
+        ["log-format", None, None, "text or json: one JSON object a line, for log shippers ([log] format)"],
     ]
 
     #: Options and the L{config.Configuration} attributes they override.
@@ -57,6 +60,7 @@ class Options(usage.Options):
         "max-pending": "maxPending",
         "request-timeout": "requestTimeout",
         "queue-limit": "queueLimit",
+        "log-format": "logFormat",
     }
 
     def __init__(self):
@@ -141,6 +145,56 @@ class Options(usage.Options):
                 self["config"]).override(**changes)
         except config.ConfigurationError as e:
             raise usage.UsageError(str(e))
+        self._chooseLogFormat(self["configuration"].logFormat)
+
+    def _chooseLogFormat(self, logFormat):
+        """
+        For C{json}, have twistd (our C{parent} options) log through
+        L{twistdJSONLogObserver}, unless C{--logger} chose an observer
+        already. twistd parses its options, ours among them, and only then
+        builds its logger from them; its C{--logger} takes the name of a
+        factory called without arguments, so where twistd would write is
+        kept in L{_twistdLogDestination}.
+        """
+        global _twistdLogDestination
+        parent = getattr(self, "parent", None)
+        if logFormat != config.LOG_JSON or parent is None or parent.get("logger"):
+            return
+        _twistdLogDestination = (parent.get("logfile"), bool(parent.get("nodaemon")))
+        parent["logger"] = f"{__name__}.twistdJSONLogObserver"
+
+
+#: twistd's C{--logfile} and C{--nodaemon}, set when C{json} is chosen.
+_twistdLogDestination = (None, False)
+
+
+def twistdJSONLogObserver():
+    """
+    The observer twistd's C{--logger} makes for C{--log-format json}.
+    """
+    return jsonLogObserver(*_twistdLogDestination)
+
+
+def jsonLogObserver(logfile, nodaemon):
+    """
+    A log observer writing one JSON object a line (L{eventAsJSON}, as
+    L{twisted.logger.jsonFileLogObserver} does, without its record
+    separator, for line-oriented shippers) where twistd writes its text: the
+    C{--logfile} given, standard output for C{-} or, run with C{-n}, none;
+    C{twistd.log} otherwise.
+
+    @param logfile: twistd's C{--logfile} value, or L{None}.
+    @param nodaemon: Whether twistd runs in the foreground (C{-n}).
+    @rtype: L{twisted.logger.ILogObserver}
+    """
+    from twisted.logger import FileLogObserver, eventAsJSON
+    from twisted.python import logfile as logfiles
+
+    if logfile == "-" or (not logfile and nodaemon):
+        output = sys.stdout
+    else:
+        output = logfiles.LogFile.fromFullPath(logfile or "twistd.log")
+    return FileLogObserver(output, lambda event: eventAsJSON(event) + "\n")
 
 
 def makeService(options):
@@ -168,4 +222,20 @@ def makeService(options):
     if configuration.componentListen is not None:
         factory = XMPPComponentServerFactory(root.router, configuration.componentSecret)
         strports.service(configuration.componentListen, factory).setServiceParent(root)
+    if configuration.control is not None:
+        _addControl(root, configuration)
     return root
+
+
+def _addControl(root, configuration):
+    """
+    Serve the control API (L{dna.app.control}) where C{[control]} says;
+    its C{Control} is C{root.control}.
+    """
+    from twisted.internet import reactor
+
+    from dna.app.control import Control, controlServices
+
+    root.control = Control(root.s2s, configuration, reactor)
+    for listener in controlServices(root.control, configuration.control, reactor):
+        listener.setServiceParent(root)

@@ -117,10 +117,12 @@ class StreamAuthorization:
     @ivar initiating: Whether we opened the underlying connection.
     @ivar bidi: Whether XEP-0288 bidirectionality was negotiated.
     @ivar delivered: How many stanzas passed the filter and were handled.
+    @ivar sent: How many stanzas were sent on this stream.
     @ivar acks: The stream's L{dna.channel.acks.StreamAcks}, or L{None}.
     """
 
     delivered = 0
+    sent = 0
     acks = None
 
     #: Whether the peer's refusals carry an C{<error/>} (DNA: they do, see

@@ -200,7 +200,11 @@ class LoadTests(SynchronousTestCase):
         self.assertEqual("require-secure", c.delegationPolicy)
         self.assertEqual(frozenset(), c.allowInsecure)
         self.assertFalse(c.srvFallback)
-        self.assertEqual("dna", c.fallback)
+        # Issue 10: a fresh configuration federates with peers without DNA,
+        # by certificates (RFC 6120), never by unauthenticated dialback.
+        self.assertEqual("dna+pkix", c.fallback)
+        self.assertIsNone(c.control)
+        self.assertEqual("text", c.logFormat)
         self.assertEqual({}, dict(c.hosts))
 
     def test_defaultsMatchTheModules(self):
