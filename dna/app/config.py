@@ -39,7 +39,7 @@ from dna.app.service import DEFAULT_IDLE_TIMEOUT
 from dna.channel.originating import DEFAULT_CONNECT_TIMEOUT
 from dna.channel.identity import normalizeServerName
 from dna.core.authorization import DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT
-from dna.core.hostport import parseAddressPort
+from dna.core.hostport import isLoopback, parseAddressPort
 from dna.app.delegation import DNS_MODES, MODE_AD
 from dna.core.names import normalizeDomain
 from dna.dns.verdict import ALLOW_INSECURE, REQUIRE_SECURE
@@ -282,12 +282,7 @@ def checkControlListen(value):
     if not isinstance(endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint)):
         raise Invalid(f"{value!r} is not a tcp: or tcp6: description (the "
                       f"UNIX socket is [control] socket)")
-    interface = endpoint._interface
-    try:
-        loopback = bool(interface) and ipaddress.ip_address(interface).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
+    if not isLoopback(endpoint._interface):
         raise Invalid(f"{value!r} is not on loopback: name a loopback "
                       f"interface, such as 'tcp:8080:interface=127.0.0.1'")
     return value

@@ -102,3 +102,14 @@ def _port(text, port, defaultPort):
     if not (port.isascii() and port.isdigit()) or not 0 < int(port, 10) < 65536:
         raise InvalidHostPort(text, f"bad port {port!r}")
     return int(port, 10)
+
+
+def isLoopback(host):
+    """
+    Whether C{host} is an IP address on loopback (127.0.0.0/8, ::1); a name
+    never is, whatever it resolves to.
+    """
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

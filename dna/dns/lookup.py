@@ -17,12 +17,12 @@ import dns.rdatatype
 from twisted.internet.defer import inlineCallbacks
 from zope.interface import implementer
 
+from dna.core.hostport import isLoopback
 from dna.dns.dnssec.proofs import BOGUS, INDETERMINATE, Validation
 from dna.dns.dnssec.walker import Validator
 from dna.dns.verdict import (
     extendedErrors,
     interpretResolverAnswer,
-    isLoopback,
     resultFromValidation,
     serverText,
     srvName,

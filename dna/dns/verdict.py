@@ -8,7 +8,6 @@ L{dna.dns.delegation} and L{dna.dns.lookup} do the asking.
 """
 
 import functools
-import ipaddress
 import re
 
 import attr
@@ -245,13 +244,6 @@ def srvRecords(rrset):
 
 def srvName(name):
     return dns.name.Name((b"_xmpp-server", b"_tcp") + name.labels)
-
-
-def isLoopback(host):
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def serverText(server):
