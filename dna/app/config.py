@@ -38,13 +38,11 @@ from dna.app.certificates import authorities, buildServerName
 from dna.app.federation import DEFAULT_QUEUE_LIMIT
 from dna.app.service import DEFAULT_IDLE_TIMEOUT
 from dna.channel.originating import DEFAULT_CONNECT_TIMEOUT
-from dna.channel.identity import normalizeServerName
 from dna.core.authorization import DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT
 from dna.core.hostport import parseAddressPort
-from dna.core.names import normalizeDomain
 from dna.dns.verdict import ALLOW_INSECURE, REQUIRE_SECURE
 from dna.dns.dnssec.proofs import parseAnchors
-from dna.error import ConfigurationError, InvalidAddress, InvalidHostPort
+from dna.error import ConfigurationError, InvalidHostPort
 from dna.legacy.policy import FALLBACK_DNA, FALLBACKS, XMPP_SERVER_PORT
 
 #: Trust the AD bit of a validating resolver.
@@ -62,32 +60,6 @@ DEFAULT_LISTEN = f"tcp:{XMPP_SERVER_PORT}"
 DEFAULT_RESOLVERS = (("127.0.0.1", DNS_PORT),)
 #: Seconds one delegation check may take in all.
 DEFAULT_DNS_TIMEOUT = 5.0
-
-
-def parseDomain(value):
-    """
-    A domain, such as a hosted domain, in the form L{normalizeDomain} gives.
-
-    @raise ValueError: If C{value} is not a domain.
-    """
-    schema.string(value)
-    try:
-        return normalizeDomain(value)
-    except InvalidAddress:
-        raise Invalid(f"{value!r} is not a valid domain") from None
-
-
-def parseServerName(value):
-    """
-    A server name, in the form L{normalizeServerName} gives.
-
-    @raise ValueError: If C{value} is not a domain name.
-    """
-    schema.string(value)
-    try:
-        return normalizeServerName(value)
-    except ValueError:
-        raise Invalid(f"{value!r} is not a server name") from None
 
 
 def checkListen(value):
@@ -166,10 +138,10 @@ _ALL_KEYS = tuple(
     + [("[components]", key) for key in _COMPONENTS_KEYS])
 
 _hostedDomains = schema.array(
-    parseDomain, "empty: name at least one hosted domain", "domains")
+    schema.domain, "empty: name at least one hosted domain", "domains")
 _resolvers = schema.array(_resolver, "empty: name at least one resolver",
                           "addresses")
-_remoteDomains = schema.array(parseDomain, None, "domains")
+_remoteDomains = schema.array(schema.domain, None, "domains")
 
 
 def _serverName(where, entry, base, now, previous, section="[[server.names]]"):
@@ -181,7 +153,7 @@ def _serverName(where, entry, base, now, previous, section="[[server.names]]"):
     @rtype: L{dna.app.certificates.ServerName}
     """
     table = schema.Table(where, entry, _NAME_KEYS)
-    name = table.value("name", parseServerName)
+    name = table.value("name", schema.serverName)
     if name in previous:
         raise Invalid(f"{where} name: {name} is already {section} "
                       f"#{previous.index(name) + 1}")
@@ -241,7 +213,7 @@ def _hosts(table, where="[hosts]"):
                 f"{here}: expected an address string, got a table (quote "
                 f"names with dots: \"xmpp1.example.net\" = \"192.0.2.1:5269\")")
         with located(here):
-            name = parseServerName(key)
+            name = schema.serverName(key)
             if name in hosts:
                 raise Invalid(f"the same server name as {spelled[name]!r}")
             hosts[name] = _peerAddress(value)

@@ -8,7 +8,7 @@ everything; a few options override it for one run.
 from twisted.application import service
 from twisted.python import usage
 
-from dna.app import config
+from dna.app import config, schema
 
 
 def _positive(kind):
@@ -80,7 +80,7 @@ class Options(usage.Options):
         A domain hosted here (repeatable; replaces [server] domains).
         """
         try:
-            self["domains"].add(config.parseDomain(domain))
+            self["domains"].add(schema.domain(domain))
         except ValueError as e:
             raise usage.UsageError(f"--domain: {e}")
 

@@ -13,12 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
-from dna.channel.identity import (
-    normalizeServerName,
-    serverNamesFromCertificate,
-    verifyPeerName,
-)
-from dna.error import CertificateNameMismatch, DNAError
+from dna.channel.identity import serverNamesFromCertificate, verifyPeerName
+from dna.core.names import normalizeServerName
+from dna.error import CertificateNameMismatch, DNAError, InvalidAddress
 from dna.testing.pki import ID_ON_DNSSRV, ID_ON_XMPPADDR, CertificateAuthority
 
 # Certificates are cheap, but not free: share the authority.
@@ -70,13 +67,13 @@ class NormalizeServerNameTests(unittest.TestCase):
         """
         for name in ["", ".", "127.0.0.1", "::1", "a..example", "a b.example",
                      "user@example.com", "*.example.com"]:
-            self.assertRaises(ValueError, normalizeServerName, name)
+            self.assertRaises(InvalidAddress, normalizeServerName, name)
 
     def test_text(self):
         """
         Names are text.
         """
-        self.assertRaises(TypeError, normalizeServerName, b"example.com")
+        self.assertRaises(InvalidAddress, normalizeServerName, b"example.com")
 
 
 class ServerNamesTests(unittest.TestCase):
