@@ -223,6 +223,9 @@ def coversServerName(presented, name):
     @type name: L{str}
     @rtype: L{bool}
     """
+    if "*" in name:
+        # A pattern is no server name, even among the patterns.
+        return False
     if name in presented:
         return True
     head, dot, tail = name.partition(".")

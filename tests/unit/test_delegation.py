@@ -336,6 +336,49 @@ class DecisionTests(SynchronousTestCase):
         self.assertTrue(delegates(result, ["a..b", "xmpp.xn--caf-dma.example."]))
         self.assertFalse(delegates(result, ["a..b", "-" * 70]))
 
+    def test_wildcard(self):
+        """
+        A server that authenticated as C{*.provider.example} is delegated
+        the SRV target C{xmpp1.provider.example} (RFC 6125 section 6.4.3:
+        one whole left-most label), not C{provider.example}, two labels, an
+        A-label or a partial-label wildcard's.
+        """
+        for target in ["xmpp1.provider.example", "XMPP1.Provider.Example"]:
+            self.assertTrue(delegates(self.result(targets=(target,)), ["*.Provider.example."]))
+        for target in ["provider.example", "a.xmpp1.provider.example",
+                       "xn--bcher-kva.provider.example", "xmpp1.other.example"]:
+            self.assertFalse(delegates(self.result(targets=(target,)), ["*.provider.example"]),
+                             target)
+        self.assertFalse(delegates(self.result(targets=("xmpp1.example",)), ["*.example"]))
+        self.assertFalse(delegates(self.result(targets=("foo.provider.example",)),
+                                   ["f*o.provider.example"]))
+
+    def test_wildcardFallback(self):
+        """
+        With the fallback, a wildcard covers the domain as its own server
+        name, as stream authentication would.
+        """
+        empty = self.result(targets=(), domain="d.provider.example")
+        self.assertTrue(delegates(empty, ["*.provider.example"], fallback=True))
+        self.assertFalse(delegates(empty, ["*.provider.example"]))
+
+    def test_targetsCompareCanonically(self):
+        """
+        SRV targets, as DNS gives them, are compared in the canonical form:
+        one trailing dot and case do not matter; C{ß} is not C{ss}; a target
+        that is no server name (an underscore, an escaped octet, two
+        trailing dots) is covered by nothing.
+        """
+        self.assertTrue(delegates(self.result(targets=("xmpp.xn--fa-hia.example",)),
+                                  ["XMPP.Faß.example."]))
+        self.assertFalse(delegates(self.result(targets=("xmpp.fass.example",)),
+                                   ["xmpp.faß.example"]))
+        self.assertFalse(delegates(self.result(targets=("xmpp.xn--fa-hia.example",)),
+                                   ["xmpp.fass.example"]))
+        for target in ["_xmpp.example", "xmpp\\195\\159.example", "xmpp.example.."]:
+            self.assertFalse(delegates(self.result(targets=(target,)),
+                                       ["_xmpp.example", "xmpp.example", "*.example"]), target)
+
     @given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 5)), max_size=8),
            st.randoms(use_true_random=False))
     def test_rfc2782OrderProperties(self, specs, rng):
