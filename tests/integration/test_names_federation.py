@@ -15,9 +15,11 @@ delegated the SRV target C{xmpp1.receiving.example} (RFC 6125 section 6.4.3).
 """
 
 from twisted.internet import defer, reactor
+from twisted.internet.task import deferLater
 from twisted.trial import unittest
 from twisted.words.xish import domish
 
+from dna.app.delegation import makeDelegationChecker
 from dna.core.names import normalizeDomain
 from dna.dns.client import DNSClient
 from dna.namespaces import NS_DIALBACK, NS_SERVER
@@ -26,7 +28,6 @@ from tests.integration.dnsenv import HOSTS, startDNSEnvironment
 from tests.integration.providers import ProvidersMixin, message
 from tests.integration.test_federation_dns import ORIGINATING, RECEIVING
 from tests.unit.streams import stanzaErrorOf
-from dna.app.delegation import makeDelegationChecker
 
 #: (domain delegated to M, the name IDNA2003 confused with it).
 PAIRS = [
@@ -160,7 +161,7 @@ class NameFederationTests(ProvidersMixin, unittest.TestCase):
         self.assertEqual({("remote-server-not-found", None)},
                          {stanzaErrorOf(s) for s in bounces})
         # Nothing else arrives late.
-        yield deferLater(0.5)
+        yield deferLater(reactor, 0.5, lambda: None)
         self.assertEqual(len(PAIRS), len(self.inboxM.stanzas))
         self.assertEqual(
             {("sender.example", normalizeDomain(d)) for d, _ in PAIRS},
@@ -179,8 +180,7 @@ class NameFederationTests(ProvidersMixin, unittest.TestCase):
         self.m.send(message("juliet@target.example", "romeo@sender.example", stanzaID="w"))
         [received] = yield self.inboxA.waitFor(1)
         self.assertEqual("w", received["id"])
-        self.assertIsNone(stanzaErrorOf(received)[0] if received.getAttribute("type") == "error"
-                          else None)
+        self.assertNotEqual("error", received.getAttribute("type"))
         [row] = [self.a.federation.tables.connections.get(s)
                  for s in self.a.federation.tables.connections]
         self.assertEqual({"*.receiving.example"}, set(row.serverNames))
@@ -194,8 +194,3 @@ def boundPairs(tables, direction):
     table = getattr(tables, direction)
     return set().union(*(table.pairs(streamID) for streamID in tables.connections))
 
-
-def deferLater(seconds):
-    from twisted.internet.task import deferLater as later
-
-    return later(reactor, seconds, lambda: None)
