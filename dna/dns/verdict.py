@@ -61,8 +61,10 @@ class SRVRecord:
     """
     One SRV record of a delegation.
 
-    @ivar target: The target host (A-labels, lower case, no trailing dot);
-        C{""} for the "no service" target C{"."}.
+    @ivar target: The target host as DNS gives it (dnspython's text, lower
+        case, no trailing dot), to connect to; C{""} for the "no service"
+        target C{"."}.  L{delegates} compares it in the canonical form of
+        L{dna.core.names}.
     """
 
     priority = attr.ib()
