@@ -27,7 +27,7 @@ class ServerName:
     One of our server names with the certificate we prove it with.
 
     @ivar name: The server name, normalised by
-        L{dna.channel.tls.normalizeServerName}.
+        L{dna.core.names.normalizeServerName}.
     @ivar certificate: The certificate and its key.
     @type certificate: L{twisted.internet.ssl.PrivateCertificate}
     @ivar chain: The intermediate certificates to send after it.

@@ -20,7 +20,6 @@ from dna.dns.verdict import (
     INSECURE,
     REQUIRE_SECURE,
     SECURE,
-    normalizeDomain,
 )
 from dna.dns.dnssec.proofs import readAnchors
 from dna.app.config import DEFAULT_DNS_TIMEOUT, DEFAULT_RESOLVERS, DNS_PORT
@@ -28,7 +27,8 @@ from dna.app.delegation import DNS_MODES, MODE_AD
 from dna.app.delegation import makeDelegationChecker
 from dna.app.script import runCommand
 from dna.core.hostport import parseAddressPort
-from dna.error import InvalidHostPort
+from dna.core.names import normalizeDomain, normalizeServerPattern
+from dna.error import InvalidAddress, InvalidHostPort
 
 
 def parseServer(text):
@@ -96,10 +96,10 @@ class Options(usage.Options):
         delegated to it. Repeatable.
         """
         try:
-            normalizeDomain(value)
-        except ValueError as e:
-            raise usage.UsageError(str(e))
-        self["serverNames"].append(value)
+            self["serverNames"].append(normalizeServerPattern(value))
+        except InvalidAddress as e:
+            raise usage.UsageError(f"--server-name: {value!r} is not a server name: "
+                                   f"{e.__cause__}")
 
     opt_s = opt_server_name
 
@@ -115,9 +115,10 @@ class Options(usage.Options):
         if self["timeout"] <= 0:
             raise usage.UsageError("the timeout must be positive")
         try:
-            normalizeDomain(self["domain"])
-        except ValueError as e:
-            raise usage.UsageError(str(e))
+            self["domain"] = normalizeDomain(self["domain"])
+        except InvalidAddress as e:
+            raise usage.UsageError(f"DOMAIN: {self['domain']!r} is not a domain: "
+                                   f"{e.__cause__}")
         if not self["resolvers"]:
             self["resolvers"] = list(DEFAULT_RESOLVERS)
         self["anchors"] = None

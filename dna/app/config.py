@@ -37,16 +37,14 @@ from dna.app.certificates import authorities, buildServerName
 from dna.app.federation import DEFAULT_QUEUE_LIMIT
 from dna.app.service import DEFAULT_IDLE_TIMEOUT
 from dna.channel.originating import DEFAULT_CONNECT_TIMEOUT
-from dna.channel.identity import normalizeServerName
 from dna.core.authorization import DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT
 from dna.core.hostport import isLoopback, parseAddressPort
 from dna.app.delegation import DNS_MODES, MODE_AD
-from dna.core.names import normalizeDomain
 from dna.dns.verdict import ALLOW_INSECURE, REQUIRE_SECURE
 from dna.dns.client import DEFAULT_DEADLINE
 from dna.dns.dnssec.proofs import parseAnchors
 from dna.dns.lookup import offLoopback
-from dna.error import ConfigurationError, InvalidAddress, InvalidHostPort
+from dna.error import ConfigurationError, InvalidHostPort
 from dna.legacy.policy import FALLBACK_PKIX, FALLBACKS, XMPP_SERVER_PORT
 
 DELEGATION_POLICIES = (REQUIRE_SECURE, ALLOW_INSECURE)
@@ -73,32 +71,6 @@ DEFAULT_CONTROL_SOCKET = "/run/dna/control.sock"
 LOG_TEXT = "text"
 LOG_JSON = "json"
 LOG_FORMATS = (LOG_TEXT, LOG_JSON)
-
-
-def parseDomain(value):
-    """
-    A domain, such as a hosted domain, in the form L{normalizeDomain} gives.
-
-    @raise ValueError: If C{value} is not a domain.
-    """
-    schema.string(value)
-    try:
-        return normalizeDomain(value)
-    except InvalidAddress:
-        raise Invalid(f"{value!r} is not a valid domain") from None
-
-
-def parseServerName(value):
-    """
-    A server name, in the form L{normalizeServerName} gives.
-
-    @raise ValueError: If C{value} is not a domain name.
-    """
-    schema.string(value)
-    try:
-        return normalizeServerName(value)
-    except ValueError:
-        raise Invalid(f"{value!r} is not a server name") from None
 
 
 def checkListen(value):
@@ -181,10 +153,10 @@ _ALL_KEYS = tuple(
     + [("[log]", key) for key in _LOG_KEYS])
 
 _hostedDomains = schema.array(
-    parseDomain, "empty: name at least one hosted domain", "domains")
+    schema.domain, "empty: name at least one hosted domain", "domains")
 _resolvers = schema.array(_resolver, "empty: name at least one resolver",
                           "addresses")
-_remoteDomains = schema.array(parseDomain, None, "domains")
+_remoteDomains = schema.array(schema.domain, None, "domains")
 
 
 def _serverName(where, entry, base, now, previous, section="[[server.names]]"):
@@ -196,7 +168,7 @@ def _serverName(where, entry, base, now, previous, section="[[server.names]]"):
     @rtype: L{dna.app.certificates.ServerName}
     """
     table = schema.Table(where, entry, _NAME_KEYS)
-    name = table.value("name", parseServerName)
+    name = table.value("name", schema.serverName)
     if name in previous:
         raise Invalid(f"{where} name: {name} is already {section} "
                       f"#{previous.index(name) + 1}")
@@ -256,7 +228,7 @@ def _hosts(table, where="[hosts]"):
                 f"{here}: expected an address string, got a table (quote "
                 f"names with dots: \"xmpp1.example.net\" = \"192.0.2.1:5269\")")
         with located(here):
-            name = parseServerName(key)
+            name = schema.serverName(key)
             if name in hosts:
                 raise Invalid(f"the same server name as {spelled[name]!r}")
             hosts[name] = _peerAddress(value)

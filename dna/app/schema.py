@@ -16,6 +16,9 @@ import math
 import os
 from contextlib import contextmanager
 
+from dna.core.names import normalizeDomain, normalizeServerName
+from dna.error import InvalidAddress
+
 
 class Invalid(ValueError):
     """
@@ -115,6 +118,31 @@ def word(words):
         return value
 
     return parse
+
+
+def domain(value):
+    """
+    A domain, such as a hosted domain, in the form
+    L{dna.core.names.normalizeDomain} gives.  A name IDNA2008 refuses is
+    refused, never mapped to another (C{'faß.example'} is not
+    C{'fass.example'}).
+    """
+    string(value)
+    try:
+        return normalizeDomain(value)
+    except InvalidAddress:
+        raise Invalid(f"{value!r} is not a valid domain") from None
+
+
+def serverName(value):
+    """
+    A server name, in the form L{dna.core.names.normalizeServerName} gives.
+    """
+    string(value)
+    try:
+        return normalizeServerName(value)
+    except InvalidAddress:
+        raise Invalid(f"{value!r} is not a server name") from None
 
 
 def array(parseItem, empty, what):

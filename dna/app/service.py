@@ -16,7 +16,7 @@ from twisted.words.protocols.jabber import error
 from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
 from twisted.words.xish.utility import XmlPipe
 
-from dna.core.names import domainOf
+from dna.core.names import domainOf, normalizeServerName
 from dna.error import InvalidAddress, ServiceStopping, StreamIDInUse
 from dna.core.enforcement import errorResponse
 from dna.channel.originating import DEFAULT_CONNECT_TIMEOUT, Connector
@@ -26,7 +26,6 @@ from dna.channel.features import BIDI_REQUEST
 from dna.legacy.policy import FALLBACK_DNA, FallbackPolicy
 from dna.app.federation import DEFAULT_QUEUE_LIMIT, Federation
 from dna.channel.receiving import S2SServerFactory
-from dna.channel.identity import normalizeServerName
 from dna.channel.tls import ServerContextFactory, peerServerNames
 
 _log = Logger()

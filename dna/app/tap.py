@@ -10,7 +10,7 @@ import sys
 from twisted.application import service
 from twisted.python import usage
 
-from dna.app import config
+from dna.app import config, schema
 from dna.app.delegation import DNS_MODES
 
 
@@ -85,7 +85,7 @@ class Options(usage.Options):
         A domain hosted here (repeatable; replaces [server] domains).
         """
         try:
-            self["domains"].add(config.parseDomain(domain))
+            self["domains"].add(schema.domain(domain))
         except ValueError as e:
             raise usage.UsageError(f"--domain: {e}")
 

@@ -4,9 +4,10 @@ it is valid for a given one.
 
 RFC 6125 as profiled for XMPP by RFC 6120 section 13.7 and RFC 7590: DNS-IDs
 (with wildcards), SRV-IDs for C{_xmpp-server}, bare-domain XmppAddrs and, for
-a certificate with none of those, the subject common name. Wildcard, IDNA and
-SRV-ID matching is C{service_identity}'s; certificates are read with
-C{cryptography}. Nothing here touches a TLS connection or checks a chain: the
+a certificate with none of those, the subject common name. Certificates are
+read by C{service_identity} and C{cryptography}; names are normalised and
+matched, wildcards included, by L{dna.core.names}, the same way the
+delegation checks match them. Nothing here touches a TLS connection or checks a chain: the
 handshake (L{dna.channel.tls}) did that, and hands over the certificate.
 
 draft-ietf-xmpp-dna-01 section 5 uses these names on both sides: the
@@ -15,26 +16,21 @@ names (step 6); the Receiving Server checks the stream's C{from} against the
 client certificate and records its names as the connection's server names.
 """
 
-import ipaddress
-
 import attr
-import idna
 from cryptography import x509
 from cryptography.hazmat import asn1
 from cryptography.x509.oid import ExtensionOID, NameOID
-from service_identity import CertificateError, VerificationError
+from service_identity import CertificateError
 from service_identity.cryptography import extract_patterns
-from service_identity.hazmat import (
-    DNS_ID,
-    SRV_ID,
-    DNSPattern,
-    SRVPattern,
-    URIPattern,
-    verify_service_identity,
-)
+from service_identity.hazmat import DNSPattern, SRVPattern, URIPattern
 from twisted.logger import Logger
 
-from dna.error import CertificateNameMismatch
+from dna.core.names import (
+    coversServerName,
+    normalizeServerName,
+    normalizeServerPattern,
+)
+from dna.error import CertificateNameMismatch, InvalidAddress
 
 _log = Logger()
 
@@ -47,47 +43,6 @@ SRV_SERVICE = "xmpp-server"
 ID_ON_XMPPADDR = x509.ObjectIdentifier("1.3.6.1.5.5.7.8.5")
 
 _SRV_SERVICE_BYTES = SRV_SERVICE.encode("ascii")
-
-
-def normalizeServerName(name):
-    """
-    Bring a server name into the form certificates and SNI use.
-
-    @param name: A domain name in U-labels or A-labels, any case, with or
-        without one trailing dot.
-    @type name: L{str}
-
-    @return: The name in lowercase A-labels without a trailing dot, such as
-        C{"xn--bcher-kva.example"} for C{"Bücher.example."}.
-    @rtype: L{str}
-
-    @raise ValueError: If C{name} is not a domain name: empty, an IP address,
-        an empty label, characters outside letters, digits, C{-} and C{_}
-        (C{_} as C{service_identity} allows), or not valid IDNA.
-    @raise TypeError: If C{name} is not text.
-    """
-    if not isinstance(name, str):
-        raise TypeError(f"server names are text, not {type(name).__name__}")
-    if name.endswith("."):
-        name = name[:-1]
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        pass
-    else:
-        raise ValueError(f"{name!r} is an IP address, not a server name")
-    if not name.isascii():
-        try:
-            name = idna.encode(name, uts46=True).decode("ascii")
-        except idna.IDNAError as e:
-            raise ValueError(f"{name!r} is not a valid IDNA name: {e}") from e
-    name = name.lower()
-    labels = name.split(".")
-    if not all(labels) or not all(
-        label.replace("-", "").replace("_", "").isalnum() for label in labels
-    ):
-        raise ValueError(f"{name!r} is not a domain name")
-    return name
 
 
 def _toCryptography(certificate):
@@ -181,7 +136,7 @@ def _presentedIdentifiers(certificate):
             continue
         try:
             xmppAddrs.add(normalizeServerName(value))
-        except ValueError:
+        except InvalidAddress:
             continue
 
     commonNames = ()
@@ -218,17 +173,12 @@ def _commonNamePatterns(certificate):
 
 def _normalizePattern(pattern):
     """
-    Normalize a DNS name pattern: a server name, possibly with C{*} for its
-    whole leftmost label.
-
-    @rtype: L{str}, or L{None} if C{pattern} is not such a pattern
+    L{normalizeServerPattern}, or L{None} for a pattern that is no server
+    name (it presents nothing).
     """
-    wildcard, rest = "", pattern
-    if pattern.startswith("*."):
-        wildcard, rest = "*.", pattern[2:]
     try:
-        return wildcard + normalizeServerName(rest)
-    except ValueError:
+        return normalizeServerPattern(pattern)
+    except InvalidAddress:
         return None
 
 
@@ -240,9 +190,10 @@ def serverNamesFromCertificate(certificate):
     Following RFC 6125 and RFC 6120 section 13.7.1.2.1, these are:
 
       - every subject alternative C{dNSName} (DNS-ID) that is a domain name,
-        lowercase; a wildcard such as C{*.example.net} is kept as it is,
-        because it names no single server: membership of a name in the result
-        is exact, and L{verifyPeerName} is what matches wildcards;
+        or a wildcard such as C{*.example.net} that RFC 6125 section 6.4.3
+        allows (L{dna.core.names.normalizeServerPattern}), kept as a
+        pattern because it names no single server: compare a name with the
+        result by L{dna.core.names.coversServerName}, never by membership;
       - the domain of every C{id-on-dnsSRV} (SRV-ID) for the service
         C{_xmpp-server}, so C{_xmpp-server.example.com} gives
         C{example.com}; SRV-IDs of other services (C{_xmpp-client}) give
@@ -255,7 +206,8 @@ def serverNamesFromCertificate(certificate):
 
     IP address entries and URI-IDs give nothing.  A certificate whose
     subject alternative names are malformed presents nothing.  All names are
-    lowercase A-labels without a trailing dot.
+    in the canonical form of L{dna.core.names} (lower-case A-labels without a
+    trailing dot).
 
     The certificate's validity (chain, dates, purpose) is not checked here:
     the TLS handshake did that.
@@ -284,20 +236,6 @@ def serverNamesFromCertificate(certificate):
     return frozenset(names)
 
 
-def _matches(patterns, referenceIdentifier):
-    """
-    Whether C{service_identity} finds C{referenceIdentifier} among
-    C{patterns}.
-    """
-    if not patterns:
-        return False
-    try:
-        verify_service_identity(patterns, [referenceIdentifier], [])
-    except VerificationError:
-        return False
-    return True
-
-
 def verifyPeerName(certificate, name):
     """
     Check that a certificate is valid for a server name.
@@ -311,8 +249,9 @@ def verifyPeerName(certificate, name):
         subject common name matches C{name} as a DNS-ID would (RFC 6125
         section 6.4.4).
 
-    These are exactly the names L{serverNamesFromCertificate} returns, with
-    wildcards expanded.  The matching itself is C{service_identity}'s.
+    That is: C{name} is covered (L{dna.core.names.coversServerName}) by the
+    names L{serverNamesFromCertificate} returns, by the same rule as the
+    delegation checks compare SRV targets with (L{dna.dns.verdict.delegates}).
 
     The certificate's chain and dates are not checked here: the TLS handshake
     did that.
@@ -324,8 +263,9 @@ def verifyPeerName(certificate, name):
         L{None}
 
     @param name: The server name, such as a stream header's C{from} or the
-        target of an SRV record, in U-labels or A-labels.  Anything that is
-        not a domain name is valid for no certificate.
+        target of an SRV record, in U-labels or A-labels.  Anything that
+        L{dna.core.names.normalizeServerName} refuses is valid for no
+        certificate.
     @type name: L{str}
 
     @raise CertificateNameMismatch: If the certificate is not valid for
@@ -334,17 +274,12 @@ def verifyPeerName(certificate, name):
     """
     if not isinstance(name, str):
         raise TypeError(f"server names are text, not {type(name).__name__}")
-    identifiers = _presentedIdentifiers(certificate)
+    presented = serverNamesFromCertificate(certificate)
     try:
         reference = normalizeServerName(name)
-        dnsID = DNS_ID(reference)
-        srvID = SRV_ID(f"_{SRV_SERVICE}.{reference}")
-    except ValueError:
+    except InvalidAddress:
         pass
     else:
-        if (_matches(identifiers.patterns, dnsID)
-                or _matches(identifiers.patterns, srvID)
-                or reference in identifiers.xmppAddrs
-                or _matches(identifiers.commonNames, dnsID)):
+        if coversServerName(presented, reference):
             return
-    raise CertificateNameMismatch(name, serverNamesFromCertificate(certificate))
+    raise CertificateNameMismatch(name, presented)

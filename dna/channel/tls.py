@@ -45,12 +45,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from dna.channel.identity import (
-    normalizeServerName,
-    serverNamesFromCertificate,
-    verifyPeerName,
-)
-from dna.error import CertificateNameMismatch
+from dna.channel.identity import serverNamesFromCertificate, verifyPeerName
+from dna.core.names import normalizeServerName
+from dna.error import CertificateNameMismatch, InvalidAddress
 
 _log = Logger()
 
@@ -242,7 +239,7 @@ def clientContextFactory(serverName, trustRoot, clientCertificate,
 
     @rtype: L{IOpenSSLClientConnectionCreator}
 
-    @raise ValueError: If C{serverName} is not a domain name.
+    @raise InvalidAddress: If C{serverName} is not a server name.
     """
     return _ServerNameVerifyingCreator(
         _certificateOptions(trustRoot, clientCertificate, chain),
@@ -324,8 +321,8 @@ class ServerContextFactory:
         @type chains: L{dict} of L{str} to iterable of
             L{twisted.internet.ssl.Certificate}, or L{None}
 
-        @raise ValueError: If a name is not a domain name, or C{defaultName}
-            is not among them.
+        @raise InvalidAddress: If a name is not a server name.
+        @raise ValueError: If C{defaultName} is not among them.
         """
         chains = {normalizeServerName(name): chain
                   for name, chain in (chains or {}).items()}
@@ -362,7 +359,7 @@ class ServerContextFactory:
             return None
         try:
             name = normalizeServerName(serverName.decode("ascii"))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, InvalidAddress):
             name = None
         context = self._contexts.get(name)
         if context is None:

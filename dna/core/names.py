@@ -159,8 +159,8 @@ def normalizeServerName(name):
     XmppAddr), SNI and the configuration give it, in the form
     L{normalizeDomain} gives: one form for every comparison of names.
 
-    A wildcard (C{'*.example'}) is not a server name: the identity code
-    splits off C{'*.'} and normalises the rest.
+    A wildcard (C{'*.example.net'}) is not a server name: see
+    L{normalizeServerPattern}.
 
     @param name: A domain name, such as C{'XMPP1.Example.NET.'}.
     @type name: L{str}
@@ -168,6 +168,80 @@ def normalizeServerName(name):
     @raise InvalidAddress: Where L{normalizeDomain} does.
     """
     return normalizeDomain(name)
+
+
+def normalizeServerPattern(pattern):
+    """
+    Return a name a certificate presents (a DNS-ID, the domain of an SRV-ID, a
+    subject common name), possibly a wildcard, in the form
+    L{normalizeServerName} gives: C{'*.Bücher.example'} is
+    C{'*.xn--bcher-kva.example'}.
+
+    RFC 6125 section 6.4.3 as its strictest clients apply it (and
+    C{service_identity}): the C{'*'} is the whole left-most label and at
+    least two labels follow it.  C{'*.example'} would cover a whole
+    top-level domain; a partial-label wildcard (C{'f*o.example'},
+    C{'xn--*.example'}) and a C{'*'} further right are not patterns but
+    invalid names.
+
+    @param pattern: A name, such as C{'*.Provider.EXAMPLE.'}.
+    @type pattern: L{str}
+    @return: C{'*.'} and a server name, or a server name.
+    @rtype: L{str}
+    @raise InvalidAddress: When C{pattern} is neither, with the reason as
+        its C{__cause__}.
+    """
+    if not (isinstance(pattern, str) and pattern.startswith("*.")):
+        return normalizeServerName(pattern)
+    try:
+        rest = normalizeDomain(pattern[2:])
+    except InvalidAddress as error:
+        raise InvalidAddress(pattern) from error.__cause__
+    if "." not in rest:
+        raise InvalidAddress(pattern) from _Refused(
+            "a wildcard covers one label left of at least two")
+    return "*." + rest
+
+
+def coversServerName(presented, name):
+    """
+    Whether the names a peer presented cover a server name: the name is one
+    of them, or a wildcard among them matches it.
+
+    A wildcard matches per RFC 6125 section 6.4.3, by C{service_identity}'s
+    rules: C{'*.provider.example'} covers C{'xmpp1.provider.example'}, not
+    C{'provider.example'}, not C{'a.xmpp1.provider.example'} (one label,
+    exactly), and not an A-label (C{'xn--bcher-kva.provider.example'}: a
+    wildcard is no IDN).  Stream authentication
+    (L{dna.channel.identity.verifyPeerName}) and delegation checks
+    (L{dna.dns.verdict.delegates}) both decide with this function.
+
+    @param presented: Names in the form L{normalizeServerPattern} gives.
+    @type presented: L{frozenset} or L{set} of L{str}
+    @param name: A server name in the form L{normalizeServerName} gives,
+        such as an SRV target or a stream's C{from}.
+    @type name: L{str}
+    @rtype: L{bool}
+    """
+    if "*" in name:
+        # A pattern is no server name, even among the patterns.
+        return False
+    if name in presented:
+        return True
+    head, dot, tail = name.partition(".")
+    wildcard = "*." + tail
+    if not dot or wildcard not in presented:
+        return False
+    # Imported here: service_identity loads pyOpenSSL, which the
+    # configuration and the policy words must not pay for.
+    from service_identity import CertificateError
+    from service_identity.hazmat import DNS_ID, DNSPattern
+
+    try:
+        return DNS_ID(name).verify(DNSPattern.from_bytes(wildcard.encode("ascii")))
+    except (CertificateError, ValueError):
+        # Not normalised as documented: covers nothing.
+        return False
 
 
 def sameDomain(a, b):

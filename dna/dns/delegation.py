@@ -9,7 +9,6 @@ decides delegations with the pure L{dna.dns.verdict.delegates}.
 from collections import OrderedDict
 
 import dns.exception
-import dns.name
 from twisted.internet import defer
 from twisted.internet.defer import succeed
 from twisted.logger import Logger
@@ -17,31 +16,25 @@ from zope.interface import implementer
 
 from dna.core.coalesce import Coalescer
 from dna.dns.client import DEFAULT_DEADLINE
+from dna.core.names import normalizeDomain
 from dna.dns.verdict import (
-    _PLAIN,
     ALLOW_INSECURE,
+    absoluteName,
     BOGUS,
     INDETERMINATE,
-    INSECURE,
     REQUIRE_SECURE,
     SECURE,
     DelegationResult,
     checkPolicy,
     delegates,
-    domainName,
     needsShuffle,
-    normalizeDomain,
     rfc2782Order,
     srvName,
 )
+from dna.error import InvalidAddress
 from dna.interfaces import IDelegationChecker, IDelegationPolicy
 
 _log = Logger()
-
-# Importable from here as before the pure decisions moved to dna.dns.verdict.
-__all__ = ["ALLOW_INSECURE", "BOGUS", "INDETERMINATE", "INSECURE", "REQUIRE_SECURE",
-           "SECURE", "DelegationChecker", "DelegationResult", "delegates",
-           "normalizeDomain"]
 
 
 @implementer(IDelegationChecker, IDelegationPolicy)
@@ -107,34 +100,24 @@ class DelegationChecker:
         """
         See L{IDelegationChecker.check}.
         """
-        key = domain
-        if domain.__class__ is str:
-            key = domain.lower()
-            if key.endswith("."):
-                key = key[:-1]
-            entry = self._cache.get(key)
-            if entry is not None and entry[0] > self._clock.seconds():
-                self._cache.move_to_end(key)
-                return succeed(self._present(entry))
         try:
-            if key.__class__ is str and _PLAIN.fullmatch(key):
-                # Plain ASCII: what dnspython would make of it, faster.
-                normal = key
-                name = dns.name.Name(tuple(key.encode("ascii").split(b".")) + (b"",))
-            else:
-                name = domainName(domain)
-                normal = name.to_text(omit_final_dot=True).lower()
-            # A domain too long to prefix with _xmpp-server._tcp is invalid.
-            srvName(name)
-        except (ValueError, dns.exception.DNSException) as e:
+            normal = normalizeDomain(domain)
+        except InvalidAddress as e:
             return succeed(DelegationResult(str(domain), (), INDETERMINATE,
-                                            reason=f"invalid domain: {e}"))
+                                            reason=f"invalid domain: {e.__cause__}"))
         entry = self._cache.get(normal)
         if entry is not None:
             if entry[0] > self._clock.seconds():
                 self._cache.move_to_end(normal)
                 return succeed(self._present(entry))
             del self._cache[normal]
+        name = absoluteName(normal)
+        try:
+            srvName(name)
+        except dns.exception.DNSException as e:
+            # A domain too long to prefix with _xmpp-server._tcp is invalid.
+            return succeed(DelegationResult(normal, (), INDETERMINATE,
+                                            reason=f"invalid domain: {e}"))
         return self._pending.wait(normal, self._lookup, normal, name).addCallback(
             self._present)
 

@@ -18,6 +18,7 @@ from twisted.internet.defer import inlineCallbacks
 from zope.interface import implementer
 
 from dna.core.hostport import isLoopback
+from dna.core.names import normalizeDomain
 from dna.dns.dnssec.proofs import BOGUS, INDETERMINATE, Validation
 from dna.dns.dnssec.walker import Validator
 from dna.dns.verdict import (
@@ -32,7 +33,10 @@ from dna.interfaces import IDelegationLookup
 
 
 def _domainText(domain):
-    return domain.to_text(omit_final_dot=True).lower()
+    """
+    The canonical text of the domain the checker built C{domain} from.
+    """
+    return normalizeDomain(domain.to_text(omit_final_dot=True))
 
 
 def offLoopback(servers):

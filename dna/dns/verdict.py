@@ -7,8 +7,6 @@ that authenticated with a given set of names. No I/O and no reactor:
 L{dna.dns.delegation} and L{dna.dns.lookup} do the asking.
 """
 
-import functools
-import re
 
 import attr
 import dns.edns
@@ -19,6 +17,11 @@ import dns.rcode
 import dns.rdatatype
 from zope.interface import implementer
 
+from dna.core.names import (
+    coversServerName,
+    normalizeDomain,
+    normalizeServerPattern,
+)
 from dna.dns.dnssec.proofs import (
     BOGUS,
     INDETERMINATE,
@@ -29,16 +32,13 @@ from dna.dns.dnssec.proofs import (
     Validation,
     minimumTTL,
 )
+from dna.error import InvalidAddress
 from dna.interfaces import IDelegationResult
 
 
 REQUIRE_SECURE = "require-secure"
 ALLOW_INSECURE = "allow-insecure"
 POLICIES = frozenset([REQUIRE_SECURE, ALLOW_INSECURE])
-
-# Lower-case names that dnspython takes byte for byte (no IDNA, no escapes).
-_PLAIN = re.compile(r"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*")
-
 
 def checkPolicy(policy, domain=None):
     """
@@ -55,62 +55,15 @@ def checkPolicy(policy, domain=None):
                          + ": use 'require-secure' or 'allow-insecure'")
 
 
-def domainName(domain):
-    """
-    Parse a domain name given in A-labels or U-labels (IDNA, as dnspython
-    encodes it).
-
-    @param domain: A domain name, with or without a trailing dot.
-    @type domain: C{str} or L{dns.name.Name}
-    @return: The absolute name.
-    @rtype: L{dns.name.Name}
-    @raise ValueError: When C{domain} is not a valid domain name or is the
-        root.
-    """
-    if isinstance(domain, dns.name.Name):
-        name = domain
-    else:
-        if not isinstance(domain, str):
-            raise ValueError(f"not a domain name: {domain!r}")
-        try:
-            name = dns.name.from_text(domain)
-        except (dns.exception.DNSException, UnicodeError, ValueError) as e:
-            raise ValueError(f"invalid domain name {domain!r}: {e}") from e
-    if not name.is_absolute():
-        name = name.derelativize(dns.name.root)
-    if len(name) < 2:
-        raise ValueError(f"invalid domain name {domain!r}: the root")
-    return name
-
-
-def normalizeDomain(domain):
-    """
-    The canonical text form of a domain name: A-labels, lower case, no
-    trailing dot.
-
-    @param domain: See L{domainName}.
-    @rtype: C{str}
-    @raise ValueError: See L{domainName}.
-    """
-    if isinstance(domain, str):
-        return _normalizeText(domain)
-    return domainName(domain).to_text(omit_final_dot=True).lower()
-
-
-@functools.lru_cache(maxsize=16384)
-def _normalizeText(domain):
-    # Pure and asked again for every check of the same names: remembered
-    # (errors are not, so a hostile stream of bad names cannot fill it).
-    return domainName(domain).to_text(omit_final_dot=True).lower()
-
-
 @attr.s(frozen=True, slots=True)
 class SRVRecord:
     """
     One SRV record of a delegation.
 
-    @ivar target: The target host (A-labels, lower case, no trailing dot);
-        C{""} for the "no service" target C{"."}.
+    @ivar target: The target host as DNS gives it (dnspython's text, lower
+        case, no trailing dot), to connect to; C{""} for the "no service"
+        target C{"."}.  L{delegates} compares it in the canonical form of
+        L{dna.core.names}.
     """
 
     priority = attr.ib()
@@ -145,16 +98,30 @@ class DelegationResult:
 
 def _serverNameSet(serverNames):
     """
-    Normalise server names for matching, dropping names that are not valid
-    domain names (they can match nothing).
+    Normalise the names a server authenticated with for matching
+    (L{normalizeServerPattern}: wildcards stay patterns), dropping those
+    that are no server names (they can match nothing).
     """
     names = set()
     for name in serverNames:
         try:
-            names.add(normalizeDomain(name))
-        except ValueError:
+            names.add(normalizeServerPattern(name))
+        except InvalidAddress:
             continue
     return names
+
+
+def _covered(target, names):
+    """
+    Whether an SRV target, as DNS gave it, is covered by C{names}: compared
+    in the canonical form of L{dna.core.names}, by the rule stream
+    authentication uses (L{coversServerName}).  A target that is no server
+    name (an underscore, a raw octet) is covered by nothing.
+    """
+    try:
+        return coversServerName(names, normalizeDomain(target))
+    except InvalidAddress:
+        return False
 
 
 def delegates(result, serverNames, allowInsecure=False, fallback=False):
@@ -162,10 +129,15 @@ def delegates(result, serverNames, allowInsecure=False, fallback=False):
     The pure decision of L{IDelegationChecker.isDelegated}: whether a lookup
     result delegates its domain to one of C{serverNames}.
 
+    A target is delegated to a server whose names cover it as they would
+    for stream authentication (RFC 6125 section 6.4.3): a certificate for
+    C{*.provider.example} covers the target C{xmpp1.provider.example}.
+
     @param result: The lookup result.
     @type result: L{IDelegationResult}
     @param serverNames: The names the remote server authenticated with
-        (A-labels or U-labels; case and a trailing dot do not matter).
+        (A-labels or U-labels, wildcards as certificates present them; case
+        and one trailing dot do not matter).
     @param allowInsecure: Whether a provably insecure (unsigned) delegation
         counts. A bogus or indeterminate one never does.
     @param fallback: Whether, when the domain provably has no SRV record,
@@ -183,9 +155,10 @@ def delegates(result, serverNames, allowInsecure=False, fallback=False):
     if not names:
         return False
     if not result.records:
-        return fallback and result.domain in names
+        return fallback and _covered(result.domain, names)
     # A single target of "." means "no service" (RFC 2782).
-    return any(record.target and record.target in names for record in result.records)
+    return any(record.target and _covered(record.target, names)
+               for record in result.records)
 
 
 def rfc2782Order(records, randint):
@@ -242,7 +215,29 @@ def srvRecords(rrset):
     return records
 
 
+def absoluteName(domain):
+    """
+    The absolute DNS name of a domain, built byte for byte: normalising is
+    L{normalizeDomain}'s job, done before.
+
+    @param domain: A domain in the form L{normalizeDomain} gives.
+    @type domain: C{str}
+    @rtype: L{dns.name.Name}
+    """
+    return dns.name.Name(tuple(domain.encode("ascii").split(b".")) + (b"",))
+
+
 def srvName(name):
+    """
+    The owner name of a domain's XMPP server SRV records (RFC 6120 section
+    3.2.1), C{_xmpp-server._tcp.<domain>}: the only place underscore labels
+    are made, from a domain already normalised.
+
+    @param name: The L{absoluteName} of a domain.
+    @type name: L{dns.name.Name}
+    @rtype: L{dns.name.Name}
+    @raise dns.name.NameTooLong: When the domain is too long to prefix.
+    """
     return dns.name.Name((b"_xmpp-server", b"_tcp") + name.labels)
 
 

@@ -54,8 +54,8 @@ from dna.legacy.dialback import (
     offersDialback,
 )
 from dna.error import NoDialback
-from dna.channel.identity import normalizeServerName
 from dna.core.coalesce import Coalescer
+from dna.core.names import normalizeServerName
 
 _log = Logger()
 

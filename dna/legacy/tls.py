@@ -26,7 +26,8 @@ from twisted.internet.interfaces import (
 )
 from zope.interface import implementer
 
-from dna.channel.identity import normalizeServerName, verifyPeerName
+from dna.channel.identity import verifyPeerName
+from dna.core.names import normalizeServerName
 from dna.channel.tls import ServerContextFactory, clientContextFactory, peerCertificate
 from dna.error import CertificateNameMismatch
 

@@ -33,8 +33,9 @@ from dna.dns.verdict import (
     DelegationResult,
     SRVRecord,
     delegates,
-    normalizeDomain,
 )
+from dna.core.names import normalizeDomain
+from dna.error import InvalidAddress
 from dna.interfaces import IDelegationChecker, IDelegationPolicy, IDNSClient
 
 #: Where the fake DNS servers pretend to be.
@@ -81,8 +82,8 @@ class FakeDelegationChecker:
     def _lookup(self, domain):
         try:
             normal = normalizeDomain(domain)
-        except ValueError as e:
-            return DelegationResult(str(domain), (), INDETERMINATE, reason=str(e))
+        except InvalidAddress as e:
+            return DelegationResult(str(domain), (), INDETERMINATE, reason=str(e.__cause__))
         table = {normalizeDomain(d): names for d, names in self.delegations.items()}
         names = table.get(normal, ())
         records = sorted(SRVRecord(0, 0, 5269, normalizeDomain(name)) for name in names)

@@ -117,6 +117,23 @@ DOMAINS = {
         "insecure",
         "Unsigned; no DS in example, proven by NSEC. "
         "SRV 0 5 5269 xmpp1.unsigned.example. (A 127.0.0.51)."),
+    "fass.example": (
+        "secure",
+        "SRV 0 5 5269 xmpp1.receiving.example.; faß.example "
+        "(xn--fa-hia.example, IDNA2003's fass.example) does not exist."),
+    "xn--nxasmq6b.example": (
+        "secure",
+        "\u03b2\u03cc\u03bb\u03bf\u03c3.example (medial sigma): SRV 0 5 5269 "
+        "xmpp1.receiving.example.; the final-sigma name (xn--nxasmm1c.example) does "
+        "not exist."),
+    "xn--11b2ezc.example": (
+        "secure",
+        "\u0915\u094d\u0937.example: SRV 0 5 5269 xmpp1.receiving.example.; the "
+        "name with a ZWNJ after the virama (xn--11b2ezcs70k.example) does not exist."),
+    "xn--fa-hia.example": (
+        "secure",
+        "Not a zone: _xmpp-server._tcp.xn--fa-hia.example does not exist, "
+        "NXDOMAIN proven by NSEC in example."),
     "bogus.example": (
         "bogus",
         "Signed, then the SRV changed to port 5270 with the old RRSIG kept."),
@@ -188,6 +205,12 @@ _ZONES = {
     "unsigned.example": ("unsigned", [
         f"{_SRV} SRV 0 5 5269 xmpp1.unsigned.example.",
         "xmpp1 A 127.0.0.51"]),
+    "fass.example": ("nsec", [
+        f"{_SRV} SRV 0 5 5269 xmpp1.receiving.example."]),
+    "xn--nxasmq6b.example": ("nsec", [
+        f"{_SRV} SRV 0 5 5269 xmpp1.receiving.example."]),
+    "xn--11b2ezc.example": ("nsec", [
+        f"{_SRV} SRV 0 5 5269 xmpp1.receiving.example."]),
     "bogus.example": ("bogus", [
         f"{_SRV} SRV 0 5 5269 xmpp1.bogus.example.",
         "xmpp1 A 127.0.0.61"]),

@@ -25,8 +25,8 @@ from dna.app.delegation import makeDelegationChecker, makeLookup
 from dna.dns.client import DNSClient
 from dna.dns.delegation import DelegationChecker
 from dna.dns.lookup import ResolverLookup, SelfValidatingLookup
+from dna.core.names import normalizeDomain
 from dna.dns.verdict import (
-    _PLAIN,
     ALLOW_INSECURE,
     BOGUS,
     INDETERMINATE,
@@ -35,13 +35,13 @@ from dna.dns.verdict import (
     SECURE,
     DelegationResult,
     SRVRecord,
+    absoluteName,
     delegates,
-    domainName,
     interpretResolverAnswer,
-    normalizeDomain,
     rfc2782Order,
 )
-from dna.error import DNSMalformed, DNSTimeout
+from dna.dns import verdict
+from dna.error import DNSMalformed, DNSTimeout, InvalidAddress
 from dna.interfaces import (
     IDelegationChecker,
     IDelegationLookup,
@@ -336,6 +336,49 @@ class DecisionTests(SynchronousTestCase):
         self.assertTrue(delegates(result, ["a..b", "xmpp.xn--caf-dma.example."]))
         self.assertFalse(delegates(result, ["a..b", "-" * 70]))
 
+    def test_wildcard(self):
+        """
+        A server that authenticated as C{*.provider.example} is delegated
+        the SRV target C{xmpp1.provider.example} (RFC 6125 section 6.4.3:
+        one whole left-most label), not C{provider.example}, two labels, an
+        A-label or a partial-label wildcard's.
+        """
+        for target in ["xmpp1.provider.example", "XMPP1.Provider.Example"]:
+            self.assertTrue(delegates(self.result(targets=(target,)), ["*.Provider.example."]))
+        for target in ["provider.example", "a.xmpp1.provider.example",
+                       "xn--bcher-kva.provider.example", "xmpp1.other.example"]:
+            self.assertFalse(delegates(self.result(targets=(target,)), ["*.provider.example"]),
+                             target)
+        self.assertFalse(delegates(self.result(targets=("xmpp1.example",)), ["*.example"]))
+        self.assertFalse(delegates(self.result(targets=("foo.provider.example",)),
+                                   ["f*o.provider.example"]))
+
+    def test_wildcardFallback(self):
+        """
+        With the fallback, a wildcard covers the domain as its own server
+        name, as stream authentication would.
+        """
+        empty = self.result(targets=(), domain="d.provider.example")
+        self.assertTrue(delegates(empty, ["*.provider.example"], fallback=True))
+        self.assertFalse(delegates(empty, ["*.provider.example"]))
+
+    def test_targetsCompareCanonically(self):
+        """
+        SRV targets, as DNS gives them, are compared in the canonical form:
+        one trailing dot and case do not matter; C{ß} is not C{ss}; a target
+        that is no server name (an underscore, an escaped octet, two
+        trailing dots) is covered by nothing.
+        """
+        self.assertTrue(delegates(self.result(targets=("xmpp.xn--fa-hia.example",)),
+                                  ["XMPP.Faß.example."]))
+        self.assertFalse(delegates(self.result(targets=("xmpp.fass.example",)),
+                                   ["xmpp.faß.example"]))
+        self.assertFalse(delegates(self.result(targets=("xmpp.xn--fa-hia.example",)),
+                                   ["xmpp.fass.example"]))
+        for target in ["_xmpp.example", "xmpp\\195\\159.example", "xmpp.example.."]:
+            self.assertFalse(delegates(self.result(targets=(target,)),
+                                       ["_xmpp.example", "xmpp.example", "*.example"]), target)
+
     @given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 5)), max_size=8),
            st.randoms(use_true_random=False))
     def test_rfc2782OrderProperties(self, specs, rng):
@@ -349,16 +392,20 @@ class DecisionTests(SynchronousTestCase):
         self.assertEqual([r.priority for r in ordered],
                          sorted(r.priority for r in records))
 
-    @given(st.text(alphabet="abz09_-.", min_size=1, max_size=80))
-    def test_plainNamesAsDnspython(self, text):
+    @given(st.text(alphabet="abzß09_-.\u200c", min_size=1, max_size=80))
+    def test_namesAsDnspython(self, text):
         """
-        The checker's fast path for plain names agrees with dnspython.
+        The DNS name the checker builds byte for byte from a normalised
+        domain is the one dnspython parses from it, and its SRV owner name
+        is C{_xmpp-server._tcp} in front.
         """
-        if not _PLAIN.fullmatch(text):
+        try:
+            normal = normalizeDomain(text)
+        except InvalidAddress:
             return
-        self.assertEqual(normalizeDomain(text), text)
-        self.assertEqual(domainName(text).labels,
-                         tuple(text.encode().split(b".")) + (b"",))
+        name = absoluteName(normal)
+        self.assertEqual(dns.name.from_text(normal), name)
+        self.assertEqual(srvName(normal), verdict.srvName(name))
 
     def test_serverNameString(self):
         """
@@ -368,11 +415,13 @@ class DecisionTests(SynchronousTestCase):
 
     def test_normalizeDomain(self):
         """
-        L{normalizeDomain} gives lower-case A-labels without a trailing dot.
+        The checker looks domains up in the form L{normalizeDomain} gives:
+        lower-case A-labels without a trailing dot, and refuses names that
+        are no domains.
         """
         self.assertEqual(normalizeDomain("Bücher.Example."), "xn--bcher-kva.example")
         for bad in ["", ".", "a..b", "x" * 64 + ".example", 42]:
-            self.assertRaises(ValueError, normalizeDomain, bad)
+            self.assertRaises(InvalidAddress, normalizeDomain, bad)
 
     def test_rfc2782Order(self):
         """

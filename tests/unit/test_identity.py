@@ -13,12 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
-from dna.channel.identity import (
-    normalizeServerName,
-    serverNamesFromCertificate,
-    verifyPeerName,
-)
-from dna.error import CertificateNameMismatch, DNAError
+from dna.channel.identity import serverNamesFromCertificate, verifyPeerName
+from dna.core.names import normalizeServerName
+from dna.error import CertificateNameMismatch, DNAError, InvalidAddress
 from dna.testing.pki import ID_ON_DNSSRV, ID_ON_XMPPADDR, CertificateAuthority
 
 # Certificates are cheap, but not free: share the authority.
@@ -70,13 +67,13 @@ class NormalizeServerNameTests(unittest.TestCase):
         """
         for name in ["", ".", "127.0.0.1", "::1", "a..example", "a b.example",
                      "user@example.com", "*.example.com"]:
-            self.assertRaises(ValueError, normalizeServerName, name)
+            self.assertRaises(InvalidAddress, normalizeServerName, name)
 
     def test_text(self):
         """
         Names are text.
         """
-        self.assertRaises(TypeError, normalizeServerName, b"example.com")
+        self.assertRaises(InvalidAddress, normalizeServerName, b"example.com")
 
 
 class ServerNamesTests(unittest.TestCase):
@@ -297,6 +294,70 @@ class ServerNamesTests(unittest.TestCase):
             self.assertEqual(serverNamesFromCertificate(certificate), set())
             self.assertNotValidFor(certificate, "good.example")
         self.flushLoggedErrors()
+
+    def test_wildcardRules(self):
+        """
+        RFC 6125 section 6.4.3: a partial-label wildcard presents nothing
+        and matches nothing; a wildcard over an IDN matches an LDH label
+        below it, never an A-label in its place.
+        """
+        certificate = CA.issue(
+            None, dnsNames=["f*o.example.net", "*.xn--bcher-kva.example", "b.example"]
+        ).certificate
+        self.assertEqual(serverNamesFromCertificate(certificate),
+                         {"*.xn--bcher-kva.example", "b.example"})
+        self.assertValidFor(certificate, "xmpp.bücher.example", "B.example.")
+        self.assertNotValidFor(certificate, "foo.example.net", "fo.example.net",
+                               "f*o.example.net", "bücher.example",
+                               "xn--4ca.xn--bcher-kva.example", "a.b.bücher.example")
+
+    def test_wildcardTopLevel(self):
+        """
+        A certificate with a wildcard over a top-level domain is malformed:
+        it presents nothing.
+        """
+        certificate = CA.issue(None, dnsNames=["*.example", "b.example"]).certificate
+        self.assertEqual(serverNamesFromCertificate(certificate), set())
+        self.assertNotValidFor(certificate, "a.example", "b.example")
+
+    def test_trailingDot(self):
+        """
+        One trailing dot is stripped from a reference name, never two; a
+        DNS-ID with a trailing dot presents the name without it.
+        """
+        certificate = CA.issue(None, dnsNames=["a.example.", "*.b.example"]).certificate
+        self.assertEqual(serverNamesFromCertificate(certificate), {"a.example", "*.b.example"})
+        self.assertValidFor(certificate, "a.example.", "x.b.example.")
+        self.assertNotValidFor(certificate, "a.example..", "x.b.example..")
+
+    @settings(max_examples=40, deadline=None)
+    @given(dnsNames=st.lists(st.sampled_from(
+        ["*.provider.example", "xmpp1.provider.example", "f*o.provider.example",
+         "*.xn--bcher-kva.example", "XMPP2.Provider.example.", "*.example"]), max_size=3),
+        srvNames=st.lists(st.sampled_from(
+            ["_xmpp-server.*.srv.example", "_xmpp-server.srv.example"]), max_size=1))
+    def test_sameRuleAsDelegation(self, dnsNames, srvNames):
+        """
+        Stream authentication and the delegation check agree: a certificate
+        is valid for an SRV target exactly when the names it presents make
+        that target a delegation (L{dna.dns.verdict.delegates}).
+        """
+        from dna.dns.verdict import SECURE, DelegationResult, SRVRecord, delegates
+
+        certificate = CA.issue(None, dnsNames=dnsNames, srvNames=srvNames).certificate
+        names = serverNamesFromCertificate(certificate)
+        for target in ["xmpp1.provider.example", "xmpp2.provider.example", "provider.example",
+                       "a.xmpp1.provider.example", "foo.provider.example",
+                       "xn--4ca.provider.example", "xmpp.xn--bcher-kva.example",
+                       "a.srv.example", "srv.example", "XMPP1.provider.example"]:
+            result = DelegationResult("d.example", [SRVRecord(0, 0, 5269, target)], SECURE)
+            try:
+                verifyPeerName(certificate, target)
+            except CertificateNameMismatch:
+                valid = False
+            else:
+                valid = True
+            self.assertEqual(valid, delegates(result, names), (target, sorted(names)))
 
     def test_referenceNotADomainName(self):
         """

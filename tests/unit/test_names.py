@@ -6,9 +6,11 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from dna.core.names import (
     _normalizeDomain,
+    coversServerName,
     domainOf,
     normalizeDomain,
     normalizeServerName,
+    normalizeServerPattern,
     sameDomain,
     splitJID,
 )
@@ -352,3 +354,83 @@ class NormalizeServerNameTests(SynchronousTestCase):
                      "user@example.com", "*.example.com", "_xmpp-server.example",
                      b"example.com"]:
             self.assertRaises(InvalidAddress, normalizeServerName, name)
+
+
+class NormalizeServerPatternTests(SynchronousTestCase):
+    """
+    Tests for L{normalizeServerPattern}: names certificates present,
+    wildcards per RFC 6125 section 6.4.3.
+    """
+
+    def test_names(self):
+        """
+        A name without a wildcard is a server name.
+        """
+        self.assertEqual("xn--bcher-kva.example", normalizeServerPattern("Bücher.Example."))
+
+    def test_wildcard(self):
+        """
+        C{'*'} as the whole left-most label stays; the rest is normalised.
+        """
+        self.assertEqual("*.xn--bcher-kva.example", normalizeServerPattern("*.Bücher.example."))
+        self.assertEqual("*.provider.example", normalizeServerPattern("*.PROVIDER.example"))
+
+    def test_refused(self):
+        """
+        A wildcard over a top-level domain, a partial-label wildcard, a
+        wildcard right of the left-most label, two of them, and anything
+        L{normalizeDomain} refuses after C{'*.'}, are refused with the reason
+        as the cause.
+        """
+        for bad in ["*", "*.", "*.example", "*.example.", "f*o.example.net", "*o.example.net",
+                    "xn--*.example.net", "a.*.example.net", "*.*.example.net",
+                    "**.example.net", "*.a..example", "*.example.net..", "*._tcp.example",
+                    "*.a\u200db.example", None]:
+            error = self.assertRaises(InvalidAddress, normalizeServerPattern, bad)
+            self.assertEqual(bad, error.address)
+            if bad is not None:
+                self.assertIsNotNone(error.__cause__, bad)
+
+
+class CoversServerNameTests(SynchronousTestCase):
+    """
+    Tests for L{coversServerName}.
+    """
+
+    def test_exact(self):
+        """
+        A presented name covers itself only.
+        """
+        presented = {"xmpp1.provider.example"}
+        self.assertTrue(coversServerName(presented, "xmpp1.provider.example"))
+        for name in ["provider.example", "xmpp2.provider.example", "a.xmpp1.provider.example"]:
+            self.assertFalse(coversServerName(presented, name), name)
+
+    def test_wildcardOneLabel(self):
+        """
+        A wildcard covers exactly one label in its place: not the name
+        without it, not two labels, not an A-label.
+        """
+        presented = {"*.provider.example"}
+        for name in ["xmpp1.provider.example", "a-b.provider.example", "1.provider.example"]:
+            self.assertTrue(coversServerName(presented, name), name)
+        for name in ["provider.example", "a.xmpp1.provider.example", "*.provider.example",
+                     "xn--bcher-kva.provider.example", "xmpp1.provider.example.net",
+                     "xmpp1.other.example"]:
+            self.assertFalse(coversServerName(presented, name), name)
+
+    def test_idnParent(self):
+        """
+        A wildcard whose fixed labels are an IDN covers LDH labels below it.
+        """
+        presented = {normalizeServerPattern("*.Bücher.example")}
+        self.assertTrue(coversServerName(presented, normalizeServerName("xmpp.bücher.example")))
+        self.assertFalse(coversServerName(presented, normalizeServerName("ü.bücher.example")))
+
+    def test_notNormalised(self):
+        """
+        Patterns that are not in the form L{normalizeServerPattern} gives
+        cover nothing beyond themselves.
+        """
+        self.assertFalse(coversServerName({"*.example"}, "a.example"))
+        self.assertFalse(coversServerName({"*.Provider.example"}, "a.provider.example"))

@@ -20,7 +20,7 @@ from dna.channel.tls import (
     peerCertificate,
     peerServerNames,
 )
-from dna.error import CertificateNameMismatch
+from dna.error import CertificateNameMismatch, InvalidAddress
 from dna.testing.pki import CertificateAuthority
 
 from tests.unit.test_identity import _past
@@ -508,5 +508,5 @@ class MutualTLSTests(unittest.TestCase):
         The client's server name must be a domain name.
         """
         self.assertRaises(
-            ValueError, clientContextFactory, "192.0.2.1", CA.toCertificate(),
+            InvalidAddress, clientContextFactory, "192.0.2.1", CA.toCertificate(),
             self.originating.toPrivateCertificate())
