@@ -63,7 +63,7 @@ class ThrottledLog:
         # name -> _Burst, oldest first
         self._open = collections.OrderedDict()
 
-    def report(self, name, logger, format, level=LogLevel.info, **fields):
+    def report(self, name, logger, format, /, level=LogLevel.info, **fields):
         """
         Count one event C{name}; log it with C{logger} unless an event of the
         same name was logged less than the window ago.
