@@ -36,6 +36,7 @@ from dna.app import schema
 from dna.app.schema import Invalid, located
 from dna.app.certificates import authorities, buildServerName
 from dna.app.federation import DEFAULT_QUEUE_LIMIT
+from dna.app.limits import Limits
 from dna.app.service import DEFAULT_IDLE_TIMEOUT
 from dna.channel.originating import DEFAULT_CONNECT_TIMEOUT
 from dna.channel.identity import normalizeServerName
@@ -158,12 +159,29 @@ _NAME_KEYS = ("name", "certificate", "key")
 _DNS_KEYS = ("mode", "resolvers", "trust-anchors", "trusted-path", "timeout")
 _POLICY_KEYS = ("delegation", "allow-insecure", "srv-fallback", "fallback")
 _COMPONENTS_KEYS = ("listen", "secret")
-_SECTIONS = ("server", "dns", "policy", "hosts", "components")
+#: The keys of C{[limits]}, the L{Limits} attributes they set, and their
+#: parsers.
+_LIMITS = {
+    "auth-timeout": ("authTimeout", schema.seconds),
+    "max-unauthenticated-per-address": ("maxUnauthenticatedPerAddress", schema.count),
+    "max-unauthenticated": ("maxUnauthenticated", schema.count),
+    "listen-backlog": ("backlog", schema.count),
+    "max-stanza-size": ("maxStanzaSize", schema.count),
+    "max-stanza-size-unauthenticated": ("maxStanzaSizeUnauthenticated", schema.count),
+    "max-depth": ("maxDepth", schema.count),
+    "max-unacked": ("maxUnacked", schema.count),
+    "max-unacked-bytes": ("maxUnackedBytes", schema.count),
+    "ack-timeout": ("ackTimeout", schema.seconds),
+    "max-waiting": ("maxWaiting", schema.count),
+}
+_LIMITS_KEYS = tuple(_LIMITS)
+_SECTIONS = ("server", "dns", "policy", "hosts", "components", "limits")
 _ALL_KEYS = tuple(
     [("[server]", key) for key in _SERVER_KEYS]
     + [("[dns]", key) for key in _DNS_KEYS]
     + [("[policy]", key) for key in _POLICY_KEYS]
-    + [("[components]", key) for key in _COMPONENTS_KEYS])
+    + [("[components]", key) for key in _COMPONENTS_KEYS]
+    + [("[limits]", key) for key in _LIMITS_KEYS])
 
 _hostedDomains = schema.array(
     parseDomain, "empty: name at least one hosted domain", "domains")
@@ -249,6 +267,23 @@ def _hosts(table, where="[hosts]"):
     return MappingProxyType(hosts)
 
 
+def _limits(table):
+    """
+    The L{Limits} of a C{[limits]} table: its keys, and the defaults.
+
+    @raise Invalid: If a value is wrong, or the limits contradict each other.
+    """
+    limits = Limits(**{attribute: table.value(key, parse)
+                       for key, (attribute, parse) in _LIMITS.items() if key in table})
+    if limits.maxStanzaSizeUnauthenticated > limits.maxStanzaSize:
+        raise Invalid(
+            f"[limits] max-stanza-size-unauthenticated: "
+            f"{limits.maxStanzaSizeUnauthenticated} is more than max-stanza-size "
+            f"({limits.maxStanzaSize}): a stream may take more once authenticated, "
+            f"not less")
+    return limits
+
+
 # The configuration
 
 
@@ -315,6 +350,9 @@ class Configuration:
     @ivar dialbackSecret: The Server Dialback secret that servers sharing
         the hosted domains share (C{[server] dialback-secret}); L{None}: a
         random one per process.
+    @ivar limits: The limits of connections, streams and buffers
+        (C{[limits]}).
+    @type limits: L{dna.app.limits.Limits}
     """
 
     path = attr.ib()
@@ -345,6 +383,7 @@ class Configuration:
     componentSecret = attr.ib(default=None, repr=False)
     domainCertificates = attr.ib(default=(), converter=tuple)
     dialbackSecret = attr.ib(default=None, repr=False)
+    limits = attr.ib(default=Limits())
 
     @property
     def defaultServerName(self):
@@ -544,6 +583,8 @@ def _configuration(document, path, now):
                     _ALL_KEYS)
     components = schema.Table("[components]", document.get("components"),
                         _COMPONENTS_KEYS, _ALL_KEYS)
+    limits = _limits(schema.Table("[limits]", document.get("limits"),
+                                  _LIMITS_KEYS, _ALL_KEYS))
     componentListen = components.value("listen", checkListen, None)
     componentSecret = components.value("secret", schema.string, None)
     if componentListen is not None and not componentSecret:
@@ -612,6 +653,7 @@ def _configuration(document, path, now):
         componentSecret=componentSecret,
         domainCertificates=domainCertificates,
         dialbackSecret=dialbackSecret,
+        limits=limits,
     )
     _checkTogether(configuration)
     return configuration
