@@ -86,7 +86,7 @@ def peerLimits(xs):
 
     @rtype: L{PeerLimits} or L{None}
     """
-    element = getattr(xs, "features", {}).get((NS_STREAM_LIMITS, "limits"))
+    element = (getattr(xs, "features", None) or {}).get((NS_STREAM_LIMITS, "limits"))
     if element is None:
         return None
     return PeerLimits(
