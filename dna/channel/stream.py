@@ -310,6 +310,20 @@ class S2SStream(xmlstream.XmlStream):
             self._refuse(e.condition, e.reason, Failure(error.StreamError(e.condition, e.reason)))
         except domish.ParserError as e:
             self._refuse("not-well-formed", str(e), Failure())
+        if self.streamError is not None:
+            self._dropParser()
+
+    def _dropParser(self):
+        """
+        Free the parser of a stream that will parse nothing more: its
+        buffers hold what the peer sent, up to the stanza size limit, for as
+        long as the connection takes to close.
+        """
+        if self.stream is not None:
+            # The parser and the element stream refer to each other through
+            # its handlers: break the cycle so that both go now.
+            self.stream.parser = None
+            self.stream = None
 
     def _refuse(self, condition, reason, failure):
         """

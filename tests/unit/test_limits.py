@@ -577,6 +577,18 @@ class StreamLimitsTests(SynchronousTestCase):
         xs.dataReceived(HEADER + b"<x>" + b"a" * 1100)
         self.assertEqual("policy-violation", xs.refusal)
 
+    def test_parserFreedAfterRefusal(self):
+        """
+        A refused stream lets go of its parser, and with it of what the peer
+        sent, while the connection closes; later data is ignored.
+        """
+        xs = makeStream()
+        receive(xs, "<message a='" + "x" * 20000)
+        self.assertEqual("policy-violation", xs.refusal)
+        self.assertIsNone(xs.stream)
+        receive(xs, "more")
+        self.assertEqual(1, xs.refusals)
+
     def test_depthConfigured(self):
         """
         The depth limit is the stream's own.

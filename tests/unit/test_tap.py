@@ -336,3 +336,7 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(7, root.s2s.federation._waitingLimit)
         xs = root.s2s.factory.buildProtocol(None)
         self.assertEqual(131072, xs.maxStanzaSize)
+        # End it: the deadline's timer is on the global reactor.
+        from tests.unit.streams import close
+
+        close(xs)
