@@ -265,22 +265,18 @@ class ConnectionGate:
         """
         host = getattr(address, "host", None)
         if self.unauthenticated >= self._maxInAll:
-            self._incidents.report(
-                "unauthenticated-cap", _log,
-                "Closed a connection from {address} at once: {limit} connections "
-                "are not authenticated yet",
-                address=host, limit=self._maxInAll,
-            )
-            return False
-        if self._byHost.get(host, 0) >= self._maxPerAddress:
-            self._incidents.report(
-                "unauthenticated-cap-address", _log,
-                "Closed a connection from {address} at once: it has {limit} "
-                "connections not authenticated yet",
-                address=host, limit=self._maxPerAddress,
-            )
-            return False
-        return True
+            name, limit, where = "unauthenticated-cap", self._maxInAll, "in all"
+        elif self._byHost.get(host, 0) >= self._maxPerAddress:
+            name, limit, where = "unauthenticated-cap-address", self._maxPerAddress, "from it"
+        else:
+            return True
+        self._incidents.report(
+            name, _log,
+            "Closed a connection from {address} at once: {limit} connections "
+            "{where} are not authenticated yet",
+            address=host, limit=limit, where=where,
+        )
+        return False
 
     def watch(self, xs, address):
         """
