@@ -4,7 +4,7 @@ Receiving Server's stream header, and how much memory the server grows,
 while many connections send hostile XML (issue 9, "Safe to expose on the
 internet").
 
-    python bench/hostile.py [--connections 200] [--size 1048576] [--window 6]
+    python bench/hostile.py [--connections 200] [--sources N] [--size 1048576] [--window 6]
                             [--classes bomb,quadratic,deep,attribute,slowloris]
 
 For each payload class of L{dna.testing.hostile} (billion laughs, a huge
@@ -18,7 +18,12 @@ in turn:
  2. Its C{VmRSS} (C{/proc/PID/status}) is read once it is idle.
  3. An attacker process (C{--attack}) opens C{connections} connections and
     writes the payload on each, a piece at a time, respecting TCP
-    back-pressure; the connections then stay open until the end.
+    back-pressure; the connections then stay open until the end. They come
+    from C{sources} loopback addresses (127.1.0.1 and on; by default one per
+    connection, as from a botnet), the honest peer from 127.0.0.1: the
+    server closes at once a source's connections beyond its per-address cap
+    of unauthenticated connections (8), and C{--sources 1} shows that cap
+    instead of the parser's defences.
  4. For C{window} seconds from the moment the attackers are connected, an
     honest peer (this process, blocking sockets) connects every quarter of
     a second, sends its stream header and measures the wall time until the
@@ -237,8 +242,12 @@ def attack(reactor, options):
             sys.stdout.flush()
 
     factory = Factory.forProtocol(lambda: _Hostile(reactor, payload, report))
-    endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", options.port, timeout=30)
-    for _ in range(options.connections):
+    sources = options.sources or options.connections
+    for i in range(options.connections):
+        n = i % sources
+        source = "127.1.%d.%d" % (n // 250, n % 250 + 1)
+        endpoint = endpoints.TCP4ClientEndpoint(
+            reactor, "127.0.0.1", options.port, timeout=30, bindAddress=(source, 0))
         d = endpoint.connect(factory)
         d.addErrback(lambda failure: report("failed"))
 
@@ -424,6 +433,7 @@ def runClass(name, options):
         attacker = spawn(
             "--attack", name, "--port", str(port),
             "--connections", str(options.connections), "--size", str(options.size),
+            "--sources", str(options.sources),
         )
         ready = readLine(attacker, CONNECT_TIMEOUT)
         delays = []
@@ -482,8 +492,9 @@ def main(options):
         if n not in PAYLOADS:
             raise SystemExit("unknown payload class %r (one of %s)" % (n, ", ".join(PAYLOADS)))
     note("setup", "fresh server per class; honest probes every %.2fs for %.0fs, probe "
-         "timeout %.1fs; %s" % (PROBE_INTERVAL, options.window, options.probe_timeout,
-                                "python %s" % (sys.version.split()[0],)))
+         "timeout %.1fs; attackers from %d source addresses; %s" % (
+             PROBE_INTERVAL, options.window, options.probe_timeout,
+             options.sources or options.connections, "python %s" % (sys.version.split()[0],)))
     results = [runClass(n, options) for n in names]
     print("honest_header_delay_ms: %.1f" % (max(r[0] for r in results),))
     print("rss_growth_mb_under_attack: %.1f" % (max(r[1] for r in results),))
@@ -493,6 +504,8 @@ def main(options):
 def parseOptions(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--connections", type=int, default=200)
+    parser.add_argument("--sources", type=int, default=0,
+                        help="source addresses of the attackers (default: one per connection)")
     parser.add_argument("--size", type=int, default=1 << 20,
                         help="bytes of payload per connection (default 1 MiB)")
     parser.add_argument("--window", type=float, default=6.0,

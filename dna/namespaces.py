@@ -28,6 +28,9 @@ NS_BIDI_FEATURE = "urn:xmpp:features:bidi"
 #: XEP-0198 Stream Management (acknowledgements only, see L{dna.channel.acks}).
 NS_SM = "urn:xmpp:sm:3"
 
+#: XEP-0478 Stream Limits Advertisement (see L{dna.channel.features}).
+NS_STREAM_LIMITS = "urn:xmpp:stream-limits:0"
+
 #: The DNA stream feature, C{<dna xmlns='urn:xmpp:dna:1'/>}, advertised by a
 #: Receiving Server that accepts streams between server names and
 #: C{<db:result/>} requests for delegated domain pairs on them.

@@ -35,6 +35,7 @@ from dna.app import schema
 from dna.app.schema import Invalid, located
 from dna.app.certificates import authorities, buildServerName
 from dna.app.federation import DEFAULT_QUEUE_LIMIT
+from dna.app.limits import Limits
 from dna.app.service import DEFAULT_IDLE_TIMEOUT
 from dna.channel.originating import DEFAULT_CONNECT_TIMEOUT
 from dna.core.authorization import DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT
@@ -143,14 +144,32 @@ _POLICY_KEYS = ("delegation", "allow-insecure", "srv-fallback", "fallback")
 _COMPONENTS_KEYS = ("listen", "secret")
 _CONTROL_KEYS = ("socket", "listen", "token-file")
 _LOG_KEYS = ("format",)
-_SECTIONS = ("server", "dns", "policy", "hosts", "components", "control", "log")
+
+#: The keys of C{[limits]}, the L{Limits} attributes they set, and their
+#: parsers.
+_LIMITS = {
+    "auth-timeout": ("authTimeout", schema.seconds),
+    "max-unauthenticated-per-address": ("maxUnauthenticatedPerAddress", schema.count),
+    "max-unauthenticated": ("maxUnauthenticated", schema.count),
+    "listen-backlog": ("backlog", schema.count),
+    "max-stanza-size": ("maxStanzaSize", schema.count),
+    "max-stanza-size-unauthenticated": ("maxStanzaSizeUnauthenticated", schema.count),
+    "max-depth": ("maxDepth", schema.count),
+    "max-unacked": ("maxUnacked", schema.count),
+    "max-unacked-bytes": ("maxUnackedBytes", schema.count),
+    "ack-timeout": ("ackTimeout", schema.seconds),
+    "max-waiting": ("maxWaiting", schema.count),
+}
+_LIMITS_KEYS = tuple(_LIMITS)
+_SECTIONS = ("server", "dns", "policy", "hosts", "components", "limits", "control", "log")
 _ALL_KEYS = tuple(
     [("[server]", key) for key in _SERVER_KEYS]
     + [("[dns]", key) for key in _DNS_KEYS]
     + [("[policy]", key) for key in _POLICY_KEYS]
     + [("[components]", key) for key in _COMPONENTS_KEYS]
     + [("[control]", key) for key in _CONTROL_KEYS]
-    + [("[log]", key) for key in _LOG_KEYS])
+    + [("[log]", key) for key in _LOG_KEYS]
+    + [("[limits]", key) for key in _LIMITS_KEYS])
 
 _hostedDomains = schema.array(
     schema.domain, "empty: name at least one hosted domain", "domains")
@@ -341,6 +360,23 @@ def loadControlSettings(path):
         raise ConfigurationError(path, str(e)) from None
 
 
+def _limits(table):
+    """
+    The L{Limits} of a C{[limits]} table: its keys, and the defaults.
+
+    @raise Invalid: If a value is wrong, or the limits contradict each other.
+    """
+    limits = Limits(**{attribute: table.value(key, parse)
+                       for key, (attribute, parse) in _LIMITS.items() if key in table})
+    if limits.maxStanzaSizeUnauthenticated > limits.maxStanzaSize:
+        raise Invalid(
+            f"[limits] max-stanza-size-unauthenticated: "
+            f"{limits.maxStanzaSizeUnauthenticated} is more than max-stanza-size "
+            f"({limits.maxStanzaSize}): a stream may take more once authenticated, "
+            f"not less")
+    return limits
+
+
 # The configuration
 
 
@@ -410,6 +446,9 @@ class Configuration:
     @ivar control: Where the control endpoint listens, a
         L{ControlSettings}; L{None} (no C{[control]}): nowhere.
     @ivar logFormat: L{LOG_TEXT} or L{LOG_JSON} (C{[log] format}).
+    @ivar limits: The limits of connections, streams and buffers
+        (C{[limits]}).
+    @type limits: L{dna.app.limits.Limits}
     """
 
     path = attr.ib()
@@ -442,6 +481,7 @@ class Configuration:
     dialbackSecret = attr.ib(default=None, repr=False)
     control = attr.ib(default=None)
     logFormat = attr.ib(default=LOG_TEXT)
+    limits = attr.ib(default=Limits())
 
     @property
     def defaultServerName(self):
@@ -639,6 +679,8 @@ def _configuration(document, path, now):
                     _ALL_KEYS)
     components = schema.Table("[components]", document.get("components"),
                         _COMPONENTS_KEYS, _ALL_KEYS)
+    limits = _limits(schema.Table("[limits]", document.get("limits"),
+                                  _LIMITS_KEYS, _ALL_KEYS))
     componentListen = components.value("listen", checkListen, None)
     componentSecret = components.value("secret", schema.string, None)
     if componentListen is not None and not componentSecret:
@@ -710,6 +752,7 @@ def _configuration(document, path, now):
         control=_control(document.get("control"), base),
         logFormat=schema.Table("[log]", document.get("log"), _LOG_KEYS, _ALL_KEYS)
         .value("format", schema.word(LOG_FORMATS), LOG_TEXT),
+        limits=limits,
     )
     _checkTogether(configuration)
     return configuration

@@ -7,12 +7,20 @@ outgoing stanzas and filter for incoming ones) and section 6 (stanzas are sent
 only once a pair is authorized). A server hands stanzas to L{Federation.send};
 accepted incoming stanzas and bounces reach the local router through the
 C{deliver} callable.
+
+Every buffer here is bounded, and what happens at the bound is defined
+(issue 9, "Connections and buffers"): stanzas waiting for one pair, and for
+all pairs together, past which a new one bounces with
+C{<resource-constraint/>} (type C{wait}); a stream's unacknowledged stanzas
+(L{dna.channel.acks}), past which the stream pauses and its stanzas wait for
+their pairs like the others until the peer acknowledges. Each refusal is
+counted by name in L{Federation.counters}.
 """
 
 import collections
 
 from twisted.internet import defer
-from twisted.logger import Logger
+from twisted.logger import LogLevel, Logger
 from twisted.words.protocols.jabber import error
 
 from dna.core.names import domainOf, normalizeDomain
@@ -25,14 +33,19 @@ from dna.core.authorization import (
 from dna.error import RequestTimedOut
 from dna.core.enforcement import errorResponse
 from dna.error import AuthorizationRefused, ConnectionLost, DNAError
+from dna.core.logthrottle import ThrottledLog
 from dna.core.tables import Tables
 from dna.channel.acks import StreamAcks, peerOffersAcks
+from dna.channel.features import peerLimits
+from dna.channel.stream import STREAM_AUTHENTICATED_EVENT
 from dna.namespaces import NS_SERVER, STANZA_NAMES
 
 _log = Logger()
 
 #: How many stanzas may wait for one domain pair before new ones bounce.
 DEFAULT_QUEUE_LIMIT = 1000
+#: How many stanzas may wait for all pairs together before new ones bounce.
+DEFAULT_WAITING_LIMIT = 10000
 
 #: How many streams a stanza may be sent on before it bounces, when each
 #: ends before the peer acknowledged it.
@@ -87,6 +100,16 @@ class Federation:
 
     @ivar tables: The connection and binding tables.
     @ivar streams: Stream id -> L{StreamAuthorization} of every open stream.
+    @ivar counters: Refusal name -> how many times it happened (the
+        metrics' source): C{"queue-limit"}, C{"waiting-limit"},
+        C{"acks-full"}, C{"ack-timeout"}, C{"pending-limit"},
+        C{"filter-rejected"}, C{"stream-refused-<condition>"} and, through
+        the service's listener, C{"unauthenticated-cap"},
+        C{"unauthenticated-cap-address"} and C{"auth-timeout"}.
+    @type counters: L{collections.Counter}
+    @ivar incidents: The L{ThrottledLog} that counts in C{counters} and logs
+        each burst of refusals once.
+    @ivar waitingCount: How many stanzas wait, for all pairs together.
     """
 
     def __init__(
@@ -99,6 +122,8 @@ class Federation:
         maxPending=DEFAULT_MAX_PENDING,
         requestTimeout=DEFAULT_REQUEST_TIMEOUT,
         queueLimit=DEFAULT_QUEUE_LIMIT,
+        waitingLimit=DEFAULT_WAITING_LIMIT,
+        ackLimits=None,
     ):
         """
         @param hostedDomains: The domains we host.
@@ -113,6 +138,10 @@ class Federation:
         @param maxPending: Per-stream limit of the peer's pending requests.
         @param requestTimeout: Seconds to wait for the peer's answer.
         @param queueLimit: Stanzas that may wait per pair.
+        @param waitingLimit: Stanzas that may wait for all pairs together.
+        @param ackLimits: Keyword arguments of L{StreamAcks} that bound what
+            a stream keeps unacknowledged (C{maxUnacked}, C{maxUnackedBytes},
+            C{ackTimeout}); its defaults if L{None}.
         """
         self.tables = Tables()
         self.streams = {}
@@ -123,9 +152,17 @@ class Federation:
         self._maxPending = maxPending
         self._requestTimeout = requestTimeout
         self._queueLimit = queueLimit
+        self._waitingLimit = waitingLimit
+        self._ackLimits = dict(ackLimits or {})
         self._clock = clock
-        # (sender, target) -> deque of stanzas waiting for the pair
+        self.counters = collections.Counter()
+        self.incidents = ThrottledLog(clock, counters=self.counters)
+        # (sender, target) -> deque of stanzas waiting for the pair: while it
+        # is being authorized, or while the stream it is bound to is paused
         self._waiting = {}
+        self.waitingCount = 0
+        # stream id -> the pairs whose stanzas wait for it to have room
+        self._paused = {}
 
     # Streams
 
@@ -155,6 +192,7 @@ class Federation:
             maxPending=self._maxPending,
             requestTimeout=self._requestTimeout,
             clock=self._clock,
+            incidents=self.incidents,
             **options,
         )
         self.streams[streamID] = authorization
@@ -162,24 +200,46 @@ class Federation:
         def handledCount():
             return authorization.delivered + authorization.filter.rejected
 
+        acksOptions = dict(
+            self._ackLimits,
+            onRoom=lambda: self._resume(streamID),
+            incidents=self.incidents,
+        )
         if initiating:
+            xs.peerLimits = peerLimits(xs)
             authorization.acks = (
-                StreamAcks.initiate(xs, handledCount, self._resend, self._clock)
+                StreamAcks.initiate(xs, handledCount, self._resend, self._clock, **acksOptions)
                 if peerOffersAcks(xs)
                 else None
             )
         else:
-            authorization.acks = StreamAcks.accept(xs, handledCount, self._resend, self._clock)
+            authorization.acks = StreamAcks.accept(
+                xs, handledCount, self._resend, self._clock, **acksOptions
+            )
         xs.addObserver("/*", self._onStanza, -1, authorization=authorization)
         xs.addOnetimeObserver(
             "//event/stream/end", self._onStreamEnd, 0, streamID=streamID
         )
+        xs.dispatch(xs, STREAM_AUTHENTICATED_EVENT)
         return authorization
 
     def _onStreamEnd(self, reason, streamID):
         authorization = self.streams.pop(streamID, None)
         if authorization is not None:
             authorization.xs.removeObserver("/*", self._onStanza)
+        # Stanzas that waited for the stream's room look for another stream.
+        self._resume(streamID)
+
+    def _resume(self, streamID):
+        """
+        Send what waits for a stream that has room again, or that ended.
+        """
+        for sender, target in self._paused.pop(streamID, ()):
+            self._flush(sender, target)
+
+    @staticmethod
+    def _isFull(authorization):
+        return authorization.acks is not None and authorization.acks.full
 
     def _onStanza(self, stanza, authorization):
         """
@@ -203,10 +263,12 @@ class Federation:
         if stanza.getAttribute("type") != "error":
             # Remembered so that the peer's error reply to it gets through.
             authorization.rememberSent(stanza, sender, target)
+        xs = authorization.xs
+        before = xs.bytesSent
+        xs.send(stanza)
         if authorization.acks is not None:
-            authorization.acks.sent(stanza)
+            authorization.acks.sent(stanza, xs.bytesSent - before)
         authorization.sent += 1
-        authorization.xs.send(stanza)
 
     def _resend(self, stanzas):
         """
@@ -214,7 +276,12 @@ class Federation:
         a stream that ended never acknowledged; a stanza that has already
         been on L{MAX_ATTEMPTS} streams bounces instead (a peer that drops
         every connection must not make us loop).
+
+        Stanzas whose pairs have stanzas waiting already go before those, in
+        their order, whatever the limits: they were accepted before them.
         """
+        waitedBefore = set(self._waiting)
+        front = collections.defaultdict(list)
         for stanza in stanzas:
             # domish.Element.__getattr__ answers child elements: use __dict__.
             attempts = stanza.__dict__.get("dnaAttempts", 1) + 1
@@ -228,7 +295,23 @@ class Federation:
                 self._bounce([stanza], error.StanzaError("remote-server-timeout", type="wait"))
                 continue
             stanza.dnaAttempts = attempts
-            self.send(stanza)
+            pair = self._pairOf(stanza)
+            if pair in waitedBefore:
+                front[pair].append(stanza)
+            else:
+                self.send(stanza)
+        for pair, resent in front.items():
+            self._waiting[pair].extendleft(reversed(resent))
+            self.waitingCount += len(resent)
+
+    @staticmethod
+    def _pairOf(stanza):
+        """
+        The (sender, target) domains of a stanza.
+
+        @raise InvalidAddress: When either address is not a JID.
+        """
+        return domainOf(stanza.getAttribute("from")), domainOf(stanza.getAttribute("to"))
 
     def _existingStream(self, sender, target):
         """
@@ -256,32 +339,50 @@ class Federation:
         @param stanza: A message, presence or iq with 'from' and 'to'.
         """
         try:
-            sender = domainOf(stanza.getAttribute("from"))
-            target = domainOf(stanza.getAttribute("to"))
+            pair = sender, target = self._pairOf(stanza)
         except InvalidAddress as e:
             _log.info("Not sending stanza with bad address {address!r}", address=e.address)
             self._bounce([stanza], error.StanzaError("jid-malformed", type="modify"))
             return
-        pair = (sender, target)
         waiting = self._waiting.get(pair)
         if waiting is None:
             streamID = self.tables.route(sender, target)
-            if streamID is not None:
+            if streamID is not None and not self._isFull(self.streams[streamID]):
                 self._transmit(self.streams[streamID], stanza, sender, target)
                 return
-            waiting = self._waiting[pair] = collections.deque()
+            if self._overLimit(0, sender, target, stanza):
+                return
+            self._waiting[pair] = collections.deque([stanza])
+            self.waitingCount += 1
+            if streamID is None:
+                self._authorize(sender, target)
+            else:
+                self._paused.setdefault(streamID, set()).add(pair)
+        elif not self._overLimit(len(waiting), sender, target, stanza):
             waiting.append(stanza)
-            self._authorize(sender, target)
-        elif len(waiting) >= self._queueLimit:
-            _log.warn(
-                "More than {limit} stanzas wait for {sender} -> {target}: bouncing",
-                limit=self._queueLimit,
-                sender=sender,
-                target=target,
-            )
-            self._bounce([stanza], error.StanzaError("resource-constraint", type="wait"))
+            self.waitingCount += 1
+
+    def _overLimit(self, waiting, sender, target, stanza):
+        """
+        Whether one more stanza for C{sender} -> C{target}, which has
+        C{waiting} waiting, would pass a limit; if so, bounce C{stanza}.
+        """
+        if waiting >= self._queueLimit:
+            name, limit, which = "queue-limit", self._queueLimit, "for {sender} -> {target}"
+        elif self.waitingCount >= self._waitingLimit:
+            name, limit, which = "waiting-limit", self._waitingLimit, "in all"
         else:
-            waiting.append(stanza)
+            return False
+        self.incidents.report(
+            name, _log,
+            "More than {limit} stanzas wait " + which + ": bouncing",
+            level=LogLevel.warn,
+            limit=limit,
+            sender=sender,
+            target=target,
+        )
+        self._bounce([stanza], error.StanzaError("resource-constraint", type="wait"))
+        return True
 
     def _authorize(self, sender, target, attempts=MAX_ATTEMPTS):
         """
@@ -309,7 +410,7 @@ class Federation:
                     sender=sender,
                     target=target,
                 )
-            self._bounce(self._waiting.pop((sender, target), ()), _bounceCondition(failure))
+            self._bounce(self._takeWaiting(sender, target), _bounceCondition(failure))
 
         d.addCallbacks(granted, failed)
 
@@ -317,18 +418,36 @@ class Federation:
         """
         Send the stanzas waiting for a pair that is now bound, in order.
         """
-        waiting = self._waiting.pop((sender, target), None)
+        waiting = self._takeWaiting(sender, target)
         if not waiting:
             return
         streamID = self.tables.route(sender, target)
         if streamID is None:
             # Revoked or lost between the grant and now: ask again.
-            self._waiting[(sender, target)] = waiting
+            self._putBack(sender, target, waiting)
             self._authorize(sender, target)
             return
         authorization = self.streams[streamID]
-        for stanza in waiting:
-            self._transmit(authorization, stanza, sender, target)
+        while waiting:
+            if self._isFull(authorization):
+                # The rest waits until the stream has room, or ends.
+                self._putBack(sender, target, waiting)
+                self._paused.setdefault(streamID, set()).add((sender, target))
+                return
+            self._transmit(authorization, waiting.popleft(), sender, target)
+
+    def _takeWaiting(self, sender, target):
+        """
+        Remove and return the stanzas waiting for a pair (an empty tuple when
+        none).
+        """
+        waiting = self._waiting.pop((sender, target), ())
+        self.waitingCount -= len(waiting)
+        return waiting
+
+    def _putBack(self, sender, target, waiting):
+        self._waiting[(sender, target)] = waiting
+        self.waitingCount += len(waiting)
 
     def _bounce(self, stanzas, stanzaError):
         """

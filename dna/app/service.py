@@ -9,6 +9,8 @@ the stanzas it accepts from peers to the router. One connection between two
 providers carries every domain pair between them.
 """
 
+from functools import partial
+
 from twisted.application import service, strports
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -25,7 +27,9 @@ from dna.core.authorization import DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT
 from dna.channel.features import BIDI_REQUEST
 from dna.legacy.policy import FALLBACK_DNA, FallbackPolicy
 from dna.app.federation import DEFAULT_QUEUE_LIMIT, Federation
-from dna.channel.receiving import S2SServerFactory
+from dna.app.limits import Limits
+from dna.app.router import route
+from dna.channel.receiving import S2SServerFactory, withBacklog
 from dna.channel.tls import ServerContextFactory, peerServerNames
 
 _log = Logger()
@@ -146,6 +150,7 @@ class DNAService(service.MultiService):
         dialbackSecret=None,
         domainCertificates=None,
         domainChains=None,
+        limits=None,
     ):
         """
         @param hostedDomains: The domains we serve.
@@ -171,6 +176,8 @@ class DNAService(service.MultiService):
             for legacy streams, besides the server names' certificates
             (which may cover hosted domains too); C{domainChains} their
             intermediates.
+        @param limits: The L{dna.app.limits.Limits} of connections, streams
+            and buffers; the defaults if L{None}.
         """
         service.MultiService.__init__(self)
         if reactor is None:
@@ -181,7 +188,9 @@ class DNAService(service.MultiService):
         self.checker = checker
         self.meters = {}
         self._router = router
-        self._deliver = deliver if deliver is not None else router.route
+        # Not router.route: wokkel's logs every stanza in full (dna.app.router).
+        self._deliver = deliver if deliver is not None else partial(route, router)
+        self.limits = limits if limits is not None else Limits()
         self._idleTimeout = idleTimeout
         names = [normalizeServerName(name) for name in certificates]
         certificates = dict(zip(names, certificates.values()))
@@ -196,6 +205,8 @@ class DNAService(service.MultiService):
             maxPending=maxPending,
             requestTimeout=requestTimeout,
             queueLimit=queueLimit,
+            waitingLimit=self.limits.maxWaiting,
+            ackLimits=self.limits.ackLimits(),
             clock=reactor,
         )
         self.connector = Connector(
@@ -213,6 +224,7 @@ class DNAService(service.MultiService):
         self.contextFactory = ServerContextFactory(
             certificates, trustRoot, localName, chains=chains
         )
+        self._streamLimits = self.limits.streamLimits(idleSeconds=idleTimeout or None)
         self.legacy = None
         policy = FallbackPolicy(fallback)
         if policy.legacy:
@@ -232,6 +244,9 @@ class DNAService(service.MultiService):
             self._incomingAuthenticated,
             onConnected=self._streamConnected,
             legacy=self.legacy and self.legacy.listener,
+            gate=self.limits.gate(reactor, self.federation.incidents),
+            limits=self._streamLimits,
+            incidents=self.federation.incidents,
         )
         self.port = None
         self._listen = listen
@@ -283,12 +298,15 @@ class DNAService(service.MultiService):
             dialbackSecret=configuration.dialbackSecret,
             domainCertificates={d.name: d.certificate for d in configuration.domainCertificates},
             domainChains={d.name: d.chain for d in configuration.domainCertificates},
+            limits=configuration.limits,
         )
 
     def startService(self):
         self._stopping = False
         if self._listen is not None and self.port is None:
-            listener = strports.service(self._listen, self.factory)
+            listener = strports.service(
+                withBacklog(self._listen, self.limits.backlog), self.factory, reactor=self._reactor
+            )
             listener.setServiceParent(self)
         service.MultiService.startService(self)
 
@@ -384,6 +402,8 @@ class DNAService(service.MultiService):
         it ends so that stopping closes it.
         """
         self._streams.add(xs)
+        # Outgoing streams too: the receiving factory's already are.
+        self._streamLimits.apply(xs, self.federation.incidents)
         xs.addOnetimeObserver(STREAM_END_EVENT, lambda reason: self._streams.discard(xs))
         self._meter(xs)
         if self._idleTimeout:

@@ -200,28 +200,34 @@ def jsonLogObserver(logfile, nodaemon):
 def makeService(options):
     """
     Build the service from parsed L{Options}: the DNA S2S service, default
-    route of a L{wokkel.component.Router}, and, when C{[components] listen}
-    is set, a listener for local XMPP services connecting as XEP-0114
-    components for the hosted domains.
+    route of a L{dna.app.router.QuietRouter} (a wokkel router that logs no
+    stanza), and, when C{[components] listen} is set, a listener for local
+    XMPP services connecting as XEP-0114 components for the hosted domains.
+    Both listen with the backlog of C{[limits] listen-backlog} unless their
+    description sets one.
 
     @return: A L{service.MultiService} named C{dna}; its C{configuration} is
         the checked configuration and its C{s2s} the L{DNAService}.
     """
     from twisted.application import strports
-    from wokkel.component import Router, XMPPComponentServerFactory
+    from wokkel.component import XMPPComponentServerFactory
 
+    from dna.app.router import QuietRouter
     from dna.app.service import DNAService
+    from dna.channel.receiving import withBacklog
 
     configuration = options["configuration"]
     root = service.MultiService()
     root.setName("dna")
     root.configuration = configuration
-    root.router = Router()
+    root.router = QuietRouter()
     root.s2s = DNAService.fromConfiguration(configuration, router=root.router)
     root.s2s.setServiceParent(root)
     if configuration.componentListen is not None:
         factory = XMPPComponentServerFactory(root.router, configuration.componentSecret)
-        strports.service(configuration.componentListen, factory).setServiceParent(root)
+        strports.service(
+            withBacklog(configuration.componentListen, configuration.limits.backlog), factory
+        ).setServiceParent(root)
     if configuration.control is not None:
         _addControl(root, configuration)
     return root

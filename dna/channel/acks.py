@@ -15,6 +15,16 @@ is sent twice.
 The Receiving Server offers C{<sm xmlns='urn:xmpp:sm:3'/>}; the Originating
 Server sends C{<enable/>} and starts counting at once; the Receiving Server
 answers C{<enabled/>} and counts from there.
+
+What is kept is bounded, in stanzas and in bytes (issue 9, "Connections and
+buffers": a peer that never answers must not make us keep everything we
+send). At the bound the stream is L{StreamAcks.full}: the sender stops
+sending on it (L{dna.app.federation.Federation} keeps the stanzas waiting
+for their pairs), an acknowledgement is requested at once, and the peer has
+C{ackTimeout} seconds to acknowledge something; when it does, the sender is
+told there is room again, and when it does not, the stream is closed with
+C{<connection-timeout/>}, so that what it kept goes the way of every stream
+that ends unacknowledged: sent again on another stream, or bounced.
 """
 
 import collections
@@ -22,6 +32,7 @@ import collections
 from twisted.logger import Logger
 from twisted.words.protocols.jabber import error
 from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
+from twisted.logger import LogLevel
 from twisted.words.xish import domish
 
 from dna.namespaces import NS_SM
@@ -32,6 +43,13 @@ _log = Logger()
 DEFAULT_ACK_EVERY = 64
 #: ...or this many seconds after the first one, whichever comes first.
 DEFAULT_ACK_DELAY = 0.05
+
+#: Most stanzas kept unacknowledged on one stream before it stops sending...
+DEFAULT_MAX_UNACKED = 5000
+#: ...or most bytes of them.
+DEFAULT_MAX_UNACKED_BYTES = 8 * 1024 * 1024
+#: Seconds a peer has, once the bound is reached, to acknowledge something.
+DEFAULT_ACK_TIMEOUT = 30.0
 
 _MODULUS = 2 ** 32
 
@@ -59,10 +77,13 @@ class StreamAcks:
     Both directions of acknowledgement on one stream.
 
     @ivar unacked: Stanzas sent and not yet acknowledged, oldest first.
+    @ivar unackedBytes: Their size in bytes, as sent.
     """
 
     def __init__(self, xs, handledCount, onUnacked, clock, every=DEFAULT_ACK_EVERY,
-                 delay=DEFAULT_ACK_DELAY):
+                 delay=DEFAULT_ACK_DELAY, maxUnacked=DEFAULT_MAX_UNACKED,
+                 maxUnackedBytes=DEFAULT_MAX_UNACKED_BYTES, ackTimeout=DEFAULT_ACK_TIMEOUT,
+                 onRoom=None, incidents=None):
         """
         @param xs: The authenticated stream.
         @param handledCount: Returns how many stanzas the stream has received
@@ -71,6 +92,14 @@ class StreamAcks:
         @param onUnacked: Called once, when the stream ends, with the list of
             stanzas the peer never acknowledged.
         @param clock: An L{IReactorTime}.
+        @param maxUnacked: Stanzas kept before the stream is L{full}.
+        @param maxUnackedBytes: Bytes kept before the stream is L{full}.
+        @param ackTimeout: Seconds a full stream waits for an acknowledgement
+            before it is closed.
+        @param onRoom: Called with no arguments when a full stream has room
+            again.
+        @param incidents: The L{dna.core.logthrottle.ThrottledLog} that counts
+            and logs C{"acks-full"} and C{"ack-timeout"}, or L{None}.
         """
         self._xs = xs
         self._handledCount = handledCount
@@ -79,10 +108,18 @@ class StreamAcks:
         self._clock = clock
         self._every = every
         self._delay = delay
+        self._maxUnacked = maxUnacked
+        self._maxUnackedBytes = maxUnackedBytes
+        self._ackTimeout = ackTimeout
+        self._onRoom = onRoom
+        self._incidents = incidents
         self.unacked = collections.deque()
+        self._sizes = collections.deque()
+        self.unackedBytes = 0
         self._acked = 0
         self._sinceRequest = 0
         self._timer = None
+        self._deadline = None
         self._enabled = False
         xs.addObserver(REQUEST, self._onRequest)
         xs.addObserver(ANSWER, self._onAnswer)
@@ -131,15 +168,40 @@ class StreamAcks:
         """
         return self._handledCount() - self._base if self._enabled else 0
 
-    def sent(self, stanza):
+    @property
+    def full(self):
         """
-        Keep a stanza about to be sent until it is acknowledged.
+        Whether the stream keeps as much as it may: nothing more should be
+        sent on it until the peer acknowledges some.
+        """
+        return self._enabled and (
+            len(self.unacked) >= self._maxUnacked
+            or self.unackedBytes >= self._maxUnackedBytes
+        )
+
+    def sent(self, stanza, size=0):
+        """
+        Keep a stanza just sent until it is acknowledged.
+
+        @param size: Its size in bytes, as sent.
         """
         if not self._enabled:
             return
         self.unacked.append(stanza)
+        self._sizes.append(size)
+        self.unackedBytes += size
         self._sinceRequest += 1
-        if self._sinceRequest >= self._every:
+        if self._deadline is None and self.full:
+            self._report(
+                "acks-full",
+                "Stream {streamID}: {count} stanzas ({size} bytes) unacknowledged: "
+                "pausing it, and asking for an acknowledgement",
+                count=len(self.unacked),
+                size=self.unackedBytes,
+            )
+            self._deadline = self._clock.callLater(self._ackTimeout, self._timedOut)
+            self._request()
+        elif self._sinceRequest >= self._every:
             # One request per `every` stanzas, however many are unanswered:
             # during a burst the answers cannot come back in time.
             self._request()
@@ -181,15 +243,53 @@ class StreamAcks:
             return
         for _ in range(newly):
             self.unacked.popleft()
+            self.unackedBytes -= self._sizes.popleft()
         self._acked = h
+        if newly and self._deadline is not None:
+            self._stopDeadline()
+            if self.full:
+                # Progress, but still no room: the peer has another while.
+                self._deadline = self._clock.callLater(self._ackTimeout, self._timedOut)
+                self._request()
+            elif self._onRoom is not None:
+                self._onRoom()
+
+    def _timedOut(self):
+        self._deadline = None
+        self._report(
+            "ack-timeout",
+            "Stream {streamID}: nothing acknowledged in {timeout:.0f} s with "
+            "{count} stanzas kept: closing it",
+            timeout=self._ackTimeout,
+            count=len(self.unacked),
+            level=LogLevel.warn,
+        )
+        self._xs.sendStreamError(
+            error.StreamError("connection-timeout", text="no acknowledgement")
+        )
+
+    def _stopDeadline(self):
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+
+    def _report(self, name, message, level=LogLevel.info, **fields):
+        fields["streamID"] = self._xs.sid
+        if self._incidents is None:
+            _log.emit(level, message, **fields)
+        else:
+            self._incidents.report(name, _log, message, level=level, **fields)
 
     def _onEnd(self, reason):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        self._stopDeadline()
         self._xs.removeObserver(REQUEST, self._onRequest)
         self._xs.removeObserver(ANSWER, self._onAnswer)
         unacked, self.unacked = list(self.unacked), collections.deque()
+        self._sizes.clear()
+        self.unackedBytes = 0
         if unacked:
             _log.info(
                 "Stream {streamID} ended with {count} unacknowledged stanzas: sending again",

@@ -16,15 +16,22 @@ C{<dna/>} and C{<bidi/>} are offered only after TLS; a missing
 C{<starttls/>} fails the stream (L{StartTLSInitializer}) instead of passing
 for a legacy peer, and a Receiving Server refuses anything but
 C{<starttls/>} before TLS (L{requireStartTLS}).
+
+With them, the Receiving Server advertises the limits it enforces on the
+authenticated stream (XEP-0478 Stream Limits Advertisement, section 3: a
+C{<limits xmlns='urn:xmpp:stream-limits:0'/>} in the stream features, with
+C{<max-bytes/>} and C{<idle-seconds/>}); the Originating Server reads them
+into L{PeerLimits}.
 """
 
+import attr
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.words.protocols.jabber import error, xmlstream
 from twisted.words.xish import domish
 
 from dna.error import StartTLSStripped
-from dna.namespaces import NS_BIDI, NS_BIDI_FEATURE, NS_DNA, NS_SM, NS_TLS
+from dna.namespaces import NS_BIDI, NS_BIDI_FEATURE, NS_DNA, NS_SM, NS_STREAM_LIMITS, NS_TLS
 
 _log = Logger()
 
@@ -50,19 +57,79 @@ def bidiFeature():
     return domish.Element((NS_BIDI_FEATURE, "bidi"))
 
 
-def advertise(features, bidi=True):
+def limitsFeature(maxBytes, idleSeconds=None):
+    """
+    The XEP-0478 element advertising the limits of a stream.
+
+    @param maxBytes: The most bytes a top-level element may take.
+    @param idleSeconds: Seconds of silence after which the stream may be
+        closed, or L{None}.
+    """
+    limits = domish.Element((NS_STREAM_LIMITS, "limits"))
+    limits.addElement("max-bytes", content=str(int(maxBytes)))
+    if idleSeconds is not None:
+        limits.addElement("idle-seconds", content=str(int(idleSeconds)))
+    return limits
+
+
+@attr.s(frozen=True)
+class PeerLimits:
+    """
+    What a peer advertised of the limits it enforces (XEP-0478); either may
+    be L{None} when it said nothing or nonsense.
+
+    @ivar maxBytes: The most bytes it accepts in a top-level element.
+    @ivar idleSeconds: Seconds of silence after which it may close.
+    """
+
+    maxBytes = attr.ib(default=None)
+    idleSeconds = attr.ib(default=None)
+
+
+def _positiveInteger(element, name):
+    for child in element.elements(NS_STREAM_LIMITS, name):
+        text = str(child).strip()
+        if text.isascii() and text.isdigit() and len(text) <= 12 and int(text) > 0:
+            return int(text)
+        return None
+    return None
+
+
+def peerLimits(xs):
+    """
+    The limits the Receiving Server advertised on C{xs}, or L{None} when it
+    advertised none.
+
+    @rtype: L{PeerLimits} or L{None}
+    """
+    element = (getattr(xs, "features", None) or {}).get((NS_STREAM_LIMITS, "limits"))
+    if element is None:
+        return None
+    return PeerLimits(
+        maxBytes=_positiveInteger(element, "max-bytes"),
+        idleSeconds=_positiveInteger(element, "idle-seconds"),
+    )
+
+
+def advertise(features, bidi=True, maxBytes=None, idleSeconds=None):
     """
     Add the DNA features to a C{<stream:features/>} element being built by a
-    Receiving Server: DNA, bidi, and acknowledgements (L{dna.channel.acks}).
+    Receiving Server: DNA, bidi, acknowledgements (L{dna.channel.acks}) and
+    the stream's limits.
 
     @param features: The C{<stream:features/>} element.
     @param bidi: Whether to offer XEP-0288 too.
+    @param maxBytes: The stanza size limit to advertise (XEP-0478), or
+        L{None} to advertise no limits.
+    @param idleSeconds: The idle time-out to advertise with it, or L{None}.
     @return: C{features}.
     """
     features.addChild(dnaFeature())
     if bidi:
         features.addChild(bidiFeature())
     features.addChild(domish.Element((NS_SM, "sm")))
+    if maxBytes is not None:
+        features.addChild(limitsFeature(maxBytes, idleSeconds))
     return features
 
 

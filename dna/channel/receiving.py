@@ -8,6 +8,16 @@ certificate, check the stream's 'from' against that certificate (RFC 6125),
 then offer the DNA and bidi features and hand the stream to the
 L{dna.app.federation.Federation}, which authorizes domain pairs on it
 (section 6). The connection id is the stream id of the stream after TLS.
+
+Until a connection is authenticated it costs us and proves nothing, so
+L{ConnectionGate} bounds what unauthenticated connections may take (issue 9,
+"Connections and buffers"): a source address may hold a few at once and all
+together a few hundred, beyond which a new connection is closed as soon as
+it is accepted, before any TLS; and each must be authenticated within a
+deadline counted from the moment it was accepted, which no whitespace or
+trickled byte extends, or it gets a C{<connection-timeout/>} stream error and
+is closed. The legacy listener (L{dna.legacy.receiving}) negotiates on the
+streams of the same factory, so the same limits apply to it.
 """
 
 import secrets
@@ -15,17 +25,47 @@ import secrets
 from twisted.internet import interfaces
 from twisted.logger import Logger
 from twisted.words.protocols.jabber import error, jid, xmlstream
+from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
 from twisted.words.xish import domish
 
 from dna.channel.features import advertise, requireStartTLS, watchBidiRequest
 from dna.channel.identity import verifyPeerName
-from dna.channel.stream import S2SStream
+from dna.channel.stream import STREAM_AUTHENTICATED_EVENT, S2SStream, StreamLimits
 from dna.channel.tls import peerCertificate, peerServerNames
 from dna.core.names import normalizeDomain
 from dna.error import CertificateNameMismatch, InvalidAddress
 from dna.namespaces import NS_DIALBACK, NS_SERVER, NS_STREAMS, NS_TLS
 
 _log = Logger()
+
+#: Seconds an incoming connection has, from the moment it is accepted, to
+#: finish TLS and authenticate.
+DEFAULT_AUTH_TIMEOUT = 30.0
+#: Unauthenticated connections one source address may hold at once.
+DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS = 8
+#: Unauthenticated connections all addresses together may hold at once.
+DEFAULT_MAX_UNAUTHENTICATED = 256
+#: Seconds a connection closed at its deadline may take to go before it is
+#: aborted (a peer that never reads would hold it open).
+CLOSE_GRACE = 5.0
+#: Connections the kernel may queue before we accept them (Twisted's default,
+#: 50, dropped SYNs when 200 peers connected at once).
+DEFAULT_BACKLOG = 511
+
+
+def withBacklog(description, backlog=DEFAULT_BACKLOG):
+    """
+    A TCP strports description that sets a listen backlog: C{description}
+    itself when it sets one already or is not C{tcp:}/C{tcp6:}, else with
+    C{:backlog=N} added.
+
+    @param description: Such as C{"tcp:5269:interface=127.0.0.1"}.
+    @rtype: L{str}
+    """
+    kind = description.split(":", 1)[0].strip().lower()
+    if kind not in ("tcp", "tcp6") or "backlog=" in description:
+        return description
+    return "{}:backlog={}".format(description, backlog)
 
 
 def newStreamID():
@@ -141,7 +181,7 @@ class DNAListenAuthenticator(xmlstream.ListenAuthenticator):
             return
         features = domish.Element((NS_STREAMS, "features"))
         watchBidiRequest(xs)
-        xs.send(advertise(features))
+        xs.send(advertise(features, maxBytes=xs.maxStanzaSize, idleSeconds=xs.idleSeconds))
         self._onAuthenticated(xs, peerServerNames(xs.transport), ourName)
 
     def _checkHeader(self, rootElement):
@@ -175,6 +215,111 @@ class DNAListenAuthenticator(xmlstream.ListenAuthenticator):
         xs.reset()
 
 
+class _Unauthenticated:
+    """
+    One connection that has not authenticated yet: its address and timer.
+    """
+
+    __slots__ = ("host", "timer")
+
+    def __init__(self, host, timer):
+        self.host = host
+        self.timer = timer
+
+
+class ConnectionGate:
+    """
+    The limits on incoming connections that have not authenticated yet: how
+    many one source address and all together may hold, and how long each
+    may take.
+
+    A connection stops counting once its stream dispatches
+    L{STREAM_AUTHENTICATED_EVENT} or ends.
+
+    @ivar unauthenticated: How many connections count now.
+    """
+
+    def __init__(self, clock, incidents, authTimeout=DEFAULT_AUTH_TIMEOUT,
+                 maxPerAddress=DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS,
+                 maxInAll=DEFAULT_MAX_UNAUTHENTICATED):
+        """
+        @param clock: The L{IReactorTime} of the deadlines.
+        @param incidents: The L{dna.core.logthrottle.ThrottledLog} that counts
+            and logs refusals (C{"unauthenticated-cap-address"},
+            C{"unauthenticated-cap"}, C{"auth-timeout"}).
+        @param authTimeout: Seconds from accept to authentication.
+        @param maxPerAddress: Unauthenticated connections per source address.
+        @param maxInAll: Unauthenticated connections in all.
+        """
+        self._clock = clock
+        self._incidents = incidents
+        self._authTimeout = authTimeout
+        self._maxPerAddress = maxPerAddress
+        self._maxInAll = maxInAll
+        # source host -> how many of its connections count
+        self._byHost = {}
+        self.unauthenticated = 0
+
+    def admit(self, address):
+        """
+        Whether a connection just accepted from C{address} may go on.
+        """
+        host = getattr(address, "host", None)
+        if self.unauthenticated >= self._maxInAll:
+            name, limit, where = "unauthenticated-cap", self._maxInAll, "in all"
+        elif self._byHost.get(host, 0) >= self._maxPerAddress:
+            name, limit, where = "unauthenticated-cap-address", self._maxPerAddress, "from it"
+        else:
+            return True
+        self._incidents.report(
+            name, _log,
+            "Closed a connection from {address} at once: {limit} connections "
+            "{where} are not authenticated yet",
+            address=host, limit=limit, where=where,
+        )
+        return False
+
+    def watch(self, xs, address):
+        """
+        Count C{xs}, admitted from C{address}, until it authenticates or
+        ends, and close it if it has not authenticated by the deadline.
+        """
+        host = getattr(address, "host", None)
+        self._byHost[host] = self._byHost.get(host, 0) + 1
+        self.unauthenticated += 1
+        entry = _Unauthenticated(host, None)
+
+        def release(ignored):
+            xs.removeObserver(STREAM_AUTHENTICATED_EVENT, release)
+            xs.removeObserver(STREAM_END_EVENT, release)
+            if entry.timer is not None and entry.timer.active():
+                entry.timer.cancel()
+            entry.timer = None
+            self.unauthenticated -= 1
+            left = self._byHost.pop(entry.host) - 1
+            if left:
+                self._byHost[entry.host] = left
+
+        xs.addObserver(STREAM_AUTHENTICATED_EVENT, release)
+        xs.addObserver(STREAM_END_EVENT, release)
+        entry.timer = self._clock.callLater(self._authTimeout, self._expired, xs, entry)
+
+    def _expired(self, xs, entry):
+        entry.timer = None
+        self._incidents.report(
+            "auth-timeout", _log,
+            "Closing a connection from {address}: not authenticated after {timeout:.0f} s",
+            address=entry.host, timeout=self._authTimeout,
+        )
+        if xs.transport is None:
+            return
+        entry.timer = self._clock.callLater(CLOSE_GRACE, xs.transport.abortConnection)
+        if xs.streamError is None:
+            xs.sendStreamError(
+                error.StreamError("connection-timeout", text="not authenticated in time")
+            )
+
+
 class S2SServerFactory(xmlstream.XmlStreamServerFactory):
     """
     Accept DNA S2S connections (and, through C{legacy}, legacy ones).
@@ -184,11 +329,17 @@ class S2SServerFactory(xmlstream.XmlStreamServerFactory):
     logTraffic = False
 
     def __init__(self, serverNames, contextFactory, onAuthenticated, onConnected=None,
-                 legacy=None):
+                 legacy=None, gate=None, limits=None, incidents=None):
         """
         @param onConnected: Called with each new stream, before its header
             arrives (the service uses it for idle time-outs).
         @param legacy: See L{DNAListenAuthenticator}.
+        @param gate: The L{ConnectionGate} that admits connections, or
+            L{None} to admit all.
+        @param limits: The L{StreamLimits} of every stream; the defaults if
+            L{None}.
+        @param incidents: The L{dna.core.logthrottle.ThrottledLog} of the
+            streams' refusals, or L{None}.
         """
 
         def authenticatorFactory():
@@ -198,7 +349,23 @@ class S2SServerFactory(xmlstream.XmlStreamServerFactory):
 
         xmlstream.XmlStreamServerFactory.__init__(self, authenticatorFactory)
         self._onConnected = onConnected
+        self._gate = gate
+        self._limits = limits if limits is not None else StreamLimits()
+        self._incidents = incidents
         self.addBootstrap(xmlstream.STREAM_CONNECTED_EVENT, self._connected)
+
+    def buildProtocol(self, addr):
+        """
+        A stream for a connection just accepted from C{addr}, or L{None} (the
+        connection is closed at once) when the gate refuses it.
+        """
+        if self._gate is not None and not self._gate.admit(addr):
+            return None
+        xs = xmlstream.XmlStreamServerFactory.buildProtocol(self, addr)
+        self._limits.apply(xs, self._incidents)
+        if self._gate is not None:
+            self._gate.watch(xs, addr)
+        return xs
 
     def _connected(self, xs):
         if interfaces.ITCPTransport.providedBy(xs.transport):

@@ -20,10 +20,19 @@ with C{<restricted-xml/>}, so no entity is ever declared, let alone expanded;
 a top-level element larger than the stanza size limit, or nested deeper than
 the depth limit, closes it with C{<policy-violation/>} before anything is
 dispatched; XML that is not well-formed closes it with C{<not-well-formed/>}.
+The limits are per stream (L{StreamLimits}, from the configuration's
+C{[limits]}), and each refusal is counted and logged through the stream's
+L{dna.core.logthrottle.ThrottledLog}, so that a flood of hostile
+connections writes a few log lines, not one per connection.
+
+Once a stream error has been sent, on whatever grounds, the stream parses and
+dispatches nothing more (RFC 6120 section 4.9.1.1: the stream is closed).
 """
 
 import pyexpat
+from sys import intern
 
+import attr
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import error, xmlstream
@@ -40,6 +49,44 @@ DEFAULT_MAX_STANZA_SIZE_BEFORE_AUTH = 16 * 1024
 #: Elements a stanza may nest, itself included (domish serialises
 #: recursively: a stanza nested a thousand deep could not be sent on).
 DEFAULT_MAX_DEPTH = 64
+
+#: Dispatched on a stream, with the stream, when it is authenticated: it has
+#: joined the federation (L{dna.app.federation.Federation.streamAuthenticated})
+#: and its peer proved a name. Until then it counts as unauthenticated for
+#: the connection limits of L{dna.channel.receiving}.
+STREAM_AUTHENTICATED_EVENT = intern("//event/dna/authenticated")
+
+
+@attr.s(frozen=True)
+class StreamLimits:
+    """
+    The limits a stream enforces on what it receives, and what it
+    advertises of them (XEP-0478).
+
+    @ivar maxStanzaSize: Bytes a top-level element may take once the stream
+        is authenticated.
+    @ivar maxStanzaSizeBeforeAuth: Bytes before that.
+    @ivar maxDepth: Elements a stanza may nest, itself included.
+    @ivar idleSeconds: Seconds of silence after which the stream may be
+        closed, to advertise; L{None} to advertise none.
+    """
+
+    maxStanzaSize = attr.ib(default=DEFAULT_MAX_STANZA_SIZE)
+    maxStanzaSizeBeforeAuth = attr.ib(default=DEFAULT_MAX_STANZA_SIZE_BEFORE_AUTH)
+    maxDepth = attr.ib(default=DEFAULT_MAX_DEPTH)
+    idleSeconds = attr.ib(default=None)
+
+    def apply(self, xs, incidents=None):
+        """
+        Make C{xs}, an L{S2SStream}, enforce these limits, and report its
+        refusals to C{incidents} (a L{dna.core.logthrottle.ThrottledLog}).
+        """
+        xs.maxStanzaSize = self.maxStanzaSize
+        xs.maxStanzaSizeBeforeAuth = self.maxStanzaSizeBeforeAuth
+        xs.maxDepth = self.maxDepth
+        xs.idleSeconds = self.idleSeconds
+        if incidents is not None:
+            xs.incidents = incidents
 
 
 class _Refusal(Exception):
@@ -74,11 +121,11 @@ class _GuardedElementStream(domish.ExpatElementStream):
     restart makes a new one.
     """
 
-    def __init__(self, limitOf, maxDepth):
+    def __init__(self, limitOf, depthOf):
         """
         @param limitOf: Returns the size limit in bytes that applies now
             (it grows when the stream is authenticated).
-        @param maxDepth: How deep a stanza may nest.
+        @param depthOf: Returns how deep a stanza may nest.
         """
         domish.ExpatElementStream.__init__(self)
         parser = self.parser
@@ -89,8 +136,7 @@ class _GuardedElementStream(domish.ExpatElementStream):
         parser.ProcessingInstructionHandler = _restricted("processing instruction")
         parser.CommentHandler = _restricted("comment")
         self._limitOf = limitOf
-        # The stream's root is depth 1, a stanza 2.
-        self._maxDepth = maxDepth + 1
+        self._depthOf = depthOf
         self._depth = 0
         self._fed = 0
         # Byte index where the pending top-level element (or, between
@@ -119,11 +165,14 @@ class _GuardedElementStream(domish.ExpatElementStream):
         depth = self._depth = self._depth + 1
         if depth == 2:
             self._start = self.parser.CurrentByteIndex
-        elif depth > self._maxDepth:
-            raise _Refusal(
-                "policy-violation",
-                "stanza nested more than {} deep".format(self._maxDepth - 1),
-            )
+        elif depth > 2:
+            # The stream's root is depth 1, a stanza 2.
+            maxDepth = self._depthOf()
+            if depth > maxDepth + 1:
+                raise _Refusal(
+                    "policy-violation",
+                    "stanza nested more than {} deep".format(maxDepth),
+                )
         domish.ExpatElementStream._onStartElement(self, name, attrs)
 
     def _onEndElement(self, name):
@@ -144,6 +193,9 @@ class S2SStream(xmlstream.XmlStream):
         (at most once: the stream closes).
     @ivar refusal: The stream error condition it was refused with, or
         L{None}.
+    @ivar streamError: The condition of the stream error we sent, on any
+        grounds, or L{None}: once set, nothing more is parsed or dispatched.
+    @ivar bytesSent: Bytes written on the stream so far.
     """
 
     maxStanzaSize = DEFAULT_MAX_STANZA_SIZE
@@ -163,8 +215,28 @@ class S2SStream(xmlstream.XmlStream):
     C{<policy-violation/>}.
     """
 
+    idleSeconds = None
+    """
+    Seconds of silence after which we may close the stream, as advertised
+    (XEP-0478 C{<idle-seconds/>}); L{None}: not advertised.
+    """
+
+    peerLimits = None
+    """
+    What the peer advertised of its limits (XEP-0478): a
+    L{dna.channel.features.PeerLimits}, or L{None}.
+    """
+
+    incidents = None
+    """
+    The L{dna.core.logthrottle.ThrottledLog} that counts and logs the
+    stream's refusals; L{None}: each is logged.
+    """
+
     refusals = 0
     refusal = None
+    streamError = None
+    bytesSent = 0
 
     bidi = False
     """
@@ -210,7 +282,7 @@ class S2SStream(xmlstream.XmlStream):
         Set up a guarded parser, as Twisted's method of this name sets up
         its own (C{reset} calls it on every stream restart).
         """
-        self.stream = _GuardedElementStream(self._stanzaLimit, self.maxDepth)
+        self.stream = _GuardedElementStream(self._stanzaLimit, self._depthLimit)
         self.stream.DocumentStartEvent = self.onDocumentStart
         self.stream.ElementEvent = self.onElement
         self.stream.DocumentEndEvent = self.onDocumentEnd
@@ -220,12 +292,15 @@ class S2SStream(xmlstream.XmlStream):
             return self.maxStanzaSizeBeforeAuth
         return self.maxStanzaSize
 
+    def _depthLimit(self):
+        return self.maxDepth
+
     def dataReceived(self, data):
         """
         Feed the parser; refuse the stream with a stream error when the
         data breaks RFC 6120's rules or our limits.
         """
-        if self.refusal is not None:
+        if self.streamError is not None:
             return
         try:
             if self.rawDataInFn:
@@ -235,6 +310,20 @@ class S2SStream(xmlstream.XmlStream):
             self._refuse(e.condition, e.reason, Failure(error.StreamError(e.condition, e.reason)))
         except domish.ParserError as e:
             self._refuse("not-well-formed", str(e), Failure())
+        if self.streamError is not None:
+            self._dropParser()
+
+    def _dropParser(self):
+        """
+        Free the parser of a stream that will parse nothing more: its
+        buffers hold what the peer sent, up to the stanza size limit, for as
+        long as the connection takes to close.
+        """
+        if self.stream is not None:
+            # The parser and the element stream refer to each other through
+            # its handlers: break the cycle so that both go now.
+            self.stream.parser = None
+            self.stream = None
 
     def _refuse(self, condition, reason, failure):
         """
@@ -244,14 +333,39 @@ class S2SStream(xmlstream.XmlStream):
         """
         self.refusal = condition
         self.refusals += 1
-        _log.info(
-            "Stream {streamID}: refused with <{condition}/>: {reason}",
-            streamID=self.sid,
-            condition=condition,
-            reason=reason,
-        )
+        message = "Stream {streamID}: refused with <{condition}/>: {reason}"
+        fields = dict(streamID=self.sid, condition=condition, reason=reason)
+        if self.incidents is None:
+            _log.info(message, **fields)
+        else:
+            self.incidents.report("stream-refused-" + condition, _log, message, **fields)
         self.sendStreamError(error.StreamError(condition, text=reason))
         self.dispatch(failure, STREAM_ERROR_EVENT)
+
+    def sendStreamError(self, streamError):
+        """
+        Send a stream error and close the stream; parse nothing after it.
+        """
+        if self.streamError is None:
+            self.streamError = streamError.condition
+        xmlstream.XmlStream.sendStreamError(self, streamError)
+
+    def send(self, obj):
+        """
+        Serialise and write C{obj} as Twisted's method of this name does,
+        counting the bytes in L{bytesSent} (the acknowledgements' buffer
+        bound is in bytes too).
+        """
+        if domish.IElement.providedBy(obj):
+            obj = obj.toXml(
+                prefixes=self.prefixes,
+                defaultUri=self.namespace,
+                prefixesInScope=list(self.prefixes.keys()),
+            )
+        if isinstance(obj, str):
+            obj = obj.encode("utf-8")
+        self.bytesSent += len(obj)
+        xmlstream.XmlStream.send(self, obj)
 
     @property
     def headerSent(self):
@@ -266,6 +380,8 @@ class S2SStream(xmlstream.XmlStream):
         Dispatch a top-level element to the observers, unless the stanza
         filter refuses it.
         """
+        if self.streamError is not None:
+            return
         stanzaFilter = self.stanzaFilter
         if stanzaFilter is None or stanzaFilter.admit(element):
             self.dispatch(element)

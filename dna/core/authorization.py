@@ -15,7 +15,7 @@ streams (L{dna.app.federation.Federation}).
 """
 
 from twisted.internet import defer
-from twisted.logger import Logger
+from twisted.logger import LogLevel, Logger
 from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import error
 from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
@@ -25,6 +25,7 @@ from twisted.words.xish import domish
 from dna.core.names import normalizeDomain
 from dna.error import InvalidAddress, OneWayStream, RequestTimedOut
 from dna.core.enforcement import StanzaFilter
+from dna.core.logthrottle import ThrottledLog
 from dna.error import AuthorizationRefused, ConnectionLost
 from dna.namespaces import NS_DIALBACK, NS_STANZAS
 from dna.core.tables import INCOMING, OUTGOING
@@ -143,6 +144,7 @@ class StreamAuthorization:
         requestTimeout=DEFAULT_REQUEST_TIMEOUT,
         *,
         clock,
+        incidents=None,
     ):
         """
         @param xs: The authenticated stream.
@@ -156,7 +158,13 @@ class StreamAuthorization:
             once; more is a C{<policy-violation/>} stream error.
         @param requestTimeout: Seconds to wait for answers to our requests.
         @param clock: An L{IReactorTime} for the request time-outs.
+        @param incidents: The L{dna.core.logthrottle.ThrottledLog} that
+            counts and logs refusals across streams (C{"pending-limit"},
+            C{"filter-rejected"}); one of this stream's own if L{None}.
         """
+        if incidents is None:
+            incidents = ThrottledLog(clock)
+        self._incidents = incidents
         self.xs = xs
         self.streamID = xs.sid
         self.initiating = initiating
@@ -183,7 +191,8 @@ class StreamAuthorization:
 
         tables.openConnection(self.streamID, serverNames)
         self.filter = StanzaFilter(
-            xs, self.streamID, tables.incoming, isReply=self._isReply
+            xs, self.streamID, tables.incoming, isReply=self._isReply,
+            incidents=incidents,
         )
         self.filter.install()
         xs.addObserver(DB_RESULT, self._onResult)
@@ -488,8 +497,10 @@ class StreamAuthorization:
             self.xs.send(resultElement(target, sender, "valid"))
             return False
         if len(self._checking) >= self._maxPending:
-            _log.warn(
+            self._incidents.report(
+                "pending-limit", _log,
                 "Stream {streamID}: more than {limit} requests pending: closing",
+                level=LogLevel.warn,
                 streamID=self.streamID,
                 limit=self._maxPending,
             )

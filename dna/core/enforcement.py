@@ -22,6 +22,8 @@ and when it reaches its size bound. (An XPath observer per stanza costs a
 quarter of the receive path's throughput; see C{bench/enforcement.py}.)
 """
 
+from functools import partial
+
 from twisted.logger import Logger
 from twisted.words.protocols.jabber import error, xmlstream
 from twisted.words.xish import domish
@@ -68,7 +70,7 @@ class StanzaFilter:
     """
 
     def __init__(self, xs, streamID, bindings, cacheSize=DEFAULT_CACHE_SIZE,
-                 isReply=None):
+                 isReply=None, incidents=None):
         """
         @param xs: The stream to guard: one that declares a C{stanzaFilter}
             and consults it before dispatching each element.
@@ -85,8 +87,12 @@ class StanzaFilter:
             answers that stanza (such as one the peer refused because it had
             just revoked the pair), and dropping it would lose the only news
             the sender gets.
+        @param incidents: The L{dna.core.logthrottle.ThrottledLog} that counts
+            and logs rejections (C{"filter-rejected"}), or L{None} to log
+            each.
         """
         self._xs = xs
+        self._incidents = incidents
         self._streamID = streamID
         self._bindings = bindings
         self._isReply = isReply
@@ -216,7 +222,9 @@ class StanzaFilter:
         """
         self._drop(element)
         isError = element.getAttribute("type") == "error"
-        _log.info(
+        report = _log.info if self._incidents is None else partial(
+            self._incidents.report, "filter-rejected", _log)
+        report(
             "Stream {streamID}: dropped {name} from {sender!r} to {to!r}: "
             "{why} ({condition}{answered})",
             streamID=self._streamID,

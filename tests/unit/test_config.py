@@ -1086,3 +1086,63 @@ class InteropSettingsTests(SynchronousTestCase):
             ConfigurationError, self.files.load, MINIMAL + '\n[components]\nlisten = "tcp:5347"\n'
         )
         self.assertIn("[components] secret: missing", str(e))
+
+
+class LimitsTests(SynchronousTestCase):
+    """
+    The C{[limits]} section.
+    """
+
+    def setUp(self):
+        self.files = ConfigurationFiles(self)
+
+    def test_defaults(self):
+        """
+        Without C{[limits]}, every limit has the default of the module that
+        enforces it.
+        """
+        from dna.app.limits import Limits
+
+        c = self.files.load(MINIMAL)
+        self.assertEqual(Limits(), c.limits)
+        self.assertEqual(
+            (30.0, 8, 256, 511, 512 * 1024, 16 * 1024, 64, 5000, 8 * 1024 * 1024, 30.0, 10000),
+            attr.astuple(c.limits),
+        )
+
+    def test_values(self):
+        """
+        Every key is read.
+        """
+        c = self.files.load(MINIMAL + (
+            "\n[limits]\nauth-timeout = 5\nmax-unauthenticated-per-address = 2\n"
+            "max-unauthenticated = 20\nlisten-backlog = 1024\nmax-stanza-size = 131072\n"
+            "max-stanza-size-unauthenticated = 8192\nmax-depth = 32\nmax-unacked = 100\n"
+            "max-unacked-bytes = 65536\nack-timeout = 10\nmax-waiting = 500\n"))
+        self.assertEqual(
+            (5.0, 2, 20, 1024, 131072, 8192, 32, 100, 65536, 10.0, 500), attr.astuple(c.limits))
+
+    def test_errors(self):
+        """
+        Wrong values are refused with their key; a smaller limit after
+        authentication than before is refused.
+        """
+        for text, message in [
+            ("max-depth = 0", "[limits] max-depth: expected a positive integer, got integer 0"),
+            ("auth-timeout = \"30\"", "[limits] auth-timeout: expected a positive number"),
+            ("max-stanza-size = 1000", "max-stanza-size-unauthenticated: 16384 is more than"),
+            ("max-stanzasize = 1", "[limits] max-stanzasize: unknown key (did you mean "
+                                   "'max-stanza-size'?)"),
+        ]:
+            e = self.assertRaises(
+                ConfigurationError, self.files.load, MINIMAL + "\n[limits]\n" + text + "\n")
+            self.assertIn(message, str(e))
+
+    def test_keyInWrongSection(self):
+        """
+        A limit in C{[server]} is pointed to C{[limits]}.
+        """
+        e = self.assertRaises(
+            ConfigurationError, self.files.load,
+            _replaced(MINIMAL, 'ca = "ca.pem"\n', 'ca = "ca.pem"\nmax-depth = 3\n'))
+        self.assertIn("(it belongs in [limits])", str(e))

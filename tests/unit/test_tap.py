@@ -296,3 +296,47 @@ class MakeServiceTests(SynchronousTestCase):
         [listener] = [c for c in root if isinstance(c, StreamServerEndpointService)]
         self.assertEqual(5347, listener.endpoint._port)
         self.assertEqual("127.0.0.1", listener.endpoint._interface)
+
+    def test_componentListenerBacklog(self):
+        """
+        The components' listener has the default backlog too.
+        """
+        options = tap.Options()
+        options.parseOptions(["--config", self.path])
+        root = tap.makeService(options)
+        from twisted.application.internet import StreamServerEndpointService
+
+        [listener] = [c for c in root if isinstance(c, StreamServerEndpointService)]
+        self.assertEqual(511, listener.endpoint._backlog)
+
+    def test_quietRouter(self):
+        """
+        The router logs no stanza: it is a L{dna.app.router.QuietRouter},
+        and the service delivers through L{dna.app.router.route}.
+        """
+        from dna.app.router import QuietRouter
+
+        options = tap.Options()
+        options.parseOptions(["--config", self.path])
+        root = tap.makeService(options)
+        self.assertIsInstance(root.router, QuietRouter)
+        self.assertEqual((root.router,), root.s2s._deliver.args)
+
+    def test_limitsReachService(self):
+        """
+        The configuration's C{[limits]} reach the service, its listener's
+        streams and its federation.
+        """
+        path = self.files.write(
+            "limits.toml", MINIMAL + "\n[limits]\nmax-stanza-size = 131072\nmax-waiting = 7\n")
+        options = tap.Options()
+        options.parseOptions(["--config", path])
+        root = tap.makeService(options)
+        self.assertEqual(131072, root.s2s.limits.maxStanzaSize)
+        self.assertEqual(7, root.s2s.federation._waitingLimit)
+        xs = root.s2s.factory.buildProtocol(None)
+        self.assertEqual(131072, xs.maxStanzaSize)
+        # End it: the deadline's timer is on the global reactor.
+        from tests.unit.streams import close
+
+        close(xs)

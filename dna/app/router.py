@@ -1,0 +1,58 @@
+"""
+Routing between the DNA service and local components without writing
+stanzas into the log.
+
+wokkel's L{wokkel.component.Router.route} logs every stanza it routes, in
+full, at the default level: every message between users would land in the
+operator's log (a privacy leak), and serialising each costs as much as
+routing it. L{route} routes the same way and logs nothing of a stanza's
+content; L{QuietRouter} is a router whose routes use it. The service
+delivers accepted stanzas and bounces through L{route}, whatever router it
+is given.
+"""
+
+from twisted.logger import Logger
+from twisted.words.protocols.jabber import error
+from wokkel.component import Router
+
+from dna.core.names import domainOf
+from dna.error import InvalidAddress
+
+_log = Logger()
+
+
+def route(router, stanza):
+    """
+    Route C{stanza} as L{Router.route} does: to the route of its 'to'
+    domain, else to the default route, else answer it with
+    C{<remote-server-timeout/>} unless it is a result or an error.
+
+    @param router: A L{Router}: its C{routes} are used.
+    @param stanza: The stanza, a L{domish.Element}.
+    """
+    try:
+        domain = domainOf(stanza.getAttribute("to"))
+    except InvalidAddress as e:
+        _log.info("Not routing a stanza with bad address {address!r}", address=e.address)
+        return
+    routes = router.routes
+    destination = routes.get(domain)
+    if destination is None:
+        destination = routes.get(None)
+    if destination is not None:
+        destination.send(stanza)
+        return
+    _log.info("No route to {domain}: {name} not delivered", domain=domain, name=stanza.name)
+    if stanza.getAttribute("type") not in ("result", "error"):
+        stanzaError = error.StanzaError("remote-server-timeout", type="wait")
+        stanzaError.code = "504"
+        route(router, stanzaError.toResponse(stanza))
+
+
+class QuietRouter(Router):
+    """
+    A L{Router} that routes with L{route}: no stanza content in the log.
+    """
+
+    def route(self, stanza):
+        route(self, stanza)
