@@ -37,7 +37,7 @@ from dna.core.logthrottle import ThrottledLog
 from dna.core.tables import Tables
 from dna.channel.acks import StreamAcks, peerOffersAcks
 from dna.channel.features import peerLimits
-from dna.channel.stream import STREAM_AUTHENTICATED_EVENT
+from dna.channel.stream import provenStream
 from dna.namespaces import NS_SERVER, STANZA_NAMES
 
 _log = Logger()
@@ -167,7 +167,7 @@ class Federation:
     # Streams
 
     def streamAuthenticated(self, xs, initiating, serverNames=(), bidi=False,
-                            factory=StreamAuthorization, **options):
+                            factory=StreamAuthorization, proven=True, **options):
         """
         Take an authenticated stream into the tables and start authorizing
         domain pairs and enforcing bindings on it.
@@ -176,6 +176,10 @@ class Federation:
         @param initiating: C{True} when we opened the connection.
         @param serverNames: Names the peer authenticated (from its certificate).
         @param bidi: Whether XEP-0288 was negotiated.
+        @param proven: Whether the peer has proved who it is: C{False} for a
+            legacy stream whose first C{<db:result/>} is still to be verified
+            by dialback; it stays under the limits of unauthenticated
+            connections until a pair is granted on it (L{provenStream}).
         @param factory: The L{StreamAuthorization} class; legacy streams use
             L{dna.legacy.authorization.LegacyAuthorization}, called with C{options} too.
         @return: The stream's L{StreamAuthorization}.
@@ -220,7 +224,8 @@ class Federation:
         xs.addOnetimeObserver(
             "//event/stream/end", self._onStreamEnd, 0, streamID=streamID
         )
-        xs.dispatch(xs, STREAM_AUTHENTICATED_EVENT)
+        if proven:
+            provenStream(xs)
         return authorization
 
     def _onStreamEnd(self, reason, streamID):

@@ -185,6 +185,17 @@ class _GuardedElementStream(domish.ExpatElementStream):
         domish.ExpatElementStream._onEndElement(self, name)
 
 
+def provenStream(xs):
+    """
+    Tell the stream's observers, once, that its peer has proved who it is:
+    the connection no longer counts among the unauthenticated ones
+    (L{dna.channel.receiving.ConnectionGate}).
+    """
+    if not xs.proven:
+        xs.proven = True
+        xs.dispatch(xs, STREAM_AUTHENTICATED_EVENT)
+
+
 class S2SStream(xmlstream.XmlStream):
     """
     A server-to-server XML stream (RFC 6120), Receiving or Originating.
@@ -237,6 +248,13 @@ class S2SStream(xmlstream.XmlStream):
     refusal = None
     streamError = None
     bytesSent = 0
+
+    proven = False
+    """
+    Whether the peer has proved who it is (L{provenStream}): a DNA stream as
+    soon as it is authenticated, a legacy stream checked by dialback only once
+    a pair is granted on it.
+    """
 
     bidi = False
     """

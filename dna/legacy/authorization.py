@@ -28,6 +28,7 @@ from dna.error import CannotCarry, InvalidAddress
 from dna.core.authorization import StreamAuthorization, dialbackElement, errorFromResult, resultElement
 from dna.error import AuthorizationRefused, ConnectionLost, DNAError
 from dna.core.tables import INCOMING, OUTGOING
+from dna.channel.stream import provenStream
 
 _log = Logger()
 
@@ -92,6 +93,7 @@ class LegacyAuthorization(StreamAuthorization):
             reverse = INCOMING if self.bidi and self._peerProves(remote) else None
         else:
             self._tables.bind(INCOMING, local, remote, self.streamID)
+            provenStream(self.xs)
             reverse = OUTGOING if self.bidi else None
         if reverse is not None:
             self._tables.bind(reverse, local, remote, self.streamID)

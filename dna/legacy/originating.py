@@ -545,7 +545,7 @@ class Fallback:
             xs, initiating=False, serverNames=(), bidi=xs.bidi,
             factory=LegacyAuthorization, keys=self.keys, verifier=self.verifier,
             policy=self.policy, peerProves=lambda domain: peerVerified(transport, domain),
-            domain=remote, mechanism=mechanism,
+            domain=remote, mechanism=mechanism, proven=mechanism is not None,
         )
         if mechanism is not None:
             authorization.authenticated(local, remote, mechanism)

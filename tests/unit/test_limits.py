@@ -180,6 +180,48 @@ class GateTests(SynchronousTestCase):
         self.clock.advance(30)
         self.assertIsNone(streams[0].streamError)
 
+    def test_dialbackPendingStillCounts(self):
+        """
+        A legacy stream whose first C{<db:result/>} is still to be verified
+        by dialback has proved nothing: it keeps counting among the
+        unauthenticated connections, and its deadline runs, until a pair is
+        granted on it.
+        """
+        from dna.legacy.authorization import LegacyAuthorization
+        from dna.legacy.policy import FALLBACK_DIALBACK, FallbackPolicy
+
+        federation = Federation(
+            ["target.tld"], FakeDelegationChecker(), lambda stanza: None, clock=self.clock)
+        xs = self.connect("192.0.2.1")
+        xs.sid = "legacy1"
+        authorization = federation.streamAuthenticated(
+            xs, initiating=False, factory=LegacyAuthorization, proven=False,
+            policy=FallbackPolicy(FALLBACK_DIALBACK), domain="sender.tld", mechanism=None)
+        self.assertFalse(xs.proven)
+        self.assertEqual(1, self.gate.unauthenticated)
+        authorization.authenticated("target.tld", "sender.tld", "dialback")
+        self.assertTrue(xs.proven)
+        self.assertEqual(0, self.gate.unauthenticated)
+        self.clock.advance(30)
+        self.assertIsNone(xs.streamError)
+
+    def test_dialbackNeverVerified(self):
+        """
+        A legacy stream whose dialback is never verified meets the deadline.
+        """
+        from dna.legacy.authorization import LegacyAuthorization
+        from dna.legacy.policy import FALLBACK_DIALBACK, FallbackPolicy
+
+        federation = Federation(
+            ["target.tld"], FakeDelegationChecker(), lambda stanza: None, clock=self.clock)
+        xs = self.connect("192.0.2.1")
+        xs.sid = "legacy2"
+        federation.streamAuthenticated(
+            xs, initiating=False, factory=LegacyAuthorization, proven=False,
+            policy=FallbackPolicy(FALLBACK_DIALBACK), domain="sender.tld", mechanism=None)
+        self.clock.advance(30)
+        self.assertEqual("connection-timeout", xs.streamError)
+
     def test_deadlineNotExtended(self):
         """
         A connection not authenticated 30 s after it was accepted gets
