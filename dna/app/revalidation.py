@@ -72,6 +72,8 @@ class Revalidator:
     @ivar proofs: C{(direction, local, remote, streamID)} -> the L{Proof} of
         each binding it watches.
     @ivar checks: How many re-checks were made.
+    @ivar grace: Seconds past a proof's expiry that indeterminate re-checks
+        may keep a binding.
     """
 
     def __init__(self, federation, checker, clock, grace=DEFAULT_GRACE,
@@ -97,7 +99,7 @@ class Revalidator:
         self._tables = federation.tables
         self._checker = checker
         self._clock = clock
-        self._grace = grace
+        self.grace = grace
         self._retryInterval = retryInterval
         self._spread = spread
         self._maxSpread = maxSpread
@@ -320,7 +322,7 @@ class Revalidator:
                 return
             now = self._clock.seconds()
             proof.checked = now
-            action, until = decide(proof, outcome, expires, now, self._grace,
+            action, until = decide(proof, outcome, expires, now, self.grace,
                                    self._retryInterval)
             if action == EXTEND:
                 proof.dnsExpires = until
