@@ -50,6 +50,9 @@ _log = Logger()
 #: streamID)}; a binding's is C{(direction, local, remote, streamID)}.
 CERTIFICATE = "certificate"
 
+#: How many (result, server names) verdicts are remembered.
+_VERDICT_MEMORY = 10000
+
 
 def transportCertificateExpiry(xs):
     """
@@ -104,10 +107,15 @@ class Revalidator:
         self._spread = spread
         self._maxSpread = maxSpread
         if random is None:
-            from random import SystemRandom
-            random = SystemRandom()
+            # Jitter, not secrets: the Mersenne Twister, seeded from the OS.
+            from random import Random
+            random = Random()
         self._random = random.random
         self._certificateExpiry = certificateExpiry
+        self._cached = getattr(checker, "cached", None)
+        # (result, server names) -> whether it delegates: the results of
+        # one domain are shared by its bindings, and so is the verdict.
+        self._verdicts = {}
         self.proofs = {}
         self.checks = 0
         # stream id -> its certificate's notAfter (or None)
@@ -166,7 +174,7 @@ class Revalidator:
             # A legacy binding rests on dialback or the certificate, whose
             # expiry closes the connection.
             return
-        cached = getattr(self._checker, "cached", None)
+        cached = self._cached
         result = cached(remote) if cached is not None else None
         if result is not None:
             self._granted(key, proof, self._outcome(result, remote, streamID))
@@ -223,10 +231,20 @@ class Revalidator:
             return NOT_DELEGATED, expires, f"bogus: {result.reason}"
         row = self._tables.connections.get(streamID)
         serverNames = row.serverNames if row is not None else frozenset()
-        checker = self._checker
-        if delegates(result, serverNames,
-                     allowInsecure=checker.policyFor(result.domain) == ALLOW_INSECURE,
-                     fallback=getattr(checker, "fallback", False)):
+        verdictKey = (id(result), serverNames)
+        memo = self._verdicts.get(verdictKey)
+        if memo is not None and memo[0] is result:
+            delegated = memo[1]
+        else:
+            checker = self._checker
+            delegated = delegates(
+                result, serverNames,
+                allowInsecure=checker.policyFor(result.domain) == ALLOW_INSECURE,
+                fallback=getattr(checker, "fallback", False))
+            if len(self._verdicts) >= _VERDICT_MEMORY:
+                self._verdicts.clear()
+            self._verdicts[verdictKey] = (result, delegated)
+        if delegated:
             return DELEGATED, expires, None
         targets = ", ".join(str(record) for record in result.records)
         return NOT_DELEGATED, expires, (
@@ -314,34 +332,44 @@ class Revalidator:
             return
         self.checks += 1
         direction, local, remote, streamID = key
-        d = self._check(remote, streamID, proof.dnsExpires)
-
-        def rechecked(found):
-            outcome, expires, reason = found
-            if self.proofs.get(key) is not proof or not self._isBound(key):
-                return
-            now = self._clock.seconds()
-            proof.checked = now
-            action, until = decide(proof, outcome, expires, now, self.grace,
-                                   self._retryInterval)
-            if action == EXTEND:
-                proof.dnsExpires = until
-                self._schedule(key, proof, self._recheckTime(until))
-            elif action == REVOKE:
-                if outcome == INDETERMINATE:
-                    reason = f"indeterminate past the proof's hard limit: {reason}"
-                self.revoke(key, reason)
-            else:
-                _log.info(
-                    "Re-check of {remote} on {streamID} indeterminate ({reason}): "
-                    "kept until {until}", streamID=streamID, remote=remote,
-                    reason=reason, until=until)
-                self._schedule(key, proof, until)
-
-        d.addCallback(rechecked)
+        after = proof.dnsExpires
+        cached = self._cached(remote) if self._cached is not None else None
+        if cached is not None and cached.expires is not None and (
+                after is None or cached.expires > after):
+            # Another binding of the domain refreshed the cache already:
+            # no Deferred on the common path.
+            self._rechecked(key, proof, self._outcome(cached, remote, streamID))
+            return
+        d = self._check(remote, streamID, after)
+        d.addCallback(lambda found: self._rechecked(key, proof, found))
         d.addErrback(lambda failure: _log.failure(
             "Re-checking {remote} -> {local} on {streamID} failed", failure,
             local=local, remote=remote, streamID=streamID))
+
+    def _rechecked(self, key, proof, found):
+        """
+        Apply L{decide} to a re-check's C{(outcome, expires, reason)}.
+        """
+        outcome, expires, reason = found
+        if self.proofs.get(key) is not proof or not self._isBound(key):
+            return
+        now = self._clock.seconds()
+        proof.checked = now
+        action, until = decide(proof, outcome, expires, now, self.grace,
+                               self._retryInterval)
+        if action == EXTEND:
+            proof.dnsExpires = until
+            self._schedule(key, proof, self._recheckTime(until))
+        elif action == REVOKE:
+            if outcome == INDETERMINATE:
+                reason = f"indeterminate past the proof's hard limit: {reason}"
+            self.revoke(key, reason)
+        else:
+            _log.info(
+                "Re-check of {remote} on {streamID} indeterminate ({reason}): "
+                "kept until {until}", streamID=key[3], remote=key[2],
+                reason=reason, until=until)
+            self._schedule(key, proof, until)
 
     def revoke(self, key, reason):
         """
