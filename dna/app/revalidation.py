@@ -174,17 +174,33 @@ class Revalidator:
             # A legacy binding rests on dialback or the certificate, whose
             # expiry closes the connection.
             return
-        cached = self._cached
-        result = cached(remote) if cached is not None else None
-        if result is not None:
-            self._granted(key, proof, self._outcome(result, remote, streamID))
+        try:
+            self._lookUp(key, proof, None, self._granted)
+        except Exception:
+            # Never in the way of the binding itself.
+            _log.failure("Recording the proof of {remote} -> {local} failed",
+                         local=local, remote=remote)
+
+    def _lookUp(self, key, proof, after, then):
+        """
+        Call C{then(key, proof, (outcome, expires, reason))} with what the
+        checker says of the delegation of a binding's remote domain: at once
+        from its cache when it holds a result outlasting C{after} (the one
+        a new binding was just granted on, or one another binding of the
+        domain refreshed: no L{Deferred} on the common path), or else
+        through L{_check}.
+        """
+        direction, local, remote, streamID = key
+        cached = self._cached(remote) if self._cached is not None else None
+        if cached is not None and (after is None or (
+                cached.expires is not None and cached.expires > after)):
+            then(key, proof, self._outcome(cached, remote, streamID))
             return
-        # Nothing cached (a TTL of 0, a cache of size 0): ask.
-        d = self._check(remote, streamID, None)
-        d.addCallback(lambda found: self._granted(key, proof, found))
+        d = self._check(remote, streamID, after)
+        d.addCallback(lambda found: then(key, proof, found))
         d.addErrback(lambda failure: _log.failure(
-            "Recording the proof of {remote} -> {local} failed", failure,
-            local=local, remote=remote))
+            "Checking the delegation of {remote} -> {local} on {streamID} failed",
+            failure, local=local, remote=remote, streamID=streamID))
 
     def _granted(self, key, proof, found):
         """
@@ -237,9 +253,11 @@ class Revalidator:
             delegated = memo[1]
         else:
             checker = self._checker
+            policyFor = getattr(checker, "policyFor", None)
             delegated = delegates(
                 result, serverNames,
-                allowInsecure=checker.policyFor(result.domain) == ALLOW_INSECURE,
+                allowInsecure=(policyFor is not None
+                               and policyFor(result.domain) == ALLOW_INSECURE),
                 fallback=getattr(checker, "fallback", False))
             if len(self._verdicts) >= _VERDICT_MEMORY:
                 self._verdicts.clear()
@@ -331,20 +349,7 @@ class Revalidator:
             self._drop(key)
             return
         self.checks += 1
-        direction, local, remote, streamID = key
-        after = proof.dnsExpires
-        cached = self._cached(remote) if self._cached is not None else None
-        if cached is not None and cached.expires is not None and (
-                after is None or cached.expires > after):
-            # Another binding of the domain refreshed the cache already:
-            # no Deferred on the common path.
-            self._rechecked(key, proof, self._outcome(cached, remote, streamID))
-            return
-        d = self._check(remote, streamID, after)
-        d.addCallback(lambda found: self._rechecked(key, proof, found))
-        d.addErrback(lambda failure: _log.failure(
-            "Re-checking {remote} -> {local} on {streamID} failed", failure,
-            local=local, remote=remote, streamID=streamID))
+        self._lookUp(key, proof, proof.dnsExpires, self._rechecked)
 
     def _rechecked(self, key, proof, found):
         """

@@ -262,17 +262,15 @@ class CertificateExpiryTests(SynchronousTestCase):
     connection at that moment.
     """
 
-    def test_certificateExpiryCloses(self):
+    def federationWithStream(self, clock, notAfter):
         """
-        At the certificate's notAfter the stream gets a stream error and the
-        connection is closed; the count says so.
+        A L{Federation} with one incoming stream C{"s1"} from
+        C{xmpp.a.tld}, whose certificate expires at C{notAfter}.
         """
-        clock = Clock()
-        clock.advance(1000)
         federation = Federation(
             ["b1.tld"], FakeDelegationChecker({"a1.tld": ["xmpp.a.tld"]}),
             lambda stanza: None, clock=clock,
-            revalidation={"certificateExpiry": lambda xs: 1100.0})
+            revalidation={"certificateExpiry": lambda xs: notAfter})
         xs = S2SStream(xmlstream.Authenticator())
         xs.makeConnection(StringTransport())
         xs.dataReceived(HEADER.format(peer="xmpp.a.tld", us="xmpp.b.tld",
@@ -280,6 +278,16 @@ class CertificateExpiryTests(SynchronousTestCase):
         xs.sid = "s1"
         xs._headerSent = True
         federation.streamAuthenticated(xs, initiating=False, serverNames=["xmpp.a.tld"])
+        return federation, xs
+
+    def test_certificateExpiryCloses(self):
+        """
+        At the certificate's notAfter the stream gets a stream error and the
+        connection is closed; the count says so.
+        """
+        clock = Clock()
+        clock.advance(1000)
+        federation, xs = self.federationWithStream(clock, 1100.0)
         self.assertEqual(1100.0, federation.revalidator.proofs[("certificate", "s1")]
                          .certificateExpires)
         clock.advance(99.9)
@@ -293,15 +301,7 @@ class CertificateExpiryTests(SynchronousTestCase):
         """
         A binding's proof expires no later than the certificate.
         """
-        clock = Clock()
-        federation = Federation(
-            ["b1.tld"], FakeDelegationChecker({"a1.tld": ["xmpp.a.tld"]}),
-            lambda stanza: None, clock=clock,
-            revalidation={"certificateExpiry": lambda xs: 30.0})
-        xs = S2SStream(xmlstream.Authenticator())
-        xs.makeConnection(StringTransport())
-        xs.sid = "s1"
-        federation.streamAuthenticated(xs, initiating=False, serverNames=["xmpp.a.tld"])
+        federation, xs = self.federationWithStream(Clock(), 30.0)
         federation.tables.bind(INCOMING, "b1.tld", "a1.tld", "s1")
         federation.tables.bind(OUTGOING, "b1.tld", "a1.tld", "s1")
         proof = federation.revalidator.proofOf(INCOMING, "b1.tld", "a1.tld", "s1")
