@@ -36,6 +36,7 @@ from dna.app.schema import Invalid, located
 from dna.app.certificates import authorities, buildServerName
 from dna.app.federation import DEFAULT_QUEUE_LIMIT
 from dna.app.limits import Limits
+from dna.core.proofs import DEFAULT_GRACE
 from dna.app.service import DEFAULT_IDLE_TIMEOUT
 from dna.channel.originating import DEFAULT_CONNECT_TIMEOUT
 from dna.core.authorization import DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT
@@ -160,7 +161,9 @@ _LIMITS = {
     "ack-timeout": ("ackTimeout", schema.seconds),
     "max-waiting": ("maxWaiting", schema.count),
 }
-_LIMITS_KEYS = tuple(_LIMITS)
+#: Read into L{Configuration.revalidationGrace}, not into L{Limits}.
+_REVALIDATION_GRACE = "revalidation-grace"
+_LIMITS_KEYS = tuple(_LIMITS) + (_REVALIDATION_GRACE,)
 _SECTIONS = ("server", "dns", "policy", "hosts", "components", "limits", "control", "log")
 _ALL_KEYS = tuple(
     [("[server]", key) for key in _SERVER_KEYS]
@@ -449,6 +452,9 @@ class Configuration:
     @ivar limits: The limits of connections, streams and buffers
         (C{[limits]}).
     @type limits: L{dna.app.limits.Limits}
+    @ivar revalidationGrace: Seconds past its proof's expiry that a binding
+        whose re-check is indeterminate is kept (C{[limits]
+        revalidation-grace}, L{dna.app.revalidation}).
     """
 
     path = attr.ib()
@@ -482,6 +488,7 @@ class Configuration:
     control = attr.ib(default=None)
     logFormat = attr.ib(default=LOG_TEXT)
     limits = attr.ib(default=Limits())
+    revalidationGrace = attr.ib(default=DEFAULT_GRACE)
 
     @property
     def defaultServerName(self):
@@ -579,6 +586,7 @@ _OVERRIDABLE = {
     "allowInsecure": ("[policy]", "allow-insecure", _remoteDomains),
     "srvFallback": ("[policy]", "srv-fallback", schema.boolean),
     "fallback": ("[policy]", "fallback", schema.word(FALLBACKS)),
+    "revalidationGrace": ("[limits]", _REVALIDATION_GRACE, schema.seconds),
     "logFormat": ("[log]", "format", schema.word(LOG_FORMATS)),
 }
 
@@ -679,8 +687,8 @@ def _configuration(document, path, now):
                     _ALL_KEYS)
     components = schema.Table("[components]", document.get("components"),
                         _COMPONENTS_KEYS, _ALL_KEYS)
-    limits = _limits(schema.Table("[limits]", document.get("limits"),
-                                  _LIMITS_KEYS, _ALL_KEYS))
+    limitsTable = schema.Table("[limits]", document.get("limits"), _LIMITS_KEYS, _ALL_KEYS)
+    limits = _limits(limitsTable)
     componentListen = components.value("listen", checkListen, None)
     componentSecret = components.value("secret", schema.string, None)
     if componentListen is not None and not componentSecret:
@@ -753,6 +761,8 @@ def _configuration(document, path, now):
         logFormat=schema.Table("[log]", document.get("log"), _LOG_KEYS, _ALL_KEYS)
         .value("format", schema.word(LOG_FORMATS), LOG_TEXT),
         limits=limits,
+        revalidationGrace=limitsTable.value(_REVALIDATION_GRACE, schema.seconds,
+                                            DEFAULT_GRACE),
     )
     _checkTogether(configuration)
     return configuration

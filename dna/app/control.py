@@ -8,7 +8,9 @@ C{token-file}). Paths are versioned; C{dna-ctl} (L{dna.app.ctl}) speaks it::
 
     GET  /v1/connections         the connection table (draft-ietf-xmpp-dna-01
                                  section 4), with TLS, counters and times
-    GET  /v1/bindings            both binding tables; ?local= ?remote= ?stream=
+    GET  /v1/bindings            both binding tables; ?local= ?remote= ?stream=;
+                                 ?proofs=1: each binding's proof expiry and
+                                 next re-check (issue 11)
     POST /v1/revoke              {"local": D, "remote": D}: section 6
                                  revocation on every stream holding the pair
     POST /v1/close               {"stream": ID}: close one connection cleanly
@@ -21,6 +23,7 @@ C{{"error": "...", "field": "..."}} naming the field at fault; nothing here
 blocks the reactor (a check answers when its L{Deferred} fires).
 """
 
+import datetime
 import hmac
 import json
 
@@ -113,6 +116,27 @@ def _tlsSummary(transport):
         return None
 
 
+def _isoTime(seconds):
+    """
+    Seconds since the epoch as ISO 8601 in UTC, or L{None}.
+    """
+    if seconds is None:
+        return None
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat()
+
+
+def _proofSummary(streamID, proof):
+    """
+    When a binding's proof expires and is checked again
+    (L{dna.core.proofs.Proof}).
+    """
+    return {
+        "stream": streamID,
+        "expires": _isoTime(proof.expires if proof is not None else None),
+        "nextCheck": _isoTime(proof.nextCheck if proof is not None else None),
+    }
+
+
 class Control:
     """
     The operations of the control API on a running L{DNAService}: plain
@@ -186,14 +210,19 @@ class Control:
             })
         return answer
 
-    def bindings(self, local=None, remote=None, stream=None):
+    def bindings(self, local=None, remote=None, stream=None, proofs=False):
         """
         The binding tables, both directions, filtered.
 
+        @param proofs: Whether to say, for each stream of each binding, when
+            its proof expires and when it is checked again (issue 11).
         @return: A L{list} of C{{"direction", "local", "remote", "streams"}},
-            sorted by direction, local and remote.
+            sorted by direction, local and remote; with C{proofs}, each has
+            C{"proofs"} too: one C{{"stream", "expires", "nextCheck"}} per
+            stream, ISO 8601 times in UTC or L{None} when unknown.
         """
         tables = self._federation.tables
+        revalidator = self._federation.revalidator
         answer = []
         for direction, table in ((INCOMING, tables.incoming), (OUTGOING, tables.outgoing)):
             pairs = set()
@@ -204,12 +233,19 @@ class Control:
                     continue
                 if remote is not None and pairRemote != remote:
                     continue
-                answer.append({
+                streams = list(table.streams(pairLocal, pairRemote))
+                row = {
                     "direction": direction,
                     "local": pairLocal,
                     "remote": pairRemote,
-                    "streams": list(table.streams(pairLocal, pairRemote)),
-                })
+                    "streams": streams,
+                }
+                if proofs:
+                    row["proofs"] = [
+                        _proofSummary(streamID, revalidator.proofOf(
+                            direction, pairLocal, pairRemote, streamID))
+                        for streamID in streams]
+                answer.append(row)
         return answer
 
     def revoke(self, local, remote):
@@ -479,13 +515,17 @@ def controlResource(control, token=None):
     """
 
     def bindings(arguments):
-        _fields(arguments, (), ("local", "remote", "stream"))
+        _fields(arguments, (), ("local", "remote", "stream", "proofs"))
         local = arguments.get("local")
         remote = arguments.get("remote")
+        proofs = arguments.get("proofs", "0")
+        if proofs not in ("0", "1"):
+            raise _RequestError(400, "proofs: expected 0 or 1", "proofs")
         return control.bindings(
             local=None if local is None else _domain(local, "local"),
             remote=None if remote is None else _domain(remote, "remote"),
             stream=arguments.get("stream"),
+            proofs=proofs == "1",
         )
 
     def noArguments(answer):

@@ -179,11 +179,22 @@ def bindingsTable(bindings):
     draft's section 4 draws them.
     """
     parts = []
+    proofs = any("proofs" in b for b in bindings)
+    headers = ["Local", "Remote", "Connections"]
+    if proofs:
+        headers += ["Proof expires", "Next check"]
     for direction in ("outgoing", "incoming"):
-        rows = [[b["local"], b["remote"], ", ".join(b["streams"])]
-                for b in bindings if b["direction"] == direction]
+        rows = []
+        for b in bindings:
+            if b["direction"] != direction:
+                continue
+            row = [b["local"], b["remote"], ", ".join(b["streams"])]
+            if proofs:
+                row += [", ".join(p["expires"] or "-" for p in b["proofs"]),
+                        ", ".join(p["nextCheck"] or "-" for p in b["proofs"])]
+            rows.append(row)
         parts.append(f"{direction.capitalize()} binding table:\n"
-                     + formatTable(["Local", "Remote", "Connections"], rows))
+                     + formatTable(headers, rows))
     return "\n\n".join(parts)
 
 
@@ -237,8 +248,12 @@ class _Connections(_Command):
 
 
 class _Bindings(_Command):
-    synopsis = "bindings [--local D] [--remote D] [--stream S]"
-    longdesc = "The binding tables, both directions."
+    synopsis = "bindings [--local D] [--remote D] [--stream S] [--proofs]"
+    longdesc = ("The binding tables, both directions; with --proofs, when each "
+                "binding's proof expires and is checked again.")
+    optFlags = [
+        ["proofs", None, "Show each binding's proof expiry and next re-check."],
+    ]
     optParameters = [
         ["local", None, None, "Only pairs with this local domain."],
         ["remote", None, None, "Only pairs with this remote domain."],
@@ -328,8 +343,9 @@ def socketPath(options):
 #: Command -> (HTTP method, path, how the arguments make the request).
 _REQUESTS = {
     "connections": ("GET", "/v1/connections", lambda o: {}),
-    "bindings": ("GET", "/v1/bindings", lambda o: {"query": {
-        k: o[k] for k in ("local", "remote", "stream") if o[k] is not None}}),
+    "bindings": ("GET", "/v1/bindings", lambda o: {"query": dict(
+        {k: o[k] for k in ("local", "remote", "stream") if o[k] is not None},
+        **({"proofs": "1"} if o["proofs"] else {}))}),
     "revoke": ("POST", "/v1/revoke", lambda o: {"body": {"local": o["local"], "remote": o["remote"]}}),
     "close": ("POST", "/v1/close", lambda o: {"body": {"stream": o["stream"]}}),
     "check": ("POST", "/v1/check", lambda o: {"body": {"domain": o["domain"]}}),

@@ -38,6 +38,7 @@ from dna.core.tables import Tables
 from dna.channel.acks import StreamAcks, peerOffersAcks
 from dna.channel.features import peerLimits
 from dna.channel.stream import provenStream
+from dna.app.revalidation import Revalidator
 from dna.namespaces import NS_SERVER, STANZA_NAMES
 
 _log = Logger()
@@ -124,6 +125,7 @@ class Federation:
         queueLimit=DEFAULT_QUEUE_LIMIT,
         waitingLimit=DEFAULT_WAITING_LIMIT,
         ackLimits=None,
+        revalidation=None,
     ):
         """
         @param hostedDomains: The domains we host.
@@ -142,6 +144,8 @@ class Federation:
         @param ackLimits: Keyword arguments of L{StreamAcks} that bound what
             a stream keeps unacknowledged (C{maxUnacked}, C{maxUnackedBytes},
             C{ackTimeout}); its defaults if L{None}.
+        @param revalidation: Keyword arguments of the L{Revalidator} of the
+            bindings' proofs (C{grace}, ...); its defaults if L{None}.
         """
         self.tables = Tables()
         self.streams = {}
@@ -163,6 +167,7 @@ class Federation:
         self.waitingCount = 0
         # stream id -> the pairs whose stanzas wait for it to have room
         self._paused = {}
+        self.revalidator = Revalidator(self, checker, clock, **(revalidation or {}))
 
     # Streams
 
@@ -200,6 +205,7 @@ class Federation:
             **options,
         )
         self.streams[streamID] = authorization
+        self.revalidator.watchStream(authorization)
 
         def handledCount():
             return authorization.delivered + authorization.filter.rejected

@@ -28,6 +28,7 @@ from dna.channel.features import BIDI_REQUEST
 from dna.legacy.policy import FALLBACK_DNA, FallbackPolicy
 from dna.app.federation import DEFAULT_QUEUE_LIMIT, Federation
 from dna.app.limits import Limits
+from dna.core.proofs import DEFAULT_GRACE
 from dna.app.router import route
 from dna.channel.receiving import S2SServerFactory, withBacklog
 from dna.channel.tls import ServerContextFactory, peerServerNames
@@ -151,6 +152,7 @@ class DNAService(service.MultiService):
         domainCertificates=None,
         domainChains=None,
         limits=None,
+        revalidationGrace=DEFAULT_GRACE,
     ):
         """
         @param hostedDomains: The domains we serve.
@@ -178,6 +180,9 @@ class DNAService(service.MultiService):
             intermediates.
         @param limits: The L{dna.app.limits.Limits} of connections, streams
             and buffers; the defaults if L{None}.
+        @param revalidationGrace: Seconds past its proof's expiry that a
+            binding whose re-check is indeterminate is kept
+            (L{dna.app.revalidation}).
         """
         service.MultiService.__init__(self)
         if reactor is None:
@@ -207,6 +212,7 @@ class DNAService(service.MultiService):
             queueLimit=queueLimit,
             waitingLimit=self.limits.maxWaiting,
             ackLimits=self.limits.ackLimits(),
+            revalidation={"grace": revalidationGrace},
             clock=reactor,
         )
         self.connector = Connector(
@@ -299,6 +305,7 @@ class DNAService(service.MultiService):
             domainCertificates={d.name: d.certificate for d in configuration.domainCertificates},
             domainChains={d.name: d.chain for d in configuration.domainCertificates},
             limits=configuration.limits,
+            revalidationGrace=configuration.revalidationGrace,
         )
 
     def startService(self):

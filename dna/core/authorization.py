@@ -320,11 +320,14 @@ class StreamAuthorization:
 
     # Receiving role
 
-    def revoke(self, local, remote):
+    def revoke(self, local, remote, stanzaError=None):
         """
         Withdraw the peer's authorization to send from C{remote} to C{local}
         on this stream (section 6: "A service may revoke authorization").
 
+        @param stanzaError: An L{error.StanzaError} to say why in the
+            C{type='invalid'} result (re-validation says C{<not-authorized/>}),
+            or L{None} for a bare one.
         @return: Whether the pair was bound to this stream.
         """
         if not self._tables.unbind(INCOMING, local, remote, self.streamID):
@@ -337,7 +340,7 @@ class StreamAuthorization:
             local=local,
         )
         if not self._closed:
-            self.xs.send(resultElement(local, remote, "invalid"))
+            self.xs.send(resultElement(local, remote, "invalid", stanzaError))
         return True
 
     def _onResult(self, result):

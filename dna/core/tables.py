@@ -470,6 +470,9 @@ class Tables:
         C{local} from C{remote} may be accepted on C{streamID}. This is
         L{BindingTable.accepts} of L{incoming}, bound here to save a call on
         every stanza received.
+    @ivar bindObservers: Callables called with C{(direction, local, remote,
+        streamID)} after each new binding, such as the re-validation of its
+        proof (L{dna.core.proofs}); a C{list}, empty by default.
     """
 
     def __init__(self):
@@ -479,6 +482,7 @@ class Tables:
         self._directions = {OUTGOING: self.outgoing, INCOMING: self.incoming}
         self.route = self.outgoing.route
         self.accepts = self.incoming.accepts
+        self.bindObservers = []
 
     def _table(self, direction):
         """
@@ -526,7 +530,11 @@ class Tables:
         table = self._table(direction)
         if streamID not in self.connections:
             raise UnknownConnection(streamID)
-        return table.bind(local, remote, streamID)
+        new = table.bind(local, remote, streamID)
+        if new:
+            for observer in self.bindObservers:
+                observer(direction, local, remote, streamID)
+        return new
 
     def unbind(self, direction, local, remote, streamID):
         """

@@ -288,14 +288,14 @@ class WitnessChecker:
         self._trace = trace
         self._seen = {}
 
-    def check(self, domain):
+    def check(self, domain, after=None):
         def looked(result):
             cached = self._seen.get(result.domain) is result
             self._seen[result.domain] = result
             self._trace.add(Lookup(self._provider, result, cached))
             return result
 
-        return self._checker.check(domain).addCallback(looked)
+        return self._checker.check(domain, after=after).addCallback(looked)
 
     def isDelegated(self, domain, serverNames):
         serverNames = sorted(serverNames)
@@ -311,6 +311,13 @@ class WitnessChecker:
             return delegated
 
         return self._checker.check(domain).addCallback(looked)
+
+    def cached(self, domain):
+        return self._checker.cached(domain)
+
+    @property
+    def fallback(self):
+        return self._checker.fallback
 
     def policyFor(self, domain):
         return self._checker.policyFor(domain)

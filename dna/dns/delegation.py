@@ -8,6 +8,8 @@ decides delegations with the pure L{dna.dns.verdict.delegates}.
 
 from collections import OrderedDict
 
+import attr
+
 import dns.exception
 from twisted.internet import defer
 from twisted.internet.defer import succeed
@@ -96,9 +98,15 @@ class DelegationChecker:
 
     # IDelegationChecker
 
-    def check(self, domain):
+    def check(self, domain, after=None):
         """
         See L{IDelegationChecker.check}.
+
+        @param after: When given, a cached result that expires at or before
+            this time is not used: re-validation (L{dna.app.revalidation})
+            asks for a proof that outlasts the one it has, before that one
+            expires, and the first such check of a domain refreshes the
+            cache for the others.
         """
         try:
             normal = normalizeDomain(domain)
@@ -107,7 +115,8 @@ class DelegationChecker:
                                             reason=f"invalid domain: {e.__cause__}"))
         entry = self._cache.get(normal)
         if entry is not None:
-            if entry[0] > self._clock.seconds():
+            now = self._clock.seconds()
+            if entry[0] > (now if after is None else max(now, after)):
                 self._cache.move_to_end(normal)
                 return succeed(self._present(entry))
             del self._cache[normal]
@@ -120,6 +129,28 @@ class DelegationChecker:
                                             reason=f"invalid domain: {e}"))
         return self._pending.wait(normal, self._lookup, normal, name).addCallback(
             self._present)
+
+    def cached(self, domain):
+        """
+        The cached result of C{domain}'s last lookup, without looking it up
+        (re-validation reads the proof a binding was just granted on).
+
+        @param domain: A normalised domain.
+        @return: A L{DelegationResult}, or L{None} when none is cached and
+            valid.
+        """
+        entry = self._cache.get(domain)
+        if entry is None or entry[0] <= self._clock.seconds():
+            return None
+        return entry[1]
+
+    @property
+    def fallback(self):
+        """
+        Whether a domain without SRV records is its own server name (see
+        L{__init__}), for L{delegates}.
+        """
+        return self._fallback
 
     def isDelegated(self, domain, serverNames):
         """
@@ -156,7 +187,8 @@ class DelegationChecker:
         if shuffle:
             return DelegationResult(result.domain,
                                     rfc2782Order(result.records, self._randint),
-                                    result.status, result.reason, result.ttl, result.chain)
+                                    result.status, result.reason, result.ttl, result.chain,
+                                    result.expires)
         return result
 
     def _lookup(self, normal, name):
@@ -179,7 +211,9 @@ class DelegationChecker:
         elif result.status == INDETERMINATE:
             ttl = self._indeterminateTTL
         ttl = min(ttl, self._maxTTL)
-        entry = (self._clock.seconds() + ttl, result, needsShuffle(result.records))
+        expires = self._clock.seconds() + ttl
+        result = attr.evolve(result, expires=expires)
+        entry = (expires, result, needsShuffle(result.records))
         if ttl > 0 and self._cacheSize > 0:
             self._cache[normal] = entry
             self._cache.move_to_end(normal)

@@ -86,6 +86,11 @@ class DelegationResult:
         (a result served from the cache keeps the figure of its lookup).
     @ivar chain: What proved the status: a sequence of
         L{dna.dns.dnssec.proofs.ChainLink} (which key signed what), for people.
+    @ivar expires: When the proof stops being valid (seconds since the
+        epoch): the lookup's time plus C{ttl}, itself the smallest of the
+        TTLs and signature expirations along the chain (or, in AD mode, what
+        the resolver passes on). Set by the checker that made the lookup,
+        L{None} until then.
     """
 
     domain = attr.ib()
@@ -94,6 +99,7 @@ class DelegationResult:
     reason = attr.ib(default=None)
     ttl = attr.ib(default=0)
     chain = attr.ib(default=(), converter=tuple)
+    expires = attr.ib(default=None)
 
 
 def _serverNameSet(serverNames):

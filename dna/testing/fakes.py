@@ -113,12 +113,20 @@ class FakeDelegationChecker:
         for d, value in pending:
             d.callback(value)
 
-    def check(self, domain):
+    def check(self, domain, after=None):
         """
-        See L{IDelegationChecker.check}.
+        See L{IDelegationChecker.check}; nothing is cached, so C{after} (see
+        L{dna.dns.delegation.DelegationChecker.check}) changes nothing.
         """
         self.checked.append(domain)
         return self._answer(self._lookup(domain))
+
+    def cached(self, domain):
+        """
+        Like L{dna.dns.delegation.DelegationChecker.cached}: the answer,
+        not recorded in C{checked}.
+        """
+        return self._lookup(domain)
 
     def isDelegated(self, domain, serverNames):
         """

@@ -611,6 +611,8 @@ class DNSEnvironment:
             with open(os.path.join(zoneDir, name + ".zone"), "w") as f:
                 f.write(text)
 
+        # Kept for setRecords.
+        self._keys, self._validity, self._serial = keys, validity, serial
         ds = dns.dnssec.make_ds("example.", dnskeys["example"], "SHA256")
         self.anchors = dns.rrset.from_rdata_list(
             dns.name.from_text("example."), 3600, [ds])
@@ -641,6 +643,7 @@ class DNSEnvironment:
         confPath = os.path.join(run, "knot.conf")
         with open(confPath, "w") as f:
             f.write(conf + "".join(zoneLines))
+        self._knotConf = confPath
 
         keymgr = _findProgram("keymgr")
         knotd = _findProgram("knotd")
@@ -766,6 +769,42 @@ class DNSEnvironment:
         self.timings = dict(zones=t1 - t0, authoritative=t2 - t1,
                             resolver=t3 - t2, total=t3 - t0)
         return self
+
+    def setRecords(self, name, records, timeout=10.0):
+        """
+        Replace the records of a zone signed here (mode C{"nsec"}): sign it
+        again with its key and a new serial, and have knotd reload it
+        (C{knotc zone-reload}). Blocks until knotd serves the new serial;
+        unbound's cache keeps the old data for at most its
+        C{cache-max-ttl} (5 s).
+
+        @param name: The zone, such as C{"sender.example"}.
+        @param records: Its records, as in L{_ZONES}.
+        """
+        self._serial += 1
+        serial = self._serial
+        text = _zoneText(name, serial, records, "nsec", self._keys[name], self._validity)
+        with open(os.path.join(self.workdir, "zones", name + ".zone"), "w") as f:
+            f.write(text)
+        result = subprocess.run(
+            [_findProgram("knotc"), "-c", self._knotConf, "zone-reload", name + "."],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+        if result.returncode != 0:
+            raise DNSEnvironmentError(
+                f"knotc zone-reload {name} failed: {result.stdout}{result.stderr}")
+        deadline = time.monotonic() + timeout
+        while True:
+            response = self._ask(self._knot, self.authoritative, name + ".", "SOA")
+            if response is not None:
+                soa = response.get_rrset(response.answer, dns.name.from_text(name),
+                                         dns.rdataclass.IN, dns.rdatatype.SOA)
+                if soa is not None and soa[0].serial == serial:
+                    return
+            if time.monotonic() > deadline:
+                raise DNSEnvironmentError(
+                    f"knotd does not serve serial {serial} of {name}:\n"
+                    f"{self._knot.logTail()}")
+            time.sleep(0.01)
 
     def restartResolver(self, timeout=30.0):
         """

@@ -1122,6 +1122,21 @@ class LimitsTests(SynchronousTestCase):
         self.assertEqual(
             (5.0, 2, 20, 1024, 131072, 8192, 32, 100, 65536, 10.0, 500), attr.astuple(c.limits))
 
+    def test_revalidationGrace(self):
+        """
+        C{revalidation-grace} is read into the configuration (not into
+        L{Limits}), zero by default, and reaches the service's
+        re-validation.
+        """
+        from dna.app.service import DNAService
+
+        self.assertEqual(0.0, self.files.load(MINIMAL).revalidationGrace)
+        c = self.files.load(MINIMAL + "\n[limits]\nrevalidation-grace = 30\n")
+        self.assertEqual(30.0, c.revalidationGrace)
+        service = DNAService.fromConfiguration(c, deliver=lambda stanza: None,
+                                               reactor=MemoryReactorClock())
+        self.assertEqual(30.0, service.federation.revalidator.grace)
+
     def test_errors(self):
         """
         Wrong values are refused with their key; a smaller limit after

@@ -188,6 +188,21 @@ class ControlAPITests(SynchronousTestCase):
         _, answer = self.call(b"GET", "/v1/bindings", query={"local": "target.tld"})
         self.assertEqual(2, len(answer))
 
+    def test_bindingsProofs(self):
+        """
+        With C{proofs=1}, C{GET /v1/bindings} says when each binding's proof
+        expires and when it is checked again (the fake's TTL is 60 s).
+        """
+        self.server.grant(self.server.incoming("s1"), "sender.tld", "target.tld")
+        code, [binding] = self.call(b"GET", "/v1/bindings", query={"proofs": "1"})
+        self.assertEqual(200, code)
+        [proof] = binding["proofs"]
+        self.assertEqual("s1", proof["stream"])
+        self.assertEqual("1970-01-01T00:01:00+00:00", proof["expires"])
+        self.assertLessEqual(proof["nextCheck"], proof["expires"])
+        self.assertEqual((400, "proofs"),
+                         self.errorOf(b"GET", "/v1/bindings", query={"proofs": "yes"}))
+
     def test_bindingsBadFilter(self):
         """
         A filter that is not a domain, or an unknown one, is a 400 naming it.
@@ -382,6 +397,17 @@ class CtlTests(SynchronousTestCase):
         status, out, err = self.ctl("bindings")
         self.assertIn("Incoming binding table:", out)
         self.assertIn("| target.tld | sender.tld | s1          |", out)
+
+    def test_bindingsTableProofs(self):
+        """
+        C{dna-ctl bindings --proofs} adds each binding's proof expiry and
+        next re-check.
+        """
+        self.server.grant(self.server.incoming("s1"), "sender.tld", "target.tld")
+        status, out, err = self.ctl("bindings", "--proofs")
+        self.assertEqual(0, status)
+        self.assertIn("Proof expires", out)
+        self.assertIn("1970-01-01T00:01:00+00:00", out)
 
     def test_revokeExitStatus(self):
         """
