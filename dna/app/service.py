@@ -127,7 +127,12 @@ class DNAService(service.MultiService):
     @ivar port: The listening port once started with a C{listen} strport.
     @ivar checker: The L{IDelegationChecker} of this server (and its cache).
     @ivar meters: Stream -> L{StreamMeter} of every open stream.
+    @ivar dnsClient: The L{dna.dns.client.DNSClient} the checker and the
+        address resolver ask, when L{fromConfiguration} made it (for the
+        metrics); L{None} otherwise.
     """
+
+    dnsClient = None
 
     def __init__(
         self,
@@ -278,7 +283,7 @@ class DNAService(service.MultiService):
         client = DNSClient(arguments["servers"], reactor, deadline=arguments["deadline"])
         checker = makeDelegationChecker(reactor, client=client, **arguments)
         resolver = AddressResolver(client=client, hosts=configuration.hosts)
-        return cls(
+        s2s = cls(
             configuration.domains,
             configuration.certificates,
             configuration.trustRoot,
@@ -300,6 +305,8 @@ class DNAService(service.MultiService):
             domainChains={d.name: d.chain for d in configuration.domainCertificates},
             limits=configuration.limits,
         )
+        s2s.dnsClient = client
+        return s2s
 
     def startService(self):
         self._stopping = False
