@@ -4,6 +4,7 @@ in-memory streams, its HTTP resource, the checker's statistics, C{[metrics]}
 and the decisions' log events.
 """
 
+from prometheus_client import REGISTRY
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.defer import Deferred
@@ -13,7 +14,7 @@ from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
-from dna.app import config
+from dna.app import config, tap
 from dna.app.metrics import metricsResource, serviceRegistry
 from dna.app.service import DNAService
 from dna.core.authorization import resultElement
@@ -22,7 +23,9 @@ from dna.dns.delegation import DelegationChecker
 from dna.dns.verdict import INSECURE, SECURE, DelegationResult
 from dna.testing.fakes import FakeDelegationChecker
 from dna.testing.pki import CertificateAuthority
+from dna.error import ConfigurationError
 from tests.unit.streams import close, makeStream, receive, stanza
+from tests.unit.test_config import MINIMAL, ConfigurationFiles
 
 US = "xmpp1.receiving.tld"
 PEER = "xmpp1.originating.tld"
@@ -235,6 +238,53 @@ class MetricsConfigurationTests(SynchronousTestCase):
     def test_offLoopback(self):
         for listen in ("tcp:9469", "tcp:9469:interface=192.0.2.1", "unix:/tmp/m.sock"):
             self.assertRaises(ValueError, config.checkMetricsListen, listen)
+
+
+class MetricsServiceTests(SynchronousTestCase):
+    """
+    C{[metrics]} in a configuration file, and the listener
+    L{dna.app.tap.makeService} adds for it.
+    """
+
+    def setUp(self):
+        self.files = ConfigurationFiles(self)
+
+    def test_offByDefault(self):
+        """
+        Without C{[metrics]}, no metrics are served.
+        """
+        options = tap.Options()
+        options.parseOptions(["--config", self.files.write("dna.toml", MINIMAL)])
+        self.assertIsNone(options["configuration"].metricsListen)
+        root = tap.makeService(options)
+        self.assertFalse(hasattr(root, "metrics"))
+
+    def test_listener(self):
+        """
+        With C{[metrics] listen}, the root serves the service's own
+        registry there.
+        """
+        from twisted.application.internet import StreamServerEndpointService
+
+        path = self.files.write(
+            "dna.toml", MINIMAL + '\n[metrics]\nlisten = "tcp:9469:interface=127.0.0.1"\n')
+        options = tap.Options()
+        options.parseOptions(["--config", path])
+        root = tap.makeService(options)
+        [listener] = [c for c in root if isinstance(c, StreamServerEndpointService)]
+        self.assertEqual((9469, "127.0.0.1"),
+                         (listener.endpoint._port, listener.endpoint._interface))
+        self.assertIsNot(REGISTRY, root.metrics)
+        self.assertIn(b"dna_connections", generate_latest(root.metrics))
+
+    def test_refusedOffLoopback(self):
+        """
+        A metrics listener off loopback is refused with the key at fault.
+        """
+        path = self.files.write("dna.toml", MINIMAL + '\n[metrics]\nlisten = "tcp:9469"\n')
+        error = self.assertRaises(ConfigurationError, config.loadConfiguration, path)
+        self.assertIn("[metrics] listen", str(error))
+        self.assertIn("loopback", str(error))
 
 
 class DecisionLogTests(SynchronousTestCase):
