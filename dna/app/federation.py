@@ -298,6 +298,8 @@ class Federation:
             if attempts > MAX_ATTEMPTS:
                 _log.info(
                     "Stanza from {sender!r} to {to!r} lost {attempts} streams: bouncing",
+                    event="stanza-bounced",
+                    condition="remote-server-timeout",
                     sender=stanza.getAttribute("from"),
                     to=stanza.getAttribute("to"),
                     attempts=attempts - 1,

@@ -96,6 +96,7 @@ class ServiceCollector:
         yield from self._delegation(getattr(s2s.checker, "statistics", None))
         yield from self._dns(getattr(s2s, "dnsClient", None))
         yield from self._fallback(s2s)
+        yield from self._tls(counters)
 
     @staticmethod
     def _connections(federation, streams):
@@ -231,6 +232,15 @@ class ServiceCollector:
         for reason in ("not-delegated", "no-dna"):
             fallbacks.add_metric([reason], 0 if legacy is None else legacy.counters[reason])
         yield fallbacks
+
+    @staticmethod
+    def _tls(counters):
+        failures = CounterMetricFamily(
+            "dna_tls_failures", "Outgoing connections that failed in TLS, by reason.",
+            labels=["reason"])
+        for reason in ("certificate", "name-mismatch", "handshake"):
+            failures.add_metric([reason], counters["tls-failed-" + reason])
+        yield failures
 
 
 def serviceRegistry(s2s):

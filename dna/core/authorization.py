@@ -270,6 +270,9 @@ class StreamAuthorization:
         self._lapsed.add(pair)
         _log.info(
             "Stream {streamID}: no answer for {sender} -> {target} in {timeout}s",
+            event="pair-timeout",
+            local=pair[0],
+            remote=pair[1],
             streamID=self.streamID,
             sender=pair[0],
             target=pair[1],
@@ -352,6 +355,8 @@ class StreamAuthorization:
         except InvalidAddress as e:
             _log.info(
                 "Stream {streamID}: <db:result/> with bad address {address!r}",
+                event="stream-refused",
+                condition="improper-addressing",
                 streamID=self.streamID,
                 address=e.address,
             )
@@ -366,6 +371,8 @@ class StreamAuthorization:
         else:
             _log.info(
                 "Stream {streamID}: <db:result/> of unknown type {type!r}",
+                event="stream-refused",
+                condition="bad-format",
                 streamID=self.streamID,
                 type=resultType,
             )
@@ -500,6 +507,10 @@ class StreamAuthorization:
             _log.info(
                 "Stream {streamID}: request {sender} -> {target} on a one-way "
                 "stream we opened: closing",
+                event="stream-refused",
+                condition="unsupported-stanza-type",
+                local=target,
+                remote=sender,
                 streamID=self.streamID,
                 sender=sender,
                 target=target,

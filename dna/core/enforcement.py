@@ -157,6 +157,8 @@ class StanzaFilter:
         if element.uri != NS_SERVER:
             _log.info(
                 "Stream {streamID}: {name} in namespace {uri}: closing stream",
+                event="stream-refused",
+                condition="invalid-namespace",
                 streamID=self._streamID,
                 name=element.name,
                 uri=element.uri,
@@ -171,6 +173,8 @@ class StanzaFilter:
             # or 'from'.
             _log.info(
                 "Stream {streamID}: {name} without 'to' or 'from': closing stream",
+                event="stream-refused",
+                condition="improper-addressing",
                 streamID=self._streamID,
                 name=element.name,
             )

@@ -234,7 +234,8 @@ class DelegationChecker:
     def _looked(result, normal):
         if result.status != SECURE:
             _log.info("Delegation of {domain} is {status}: {reason}", domain=normal,
-                      status=result.status, reason=result.reason)
+                      status=result.status, reason=result.reason,
+                      event="delegation-checked", remote=normal, condition=result.status)
         return result
 
     def _lookupFailed(self, failure, normal):
@@ -243,7 +244,8 @@ class DelegationChecker:
         if failure.check(defer.TimeoutError):
             reason = f"no answer within the deadline of {self._deadline:g} s"
             _log.info("Delegation of {domain} is indeterminate: {reason}",
-                      domain=normal, reason=reason)
+                      domain=normal, reason=reason, event="delegation-checked",
+                      remote=normal, condition=INDETERMINATE)
         else:
             _log.failure("Unexpected error checking the delegation of {domain}",
                          failure, domain=normal)

@@ -94,6 +94,9 @@ class PeerCheckInitializer:
             _log.info(
                 "Not falling back: {target} offers DNA on the legacy stream, so the "
                 "refusal of the DNA stream stands",
+                event="downgrade-refused",
+                remote=self._target,
+                reason="DNA offered on the legacy stream",
                 target=self._target,
             )
             raise DowngradeRefused(self._target)

@@ -164,6 +164,30 @@ class CollectorTests(SynchronousTestCase):
         self.assertEqual(2, value(figures, "dna_limit_refusals_total", limit="queue-limit"))
         self.assertEqual(1, value(figures, "dna_stanzas_refused_total", reason="limit"))
 
+    def test_tlsFailures(self):
+        """
+        TLS failures of outgoing connections are reported by reason, as
+        L{tlsFailure} classifies them.
+        """
+        from OpenSSL import SSL
+        from twisted.python.failure import Failure
+
+        from dna.app.service import tlsFailure
+        from dna.error import CertificateNameMismatch
+
+        reasons = [
+            tlsFailure(Failure(SSL.Error([("SSL routines", "", "certificate verify failed")]))),
+            tlsFailure(Failure(CertificateNameMismatch("a.example", ()))),
+            tlsFailure(Failure(SSL.Error([("SSL routines", "", "wrong version number")]))),
+            tlsFailure(Failure(ValueError("not TLS"))),
+        ]
+        self.assertEqual(["certificate", "name-mismatch", "handshake", None], reasons)
+        counters = self.server.service.federation.counters
+        for reason in reasons[:3]:
+            counters["tls-failed-" + reason] += 1
+        figures = samples(self.server.registry)
+        self.assertEqual(1, value(figures, "dna_tls_failures_total", reason="name-mismatch"))
+
     def test_separateRegistries(self):
         """
         Two services in one process have registries of their own.
@@ -330,6 +354,19 @@ class DecisionLogTests(SynchronousTestCase):
         self.assertEqual(("s1", "target.tld", "sender.tld", "local"),
                          (revoked["streamID"], revoked["local"], revoked["remote"],
                           revoked["side"]))
+
+
+    def test_limitRefused(self):
+        """
+        A refusal counted and logged by L{ThrottledLog} is a
+        C{limit-refused} event whose reason is the refusal's name.
+        """
+        from dna.core.logthrottle import ThrottledLog
+        from twisted.logger import Logger
+
+        ThrottledLog(Clock()).report("queue-limit", Logger(), "too many", streamID="s9")
+        refused = self._event("limit-refused")
+        self.assertEqual(("queue-limit", "s9"), (refused["reason"], refused["streamID"]))
 
 
 def _globalPublisher():
