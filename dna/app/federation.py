@@ -467,11 +467,11 @@ class Federation:
         (RFC 6120 section 8.3.1).
         """
         for stanza in stanzas:
-            self.counters["bounced-" + stanzaError.condition] += 1
             if stanza.getAttribute("type") == "error":
                 _log.info(
                     "Dropped undeliverable error stanza from {sender!r}",
                     sender=stanza.getAttribute("from"),
                 )
                 continue
+            self.counters["bounced-" + stanzaError.condition] += 1
             self._deliver(errorResponse(stanza, stanzaError))

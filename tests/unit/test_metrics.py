@@ -151,6 +151,18 @@ class CollectorTests(SynchronousTestCase):
         self.assertEqual(1, value(figures, "dna_revocations_total", side="local"))
         self.assertEqual(0, value(figures, "dna_bindings", direction="incoming"))
 
+    def test_bounced(self):
+        """
+        Outgoing stanzas bounced to their senders are counted by condition;
+        undeliverable errors are dropped, not bounced.
+        """
+        federation = self.server.service.federation
+        federation.send(stanza(sender="juliet@target.tld", to="@@@"))
+        federation.send(stanza(sender="juliet@target.tld", to="@@@", stanzaType="error"))
+        figures = samples(self.server.registry)
+        self.assertEqual(1, value(figures, "dna_stanzas_bounced_total", condition="jid-malformed"))
+        self.assertEqual(1, len(self.server.delivered))
+
     def test_limitRefusals(self):
         """
         The limits' refusals counted in L{Federation.counters} are
