@@ -9,10 +9,18 @@ also measures a naive enforcement observer
 (an XPath observer per stanza, the design this module avoids), and Twisted's
 own XmlStream without DNA's guarded parser (L{dna.channel.stream}).
 
+The whole receive path of a L{DNAService} (authorization, filter,
+acknowledgements, delivery) is measured twice more, side by side: without
+metrics and with its Prometheus registry (L{dna.app.metrics}) scraped at the
+start and the end of every round, some forty times as often as a scraper
+every 15 s would.
+
     python bench/enforcement.py [--stanzas N] [--rounds R]
 
 Prints C{name: value} lines; C{enforcement_ratio} is the goal (>= 0.97);
-C{guarded_parser_ratio} is the cost of the parser's limits and restrictions.
+C{guarded_parser_ratio} is the cost of the parser's limits and restrictions;
+C{metrics_enforcement_ratio} (service receive path with metrics on vs off)
+has the goal >= 0.97 too.
 """
 
 import argparse
@@ -74,7 +82,75 @@ def naiveObserver(tables):
     return check
 
 
+#: The test CA and our certificate, made once.
+_PKI = []
+
+
+def makeService():
+    """
+    A L{DNAService} hosting the benchmark's target domains, and an
+    authenticated incoming stream on which every pair is bound.
+
+    @return: C{(service, stream, delivered)}.
+    """
+    from twisted.internet.ssl import trustRootFromCertificates
+    from twisted.internet.task import Clock
+
+    from dna.app.service import DNAService
+    from dna.dns.addresses import AddressResolver
+    from dna.testing.fakes import FakeDelegationChecker
+    from dna.testing.pki import CertificateAuthority
+
+    if not _PKI:
+        ca = CertificateAuthority("Bench CA")
+        _PKI.extend([ca, ca.issue("xmpp1.receiving.tld", dnsNames=["xmpp1.receiving.tld"])])
+    ca, ours = _PKI
+    delivered = []
+    service = DNAService(
+        ["target%d.tld" % (d,) for d in range(DOMAINS)],
+        {"xmpp1.receiving.tld": ours.toPrivateCertificate()},
+        trustRootFromCertificates([ca.toCertificate()]), FakeDelegationChecker({}),
+        AddressResolver(hosts={}), deliver=delivered.append, reactor=Clock())
+    xs = S2SStream(xmlstream.Authenticator())
+    xs.makeConnection(StringTransport())
+    xs.dataReceived(HEADER)
+    xs.sid = "s1"
+    service._streamConnected(xs)
+    service.federation.streamAuthenticated(
+        xs, initiating=False, serverNames=["xmpp1.originating.tld"])
+    for d in range(DOMAINS):
+        service.federation.tables.bind(
+            INCOMING, "target%d.tld" % (d,), "sender%d.tld" % (d,), "s1")
+    return service, xs, delivered
+
+
+def runService(chunks, count, mode):
+    """
+    The receive path of a whole L{DNAService}; with C{mode} C{"metrics"},
+    its registry is scraped before and after the stanzas.
+    """
+    from prometheus_client.exposition import generate_latest
+
+    from dna.app.metrics import serviceRegistry
+
+    service, xs, delivered = makeService()
+    registry = serviceRegistry(service) if mode == "metrics" else None
+    start = time.process_time()
+    if registry is not None:
+        generate_latest(registry)
+    for chunk in chunks:
+        xs.dataReceived(chunk)
+    if registry is not None:
+        generate_latest(registry)
+    elapsed = time.process_time() - start
+    if len(delivered) != count:
+        raise RuntimeError("%s delivered %d of %d" % (mode, len(delivered), count))
+    return count / elapsed
+
+
 def run(chunks, count, mode):
+    if mode in ("service", "metrics"):
+        return runService(chunks, count, mode)
     if mode == "twisted":
         xs = xmlstream.XmlStream(xmlstream.Authenticator())
     else:
@@ -110,7 +186,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=21)
     options = parser.parse_args()
     chunks = makeData(options.stanzas)
-    modes = ("plain", "filter", "naive", "twisted")
+    modes = ("plain", "filter", "naive", "twisted", "service", "metrics")
     rates = {mode: [] for mode in modes}
     run(chunks, options.stanzas, "plain")  # warm up
     for _ in range(options.rounds):
@@ -132,6 +208,10 @@ def main():
     print("twisted_stanzas_per_s: %.0f" % (median["twisted"],))
     print("guarded_parser_ratio: %.3f" % (1 / paired["twisted"],))
     print("enforcement_ratio: %.3f" % (paired["filter"],))
+    print("service_stanzas_per_s: %.0f" % (median["service"],))
+    print("metrics_stanzas_per_s: %.0f" % (median["metrics"],))
+    print("metrics_enforcement_ratio: %.3f" % (
+        statistics.median(m / s for m, s in zip(rates["metrics"], rates["service"])),))
 
 
 if __name__ == "__main__":

@@ -69,6 +69,10 @@ DEFAULT_FALLBACK = FALLBACK_PKIX
 #: runtime directory systemd makes (C{RuntimeDirectory=dna}).
 DEFAULT_CONTROL_SOCKET = "/run/dna/control.sock"
 
+#: The metrics listener the documentation suggests (Prometheus' port
+#: allocation for dna).
+EXAMPLE_METRICS_LISTEN = "tcp:9469:interface=127.0.0.1"
+
 #: One human line per event (twistd's own), or one JSON object per line.
 LOG_TEXT = "text"
 LOG_JSON = "json"
@@ -145,6 +149,7 @@ _POLICY_KEYS = ("delegation", "allow-insecure", "srv-fallback", "fallback")
 _COMPONENTS_KEYS = ("listen", "secret")
 _CONTROL_KEYS = ("socket", "listen", "token-file")
 _LOG_KEYS = ("format",)
+_METRICS_KEYS = ("listen",)
 
 #: The keys of C{[limits]}, the L{Limits} attributes they set, and their
 #: parsers.
@@ -164,7 +169,8 @@ _LIMITS = {
 #: Read into L{Configuration.revalidationGrace}, not into L{Limits}.
 _REVALIDATION_GRACE = "revalidation-grace"
 _LIMITS_KEYS = tuple(_LIMITS) + (_REVALIDATION_GRACE,)
-_SECTIONS = ("server", "dns", "policy", "hosts", "components", "limits", "control", "log")
+_SECTIONS = ("server", "dns", "policy", "hosts", "components", "limits", "control", "log",
+             "metrics")
 _ALL_KEYS = tuple(
     [("[server]", key) for key in _SERVER_KEYS]
     + [("[dns]", key) for key in _DNS_KEYS]
@@ -172,6 +178,7 @@ _ALL_KEYS = tuple(
     + [("[components]", key) for key in _COMPONENTS_KEYS]
     + [("[control]", key) for key in _CONTROL_KEYS]
     + [("[log]", key) for key in _LOG_KEYS]
+    + [("[metrics]", key) for key in _METRICS_KEYS]
     + [("[limits]", key) for key in _LIMITS_KEYS])
 
 _hostedDomains = schema.array(
@@ -258,13 +265,13 @@ def _hosts(table, where="[hosts]"):
     return MappingProxyType(hosts)
 
 
-def checkControlListen(value):
+def checkLoopbackListen(value, notTCP="", example="tcp:8080:interface=127.0.0.1"):
     """
-    Check a control endpoint's TCP listener: a C{tcp:} or C{tcp6:}
-    description bound to a loopback interface. Anyone who reaches the control
-    endpoint can close connections and revoke pairs; a port off loopback
-    would offer that to the network.
+    Check a TCP listener that must stay on this host: a C{tcp:} or C{tcp6:}
+    description bound to a loopback interface.
 
+    @param notTCP: Said after the complaint that C{value} is not TCP.
+    @param example: A description to suggest.
     @return: C{value}
     @raise ValueError: If it does not parse, is not TCP, or is not on
         loopback.
@@ -274,12 +281,29 @@ def checkControlListen(value):
     checkListen(value)
     endpoint = serverFromString(None, value)
     if not isinstance(endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint)):
-        raise Invalid(f"{value!r} is not a tcp: or tcp6: description (the "
-                      f"UNIX socket is [control] socket)")
+        raise Invalid(f"{value!r} is not a tcp: or tcp6: description{notTCP}")
     if not isLoopback(endpoint._interface):
         raise Invalid(f"{value!r} is not on loopback: name a loopback "
-                      f"interface, such as 'tcp:8080:interface=127.0.0.1'")
+                      f"interface, such as {example!r}")
     return value
+
+
+def checkControlListen(value):
+    """
+    Check a control endpoint's TCP listener (L{checkLoopbackListen}).
+    Anyone who reaches the control endpoint can close connections and revoke
+    pairs; a port off loopback would offer that to the network.
+    """
+    return checkLoopbackListen(value, " (the UNIX socket is [control] socket)")
+
+
+def checkMetricsListen(value):
+    """
+    Check the metrics listener (L{checkLoopbackListen}): the metrics tell
+    who federates with whom and how much, which is not the network's
+    business; a scraper elsewhere goes through a proxy or a tunnel.
+    """
+    return checkLoopbackListen(value, example=EXAMPLE_METRICS_LISTEN)
 
 
 def _token(base):
@@ -449,6 +473,8 @@ class Configuration:
     @ivar control: Where the control endpoint listens, a
         L{ControlSettings}; L{None} (no C{[control]}): nowhere.
     @ivar logFormat: L{LOG_TEXT} or L{LOG_JSON} (C{[log] format}).
+    @ivar metricsListen: Where Prometheus metrics are served
+        (C{[metrics] listen}), a loopback TCP description; L{None}: nowhere.
     @ivar limits: The limits of connections, streams and buffers
         (C{[limits]}).
     @type limits: L{dna.app.limits.Limits}
@@ -487,6 +513,7 @@ class Configuration:
     dialbackSecret = attr.ib(default=None, repr=False)
     control = attr.ib(default=None)
     logFormat = attr.ib(default=LOG_TEXT)
+    metricsListen = attr.ib(default=None)
     limits = attr.ib(default=Limits())
     revalidationGrace = attr.ib(default=DEFAULT_GRACE)
 
@@ -760,6 +787,8 @@ def _configuration(document, path, now):
         control=_control(document.get("control"), base),
         logFormat=schema.Table("[log]", document.get("log"), _LOG_KEYS, _ALL_KEYS)
         .value("format", schema.word(LOG_FORMATS), LOG_TEXT),
+        metricsListen=schema.Table("[metrics]", document.get("metrics"), _METRICS_KEYS,
+                                   _ALL_KEYS).value("listen", checkMetricsListen, None),
         limits=limits,
         revalidationGrace=limitsTable.value(_REVALIDATION_GRACE, schema.seconds,
                                             DEFAULT_GRACE),

@@ -106,7 +106,13 @@ class Federation:
         C{"acks-full"}, C{"ack-timeout"}, C{"pending-limit"},
         C{"filter-rejected"}, C{"stream-refused-<condition>"} and, through
         the service's listener, C{"unauthenticated-cap"},
-        C{"unauthenticated-cap-address"} and C{"auth-timeout"}.
+        C{"unauthenticated-cap-address"} and C{"auth-timeout"}; and the
+        decisions L{dna.app.metrics} reads: C{"stanza-refused-<reason>"},
+        C{"result-<condition>"} (our answers), C{"answer-<condition>"}
+        (the peer's), C{"revoked-local"}, C{"revoked-peer"},
+        C{"bounced-<condition>"}, C{"acks-resent"}, and the stanzas
+        delivered and sent on streams that ended (C{"stanzas-delivered"},
+        C{"stanzas-sent"}).
     @type counters: L{collections.Counter}
     @ivar incidents: The L{ThrottledLog} that counts in C{counters} and logs
         each burst of refusals once.
@@ -238,6 +244,9 @@ class Federation:
         authorization = self.streams.pop(streamID, None)
         if authorization is not None:
             authorization.xs.removeObserver("/*", self._onStanza)
+            # The metrics add the open streams' counts to these.
+            self.counters["stanzas-delivered"] += authorization.delivered
+            self.counters["stanzas-sent"] += authorization.sent
         # Stanzas that waited for the stream's room look for another stream.
         self._resume(streamID)
 
@@ -291,6 +300,7 @@ class Federation:
         Stanzas whose pairs have stanzas waiting already go before those, in
         their order, whatever the limits: they were accepted before them.
         """
+        self.counters["acks-resent"] += len(stanzas)
         waitedBefore = set(self._waiting)
         front = collections.defaultdict(list)
         for stanza in stanzas:
@@ -299,6 +309,8 @@ class Federation:
             if attempts > MAX_ATTEMPTS:
                 _log.info(
                     "Stanza from {sender!r} to {to!r} lost {attempts} streams: bouncing",
+                    event="stanza-bounced",
+                    condition="remote-server-timeout",
                     sender=stanza.getAttribute("from"),
                     to=stanza.getAttribute("to"),
                     attempts=attempts - 1,
@@ -472,4 +484,5 @@ class Federation:
                     sender=stanza.getAttribute("from"),
                 )
                 continue
+            self.counters["bounced-" + stanzaError.condition] += 1
             self._deliver(errorResponse(stanza, stanzaError))

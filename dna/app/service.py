@@ -19,7 +19,7 @@ from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
 from twisted.words.xish.utility import XmlPipe
 
 from dna.core.names import domainOf, normalizeServerName
-from dna.error import InvalidAddress, ServiceStopping, StreamIDInUse
+from dna.error import CertificateNameMismatch, InvalidAddress, ServiceStopping, StreamIDInUse
 from dna.core.enforcement import errorResponse
 from dna.channel.originating import DEFAULT_CONNECT_TIMEOUT, Connector
 from dna.error import ConnectFailed
@@ -73,6 +73,8 @@ class IdleWatch:
         self._call = None
         _log.info(
             "Closing stream {streamID}: idle for {idle:.0f}s",
+            event="stream-closed",
+            reason="idle",
             streamID=getattr(self._xs, "sid", None),
             idle=idle,
         )
@@ -83,6 +85,24 @@ class IdleWatch:
         if self._call is not None and self._call.active():
             self._call.cancel()
         self._call = None
+
+
+def tlsFailure(failure):
+    """
+    Why TLS failed on a connection, for the metrics: C{"certificate"} (the
+    peer's certificate did not verify), C{"name-mismatch"} (it does not
+    name the server), C{"handshake"} (any other TLS error); L{None} when
+    C{failure} is not about TLS.
+    """
+    from OpenSSL import SSL
+
+    if failure.check(CertificateNameMismatch):
+        return "name-mismatch"
+    if failure.check(SSL.Error):
+        if "certificate verify failed" in str(failure.value):
+            return "certificate"
+        return "handshake"
+    return None
 
 
 class StreamMeter:
@@ -128,7 +148,12 @@ class DNAService(service.MultiService):
     @ivar port: The listening port once started with a C{listen} strport.
     @ivar checker: The L{IDelegationChecker} of this server (and its cache).
     @ivar meters: Stream -> L{StreamMeter} of every open stream.
+    @ivar dnsClient: The L{dna.dns.client.DNSClient} the checker and the
+        address resolver ask, when L{fromConfiguration} made it (for the
+        metrics); L{None} otherwise.
     """
+
+    dnsClient = None
 
     def __init__(
         self,
@@ -284,7 +309,7 @@ class DNAService(service.MultiService):
         client = DNSClient(arguments["servers"], reactor, deadline=arguments["deadline"])
         checker = makeDelegationChecker(reactor, client=client, **arguments)
         resolver = AddressResolver(client=client, hosts=configuration.hosts)
-        return cls(
+        s2s = cls(
             configuration.domains,
             configuration.certificates,
             configuration.trustRoot,
@@ -307,6 +332,8 @@ class DNAService(service.MultiService):
             limits=configuration.limits,
             revalidationGrace=configuration.revalidationGrace,
         )
+        s2s.dnsClient = client
+        return s2s
 
     def startService(self):
         self._stopping = False
@@ -436,7 +463,8 @@ class DNAService(service.MultiService):
         authorization = self.federation.streams.get(streamID)
         if authorization is None:
             return None
-        _log.info("Closing stream {streamID} as the operator asked", streamID=streamID)
+        _log.info("Closing stream {streamID} as the operator asked",
+                  event="stream-closed", reason="operator", streamID=streamID)
         return self._close(authorization.xs)
 
     def _incomingAuthenticated(self, xs, serverNames, ourName):
@@ -450,6 +478,7 @@ class DNAService(service.MultiService):
         xs.addOnetimeObserver(BIDI_REQUEST, onBidi)
         _log.info(
             "Stream {streamID} from {names} to {ourName} authenticated",
+            event="stream-authenticated",
             streamID=xs.sid,
             names=sorted(serverNames),
             ourName=ourName,
@@ -512,7 +541,9 @@ class DNAService(service.MultiService):
                 )
                 _log.info(
                     "Stream {streamID} to {target} ({names}) authenticated",
+                    event="stream-authenticated",
                     streamID=xs.sid,
+                    remote=domain,
                     target=record.target,
                     names=sorted(names),
                 )
@@ -522,11 +553,17 @@ class DNAService(service.MultiService):
         def failed(failure):
             attempts.append((record.target, failure.getErrorMessage()))
             reasons.append(failure.value)
+            tls = tlsFailure(failure)
+            if tls is not None:
+                self.federation.counters["tls-failed-" + tls] += 1
             _log.info(
                 "Could not connect to {target} for {domain}: {reason}",
+                event="connect-failed",
+                remote=domain,
                 target=record.target,
                 domain=domain,
                 reason=failure.getErrorMessage(),
+                condition=tls,
             )
             if len(records) > 1:
                 return self._connectInOrder(records[1:], domain, attempts, reasons)

@@ -207,7 +207,8 @@ def makeService(options):
     description sets one.
 
     @return: A L{service.MultiService} named C{dna}; its C{configuration} is
-        the checked configuration and its C{s2s} the L{DNAService}.
+        the checked configuration and its C{s2s} the L{DNAService}; with
+        C{[metrics] listen}, a metrics listener too (L{dna.app.metrics}).
     """
     from twisted.application import strports
     from wokkel.component import XMPPComponentServerFactory
@@ -230,7 +231,23 @@ def makeService(options):
         ).setServiceParent(root)
     if configuration.control is not None:
         _addControl(root, configuration)
+    if configuration.metricsListen is not None:
+        _addMetrics(root, configuration)
     return root
+
+
+def _addMetrics(root, configuration):
+    """
+    Serve Prometheus metrics (L{dna.app.metrics}) where C{[metrics] listen}
+    says; the registry is C{root.metrics}.
+    """
+    from twisted.internet import reactor
+
+    from dna.app.metrics import metricsService
+
+    listener = metricsService(root.s2s, configuration.metricsListen, reactor)
+    root.metrics = listener.registry
+    listener.setServiceParent(root)
 
 
 def _addControl(root, configuration):

@@ -293,6 +293,7 @@ class StreamAcks:
         if unacked:
             _log.info(
                 "Stream {streamID} ended with {count} unacknowledged stanzas: sending again",
+                event="acks-resend",
                 streamID=self._xs.sid,
                 count=len(unacked),
             )

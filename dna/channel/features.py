@@ -236,6 +236,9 @@ def requireStartTLS(xs, onStartTLS):
         refused.append(element.name)
         _log.info(
             "Stream {streamID}: <{name}/> before STARTTLS: closing",
+            event="stream-refused",
+            condition="not-authorized",
+            reason="STARTTLS first",
             streamID=xs.sid,
             name=element.name,
         )

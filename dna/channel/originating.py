@@ -72,6 +72,9 @@ def noteDowngrade(counts, reason, policy):
     _log.warn(
         "Downgrade attempt on the stream to {peer}: {feature} before TLS; "
         "not falling back (policy {policy})",
+        event="downgrade-refused",
+        remote=reason.serverName,
+        reason=feature,
         peer=reason.serverName,
         feature=feature,
         policy=policy,

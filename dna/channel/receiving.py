@@ -166,6 +166,11 @@ class DNAListenAuthenticator(xmlstream.ListenAuthenticator):
             except CertificateNameMismatch as e:
                 _log.info(
                     "Refused stream from {peer}: its certificate presents {names}",
+                    event="stream-refused",
+                    streamID=xs.sid,
+                    remote=peerName,
+                    condition="invalid-from",
+                    reason="certificate does not match 'from'",
                     peer=peerName,
                     names=sorted(e.presentedNames),
                 )

@@ -352,7 +352,8 @@ class S2SStream(xmlstream.XmlStream):
         self.refusal = condition
         self.refusals += 1
         message = "Stream {streamID}: refused with <{condition}/>: {reason}"
-        fields = dict(streamID=self.sid, condition=condition, reason=reason)
+        fields = dict(event="stream-refused", streamID=self.sid, condition=condition,
+                      reason=reason)
         if self.incidents is None:
             _log.info(message, **fields)
         else:

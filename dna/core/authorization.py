@@ -270,6 +270,9 @@ class StreamAuthorization:
         self._lapsed.add(pair)
         _log.info(
             "Stream {streamID}: no answer for {sender} -> {target} in {timeout}s",
+            event="pair-timeout",
+            local=pair[0],
+            remote=pair[1],
             streamID=self.streamID,
             sender=pair[0],
             target=pair[1],
@@ -333,8 +336,11 @@ class StreamAuthorization:
         if not self._tables.unbind(INCOMING, local, remote, self.streamID):
             return False
         self.filter.forget()
+        self._incidents.counters["revoked-local"] += 1
         _log.info(
             "Stream {streamID}: revoked {remote} -> {local}",
+            event="revoked",
+            side="local",
             streamID=self.streamID,
             remote=remote,
             local=local,
@@ -352,6 +358,8 @@ class StreamAuthorization:
         except InvalidAddress as e:
             _log.info(
                 "Stream {streamID}: <db:result/> with bad address {address!r}",
+                event="stream-refused",
+                condition="improper-addressing",
                 streamID=self.streamID,
                 address=e.address,
             )
@@ -366,6 +374,8 @@ class StreamAuthorization:
         else:
             _log.info(
                 "Stream {streamID}: <db:result/> of unknown type {type!r}",
+                event="stream-refused",
+                condition="bad-format",
                 streamID=self.streamID,
                 type=resultType,
             )
@@ -399,9 +409,13 @@ class StreamAuthorization:
             )
             return
         self._tables.bind(OUTGOING, sender, target, self.streamID)
+        self._incidents.counters["answer-valid"] += 1
         _log.debug(
             "Stream {streamID}: may send {sender} -> {target}",
+            event="pair-granted-by-peer",
             streamID=self.streamID,
+            local=sender,
+            remote=target,
             sender=sender,
             target=target,
         )
@@ -422,20 +436,30 @@ class StreamAuthorization:
             # of an earlier binding crossing our new request, whose answer
             # is still to come.
             self._tables.unbind(OUTGOING, sender, target, self.streamID)
+            self._incidents.counters["revoked-peer"] += 1
             _log.info(
                 "Stream {streamID}: peer revoked {sender} -> {target} while we "
                 "ask for it again",
+                event="revoked",
+                side="peer",
                 streamID=self.streamID,
+                local=sender,
+                remote=target,
                 sender=sender,
                 target=target,
             )
         elif pair in self._asked:
+            self._incidents.counters["answer-" + (condition or "invalid")] += 1
             _log.info(
                 "Stream {streamID}: {sender} -> {target} refused: {condition}",
+                event="pair-refused-by-peer",
                 streamID=self.streamID,
+                local=sender,
+                remote=target,
                 sender=sender,
                 target=target,
                 condition=condition,
+                reason=text,
             )
             self._answered(
                 pair, Failure(AuthorizationRefused(sender, target, condition, text))
@@ -444,9 +468,14 @@ class StreamAuthorization:
             if len(self._revoked) >= self._maxPending:
                 self._revoked.clear()
             self._revoked.add(pair)
+            self._incidents.counters["revoked-peer"] += 1
             _log.info(
                 "Stream {streamID}: peer revoked {sender} -> {target}",
+                event="revoked",
+                side="peer",
                 streamID=self.streamID,
+                local=sender,
+                remote=target,
                 sender=sender,
                 target=target,
             )
@@ -481,6 +510,10 @@ class StreamAuthorization:
             _log.info(
                 "Stream {streamID}: request {sender} -> {target} on a one-way "
                 "stream we opened: closing",
+                event="stream-refused",
+                condition="unsupported-stanza-type",
+                local=target,
+                remote=sender,
                 streamID=self.streamID,
                 sender=sender,
                 target=target,
@@ -543,9 +576,13 @@ class StreamAuthorization:
             # Step 4: record; step 5: answer.
             self._tables.connections.addDelegatedNames(self.streamID, [sender])
             self._tables.bind(INCOMING, target, sender, self.streamID)
-            _log.debug(
+            self._incidents.counters["result-valid"] += 1
+            _log.info(
                 "Stream {streamID}: granted {sender} -> {target}",
+                event="pair-granted",
                 streamID=self.streamID,
+                local=target,
+                remote=sender,
                 sender=sender,
                 target=target,
             )
@@ -584,12 +621,17 @@ class StreamAuthorization:
         """
         Refuse the peer's request for C{sender} -> C{target}, saying why.
         """
+        self._incidents.counters["result-" + condition] += 1
         _log.info(
             "Stream {streamID}: refused {sender} -> {target}: {condition} ({why})",
+            event="pair-refused",
             streamID=self.streamID,
+            local=target,
+            remote=sender,
             sender=sender,
             target=target,
             condition=condition,
+            reason=why,
             why=why,
         )
         self.xs.send(self._refusal(sender, target, condition, errorType, why))

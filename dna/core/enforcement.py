@@ -157,11 +157,13 @@ class StanzaFilter:
         if element.uri != NS_SERVER:
             _log.info(
                 "Stream {streamID}: {name} in namespace {uri}: closing stream",
+                event="stream-refused",
+                condition="invalid-namespace",
                 streamID=self._streamID,
                 name=element.name,
                 uri=element.uri,
             )
-            self._drop(element)
+            self._drop(element, "malformed")
             xs.sendStreamError(error.StreamError("invalid-namespace"))
             return False
         to = element.getAttribute("to")
@@ -171,10 +173,12 @@ class StanzaFilter:
             # or 'from'.
             _log.info(
                 "Stream {streamID}: {name} without 'to' or 'from': closing stream",
+                event="stream-refused",
+                condition="improper-addressing",
                 streamID=self._streamID,
                 name=element.name,
             )
-            self._drop(element)
+            self._drop(element, "malformed")
             xs.sendStreamError(error.StreamError("improper-addressing"))
             return False
         try:
@@ -183,6 +187,7 @@ class StanzaFilter:
         except InvalidAddress as e:
             self._reject(
                 element,
+                "malformed",
                 error.StanzaError("jid-malformed", type="modify"),
                 "malformed address {!r}".format(e.address),
             )
@@ -198,6 +203,7 @@ class StanzaFilter:
         if self._bindings.streams(local, remote):
             self._reject(
                 element,
+                "invalid-connection",
                 invalidConnectionError(),
                 "pair {remote} -> {local} is bound to other streams".format(
                     remote=remote, local=local
@@ -206,27 +212,38 @@ class StanzaFilter:
             return False
         self._reject(
             element,
+            "not-authorized",
             error.StanzaError("not-authorized", type="auth"),
             "pair {remote} -> {local} is not bound".format(remote=remote, local=local),
         )
         return False
 
-    def _drop(self, element):
+    def _drop(self, element, reason):
+        """
+        Drop a stanza, counted in C{"stanza-refused-<reason>"} of the
+        incidents' counters (C{reason}: C{"not-authorized"},
+        C{"invalid-connection"} or C{"malformed"}).
+        """
         element.handled = True
         self.rejected += 1
+        if self._incidents is not None:
+            self._incidents.counters["stanza-refused-" + reason] += 1
 
-    def _reject(self, element, stanzaError, why):
+    def _reject(self, element, reason, stanzaError, why):
         """
         Drop a stanza and answer it with C{stanzaError}, unless it is itself
         an error (RFC 6120 section 8.3.1: never answer an error with an error).
         """
-        self._drop(element)
+        self._drop(element, reason)
         isError = element.getAttribute("type") == "error"
         report = _log.info if self._incidents is None else partial(
             self._incidents.report, "filter-rejected", _log)
         report(
             "Stream {streamID}: dropped {name} from {sender!r} to {to!r}: "
             "{why} ({condition}{answered})",
+            event="stanza-refused",
+            reason=why,
+            refusal=reason,
             streamID=self._streamID,
             name=element.name,
             sender=element.getAttribute("from"),

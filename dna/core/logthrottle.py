@@ -73,7 +73,8 @@ class ThrottledLog:
         @param logger: The L{twisted.logger.Logger} of the module reporting.
         @param format: The message, with C{{field}} keywords.
         @param level: The L{LogLevel} of the message and its summary.
-        @param fields: The message's fields.
+        @param fields: The message's fields; C{event} defaults to
+            C{"limit-refused"} and C{reason} to C{name}.
         """
         self.counters[name] += 1
         now = self._clock.seconds()
@@ -85,6 +86,8 @@ class ThrottledLog:
         if len(self._open) >= MAX_OPEN:
             self._close(next(iter(self._open)), now)
         self._open[name] = _Burst(logger, level, now)
+        fields.setdefault("event", "limit-refused")
+        fields.setdefault("reason", name)
         logger.emit(level, format, incident=name, **fields)
 
     def flush(self):

@@ -13,6 +13,7 @@ with the random ID sent, for the question asked. Each try uses a fresh ID and
 a fresh UDP port chosen by the kernel.
 """
 
+import collections
 import ipaddress
 import secrets
 import struct
@@ -345,6 +346,7 @@ class _Lookup:
                        "{source}", source=address)
             return
         if truncated:
+            self._client.counters["truncations"] += 1
             if attempt is self._current:
                 self._startTCP(attempt.server)
             return
@@ -459,6 +461,8 @@ class _Lookup:
             errorClass = DNSUnreachable
         else:
             errorClass = DNSTimeout
+        if errorClass is DNSTimeout:
+            self._client.counters["timeouts"] += 1
         self._finish(Failure(errorClass(
             self._qname.to_text(), dns.rdatatype.to_text(self._rdtype),
             reason)))
@@ -532,6 +536,10 @@ class DNSClient:
 
     @ivar servers: The C{(host, port)} asked, in order, hosts normalised.
     @ivar maxTCPSize: The largest reply accepted over TCP, in bytes.
+    @ivar counters: C{"queries"}, C{"timeouts"} (queries that failed with
+        L{DNSTimeout}) and C{"truncations"} (UDP replies that sent the
+        query to TCP): how many, ever (the metrics' source).
+    @type counters: L{collections.Counter}
     """
 
     maxTCPSize = 65535
@@ -560,6 +568,7 @@ class DNSClient:
         self._retries = retries
         self._deadline = deadline
         self._maxUDPSize = maxUDPSize
+        self.counters = collections.Counter()
 
     def query(self, name, rdtype, dnssec=True, checkingDisabled=False,
               recursionDesired=True):
@@ -582,4 +591,5 @@ class DNSClient:
             flags |= dns.flags.RD
         if checkingDisabled:
             flags |= dns.flags.CD
+        self.counters["queries"] += 1
         return _Lookup(self, name, rdtype, flags, dnssec).start()

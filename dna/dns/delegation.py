@@ -6,7 +6,8 @@ L{IDelegationLookup} strategy (L{dna.dns.lookup}), caches the results and
 decides delegations with the pure L{dna.dns.verdict.delegates}.
 """
 
-from collections import OrderedDict
+from bisect import bisect_left
+from collections import Counter, OrderedDict
 
 import attr
 
@@ -38,6 +39,37 @@ from dna.interfaces import IDelegationChecker, IDelegationPolicy
 
 _log = Logger()
 
+#: The upper bounds, in seconds, of the lookup latency buckets.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class CheckStatistics:
+    """
+    What a L{DelegationChecker} has done, for the metrics: checks by status
+    (cache hits included), cache hits, and a histogram of lookup latency
+    (cache misses only), in L{LATENCY_BUCKETS}.
+
+    @ivar checks: Status -> how many checks answered it.
+    @type checks: L{collections.Counter}
+    @ivar cacheHits: Checks answered from the cache.
+    @ivar buckets: Lookups per bucket of L{LATENCY_BUCKETS} (not
+        cumulative), and one more for those slower than the last bound.
+    @ivar latencySum: Seconds spent in lookups, in all.
+    """
+
+    def __init__(self):
+        self.checks = Counter()
+        self.cacheHits = 0
+        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.latencySum = 0.0
+
+    def lookedUp(self, seconds):
+        """
+        Count one lookup that took C{seconds}.
+        """
+        self.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.latencySum += seconds
+
 
 @implementer(IDelegationChecker, IDelegationPolicy)
 class DelegationChecker:
@@ -51,6 +83,8 @@ class DelegationChecker:
     here). Results, positive and negative, are cached for their TTL, no
     longer than the signatures they rest on, in a bounded LRU cache;
     concurrent checks of one domain share one lookup.
+
+    @ivar statistics: The L{CheckStatistics} of this checker.
     """
 
     def __init__(self, lookup, clock, policy=REQUIRE_SECURE, domainPolicies=None,
@@ -95,6 +129,7 @@ class DelegationChecker:
         self._indeterminateTTL = indeterminateTTL
         self._cache = OrderedDict()
         self._pending = Coalescer()
+        self.statistics = CheckStatistics()
 
     # IDelegationChecker
 
@@ -118,6 +153,7 @@ class DelegationChecker:
             now = self._clock.seconds()
             if entry[0] > (now if after is None else max(now, after)):
                 self._cache.move_to_end(normal)
+                self.statistics.cacheHits += 1
                 return succeed(self._present(entry))
             del self._cache[normal]
         name = absoluteName(normal)
@@ -184,6 +220,7 @@ class DelegationChecker:
 
     def _present(self, entry):
         expires, result, shuffle = entry
+        self.statistics.checks[result.status] += 1
         if shuffle:
             return DelegationResult(result.domain,
                                     rfc2782Order(result.records, self._randint),
@@ -198,11 +235,17 @@ class DelegationChecker:
         @return: A L{Deferred} that fires with the cache entry of a
             L{DelegationResult} and fails only when cancelled.
         """
+        started = self._clock.seconds()
         d = self._lookupStrategy.lookup(name)
         d.addTimeout(self._deadline, self._clock)
         d.addCallback(self._looked, normal)
         d.addErrback(self._lookupFailed, normal)
-        return d.addCallback(self._store, normal)
+
+        def timed(result):
+            self.statistics.lookedUp(self._clock.seconds() - started)
+            return result
+
+        return d.addCallback(timed).addCallback(self._store, normal)
 
     def _store(self, result, normal):
         ttl = result.ttl
@@ -225,7 +268,8 @@ class DelegationChecker:
     def _looked(result, normal):
         if result.status != SECURE:
             _log.info("Delegation of {domain} is {status}: {reason}", domain=normal,
-                      status=result.status, reason=result.reason)
+                      status=result.status, reason=result.reason,
+                      event="delegation-checked", remote=normal, condition=result.status)
         return result
 
     def _lookupFailed(self, failure, normal):
@@ -234,7 +278,8 @@ class DelegationChecker:
         if failure.check(defer.TimeoutError):
             reason = f"no answer within the deadline of {self._deadline:g} s"
             _log.info("Delegation of {domain} is indeterminate: {reason}",
-                      domain=normal, reason=reason)
+                      domain=normal, reason=reason, event="delegation-checked",
+                      remote=normal, condition=INDETERMINATE)
         else:
             _log.failure("Unexpected error checking the delegation of {domain}",
                          failure, domain=normal)

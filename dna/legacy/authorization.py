@@ -100,6 +100,8 @@ class LegacyAuthorization(StreamAuthorization):
         _log.info(
             "Legacy stream {streamID}: {local} <-> {remote} authenticated by {how}"
             "{both}",
+            event="pair-granted",
+            reason=how,
             streamID=self.streamID,
             local=local,
             remote=remote,
@@ -148,6 +150,10 @@ class LegacyAuthorization(StreamAuthorization):
         condition, text = errorFromResult(result)
         _log.info(
             "Legacy stream {streamID}: dialback error for {sender} -> {target}: {condition}",
+            event="pair-refused-by-peer",
+            local=pair[0],
+            remote=pair[1],
+            reason=text,
             streamID=self.streamID,
             sender=pair[0],
             target=pair[1],
@@ -214,6 +220,11 @@ class LegacyAuthorization(StreamAuthorization):
             _log.info(
                 "Legacy stream {streamID}: the Authoritative Server of {sender} "
                 "denied the key for {target}",
+                event="pair-refused",
+                local=target,
+                remote=sender,
+                condition="not-authorized",
+                reason="dialback key denied",
                 streamID=self.streamID,
                 sender=sender,
                 target=target,

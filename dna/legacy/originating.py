@@ -37,7 +37,7 @@ from dna.channel.originating import (
     _StreamFactory,
     noteDowngrade,
 )
-from dna.error import ConnectFailed, DNAError, DowngradeAttempt, RequestTimedOut, StreamIDInUse
+from dna.error import ConnectFailed, DNAError, NotDelegated, DowngradeAttempt, RequestTimedOut, StreamIDInUse
 from dna.legacy.policy import fallbackReason, legacyTargets, mayPiggyback
 from dna.error import DowngradeRefused
 from dna.channel.features import BidiInitializer, StartTLSInitializer, peerOffersDNA
@@ -94,6 +94,9 @@ class PeerCheckInitializer:
             _log.info(
                 "Not falling back: {target} offers DNA on the legacy stream, so the "
                 "refusal of the DNA stream stands",
+                event="downgrade-refused",
+                remote=self._target,
+                reason="DNA offered on the legacy stream",
                 target=self._target,
             )
             raise DowngradeRefused(self._target)
@@ -338,6 +341,10 @@ class Fallback:
     @ivar connector: The L{LegacyConnector}.
     @ivar verifier: The L{Verifier}, or L{None} without dialback.
     @ivar listener: The L{LegacyListener} for the S2S listener.
+    @ivar counters: The fallbacks by reason (C{"not-delegated"}: the
+        delegation is not one DNA may use; C{"no-dna"}: the peer offered
+        no DNA or refused our server name), for the metrics.
+    @type counters: L{collections.Counter}
     """
 
     def __init__(self, federation, checker, addressResolver, policy, certificates,
@@ -359,6 +366,7 @@ class Fallback:
         @param memory: Seconds a legacy domain is remembered as such.
         """
         self.policy = policy
+        self.counters = collections.Counter()
         self._federation = federation
         self._clock = reactor
         self._memory = memory
@@ -433,8 +441,15 @@ class Fallback:
         why = fallbackReason(failure)
         if why is None:
             return failure
+        label = "not-delegated" if failure.check(NotDelegated) else "no-dna"
+        self.counters[label] += 1
         _log.info(
             "Falling back to a legacy stream for {sender} -> {target} ({policy}): {why}",
+            event="fallback",
+            local=sender,
+            remote=target,
+            reason=why,
+            condition=label,
             sender=sender,
             target=target,
             policy=self.policy.level,

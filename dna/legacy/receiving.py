@@ -120,6 +120,8 @@ class LegacyNegotiation:
             _log.info(
                 "Refused legacy stream from {remote}: its certificate is not valid "
                 "for it, and the policy ({policy}) does not accept dialback",
+                event="stream-refused",
+                reason="certificate not valid and no dialback",
                 remote=remote,
                 policy=policy.level,
             )
@@ -185,6 +187,9 @@ class LegacyNegotiation:
             element.handled = True
             _log.info(
                 "Legacy stream {streamID}: {name} before authentication: closing",
+                event="stream-refused",
+                condition="not-authorized",
+                reason="stanza before authentication",
                 streamID=self.xs.sid,
                 name=element.name,
             )
@@ -203,6 +208,9 @@ class LegacyNegotiation:
         if condition is not None:
             _log.info(
                 "Legacy stream {streamID}: SASL EXTERNAL from {remote} refused: {condition}",
+                event="pair-refused",
+                local=local,
+                reason="SASL EXTERNAL refused",
                 streamID=xs.sid,
                 remote=remote,
                 condition=condition,
