@@ -127,7 +127,13 @@ class DNAService(service.MultiService):
     @ivar port: The listening port once started with a C{listen} strport.
     @ivar checker: The L{IDelegationChecker} of this server (and its cache).
     @ivar meters: Stream -> L{StreamMeter} of every open stream.
+    @ivar configuration: The L{dna.app.config.Configuration} it was built
+        from (L{fromConfiguration}), or L{None}.
+    @ivar streamObservers: Callables given each new stream, either way, as
+        it connects (L{dna.app.embed.Monitor} watches streams with it).
     """
+
+    configuration = None
 
     def __init__(
         self,
@@ -201,7 +207,7 @@ class DNAService(service.MultiService):
             hostedDomains,
             checker,
             self._deliverStanza,
-            establish=self._establish,
+            establish=self._establishUntilStopped,
             maxPending=maxPending,
             requestTimeout=requestTimeout,
             queueLimit=queueLimit,
@@ -252,6 +258,8 @@ class DNAService(service.MultiService):
         self._listen = listen
         self._streams = set()
         self._stopping = False
+        self.streamObservers = []
+        self._attempts = {}
         if router is not None:
             # As wokkel.server.ServerService does: the router's default route
             # is a pipe whose other end feeds send().
@@ -278,7 +286,7 @@ class DNAService(service.MultiService):
         client = DNSClient(arguments["servers"], reactor, deadline=arguments["deadline"])
         checker = makeDelegationChecker(reactor, client=client, **arguments)
         resolver = AddressResolver(client=client, hosts=configuration.hosts)
-        return cls(
+        s2s = cls(
             configuration.domains,
             configuration.certificates,
             configuration.trustRoot,
@@ -300,6 +308,8 @@ class DNAService(service.MultiService):
             domainChains={d.name: d.chain for d in configuration.domainCertificates},
             limits=configuration.limits,
         )
+        s2s.configuration = configuration
+        return s2s
 
     def startService(self):
         self._stopping = False
@@ -335,7 +345,32 @@ class DNAService(service.MultiService):
             stopping.append(defer.maybeDeferred(port.stopListening))
         for xs in list(self._streams):
             stopping.append(self._close(xs))
+        self._abandonAttempts()
         return defer.gatherResults(stopping, consumeErrors=True)
+
+    def _establishUntilStopped(self, sender, target):
+        """
+        L{_establish}, failing with L{ServiceStopping} if the service stops
+        first: the stanzas waiting for the pair then bounce at once instead
+        of waiting on a DNS lookup or connection that outlives the service.
+        """
+        attempt = self._establish(sender, target)
+        outcome = defer.Deferred()
+        self._attempts[outcome] = attempt
+
+        def settled(result):
+            # The outcome has the result, or (stopped) nobody wants it.
+            if self._attempts.pop(outcome, None) is not None:
+                outcome.callback(result)
+
+        attempt.addBoth(settled)
+        return outcome
+
+    def _abandonAttempts(self):
+        attempts, self._attempts = self._attempts, {}
+        for outcome, attempt in attempts.items():
+            outcome.errback(ServiceStopping())
+            attempt.cancel()
 
     def _close(self, xs, grace=3.0):
         """
@@ -408,6 +443,8 @@ class DNAService(service.MultiService):
         self._meter(xs)
         if self._idleTimeout:
             IdleWatch(xs, self._idleTimeout, self._reactor)
+        for observer in list(self.streamObservers):
+            observer(xs)
 
     # The control API (dna.app.control)
 

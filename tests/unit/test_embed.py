@@ -1,0 +1,304 @@
+"""
+Tests for L{dna.app.embed}: dna as the S2S of a Wokkel-based server, built
+from plain arguments or a configuration, as a L{Router}'s default route, its
+state read from Python, and stopped cleanly with streams open. Streams are
+L{S2SStream}s over L{StringTransport} (L{tests.unit.streams}); the reactor
+is a L{MemoryReactorClock}.
+"""
+
+from twisted.internet.defer import Deferred
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.words.protocols.jabber import jid
+from twisted.words.xish import domish
+from wokkel.component import InternalComponent, Router
+from wokkel.subprotocols import XMPPHandler
+
+from dna.app.config import Configuration
+from dna.app.embed import Monitor, configure, federate
+from dna.app.service import DNAService
+from dna.core.tables import INCOMING, OUTGOING
+from dna.error import ConfigurationError
+from dna.namespaces import NS_SM
+from dna.testing.fakes import chatMessage
+from dna.testing.pki import CertificateAuthority
+from tests.unit.streams import close, makeStream, receive, stanzaErrorOf
+
+US = "xmpp1.example.net"
+PEER = "xmpp1.peer.net"
+_CA = CertificateAuthority("Embedding Test CA")
+_OURS = _CA.issue(US, dnsNames=[US])
+
+
+def _federate(router=None, **kw):
+    """
+    A service for example.org over a memory reactor, attached to a router.
+    """
+    router = Router() if router is None else router
+    arguments = dict(
+        domains=["example.org"], serverNames={US: _OURS.toPrivateCertificate()},
+        ca=[_CA.toCertificate()], resolvers=["127.0.0.1:5300"], listen=None,
+        fallback="dna", reactor=MemoryReactorClock())
+    arguments.update(kw)
+    return router, federate(router, **arguments)
+
+
+class _Inbox(XMPPHandler):
+    """
+    A Wokkel handler keeping the messages its component gets.
+    """
+
+    def __init__(self):
+        XMPPHandler.__init__(self)
+        self.received = []
+
+    def connectionInitialized(self):
+        self.xmlstream.addObserver("/message", self.received.append)
+
+
+class ConfigureTests(SynchronousTestCase):
+    """
+    L{configure}: plain arguments checked as the configuration file is.
+    """
+
+    def test_objects(self):
+        """
+        Certificates and authorities may be given as objects.
+        """
+        configuration = configure(
+            ["Example.ORG"], {US: _OURS.toPrivateCertificate()}, [_CA.toCertificate()],
+            resolvers=[("127.0.0.1", 5300)], dnsMode="validate", fallback="dna")
+        self.assertIsInstance(configuration, Configuration)
+        self.assertEqual(frozenset(["example.org"]), configuration.domains)
+        self.assertEqual([US], [s.name for s in configuration.serverNames])
+        self.assertEqual((("127.0.0.1", 5300),), configuration.resolvers)
+        self.assertEqual(("validate", "dna"), (configuration.dnsMode, configuration.fallback))
+        self.assertEqual("tcp:5269", configuration.listen)
+
+    def test_files(self):
+        """
+        Or as PEM files: a certificate and key pair, or one file with both.
+        """
+        directory = FilePath(self.mktemp())
+        directory.makedirs()
+        directory.child("ca.pem").setContent(_CA.certificatePEM)
+        _OURS.writeTo(directory, "xmpp1")
+        configuration = configure(
+            ["example.org"],
+            {US: (directory.child("xmpp1.pem").path, directory.child("xmpp1.key").path)},
+            directory.child("ca.pem").path, hosts={PEER: "127.0.0.2:5269"})
+        self.assertEqual(directory.child("xmpp1.pem").path,
+                         configuration.serverNames[0].certificatePath)
+        self.assertEqual(directory.child("ca.pem").path, configuration.caPath)
+        self.assertEqual({PEER: ("127.0.0.2", 5269)}, dict(configuration.hosts))
+
+    def test_uncoveredName(self):
+        """
+        A certificate that does not cover its server name is refused in one
+        line naming the argument.
+        """
+        e = self.assertRaises(
+            ConfigurationError, configure, ["example.org"],
+            {"xmpp2.example.net": _OURS.toPrivateCertificate()}, [_CA.toCertificate()])
+        self.assertIn("serverNames['xmpp2.example.net']", str(e))
+        self.assertIn("does not cover xmpp2.example.net", str(e))
+
+    def test_badSetting(self):
+        """
+        A wrong setting is refused as the file's key would be.
+        """
+        e = self.assertRaises(
+            ConfigurationError, configure, ["example.org"],
+            {US: _OURS.toPrivateCertificate()}, [_CA.toCertificate()], dnsMode="trust-me")
+        self.assertIn("[dns] mode", str(e))
+        self.assertRaises(
+            ConfigurationError, configure, ["example.org"],
+            {US: _OURS.toPrivateCertificate()}, [_CA.toCertificate()],
+            resolvers=["192.0.2.1"])
+
+
+class FederateTests(SynchronousTestCase):
+    """
+    L{federate}: a L{DNAService} that is the router's default route.
+    """
+
+    def test_defaultRoute(self):
+        """
+        A stanza a local component sends to a remote domain goes out on the
+        stream bound to its pair.
+        """
+        router, s2s = _federate()
+        self.assertIsInstance(s2s, DNAService)
+        self.assertIn(None, router.routes)
+        xs = makeStream(sid="o1", us=US, peer=PEER)
+        s2s._streamConnected(xs)
+        s2s.federation.streamAuthenticated(xs, initiating=True, serverNames=[PEER])
+        s2s.federation.tables.bind(OUTGOING, "example.org", "peer.net", "o1")
+        component = InternalComponent(router, "example.org")
+        component.startService()
+        component.send(chatMessage("admin@example.org", "juliet@peer.net"))
+        self.assertEqual(["juliet@peer.net"],
+                         [e["to"] for e in xs.output if e.name == "message"])
+
+    def test_incomingToComponent(self):
+        """
+        What a peer sends to a hosted domain reaches the Wokkel handlers of
+        the L{InternalComponent} serving it.
+        """
+        router, s2s = _federate()
+        component = InternalComponent(router, "example.org")
+        inbox = _Inbox()
+        inbox.setHandlerParent(component)
+        component.startService()
+        xs = makeStream(sid="i1", us=US, peer=PEER)
+        xs.thisEntity = jid.JID(US)
+        s2s._streamConnected(xs)
+        s2s.federation.streamAuthenticated(xs, initiating=False, serverNames=[PEER])
+        s2s.federation.tables.bind(INCOMING, "example.org", "peer.net", "i1")
+        receive(xs, chatMessage("juliet@peer.net", "admin@example.org"))
+        self.assertEqual(["juliet@peer.net"], [m["from"] for m in inbox.received])
+
+    def test_configurationFile(self):
+        """
+        A configuration file's path, or a L{Configuration}, does as well;
+        both that and plain settings is an error.
+        """
+        directory = FilePath(self.mktemp())
+        directory.makedirs()
+        directory.child("ca.pem").setContent(_CA.certificatePEM)
+        _OURS.writeTo(directory, "xmpp1")
+        path = directory.child("dna.toml")
+        path.setContent(
+            b'[server]\ndomains = ["example.org"]\nca = "ca.pem"\n'
+            b'[[server.names]]\nname = "xmpp1.example.net"\n'
+            b'certificate = "xmpp1.pem"\nkey = "xmpp1.key"\n')
+        router = Router()
+        s2s = federate(router, configuration=path.path, reactor=MemoryReactorClock())
+        self.assertEqual(path.path, s2s.configuration.path)
+        self.assertEqual(frozenset([US]), s2s.serverNames)
+        self.assertRaises(TypeError, federate, router, configuration=path.path,
+                          domains=["example.org"])
+        self.assertRaises(TypeError, federate, router, domains=["example.org"])
+
+    def test_noCompatibilityUnlessAsked(self):
+        """
+        L{federate} patches nothing unless asked (the subprocess tests of
+        L{dna.app.wokkelcompat} check the patch itself).
+        """
+        from twisted.python import compat
+
+        if "_PY3" in vars(compat):
+            raise AssertionError("another test installed the wokkel patch")
+        _federate()
+        self.assertNotIn("_PY3", vars(compat))
+
+
+class MonitorTests(SynchronousTestCase):
+    """
+    L{Monitor}: the control API's data, counters and stream events from
+    Python.
+    """
+
+    def test_tablesCountersEvents(self):
+        """
+        Connections, bindings and status are the control API's; counters
+        count refusals; observers hear of each stream's life.
+        """
+        router, s2s = _federate()
+        monitor = Monitor(s2s, clock=s2s._reactor)
+        events = []
+        monitor.addObserver(events.append)
+        xs = makeStream(sid="i1", us=US, peer=PEER)
+        xs.thisEntity = jid.JID(US)
+        s2s._streamConnected(xs)
+        s2s.federation.streamAuthenticated(xs, initiating=False, serverNames=[PEER])
+        s2s.federation.tables.bind(INCOMING, "example.org", "peer.net", "i1")
+        receive(xs, chatMessage("juliet@other.net", "admin@example.org"))
+        [connection] = monitor.connections()
+        self.assertEqual(("i1", [PEER]), (connection["stream"], connection["remoteServerNames"]))
+        self.assertEqual(
+            [{"direction": INCOMING, "local": "example.org", "remote": "peer.net",
+              "streams": ["i1"]}], monitor.bindings())
+        self.assertEqual(["example.org"], monitor.status()["hostedDomains"])
+        self.assertEqual(1, monitor.counters()["filter-rejected"])
+        close(xs)
+        self.assertEqual(
+            [{"event": "connected", "stream": "i1"}, {"event": "authenticated", "stream": "i1"},
+             {"event": "ended", "stream": "i1"}], events)
+        self.assertEqual([], monitor.connections())
+
+
+class StopTests(SynchronousTestCase):
+    """
+    Stopping an embedded service while streams are open.
+    """
+
+    def test_stopWithOpenStreams(self):
+        """
+        Every stream is closed; a stanza the peer has
+        acknowledged is done, one it has not is bounced to its sender through
+        the router (not sent again, not lost), and the tables are empty.
+        """
+        router, s2s = _federate()
+        component = InternalComponent(router, "example.org")
+        inbox = _Inbox()
+        inbox.setHandlerParent(component)
+        component.startService()
+        s2s.startService()
+        outgoing = makeStream(sid="o1", us=US, peer=PEER)
+        outgoing.features = {(NS_SM, "sm"): domish.Element((NS_SM, "sm"))}
+        s2s._streamConnected(outgoing)
+        s2s.federation.streamAuthenticated(outgoing, initiating=True, serverNames=[PEER])
+        s2s.federation.tables.bind(OUTGOING, "example.org", "peer.net", "o1")
+        incoming = makeStream(sid="i1", us=US, peer=PEER)
+        incoming.thisEntity = jid.JID(US)
+        s2s._streamConnected(incoming)
+        s2s.federation.streamAuthenticated(incoming, initiating=False, serverNames=[PEER])
+        s2s.federation.tables.bind(INCOMING, "example.org", "peer.net", "i1")
+
+        component.send(chatMessage("admin@example.org", "juliet@peer.net", stanzaID="acked"))
+        receive(outgoing, f"<a xmlns='{NS_SM}' h='1'/>")
+        component.send(chatMessage("admin@example.org", "juliet@peer.net", stanzaID="inflight"))
+        self.assertEqual(["acked", "inflight"],
+                         [e["id"] for e in outgoing.output if e.name == "message"])
+
+        stopped = s2s.stopService()
+        for xs in (outgoing, incoming):
+            self.assertTrue(xs.transport.disconnecting)
+        self.assertNoResult(stopped)
+        close(outgoing)
+        close(incoming)
+        self.successResultOf(stopped)
+
+        [bounce] = inbox.received
+        self.assertEqual(("inflight", "error", "admin@example.org"),
+                         (bounce["id"], bounce["type"], bounce["to"]))
+        self.assertEqual("remote-server-not-found", stanzaErrorOf(bounce)[0])
+        self.assertEqual(["acked", "inflight"],
+                         [e["id"] for e in outgoing.output if e.name == "message"])
+        tables = s2s.federation.tables
+        self.assertEqual((0, 0, 0), (len(tables.connections), len(tables.incoming),
+                                     len(tables.outgoing)))
+        self.assertEqual({}, s2s.federation.streams)
+        self.assertEqual({}, s2s.meters)
+
+    def test_stopBouncesWaiting(self):
+        """
+        A stanza still waiting for its pair to be authorized when the service
+        stops is bounced, not kept.
+        """
+        router, s2s = _federate()
+        component = InternalComponent(router, "example.org")
+        inbox = _Inbox()
+        inbox.setHandlerParent(component)
+        component.startService()
+        s2s.startService()
+        lookups = []
+        s2s.connector.delegation = lambda domain: lookups.append(domain) or Deferred()
+        component.send(chatMessage("admin@example.org", "juliet@peer.net", stanzaID="w1"))
+        self.assertEqual(["peer.net"], lookups)
+        self.assertEqual([], inbox.received)
+        self.successResultOf(s2s.stopService())
+        self.assertEqual(["w1"], [m["id"] for m in inbox.received])
+        self.assertEqual("error", inbox.received[0]["type"])
