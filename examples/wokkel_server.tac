@@ -64,6 +64,7 @@ class ServerIdentity(XMPPHandler):
     def getDiscoItems(self, requestor, target, nodeIdentifier=""):
         return []
 
+
 application = service.Application("wokkel-server")
 
 # The server's router (wokkel.component.Router, without logging stanzas).

@@ -302,3 +302,79 @@ class StopTests(SynchronousTestCase):
         self.successResultOf(s2s.stopService())
         self.assertEqual(["w1"], [m["id"] for m in inbox.received])
         self.assertEqual("error", inbox.received[0]["type"])
+
+
+#: The marker of a literal block that quotes the example.
+QUOTED = "(quoted from examples/wokkel_server.tac)::"
+
+
+def quotedBlocks(text):
+    """
+    The literal blocks of reStructuredText C{text} introduced by a paragraph
+    ending in L{QUOTED}, each dedented, as a L{list} of lines.
+    """
+    lines = text.splitlines()
+    blocks = []
+    for number, line in enumerate(lines):
+        if not line.rstrip().endswith(QUOTED):
+            continue
+        indent = len(line) - len(line.lstrip())
+        block = []
+        for following in lines[number + 1:]:
+            if following.strip() and len(following) - len(following.lstrip()) <= indent:
+                break
+            block.append(following)
+        while block and not block[-1].strip():
+            block.pop()
+        while block and not block[0].strip():
+            block.pop(0)
+        margin = min(len(b) - len(b.lstrip()) for b in block if b.strip())
+        blocks.append([b[margin:].rstrip() for b in block])
+    return blocks
+
+
+class DocumentationTests(SynchronousTestCase):
+    """
+    The embedding documentation quotes C{examples/wokkel_server.tac}, which
+    the integration test runs: what it shows is what runs.
+    """
+
+    root = FilePath(__file__).parent().parent().parent()
+
+    def assertQuoted(self, path, minimum=0):
+        example = [line.rstrip() for line in
+                   self.root.preauthChild("examples/wokkel_server.tac")
+                   .getContent().decode("utf-8").splitlines()]
+        blocks = quotedBlocks(self.root.preauthChild(path).getContent().decode("utf-8"))
+        self.assertGreaterEqual(len(blocks), minimum, path)
+        for block in blocks:
+            self.assertTrue(
+                any(example[i:i + len(block)] == block for i in range(len(example))),
+                f"{path}: not the lines of examples/wokkel_server.tac:\n" + "\n".join(block))
+
+    def test_guideQuotesExample(self):
+        """
+        Every block of docs/embedding.rst is contiguous lines of the example.
+        """
+        self.assertQuoted("docs/embedding.rst", minimum=3)
+
+    def test_readmeQuotesExample(self):
+        """
+        So is every block of the README marked as quoting it.
+        """
+        self.assertQuoted("README.rst")
+
+    def test_quotedBlocksFound(self):
+        """
+        The extraction finds an indented block after the marker and a
+        changed line fails the comparison.
+        """
+        text = f"Intro {QUOTED}\n\n    router = QuietRouter()\n    x = 1\n\nAfter.\n"
+        self.assertEqual([["router = QuietRouter()", "x = 1"]], quotedBlocks(text))
+
+    def test_exampleCompiles(self):
+        """
+        The example is Python that compiles (the integration test runs it).
+        """
+        path = self.root.preauthChild("examples/wokkel_server.tac")
+        compile(path.getContent(), path.path, "exec")
