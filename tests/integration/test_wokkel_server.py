@@ -8,14 +8,8 @@ L{tests.integration.dnsenv}) and mutual TLS over loopback.
 """
 
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 
 from twisted.internet import defer, reactor, task
-from twisted.python.filepath import FilePath
 from twisted.trial import unittest
 from twisted.words.xish import domish
 
@@ -23,31 +17,17 @@ from dna.dns.client import DNSClient
 from dna.dns.delegation import DelegationChecker
 from dna.dns.lookup import ResolverLookup
 
-from tests.integration.dnsenv import HOSTS, startDNSEnvironment
+from tests.integration.dnsenv import HOSTS
 from tests.integration.providers import ProvidersMixin
-from tests.integration.test_twistd import CHECKOUT, ORIGINATING, RECEIVING
+from tests.integration import test_twistd
+from tests.integration.test_twistd import (
+    CHECKOUT, ORIGINATING, RECEIVING, startTwistdProcess, waitForPort)
 
 TAC = os.path.join(CHECKOUT, "examples", "wokkel_server.tac")
 
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
 NS_VERSION = "jabber:iq:version"
 NS_PING = "urn:xmpp:ping"
-
-
-def waitForListener(host, port, process, timeout=30.0):
-    """
-    Wait until C{process} accepts TCP connections on C{host}:C{port}.
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"twistd exited with {process.returncode}")
-        try:
-            socket.create_connection((host, port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"twistd did not listen on {host}:{port} in {timeout}s")
 
 
 def iq(stanzaID, namespace, name="query"):
@@ -70,13 +50,8 @@ class WokkelServerTests(ProvidersMixin, unittest.TestCase):
 
     timeout = 120
 
-    def setUp(self):
-        self.env = startDNSEnvironment(self)
-        self.setUpPKI()
-        self.directory = FilePath(self.mktemp())
-        self.directory.makedirs()
-        self.directory.child("ca.pem").setContent(self.ca.certificatePEM)
-        self.ca.issue(ORIGINATING, dnsNames=[ORIGINATING]).writeTo(self.directory, "xmpp1")
+    # The directory, CA, certificate and DNS of C{twistd dna}'s tests.
+    setUp = test_twistd.TwistdTests.setUp
 
     def startExample(self):
         host, port = self.env.resolver
@@ -92,25 +67,8 @@ class WokkelServerTests(ProvidersMixin, unittest.TestCase):
             WOKKEL_SERVER_LISTEN=f"tcp:5269:interface={HOSTS[ORIGINATING]}",
         )
         self.logFile = self.directory.child("twistd.log").path
-        process = subprocess.Popen(
-            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-             "-ny", TAC, "--pidfile=", "--logfile=" + self.logFile],
-            cwd=self.directory.path, env=environment,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )
-
-        def stop():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-            process.stdout.close()
-
-        self.addCleanup(stop)
-        return process
+        return startTwistdProcess(self, ["-y", TAC], self.logFile,
+                                  cwd=self.directory.path, env=environment)
 
     @defer.inlineCallbacks
     def test_discoVersionPing(self):
@@ -120,7 +78,8 @@ class WokkelServerTests(ProvidersMixin, unittest.TestCase):
         connection each way.
         """
         process = self.startExample()
-        yield task.deferLater(reactor, 0, waitForListener, HOSTS[ORIGINATING], 5269, process)
+        yield task.deferLater(reactor, 0, waitForPort, 5269, process, 30.0,
+                             HOSTS[ORIGINATING])
         client = DNSClient([self.env.resolver], reactor)
         checker = DelegationChecker(ResolverLookup(client, reactor), reactor)
         peer, inbox, _ = yield self.startProvider(

@@ -44,6 +44,33 @@ def _federate(router=None, **kw):
     return router, federate(router, **arguments)
 
 
+def _incoming(s2s, sid="i1"):
+    """
+    An incoming stream from L{PEER}, authenticated, that may carry
+    peer.net -> example.org.
+    """
+    xs = makeStream(sid=sid, us=US, peer=PEER)
+    xs.thisEntity = jid.JID(US)
+    s2s._streamConnected(xs)
+    s2s.federation.streamAuthenticated(xs, initiating=False, serverNames=[PEER])
+    s2s.federation.tables.bind(INCOMING, "example.org", "peer.net", sid)
+    return xs
+
+
+def _outgoing(s2s, sid="o1", acks=False):
+    """
+    An outgoing stream to L{PEER}, authenticated, that may carry
+    example.org -> peer.net; with XEP-0198 acknowledgements if C{acks}.
+    """
+    xs = makeStream(sid=sid, us=US, peer=PEER)
+    if acks:
+        xs.features = {(NS_SM, "sm"): domish.Element((NS_SM, "sm"))}
+    s2s._streamConnected(xs)
+    s2s.federation.streamAuthenticated(xs, initiating=True, serverNames=[PEER])
+    s2s.federation.tables.bind(OUTGOING, "example.org", "peer.net", sid)
+    return xs
+
+
 class _Inbox(XMPPHandler):
     """
     A Wokkel handler keeping the messages its component gets.
@@ -55,6 +82,22 @@ class _Inbox(XMPPHandler):
 
     def connectionInitialized(self):
         self.xmlstream.addObserver("/message", self.received.append)
+
+
+def _serving():
+    """
+    A started service for example.org, whose router has an
+    L{InternalComponent} for example.org with an L{_Inbox}.
+
+    @return: (component, service, inbox)
+    """
+    router, s2s = _federate()
+    component = InternalComponent(router, "example.org")
+    inbox = _Inbox()
+    inbox.setHandlerParent(component)
+    component.startService()
+    s2s.startService()
+    return component, s2s, inbox
 
 
 class ConfigureTests(SynchronousTestCase):
@@ -131,10 +174,7 @@ class FederateTests(SynchronousTestCase):
         router, s2s = _federate()
         self.assertIsInstance(s2s, DNAService)
         self.assertIn(None, router.routes)
-        xs = makeStream(sid="o1", us=US, peer=PEER)
-        s2s._streamConnected(xs)
-        s2s.federation.streamAuthenticated(xs, initiating=True, serverNames=[PEER])
-        s2s.federation.tables.bind(OUTGOING, "example.org", "peer.net", "o1")
+        xs = _outgoing(s2s)
         component = InternalComponent(router, "example.org")
         component.startService()
         component.send(chatMessage("admin@example.org", "juliet@peer.net"))
@@ -146,16 +186,8 @@ class FederateTests(SynchronousTestCase):
         What a peer sends to a hosted domain reaches the Wokkel handlers of
         the L{InternalComponent} serving it.
         """
-        router, s2s = _federate()
-        component = InternalComponent(router, "example.org")
-        inbox = _Inbox()
-        inbox.setHandlerParent(component)
-        component.startService()
-        xs = makeStream(sid="i1", us=US, peer=PEER)
-        xs.thisEntity = jid.JID(US)
-        s2s._streamConnected(xs)
-        s2s.federation.streamAuthenticated(xs, initiating=False, serverNames=[PEER])
-        s2s.federation.tables.bind(INCOMING, "example.org", "peer.net", "i1")
+        component, s2s, inbox = _serving()
+        xs = _incoming(s2s)
         receive(xs, chatMessage("juliet@peer.net", "admin@example.org"))
         self.assertEqual(["juliet@peer.net"], [m["from"] for m in inbox.received])
 
@@ -209,11 +241,7 @@ class MonitorTests(SynchronousTestCase):
         monitor = Monitor(s2s, clock=s2s._reactor)
         events = []
         monitor.addObserver(events.append)
-        xs = makeStream(sid="i1", us=US, peer=PEER)
-        xs.thisEntity = jid.JID(US)
-        s2s._streamConnected(xs)
-        s2s.federation.streamAuthenticated(xs, initiating=False, serverNames=[PEER])
-        s2s.federation.tables.bind(INCOMING, "example.org", "peer.net", "i1")
+        xs = _incoming(s2s)
         receive(xs, chatMessage("juliet@other.net", "admin@example.org"))
         [connection] = monitor.connections()
         self.assertEqual(("i1", [PEER]), (connection["stream"], connection["remoteServerNames"]))
@@ -240,22 +268,9 @@ class StopTests(SynchronousTestCase):
         acknowledged is done, one it has not is bounced to its sender through
         the router (not sent again, not lost), and the tables are empty.
         """
-        router, s2s = _federate()
-        component = InternalComponent(router, "example.org")
-        inbox = _Inbox()
-        inbox.setHandlerParent(component)
-        component.startService()
-        s2s.startService()
-        outgoing = makeStream(sid="o1", us=US, peer=PEER)
-        outgoing.features = {(NS_SM, "sm"): domish.Element((NS_SM, "sm"))}
-        s2s._streamConnected(outgoing)
-        s2s.federation.streamAuthenticated(outgoing, initiating=True, serverNames=[PEER])
-        s2s.federation.tables.bind(OUTGOING, "example.org", "peer.net", "o1")
-        incoming = makeStream(sid="i1", us=US, peer=PEER)
-        incoming.thisEntity = jid.JID(US)
-        s2s._streamConnected(incoming)
-        s2s.federation.streamAuthenticated(incoming, initiating=False, serverNames=[PEER])
-        s2s.federation.tables.bind(INCOMING, "example.org", "peer.net", "i1")
+        component, s2s, inbox = _serving()
+        outgoing = _outgoing(s2s, acks=True)
+        incoming = _incoming(s2s)
 
         component.send(chatMessage("admin@example.org", "juliet@peer.net", stanzaID="acked"))
         receive(outgoing, f"<a xmlns='{NS_SM}' h='1'/>")
@@ -288,12 +303,7 @@ class StopTests(SynchronousTestCase):
         A stanza still waiting for its pair to be authorized when the service
         stops is bounced, not kept.
         """
-        router, s2s = _federate()
-        component = InternalComponent(router, "example.org")
-        inbox = _Inbox()
-        inbox.setHandlerParent(component)
-        component.startService()
-        s2s.startService()
+        component, s2s, inbox = _serving()
         lookups = []
         s2s.connector.delegation = lambda domain: lookups.append(domain) or Deferred()
         component.send(chatMessage("admin@example.org", "juliet@peer.net", stanzaID="w1"))
