@@ -445,6 +445,10 @@ class DNAService(service.MultiService):
             IdleWatch(xs, self._idleTimeout, self._reactor)
         for observer in list(self.streamObservers):
             observer(xs)
+        if self._stopping:
+            # Connected while stopping (an attempt abandoned too late, or
+            # accepted before the port closed): it would outlive the service.
+            self._close(xs)
 
     # The control API (dna.app.control)
 
@@ -558,7 +562,7 @@ class DNAService(service.MultiService):
                 domain=domain,
                 reason=failure.getErrorMessage(),
             )
-            if len(records) > 1:
+            if len(records) > 1 and not self._stopping:
                 return self._connectInOrder(records[1:], domain, attempts, reasons)
             raise ConnectFailed(domain, attempts, reasons)
 

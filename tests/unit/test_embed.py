@@ -388,3 +388,17 @@ class DocumentationTests(SynchronousTestCase):
         """
         path = self.root.preauthChild("examples/wokkel_server.tac")
         compile(path.getContent(), path.path, "exec")
+
+    def test_streamConnectedWhileStopping(self):
+        """
+        A stream that connects once the service is stopping (an attempt
+        abandoned too late, or accepted before the port closed) is closed
+        too.
+        """
+        component, s2s, inbox = _serving()
+        stopped = s2s.stopService()
+        xs = _outgoing(s2s, sid="late")
+        self.assertTrue(xs.transport.disconnecting)
+        self.successResultOf(stopped)
+        close(xs)
+        self.assertEqual(0, len(s2s.federation.tables.connections))
