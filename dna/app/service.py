@@ -151,9 +151,14 @@ class DNAService(service.MultiService):
     @ivar dnsClient: The L{dna.dns.client.DNSClient} the checker and the
         address resolver ask, when L{fromConfiguration} made it (for the
         metrics); L{None} otherwise.
+    @ivar configuration: The L{dna.app.config.Configuration} it was built
+        from (L{fromConfiguration}), or L{None}.
+    @ivar streamObservers: Callables given each new stream, either way, as
+        it connects (L{dna.app.embed.Monitor} watches streams with it).
     """
 
     dnsClient = None
+    configuration = None
 
     def __init__(
         self,
@@ -231,7 +236,7 @@ class DNAService(service.MultiService):
             hostedDomains,
             checker,
             self._deliverStanza,
-            establish=self._establish,
+            establish=self._establishUntilStopped,
             maxPending=maxPending,
             requestTimeout=requestTimeout,
             queueLimit=queueLimit,
@@ -283,6 +288,8 @@ class DNAService(service.MultiService):
         self._listen = listen
         self._streams = set()
         self._stopping = False
+        self.streamObservers = []
+        self._attempts = {}
         if router is not None:
             # As wokkel.server.ServerService does: the router's default route
             # is a pipe whose other end feeds send().
@@ -333,6 +340,7 @@ class DNAService(service.MultiService):
             revalidationGrace=configuration.revalidationGrace,
         )
         s2s.dnsClient = client
+        s2s.configuration = configuration
         return s2s
 
     def startService(self):
@@ -369,7 +377,32 @@ class DNAService(service.MultiService):
             stopping.append(defer.maybeDeferred(port.stopListening))
         for xs in list(self._streams):
             stopping.append(self._close(xs))
+        self._abandonAttempts()
         return defer.gatherResults(stopping, consumeErrors=True)
+
+    def _establishUntilStopped(self, sender, target):
+        """
+        L{_establish}, failing with L{ServiceStopping} if the service stops
+        first: the stanzas waiting for the pair then bounce at once instead
+        of waiting on a DNS lookup or connection that outlives the service.
+        """
+        attempt = self._establish(sender, target)
+        outcome = defer.Deferred()
+        self._attempts[outcome] = attempt
+
+        def settled(result):
+            # The outcome has the result, or (stopped) nobody wants it.
+            if self._attempts.pop(outcome, None) is not None:
+                outcome.callback(result)
+
+        attempt.addBoth(settled)
+        return outcome
+
+    def _abandonAttempts(self):
+        attempts, self._attempts = self._attempts, {}
+        for outcome, attempt in attempts.items():
+            outcome.errback(ServiceStopping())
+            attempt.cancel()
 
     def _close(self, xs, grace=3.0):
         """
@@ -442,6 +475,12 @@ class DNAService(service.MultiService):
         self._meter(xs)
         if self._idleTimeout:
             IdleWatch(xs, self._idleTimeout, self._reactor)
+        for observer in list(self.streamObservers):
+            observer(xs)
+        if self._stopping:
+            # Connected while stopping (an attempt abandoned too late, or
+            # accepted before the port closed): it would outlive the service.
+            self._close(xs)
 
     # The control API (dna.app.control)
 
@@ -565,7 +604,7 @@ class DNAService(service.MultiService):
                 reason=failure.getErrorMessage(),
                 condition=tls,
             )
-            if len(records) > 1:
+            if len(records) > 1 and not self._stopping:
                 return self._connectInOrder(records[1:], domain, attempts, reasons)
             raise ConnectFailed(domain, attempts, reasons)
 

@@ -39,17 +39,46 @@ def freePort():
     return port
 
 
-def waitForPort(port, process, timeout=20.0):
+def waitForPort(port, process, timeout=20.0, host="127.0.0.1"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError("twistd exited with %s" % (process.returncode,))
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            socket.create_connection((host, port), timeout=0.2).close()
             return
         except OSError:
             time.sleep(0.05)
     raise AssertionError("twistd did not listen on %d in %ss" % (port, timeout))
+
+
+def startTwistdProcess(testCase, arguments, logFile, **popen):
+    """
+    Run C{twistd -n} with C{arguments} in a subprocess, stopped (SIGTERM,
+    then SIGKILL) in C{testCase}'s cleanup.
+
+    @param popen: More arguments of L{subprocess.Popen} (C{cwd}, C{env}).
+    @return: The L{subprocess.Popen}.
+    """
+    popen.setdefault("cwd", CHECKOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+         "-n", "--pidfile=", "--logfile=" + logFile] + list(arguments),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **popen,
+    )
+
+    def stop():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        process.stdout.close()
+
+    testCase.addCleanup(stop)
+    return process
 
 
 class TwistdTests(ProvidersMixin, unittest.TestCase):
@@ -86,26 +115,9 @@ class TwistdTests(ProvidersMixin, unittest.TestCase):
         )
 
     def startTwistd(self, *extra):
-        logFile = self.directory.child("twistd.log").path
-        process = subprocess.Popen(
-            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-             "-n", "--pidfile=", "--logfile=" + logFile, "dna", "--config", self.config.path]
-            + list(extra),
-            cwd=CHECKOUT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )
-
-        def stop():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-            process.stdout.close()
-
-        self.addCleanup(stop)
-        return process
+        return startTwistdProcess(
+            self, ["dna", "--config", self.config.path] + list(extra),
+            self.directory.child("twistd.log").path)
 
     @defer.inlineCallbacks
     def connectComponent(self, domain):
