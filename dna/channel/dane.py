@@ -142,7 +142,7 @@ def matches(record, certificate):
 
 
 def _withinDates(certificate, now):
-    when = datetime.datetime.fromtimestamp(now, datetime.timezone.utc)
+    when = datetime.datetime.fromtimestamp(now, datetime.UTC)
     return certificate.not_valid_before_utc <= when <= certificate.not_valid_after_utc
 
 

@@ -81,7 +81,7 @@ class VerifyChainTests(SynchronousTestCase):
         DANE-EE ignores the certificate's names and validity dates (RFC 7671
         section 5.1).
         """
-        past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=10)
+        past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=10)
         other = self.intermediate.issue("elsewhere.example", dnsNames=["elsewhere.example"],
                                         notAfter=past)
         record = _record(DANE_EE, 1, 1, other.certificate)
@@ -119,7 +119,7 @@ class VerifyChainTests(SynchronousTestCase):
         """
         DANE-TA checks the leaf's dates.
         """
-        past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=10)
+        past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=10)
         expired = self.intermediate.issue(TARGET, dnsNames=[TARGET], notAfter=past)
         record = _record(DANE_TA, 1, 1, self.intermediate.certificate)
         self.assertFalse(verifyChain([record], _chain(expired), TARGET,
