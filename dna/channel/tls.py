@@ -45,9 +45,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from dna.channel.dane import DANEVerdict, usableRecords, verifyChain
 from dna.channel.identity import serverNamesFromCertificate, verifyPeerName
 from dna.core.names import normalizeServerName
-from dna.error import CertificateNameMismatch, InvalidAddress
+from dna.error import CertificateNameMismatch, DANEMismatch, InvalidAddress
 
 _log = Logger()
 
@@ -131,16 +132,25 @@ class _ServerNameVerifyingCreator:
     and XmppAddrs too and fails closed on every error.
     """
 
-    def __init__(self, certificateOptions, serverName):
+    def __init__(self, certificateOptions, serverName, tlsa=(), clock=None):
         """
         @param certificateOptions: Options that verify the chain.
         @type certificateOptions: L{CertificateOptions}
 
         @param serverName: The server name to expect, normalized.
         @type serverName: L{str}
+
+        @param tlsa: The secure TLSA records of C{serverName}; when some are
+            usable, they decide instead of PKIX (L{verifyChain}).
+        @type tlsa: sequence of L{dna.channel.dane.TLSARecord}
+
+        @param clock: An L{IReactorTime}, for the dates of DANE-TA chains;
+            required with C{tlsa}.
         """
         self._certificateOptions = certificateOptions
         self._serverName = serverName
+        self._tlsa = usableRecords(tlsa)
+        self._clock = clock
 
     def clientConnectionForTLS(self, tlsProtocol):
         """
@@ -154,10 +164,12 @@ class _ServerNameVerifyingCreator:
         connection = self._certificateOptions.clientConnectionForTLS(
             tlsProtocol)
         connection.set_tlsext_host_name(self._serverName.encode("ascii"))
+        if self._tlsa:
+            callback = self._daneVerifyCallback(tlsProtocol)
+        else:
+            callback = self._verifyCallback(tlsProtocol)
         connection.set_verify(
-            SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT,
-            self._verifyCallback(tlsProtocol),
-        )
+            SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, callback)
         return connection
 
     def _verifyCallback(self, tlsProtocol):
@@ -198,9 +210,52 @@ class _ServerNameVerifyingCreator:
 
         return verifyCallback
 
+    def _daneVerifyCallback(self, tlsProtocol):
+        """
+        Make an OpenSSL verify callback that lets the TLSA records decide
+        (RFC 7671): PKIX errors are noted but do not stop the handshake, and
+        at the leaf L{verifyChain} judges the whole presented chain.  OpenSSL
+        may call the leaf more than once (once per error, then once more):
+        the verdict is made once.
+
+        @param tlsProtocol: The protocol to fail with the reason.
+        """
+        serverName = self._serverName
+        records = self._tlsa
+        clock = self._clock
+        protocolRef = [tlsProtocol]
+        state = {"pkix": True, "verdict": None}
+
+        def verifyCallback(connection, certificate, errno, depth, preverifyOK):
+            if not preverifyOK:
+                state["pkix"] = False
+            if depth != 0:
+                return True
+            tlsProtocol = protocolRef.pop() if protocolRef else None
+            verdict = state["verdict"]
+            if verdict is None:
+                try:
+                    chain = connection.get_peer_cert_chain() or [certificate]
+                    verdict = verifyChain(records, chain, serverName, clock.seconds())
+                except BaseException:
+                    _log.failure("While matching the certificate of {name} with TLSA",
+                                 name=serverName)
+                    verdict = DANEVerdict(False, reason="internal error")
+                state["verdict"] = verdict
+                _log.debug("DANE for {name}: {reason}", name=serverName,
+                           reason=verdict.reason)
+                if not verdict.authenticated and tlsProtocol is not None:
+                    tlsProtocol.failVerification(
+                        Failure(DANEMismatch(serverName, verdict.reason)))
+            if not verdict.authenticated:
+                return False
+            return not verdict.needsPKIX or state["pkix"]
+
+        return verifyCallback
+
 
 def clientContextFactory(serverName, trustRoot, clientCertificate,
-                         chain=()):
+                         chain=(), tlsa=(), clock=None):
     """
     TLS for an Originating Server connecting to a Receiving Server
     (draft-ietf-xmpp-dna-01 section 5 steps 5-7).
@@ -237,13 +292,23 @@ def clientContextFactory(serverName, trustRoot, clientCertificate,
     @param chain: Intermediate certificates to send after ours.
     @type chain: iterable of L{twisted.internet.ssl.Certificate}
 
+    @param tlsa: The secure TLSA records of C{serverName} (RFC 7673): when
+        one is usable, the peer's certificate must match one of them, and
+        PKIX no longer decides (DANE-EE ignores names and dates, DANE-TA
+        needs no trusted root); a mismatch fails with L{DANEMismatch}.
+    @type tlsa: sequence of L{dna.channel.dane.TLSARecord}
+
+    @param clock: An L{IReactorTime}; required with C{tlsa}.
+
     @rtype: L{IOpenSSLClientConnectionCreator}
 
     @raise InvalidAddress: If C{serverName} is not a server name.
     """
+    if tlsa and clock is None:
+        raise ValueError("TLSA records need a clock")
     return _ServerNameVerifyingCreator(
         _certificateOptions(trustRoot, clientCertificate, chain),
-        normalizeServerName(serverName),
+        normalizeServerName(serverName), tlsa, clock,
     )
 
 
