@@ -72,6 +72,13 @@ class TLSAResult:
     reason = attr.ib(default="")
     ttl = attr.ib(default=0)
 
+    @property
+    def failed(self):
+        """
+        Whether the connection must fail (L{DANE_FAILED}).
+        """
+        return self.status == DANE_FAILED
+
 
 def tlsaName(serverName, port):
     """
