@@ -151,6 +151,7 @@ class DNAService(service.MultiService):
         domainCertificates=None,
         domainChains=None,
         limits=None,
+        tlsaLookup=None,
     ):
         """
         @param hostedDomains: The domains we serve.
@@ -178,6 +179,8 @@ class DNAService(service.MultiService):
             intermediates.
         @param limits: The L{dna.app.limits.Limits} of connections, streams
             and buffers; the defaults if L{None}.
+        @param tlsaLookup: A L{dna.dns.tlsa.TLSALookup} for DANE on the
+            streams we open (RFC 7673), or L{None} for none.
         """
         service.MultiService.__init__(self)
         if reactor is None:
@@ -220,6 +223,7 @@ class DNAService(service.MultiService):
             chain=chains.get(localName, ()),
             onConnected=self._streamConnected,
             policy=fallback,
+            tlsaLookup=tlsaLookup,
         )
         self.contextFactory = ServerContextFactory(
             certificates, trustRoot, localName, chains=chains
@@ -268,7 +272,7 @@ class DNAService(service.MultiService):
         @param router: See L{__init__}; or C{deliver}.
         @rtype: L{DNAService}
         """
-        from dna.app.delegation import makeDelegationChecker
+        from dna.app.delegation import makeDelegationChecker, makeTLSALookup
         from dna.dns.addresses import AddressResolver
         from dna.dns.client import DNSClient
 
@@ -278,6 +282,7 @@ class DNAService(service.MultiService):
         client = DNSClient(arguments["servers"], reactor, deadline=arguments["deadline"])
         checker = makeDelegationChecker(reactor, client=client, **arguments)
         resolver = AddressResolver(client=client, hosts=configuration.hosts)
+        tlsaLookup = makeTLSALookup(reactor, client, hosts=configuration.hosts, **arguments)
         return cls(
             configuration.domains,
             configuration.certificates,
@@ -296,6 +301,7 @@ class DNAService(service.MultiService):
             queueLimit=configuration.queueLimit,
             fallback=configuration.fallback,
             dialbackSecret=configuration.dialbackSecret,
+            tlsaLookup=tlsaLookup,
             domainCertificates={d.name: d.certificate for d in configuration.domainCertificates},
             domainChains={d.name: d.chain for d in configuration.domainCertificates},
             limits=configuration.limits,

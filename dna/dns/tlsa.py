@@ -180,7 +180,8 @@ class TLSALookup:
     L{dna.dns.lookup}, caching the outcomes (L{DANE_FAILED} too, briefly).
     """
 
-    def __init__(self, validator, clock, maxEntries=10000, maxCache=MAX_CACHE_SECONDS):
+    def __init__(self, validator, clock, maxEntries=10000, maxCache=MAX_CACHE_SECONDS,
+                 static=()):
         """
         @param validator: A strategy with C{validate(qname, rdtype, now)}
             firing with a L{Validation}, such as
@@ -189,7 +190,11 @@ class TLSALookup:
         @param clock: An L{IReactorTime}.
         @param maxEntries: How many outcomes to keep.
         @param maxCache: Seconds an outcome is kept at most.
+        @param static: Server names whose addresses the operator configured
+            (L{dna.dns.addresses.AddressResolver}'s C{hosts}): DNS did not
+            give them, so DANE does not apply (PKIX decides).
         """
+        self._static = frozenset(static)
         self._validator = validator
         self._clock = clock
         self._maxEntries = maxEntries
@@ -206,6 +211,10 @@ class TLSALookup:
         @return: A L{Deferred} firing with a L{TLSAResult}; it does not
             fail.
         """
+        if serverName in self._static:
+            return defer.succeed(TLSAResult(
+                serverName, port, NO_DANE,
+                reason=f"{serverName} has a static address: no DANE"))
         key = (serverName, int(port))
         now = self._clock.seconds()
         cached = self._cache.get(key)
