@@ -30,7 +30,7 @@ from dna.app.federation import DEFAULT_QUEUE_LIMIT, Federation
 from dna.app.limits import Limits
 from dna.app.router import route
 from dna.channel.receiving import S2SServerFactory, withBacklog
-from dna.channel.tls import ServerContextFactory, peerServerNames
+from dna.channel.tls import DANEPeerVerifier, ServerContextFactory, peerServerNames
 
 _log = Logger()
 
@@ -226,8 +226,10 @@ class DNAService(service.MultiService):
             tlsaLookup=tlsaLookup,
         )
         self.contextFactory = ServerContextFactory(
-            certificates, trustRoot, localName, chains=chains
+            certificates, trustRoot, localName, chains=chains, dane=tlsaLookup is not None
         )
+        dane = (None if tlsaLookup is None
+                else DANEPeerVerifier(tlsaLookup, self.contextFactory, reactor))
         self._streamLimits = self.limits.streamLimits(idleSeconds=idleTimeout or None)
         self.legacy = None
         policy = FallbackPolicy(fallback)
@@ -251,6 +253,7 @@ class DNAService(service.MultiService):
             gate=self.limits.gate(reactor, self.federation.incidents),
             limits=self._streamLimits,
             incidents=self.federation.incidents,
+            dane=dane,
         )
         self.port = None
         self._listen = listen

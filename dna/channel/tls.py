@@ -34,6 +34,8 @@ connection: with Nagle's algorithm on, the first small writes after a TLS
 handshake wait for a delayed acknowledgement, about 40 ms per new connection.
 """
 
+import weakref
+
 from cryptography.hazmat.bindings.openssl.binding import Binding
 from OpenSSL import SSL
 from twisted.internet.interfaces import (
@@ -45,10 +47,15 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from dna.channel.dane import DANEVerdict, usableRecords, verifyChain
+from dna.channel.dane import DANEVerdict, TLSARecord, usableRecords, verifyChain
 from dna.channel.identity import serverNamesFromCertificate, verifyPeerName
 from dna.core.names import normalizeServerName
-from dna.error import CertificateNameMismatch, DANEMismatch, InvalidAddress
+from dna.error import (
+    CertificateNameMismatch,
+    DANEMismatch,
+    DANEUnavailable,
+    InvalidAddress,
+)
 
 _log = Logger()
 
@@ -364,7 +371,7 @@ class ServerContextFactory:
     Pass it to C{startTLS} when the peer sends C{<starttls/>}.
     """
 
-    def __init__(self, certificates, trustRoot, defaultName, chains=None):
+    def __init__(self, certificates, trustRoot, defaultName, chains=None, dane=False):
         """
         @param certificates: Our certificate for each of our server names,
             such as C{{"xmpp1.example.net": cert}}.  One certificate may serve
@@ -386,9 +393,16 @@ class ServerContextFactory:
         @type chains: L{dict} of L{str} to iterable of
             L{twisted.internet.ssl.Certificate}, or L{None}
 
+        @param dane: Whether a client certificate that PKIX refuses is let
+            through the handshake, for the stream layer to check by DANE
+            once the stream header names the peer (L{DANEPeerVerifier});
+            L{pkixVerified} then says whether PKIX accepted it.
+
         @raise InvalidAddress: If a name is not a server name.
         @raise ValueError: If C{defaultName} is not among them.
         """
+        # The connections whose client chain PKIX refused (dane only).
+        self._pkixRefused = weakref.WeakKeyDictionary()
         chains = {normalizeServerName(name): chain
                   for name, chain in (chains or {}).items()}
         self._contexts = {}
@@ -401,6 +415,9 @@ class ServerContextFactory:
             )
             context = options.getContext()
             _verifyPeerAsServer(context)
+            if dane:
+                context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT,
+                                   self._noteVerification)
             self._options[name] = options
             self._contexts[name] = context
         defaultName = normalizeServerName(defaultName)
@@ -408,6 +425,23 @@ class ServerContextFactory:
             raise ValueError(
                 f"no certificate for the default name {defaultName!r}")
         self._defaultOptions = self._options[defaultName]
+
+    def _noteVerification(self, connection, certificate, errno, depth, preverifyOK):
+        """
+        The verify callback with C{dane}: note a PKIX refusal, go on.
+        """
+        if not preverifyOK:
+            self._pkixRefused[connection] = errno
+        return True
+
+    def pkixVerified(self, transport):
+        """
+        Whether PKIX accepted the client certificate of a connection.
+
+        @param transport: A transport after a completed TLS handshake.
+        @rtype: L{bool}
+        """
+        return transport.getHandle() not in self._pkixRefused
 
     def _contextForServerName(self, serverName):
         """
@@ -442,3 +476,61 @@ class ServerContextFactory:
         @rtype: L{OpenSSL.SSL.Connection}
         """
         return self._defaultOptions.serverConnectionForTLS(tlsProtocol)
+
+
+class DANEPeerVerifier:
+    """
+    The Receiving Server's check of a peer's client certificate once the
+    stream header names its server name (RFC 7673 on the receiving side):
+    the TLSA records of C{_5269._tcp.<server name>} decide when there are
+    usable ones; otherwise PKIX, with the name check of L{verifyPeerName}.
+    A failed TLSA lookup refuses the peer (no downgrade to PKIX).
+    """
+
+    def __init__(self, tlsaLookup, contextFactory, clock, port=5269):
+        """
+        @param tlsaLookup: A L{dna.dns.tlsa.TLSALookup}.
+        @param contextFactory: The L{ServerContextFactory}, made with
+            C{dane=True}, that accepted the connections.
+        @param clock: An L{IReactorTime}, for the dates of DANE-TA chains.
+        @param port: The port of the TLSA records of peers' server names.
+        """
+        self._tlsa = tlsaLookup
+        self._contextFactory = contextFactory
+        self._clock = clock
+        self._port = port
+
+    def verify(self, transport, peerName):
+        """
+        Check the peer's certificate for C{peerName}.
+
+        @return: A L{Deferred} firing with C{"dane"} or C{"pkix"}, the
+            proof that authenticated the peer, or failing with
+            L{DANEMismatch}, L{DANEUnavailable} or
+            L{CertificateNameMismatch}.
+        """
+        pkix = self._contextFactory.pkixVerified(transport)
+        leaf = peerCertificate(transport)
+
+        def decide(result):
+            if result.failed:
+                raise DANEUnavailable(peerName, result.reason)
+            records = usableRecords(
+                [TLSARecord.fromRdata(rdata) for rdata in result.records])
+            if not records:
+                if not pkix:
+                    raise DANEMismatch(peerName, f"PKIX refuses the certificate and "
+                                       f"DANE does not apply ({result.reason})")
+                verifyPeerName(leaf, peerName)
+                return "pkix"
+            presented = transport.getHandle().get_peer_cert_chain() or []
+            chain = [leaf] + [c.to_cryptography() for c in presented
+                              if c.to_cryptography() != leaf]
+            verdict = verifyChain(records, chain, peerName, self._clock.seconds())
+            if not verdict.authenticated:
+                raise DANEMismatch(peerName, verdict.reason)
+            if verdict.needsPKIX and not pkix:
+                raise DANEMismatch(peerName, f"{verdict.reason}, but PKIX refuses it")
+            return "dane"
+
+        return self._tlsa.lookup(peerName, self._port).addCallback(decide)
