@@ -82,6 +82,11 @@ def peerCertificate(transport):
     return certificate.to_cryptography()
 
 
+#: Connection -> the server name DANE authenticated it for: its only name
+#: then, whatever the certificate says (DANE-EE does not look at names).
+_daneAuthenticated = weakref.WeakKeyDictionary()
+
+
 def peerServerNames(transport):
     """
     The server names of the peer of a TLS connection: the Receiving Server's
@@ -95,8 +100,18 @@ def peerServerNames(transport):
     @param transport: A transport after a completed TLS handshake.
     @type transport: L{twisted.internet.interfaces.ISSLTransport}
 
+    When TLSA records authenticated the peer (RFC 7673), its one server
+    name is the one they were looked up for.
+
     @rtype: L{frozenset} of L{str}
     """
+    try:
+        name = _daneAuthenticated.get(transport.getHandle())
+    except (AttributeError, TypeError):
+        # A transport without an OpenSSL connection under it (a fake).
+        name = None
+    if name is not None:
+        return frozenset([name])
     return serverNamesFromCertificate(peerCertificate(transport))
 
 
@@ -251,7 +266,9 @@ class _ServerNameVerifyingCreator:
                 state["verdict"] = verdict
                 _log.debug("DANE for {name}: {reason}", name=serverName,
                            reason=verdict.reason)
-                if not verdict.authenticated and tlsProtocol is not None:
+                if verdict.authenticated:
+                    _daneAuthenticated[connection] = serverName
+                elif tlsProtocol is not None:
                     tlsProtocol.failVerification(
                         Failure(DANEMismatch(serverName, verdict.reason)))
             if not verdict.authenticated:
@@ -531,6 +548,7 @@ class DANEPeerVerifier:
                 raise DANEMismatch(peerName, verdict.reason)
             if verdict.needsPKIX and not pkix:
                 raise DANEMismatch(peerName, f"{verdict.reason}, but PKIX refuses it")
+            _daneAuthenticated[transport.getHandle()] = peerName
             return "dane"
 
         return self._tlsa.lookup(peerName, self._port).addCallback(decide)
