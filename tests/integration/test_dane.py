@@ -18,7 +18,7 @@ from dna.channel.tls import clientContextFactory
 from dna.dns.client import DNSClient
 from dna.dns.lookup import ResolverLookup, SelfValidatingLookup
 from dna.dns.tlsa import DANE, DANE_FAILED, NO_DANE, TLSALookup
-from dna.error import CertificateNameMismatch, DANEMismatch
+from dna.error import DANEMismatch
 from dna.testing.pki import CertificateAuthority
 
 from tests.integration.dnsenv import startDNSEnvironment
