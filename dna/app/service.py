@@ -152,6 +152,7 @@ class DNAService(service.MultiService):
         domainChains=None,
         limits=None,
         tlsaLookup=None,
+        pkix=True,
     ):
         """
         @param hostedDomains: The domains we serve.
@@ -180,8 +181,13 @@ class DNAService(service.MultiService):
         @param limits: The L{dna.app.limits.Limits} of connections, streams
             and buffers; the defaults if L{None}.
         @param tlsaLookup: A L{dna.dns.tlsa.TLSALookup} for DANE on the
-            streams we open (RFC 7673), or L{None} for none.
+            streams we open and accept (RFC 7673), or L{None} for none.
+        @param pkix: Whether PKIX proves a peer's identity where DANE does
+            not apply; if not, C{tlsaLookup} is required and a peer without
+            TLSA records is refused.
         """
+        if not pkix and tlsaLookup is None:
+            raise ValueError("without PKIX, DANE is the only identity proof: give tlsaLookup")
         service.MultiService.__init__(self)
         if reactor is None:
             from twisted.internet import reactor
@@ -224,12 +230,13 @@ class DNAService(service.MultiService):
             onConnected=self._streamConnected,
             policy=fallback,
             tlsaLookup=tlsaLookup,
+            pkix=pkix,
         )
         self.contextFactory = ServerContextFactory(
             certificates, trustRoot, localName, chains=chains, dane=tlsaLookup is not None
         )
         dane = (None if tlsaLookup is None
-                else DANEPeerVerifier(tlsaLookup, self.contextFactory, reactor))
+                else DANEPeerVerifier(tlsaLookup, self.contextFactory, reactor, pkix=pkix))
         self._streamLimits = self.limits.streamLimits(idleSeconds=idleTimeout or None)
         self.legacy = None
         policy = FallbackPolicy(fallback)
@@ -285,7 +292,9 @@ class DNAService(service.MultiService):
         client = DNSClient(arguments["servers"], reactor, deadline=arguments["deadline"])
         checker = makeDelegationChecker(reactor, client=client, **arguments)
         resolver = AddressResolver(client=client, hosts=configuration.hosts)
-        tlsaLookup = makeTLSALookup(reactor, client, hosts=configuration.hosts, **arguments)
+        tlsaLookup = None
+        if "dane" in configuration.identityProofs:
+            tlsaLookup = makeTLSALookup(reactor, client, hosts=configuration.hosts, **arguments)
         return cls(
             configuration.domains,
             configuration.certificates,
@@ -305,6 +314,7 @@ class DNAService(service.MultiService):
             fallback=configuration.fallback,
             dialbackSecret=configuration.dialbackSecret,
             tlsaLookup=tlsaLookup,
+            pkix="pkix" in configuration.identityProofs,
             domainCertificates={d.name: d.certificate for d in configuration.domainCertificates},
             domainChains={d.name: d.chain for d in configuration.domainCertificates},
             limits=configuration.limits,

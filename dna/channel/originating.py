@@ -28,7 +28,7 @@ from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import error, jid, xmlstream
 from twisted.words.xish import xmlstream as xishstream
 
-from dna.channel.dane import TLSARecord
+from dna.channel.dane import TLSARecord, usableRecords
 from dna.channel.features import BidiInitializer, StartTLSInitializer
 from dna.channel.stream import S2SStream
 from dna.channel.tls import clientContextFactory
@@ -229,6 +229,7 @@ class Connector:
         policy="dna",
         dnaMemory=DEFAULT_DNA_MEMORY,
         tlsaLookup=None,
+        pkix=True,
     ):
         """
         @param checker: An L{IDelegationChecker} whose C{check} gives SRV
@@ -249,7 +250,10 @@ class Connector:
             DANE: with one, the TLSA records of a target decide its
             certificate (RFC 7673), and a failed TLSA lookup fails the
             connection (L{DANEUnavailable}).
+        @param pkix: Whether PKIX decides for a target without TLSA
+            records; if not, such a target is refused (L{DANEUnavailable}).
         """
+        self._pkix = pkix
         self._checker = checker
         self._resolve = addressResolver
         self.localName = localName
@@ -339,6 +343,9 @@ class Connector:
             if result.failed:
                 raise DANEUnavailable(serverName, result.reason)
             records = [TLSARecord.fromRdata(rdata) for rdata in result.records]
+            if not self._pkix and not usableRecords(records):
+                raise DANEUnavailable(serverName, f"{result.reason}, and PKIX is not "
+                                      f"an accepted identity proof")
             return self._tryAddresses(addresses, serverName, records)
 
         return d.addCallback(withTLSA)

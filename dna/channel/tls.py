@@ -504,14 +504,17 @@ class DANEPeerVerifier:
     A failed TLSA lookup refuses the peer (no downgrade to PKIX).
     """
 
-    def __init__(self, tlsaLookup, contextFactory, clock, port=5269):
+    def __init__(self, tlsaLookup, contextFactory, clock, port=5269, pkix=True):
         """
         @param tlsaLookup: A L{dna.dns.tlsa.TLSALookup}.
         @param contextFactory: The L{ServerContextFactory}, made with
             C{dane=True}, that accepted the connections.
         @param clock: An L{IReactorTime}, for the dates of DANE-TA chains.
         @param port: The port of the TLSA records of peers' server names.
+        @param pkix: Whether PKIX decides for a peer without TLSA records;
+            if not, such a peer is refused.
         """
+        self._pkix = pkix
         self._tlsa = tlsaLookup
         self._contextFactory = contextFactory
         self._clock = clock
@@ -535,6 +538,9 @@ class DANEPeerVerifier:
             records = usableRecords(
                 [TLSARecord.fromRdata(rdata) for rdata in result.records])
             if not records:
+                if not self._pkix:
+                    raise DANEMismatch(peerName, f"{result.reason}, and PKIX is not an "
+                                       f"accepted identity proof")
                 if not pkix:
                     raise DANEMismatch(peerName, f"PKIX refuses the certificate and "
                                        f"DANE does not apply ({result.reason})")
