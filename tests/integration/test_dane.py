@@ -179,3 +179,48 @@ class SelfValidatingModeTests(_Modes, unittest.TestCase):
         return SelfValidatingLookup(
             DNSClient([self.env.authoritative], globalReactor), globalReactor,
             {self.env.anchors.name: self.env.anchors}, authoritative=True)
+
+
+class CheckTests(unittest.SynchronousTestCase):
+    """
+    C{dna-check} shows the DANE verdict of every SRV target beside the SRV
+    chain.
+    """
+
+    def setUp(self):
+        from tests.integration.dnsenv import DNSEnvironment
+
+        zones = dict(EXTRA_ZONES)
+        zones["danesrv.example"] = ("nsec", [
+            "_xmpp-server._tcp SRV 0 5 5269 ee.dane.example.",
+            "_xmpp-server._tcp SRV 1 5 5269 none.dane.example.",
+            "_xmpp-server._tcp SRV 2 5 5269 fail.dane.example."], "SRV to DANE targets.")
+        self.env = DNSEnvironment(self.mktemp(), extraZones=zones)
+        self.addCleanup(self.env.stop)
+        self.env.start()
+
+    def test_daneSideBySide(self):
+        """
+        Each target's TLSA status and records are printed.
+        """
+        import functools
+        import io
+        import sys
+
+        from twisted.internet.selectreactor import SelectReactor
+
+        from dna.app.check import main
+
+        reactor = SelectReactor()
+        reactor.run = functools.partial(reactor.run, installSignalHandlers=False)
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        host, port = self.env.resolver
+        error = self.assertRaises(SystemExit, main, ["-r", f"{host}:{port}",
+                                                      "danesrv.example"], _reactor=reactor)
+        text = out.getvalue()
+        self.assertEqual(0, error.code, text)
+        self.assertIn("dane ee.dane.example:5269: dane: ", text)
+        self.assertIn(f"  TLSA 3 1 1 {_hex(EE.certificate)}", text)
+        self.assertIn("dane none.dane.example:5269: no-dane: ", text)
+        self.assertIn("dane fail.dane.example:5269: failed: ", text)
