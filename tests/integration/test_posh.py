@@ -7,13 +7,11 @@ domain with a test CA.
 import json
 
 from twisted.internet import defer, reactor, task
-from twisted.internet.endpoints import TCP4ClientEndpoint, serverFromString, wrapClientTLS
-from twisted.internet.ssl import optionsForClientTLS
 from twisted.trial import unittest
 from twisted.web import resource, server
-from twisted.web.client import Agent
 
 from dna.dns import posh
+from dna.testing.https import listenHTTPS, loopbackAgent
 from dna.testing.pki import CertificateAuthority
 
 CA = CertificateAuthority("POSH Test CA")
@@ -92,9 +90,7 @@ class POSHFetcherTests(unittest.TestCase):
         self.documents = _Documents()
         self.site = server.Site(self.documents)
         https = CA.issue("posh", dnsNames=DOMAINS)
-        options = https.toPrivateCertificate().options()
-        endpoint = serverFromString(reactor, "tcp:0:interface=127.0.0.1")
-        self.port = yield endpoint.listen(_TLSFactory(self.site, options))
+        self.port = yield listenHTTPS(reactor, self.site, https)
         self.addCleanup(self.port.stopListening)
         self.addCleanup(self._finishPending)
 
@@ -104,15 +100,7 @@ class POSHFetcherTests(unittest.TestCase):
                 request.finish()
 
     def fetcher(self, trusted=CA, **kw):
-        port = self.port.getHost().port
-        trustRoot = trusted.toCertificate()
-
-        class Endpoints:
-            def endpointForURI(self, uri):
-                return wrapClientTLS(optionsForClientTLS(uri.host.decode(), trustRoot),
-                                     TCP4ClientEndpoint(reactor, "127.0.0.1", port))
-
-        agent = Agent.usingEndpointFactory(reactor, Endpoints())
+        agent = loopbackAgent(reactor, self.port.getHost().port, trusted.toCertificate())
         return posh.POSHFetcher(agent, reactor, **kw)
 
     @defer.inlineCallbacks
@@ -212,7 +200,3 @@ class POSHFetcherTests(unittest.TestCase):
             self.assertIsNone(result.document, domain)
             self.assertIn(text, result.reason)
 
-
-def _TLSFactory(factory, options):
-    from twisted.protocols.tls import TLSMemoryBIOFactory
-    return TLSMemoryBIOFactory(options, False, factory)
