@@ -26,9 +26,21 @@ Prints C{name: value} lines:
     sharing its key tag, answering with many RRSIGs of that tag, or with
     many NSEC RRsets each first signed wrongly; the median of R rounds of
     each answer (goal < 50). With C{--keytrap-only} nothing else runs.
+  - C{dane_check_ms_cold_ad}, C{dane_check_ms_cold_validate}: one DANE
+    look-up (L{dna.dns.tlsa.TLSALookup}: the SRV target's A records, then
+    its TLSA records) by a fresh lookup, asking a freshly restarted unbound,
+    in mode 'ad' and in mode 'validate'; C{dane_check_ms} the cold one in
+    mode 'ad' and C{dane_check_ms_cached} one answered from the cache; the
+    medians of R rounds.
+  - C{posh_check_ms_cold}: one POSH fetch (L{dna.dns.posh.POSHFetcher}:
+    HTTPS with a new TLS connection, PKIX verification, one redirect)
+    from a local HTTPS server by a fresh fetcher, then matching a
+    certificate; C{posh_check_ms_cached} the same answered from the cache;
+    C{posh_check_ms} the cold one; medians of R rounds.
 """
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -49,7 +61,11 @@ from dns.dnssecalgs.rsa import PrivateRSASHA256  # noqa: E402
 from dns.dnssectypes import Algorithm  # noqa: E402
 from twisted.internet import defer, task  # noqa: E402
 
-from dna.app.delegation import makeDelegationChecker  # noqa: E402
+from dna.app.delegation import makeDelegationChecker, makeTLSALookup  # noqa: E402
+from dna.dns.tlsa import DANE  # noqa: E402
+from dna.dns import posh  # noqa: E402
+from dna.testing.https import listenHTTPS, loopbackAgent  # noqa: E402
+from dna.testing.pki import CertificateAuthority  # noqa: E402
 from dna.dns.client import DNSClient  # noqa: E402
 from dna.dns.verdict import SECURE  # noqa: E402
 from dna.dns.dnssec.proofs import (  # noqa: E402
@@ -140,6 +156,81 @@ def coldCheck(reactor, env, mode, rounds, **kwargs):
     return statistics.median(times)
 
 
+#: The certificate POSH documents name.
+POSH_SERVER = CertificateAuthority("POSH Bench Server CA").issue("xmpp.hosting.example")
+
+
+def _poshSite():
+    from twisted.web import resource, server
+
+    class Documents(resource.Resource):
+        isLeaf = True
+
+        def render_GET(self, request):
+            request.setHeader(b"content-type", b"application/json")
+            if request.getRequestHostname() == b"tenant.example":
+                return json.dumps({"url": "https://hosting.example/.well-known/posh/"
+                                   "xmpp-server.json", "expires": 3600}).encode()
+            return json.dumps({"fingerprints": [{"sha-256": posh.fingerprint(
+                POSH_SERVER.certificate)}], "expires": 3600}).encode()
+
+    return server.Site(Documents())
+
+
+@defer.inlineCallbacks
+def poshCheck(reactor, rounds):
+    """
+    @return: The medians, in seconds, of a cold and of a cached POSH check
+        of tenant.example (redirected to hosting.example).
+    """
+    authority = CertificateAuthority("POSH Bench CA")
+    port = yield listenHTTPS(reactor, _poshSite(), authority.issue(
+        "posh", dnsNames=["tenant.example", "hosting.example"]))
+    agent = loopbackAgent(reactor, port.getHost().port, authority.toCertificate())
+    cold, cached = [], []
+    try:
+        for _ in range(rounds):
+            fetcher = posh.POSHFetcher(agent, reactor)
+            start = time.perf_counter()
+            result = yield fetcher.fetch("tenant.example")
+            assert posh.matches(result.document, POSH_SERVER.certificate), result
+            cold.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            result = yield fetcher.fetch("tenant.example")
+            assert posh.matches(result.document, POSH_SERVER.certificate), result
+            cached.append(time.perf_counter() - start)
+    finally:
+        yield port.stopListening()
+    return statistics.median(cold), statistics.median(cached)
+
+
+#: A zone with a TLSA record, for the DANE look-ups.
+DANE_ZONES = {"danebench.example": ("nsec", [
+    "xmpp1 A 127.0.0.81", "_5269._tcp.xmpp1 TLSA 3 1 1 " + "ab" * 32,
+], "xmpp1.danebench.example with a DANE-EE record.")}
+
+
+@defer.inlineCallbacks
+def daneCheck(reactor, env, mode, rounds, **kwargs):
+    """
+    @return: The medians, in seconds, of a cold and of a cached DANE
+        look-up of xmpp1.danebench.example.
+    """
+    cold, cached = [], []
+    for _ in range(rounds):
+        env.restartResolver()
+        client = DNSClient([env.resolver], reactor=reactor)
+        tlsa = makeTLSALookup(reactor, client, mode, **kwargs)
+        start = time.perf_counter()
+        result = yield tlsa.lookup("xmpp1.danebench.example", 5269)
+        cold.append(time.perf_counter() - start)
+        assert result.status == DANE, result
+        start = time.perf_counter()
+        yield tlsa.lookup("xmpp1.danebench.example", 5269)
+        cached.append(time.perf_counter() - start)
+    return statistics.median(cold), statistics.median(cached)
+
+
 def keyTrapWorstMs(rounds):
     """
     @return: The longest of the median validation times, in milliseconds,
@@ -222,8 +313,12 @@ def main(reactor, options):
     emit("keytrap_worst_ms", f"{worst:.2f}")
     if options.keytrap_only:
         return
+    poshCold, poshCached = yield poshCheck(reactor, options.rounds)
+    emit("posh_check_ms_cold", f"{poshCold * 1000:.2f}")
+    emit("posh_check_ms", f"{poshCold * 1000:.2f}")
+    emit("posh_check_ms_cached", f"{poshCached * 1000:.4f}")
     workdir = tempfile.mkdtemp(prefix="dna-bench-")
-    env = DNSEnvironment(workdir, manyCount=options.domains)
+    env = DNSEnvironment(workdir, manyCount=options.domains, extraZones=DANE_ZONES)
     env.start()
     try:
         emit("fixture_start_s", f"{env.timings['total']:.2f}")
@@ -244,6 +339,14 @@ def main(reactor, options):
         emit("selfvalidate_cold_ms", f"{validate * 1000:.2f}")
         emit("ad_cold_ms", f"{ad * 1000:.2f}")
         emit("selfvalidate_ratio_vs_ad", f"{validate / ad:.3f}")
+
+        daneAD, daneCached = yield daneCheck(reactor, env, "ad", options.rounds)
+        daneValidate, _ = yield daneCheck(reactor, env, "validate", options.rounds,
+                                          anchors=anchors)
+        emit("dane_check_ms_cold_ad", f"{daneAD * 1000:.2f}")
+        emit("dane_check_ms_cold_validate", f"{daneValidate * 1000:.2f}")
+        emit("dane_check_ms", f"{daneAD * 1000:.2f}")
+        emit("dane_check_ms_cached", f"{daneCached * 1000:.4f}")
     finally:
         env.stop()
 

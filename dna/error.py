@@ -201,6 +201,43 @@ class CertificateNameMismatch(DNAError):
 
 
 @attr.s(auto_exc=True)
+class DANEMismatch(DNAError):
+    """
+    The peer's certificate matches none of the usable TLSA records of its
+    SRV target (RFC 6698 section 4.1: the connection fails; PKIX does not
+    decide instead).
+
+    @ivar name: The SRV target.
+    @ivar reason: Why each record did not match.
+    """
+
+    name = attr.ib()
+    reason = attr.ib()
+
+    def __str__(self):
+        return f"DANE refuses the certificate of {self.name}: {self.reason}"
+
+
+@attr.s(auto_exc=True)
+class DANEUnavailable(DNAError):
+    """
+    The TLSA records of a server name whose address records are secure
+    could not be learnt securely (bogus, SERVFAIL, no answer): no connection,
+    lest an attacker downgrade it to PKIX (RFC 7673 section 3, RFC 7672
+    section 2.2).
+
+    @ivar name: The SRV target.
+    @ivar reason: What DNS said.
+    """
+
+    name = attr.ib()
+    reason = attr.ib()
+
+    def __str__(self):
+        return f"no secure TLSA answer for {self.name}: {self.reason}"
+
+
+@attr.s(auto_exc=True)
 class NotDelegated(DNAError):
     """
     The target domain's delegation does not allow a connection under our

@@ -10,6 +10,7 @@ default only a secure delegation counts), 1 when it is not, 2 for a usage
 error.
 """
 
+import base64
 import sys
 
 from twisted.internet import defer
@@ -24,7 +25,9 @@ from dna.dns.verdict import (
 from dna.dns.dnssec.proofs import readAnchors
 from dna.app.config import DEFAULT_DNS_TIMEOUT, DEFAULT_RESOLVERS, DNS_PORT
 from dna.app.delegation import DNS_MODES, MODE_AD
-from dna.app.delegation import makeDelegationChecker
+from dna.app.delegation import makeDelegationChecker, makeTLSALookup
+from dna.dns.client import DNSClient
+from dna.dns.posh import POSHFetcher
 from dna.app.script import runCommand
 from dna.core.hostport import parseAddressPort
 from dna.core.names import normalizeDomain, normalizeServerPattern
@@ -69,6 +72,8 @@ class Options(usage.Options):
     ]
     optFlags = [
         ["allow-insecure", None, "Accept a provably unsigned delegation."],
+        ["posh", None, "Also fetch the POSH document of DOMAIN over HTTPS (RFC 7711), "
+         "verified with the platform's trusted authorities."],
         ["trusted-path", None,
          "The path to a resolver off loopback is secured: allow --mode ad with it."],
     ]
@@ -148,14 +153,42 @@ def makeChecker(options, reactor):
         timeout=min(1.0, timeout), retries=3, deadline=timeout)
 
 
-def reportData(result, delegations, allowInsecure):
+def makeTLSA(options, reactor, client):
+    """
+    The L{dna.dns.tlsa.TLSALookup} of the options' mode, for the DANE
+    verdicts of the SRV targets.
+    """
+    return makeTLSALookup(reactor, client, options["mode"], anchors=options["anchors"],
+                          upstream=options["upstream"],
+                          trustedPath=options["trusted-path"])
+
+
+def _daneData(result):
+    return {"target": result.serverName, "port": result.port, "status": result.status,
+            "reason": result.reason, "records": [str(rdata) for rdata in result.records]}
+
+
+def _poshData(result):
+    document = result.document
+    return {"reason": result.reason,
+            "fingerprints": [] if document is None else [
+                f"{algorithm} {base64.b64encode(digest).decode()}"
+                for algorithm, digest in document.fingerprints]}
+
+
+def reportData(result, delegations, allowInsecure, dane=(), posh=None):
     """
     What L{report} prints, as data: the control API's C{/v1/check} answers
     with it (L{dna.app.control}).
 
     @param result: The L{IDelegationResult}.
     @param delegations: C{[(server name, bool)]}.
-    @return: A L{dict} of JSON values: C{domain}, C{records} (each with
+    @param dane: The L{dna.dns.tlsa.TLSAResult} of each SRV target.
+    @param posh: The L{dna.dns.posh.POSHResult} of the domain, or L{None}
+        when it was not fetched.
+    @return: A L{dict} of JSON values: C{dane} (per target: C{target},
+        C{port}, C{status}, C{reason}, C{records}), C{posh} (C{reason},
+        C{fingerprints}) or L{None}, C{domain}, C{records} (each with
         C{priority}, C{weight}, C{port}, C{target}), C{status}, C{chain}
         (lines), C{reason}, C{delegations} (server name to verdict),
         C{delegated} and C{secure}.
@@ -175,18 +208,21 @@ def reportData(result, delegations, allowInsecure):
         "delegations": {name: verdict for name, verdict in delegations},
         "delegated": delegated,
         "secure": result.status == SECURE,
+        "dane": [_daneData(tlsa) for tlsa in dane],
+        "posh": None if posh is None else _poshData(posh),
     }
 
 
-def report(result, delegations, allowInsecure, out):
+def report(result, delegations, allowInsecure, out, dane=(), posh=None):
     """
     Print a lookup result and the delegation verdicts.
 
     @param result: The L{IDelegationResult}.
     @param delegations: C{[(server name, bool)]}.
+    @param dane: See L{reportData}, as is C{posh}.
     @return: The exit status.
     """
-    return printReport(reportData(result, delegations, allowInsecure), out)
+    return printReport(reportData(result, delegations, allowInsecure, dane, posh), out)
 
 
 def printReport(data, out):
@@ -211,6 +247,15 @@ def printReport(data, out):
         write(f"reason: {data['reason']}")
     for name, verdict in data["delegations"].items():
         write(f"delegated to {name}: {'yes' if verdict else 'no'}")
+    for dane in data.get("dane", ()):
+        write(f"dane {dane['target']}:{dane['port']}: {dane['status']}: {dane['reason']}")
+        for record in dane["records"]:
+            write(f"  TLSA {record}")
+    posh = data.get("posh")
+    if posh is not None:
+        write(f"posh: {posh['reason']}")
+        for line in posh["fingerprints"]:
+            write(f"  {line}")
     if data["delegated"]:
         how = "securely " if data["secure"] else "insecurely (allowed) "
         write(f"result: {how}delegated")
@@ -229,8 +274,12 @@ def run(reactor, options, out=None):
     """
     if out is None:
         out = sys.stdout
+    timeout = options["timeout"]
     try:
+        client = DNSClient(options["resolvers"], reactor, timeout=min(1.0, timeout),
+                           retries=3, deadline=timeout)
         checker = makeChecker(options, reactor)
+        tlsa = makeTLSA(options, reactor, client)
     except ValueError as e:
         sys.stderr.write(f"dna-check: {e}\n")
         return 2
@@ -240,7 +289,17 @@ def run(reactor, options, out=None):
     for name in options["serverNames"]:
         verdict = yield checker.isDelegated(domain, [name])
         delegations.append((name, verdict))
-    return report(result, delegations, options["allow-insecure"], out)
+    dane = []
+    if result.status == SECURE:
+        for record in result.records:
+            if record.target:
+                dane.append((yield tlsa.lookup(normalizeDomain(record.target), record.port)))
+    posh = None
+    if options["posh"]:
+        from twisted.web.client import Agent
+
+        posh = yield POSHFetcher(Agent(reactor), reactor, deadline=timeout).fetch(domain)
+    return report(result, delegations, options["allow-insecure"], out, dane, posh)
 
 
 def main(argv=None, _reactor=None):

@@ -145,7 +145,24 @@ _SERVER_KEYS = ("listen", "domains", "ca", "idle-timeout", "connect-timeout",
                 "domain-certificates", "dialback-secret")
 _NAME_KEYS = ("name", "certificate", "key")
 _DNS_KEYS = ("mode", "resolvers", "trust-anchors", "trusted-path", "timeout")
-_POLICY_KEYS = ("delegation", "allow-insecure", "srv-fallback", "fallback")
+_POLICY_KEYS = ("delegation", "allow-insecure", "srv-fallback", "fallback",
+                "delegation-proofs", "identity-proofs")
+
+#: Prooftypes of draft-ietf-xmpp-dna-10 (section 5) for delegations and for
+#: server identity, and the defaults: today's behaviour plus DANE when TLSA
+#: records exist.
+PROOF_DNSSEC_SRV = "dnssec-srv"
+PROOF_POSH = "posh"
+PROOF_DANE = "dane"
+PROOF_PKIX = "pkix"
+DELEGATION_PROOFS = (PROOF_DNSSEC_SRV, PROOF_POSH)
+IDENTITY_PROOFS = (PROOF_DANE, PROOF_PKIX)
+DEFAULT_DELEGATION_PROOFS = (PROOF_DNSSEC_SRV,)
+DEFAULT_IDENTITY_PROOFS = (PROOF_DANE, PROOF_PKIX)
+_delegationProofs = schema.array(schema.word(DELEGATION_PROOFS),
+                                 "name at least one prooftype", "delegation prooftypes")
+_identityProofs = schema.array(schema.word(IDENTITY_PROOFS),
+                               "name at least one prooftype", "identity prooftypes")
 _COMPONENTS_KEYS = ("listen", "secret")
 _CONTROL_KEYS = ("socket", "listen", "token-file")
 _LOG_KEYS = ("format",)
@@ -456,6 +473,11 @@ class Configuration:
     @ivar srvFallback: Whether a domain without SRV records counts as its
         own server name (RFC 6120 section 3.2.2).
     @ivar fallback: One of L{FALLBACKS}: what to do with peers without DNA.
+    @ivar delegationProofs: The prooftypes accepted for delegations, in
+        order (C{[policy] delegation-proofs}): L{DELEGATION_PROOFS}.
+    @ivar identityProofs: The prooftypes accepted for a server's identity,
+        in order (C{[policy] identity-proofs}): L{IDENTITY_PROOFS}; with
+        C{"dane"}, TLSA records decide when there are some.
     @ivar hosts: Static addresses of server names, C{{name: (host, port)}}
         with a port of L{None} where the SRV record's applies, as
         L{dna.dns.addresses.AddressResolver} takes them.
@@ -506,6 +528,8 @@ class Configuration:
     allowInsecure = attr.ib(default=frozenset(), converter=frozenset)
     srvFallback = attr.ib(default=False)
     fallback = attr.ib(default=DEFAULT_FALLBACK)
+    delegationProofs = attr.ib(default=DEFAULT_DELEGATION_PROOFS, converter=tuple)
+    identityProofs = attr.ib(default=DEFAULT_IDENTITY_PROOFS, converter=tuple)
     hosts = attr.ib(default=MappingProxyType({}), converter=_immutableMapping)
     componentListen = attr.ib(default=None)
     componentSecret = attr.ib(default=None, repr=False)
@@ -614,6 +638,8 @@ _OVERRIDABLE = {
     "srvFallback": ("[policy]", "srv-fallback", schema.boolean),
     "fallback": ("[policy]", "fallback", schema.word(FALLBACKS)),
     "revalidationGrace": ("[limits]", _REVALIDATION_GRACE, schema.seconds),
+    "delegationProofs": ("[policy]", "delegation-proofs", _delegationProofs),
+    "identityProofs": ("[policy]", "identity-proofs", _identityProofs),
     "logFormat": ("[log]", "format", schema.word(LOG_FORMATS)),
 }
 
@@ -624,6 +650,11 @@ def _checkTogether(configuration):
 
     @raise Invalid: If one is broken.
     """
+    if PROOF_POSH in configuration.delegationProofs:
+        # dna.dns.posh fetches and matches POSH documents, but no delegation
+        # decision consults it yet.
+        raise Invalid("[policy] delegation-proofs: 'posh' is not available yet: "
+                      "use [\"dnssec-srv\"]")
     if configuration.dnsMode == MODE_AD and not configuration.trustedPath:
         remote = offLoopback(configuration.resolvers)
         if remote:
@@ -779,6 +810,10 @@ def _configuration(document, path, now):
         allowInsecure=policy.value("allow-insecure", _remoteDomains, ()),
         srvFallback=policy.value("srv-fallback", schema.boolean, False),
         fallback=policy.value("fallback", schema.word(FALLBACKS), DEFAULT_FALLBACK),
+        delegationProofs=policy.value("delegation-proofs", _delegationProofs,
+                                      DEFAULT_DELEGATION_PROOFS),
+        identityProofs=policy.value("identity-proofs", _identityProofs,
+                                    DEFAULT_IDENTITY_PROOFS),
         hosts=_hosts(document.get("hosts")),
         componentListen=componentListen,
         componentSecret=componentSecret,

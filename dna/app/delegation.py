@@ -83,3 +83,21 @@ def makeDelegationChecker(reactor, servers, mode, anchors=None, upstream=UPSTREA
                            deadline=deadline)
     lookup = makeLookup(mode, client, reactor, anchors, upstream, trustedPath)
     return DelegationChecker(lookup, reactor, deadline=deadline, **options)
+
+
+def makeTLSALookup(reactor, client, mode, anchors=None, upstream=UPSTREAM_RESOLVER,
+                   trustedPath=False, hosts=(), **ignored):
+    """
+    The L{dna.dns.tlsa.TLSALookup} of a mode (RFC 7673): the TLSA records
+    of SRV targets, learnt as the delegations are.
+
+    @param client: The L{IDNSClient} the delegation checker asks.
+    @param mode: See L{makeLookup}, as are C{anchors}, C{upstream} and
+        C{trustedPath}.
+    @param hosts: The server names with static addresses: no DANE for them.
+    @param ignored: The other arguments of L{makeDelegationChecker}.
+    """
+    from dna.dns.tlsa import TLSALookup
+
+    lookup = makeLookup(mode, client, reactor, anchors, upstream, trustedPath)
+    return TLSALookup(lookup, reactor, static=hosts)

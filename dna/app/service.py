@@ -31,7 +31,7 @@ from dna.app.limits import Limits
 from dna.core.proofs import DEFAULT_GRACE
 from dna.app.router import route
 from dna.channel.receiving import S2SServerFactory, withBacklog
-from dna.channel.tls import ServerContextFactory, peerServerNames
+from dna.channel.tls import DANEPeerVerifier, ServerContextFactory, peerServerNames
 
 _log = Logger()
 
@@ -183,6 +183,8 @@ class DNAService(service.MultiService):
         domainChains=None,
         limits=None,
         revalidationGrace=DEFAULT_GRACE,
+        tlsaLookup=None,
+        pkix=True,
     ):
         """
         @param hostedDomains: The domains we serve.
@@ -213,7 +215,14 @@ class DNAService(service.MultiService):
         @param revalidationGrace: Seconds past its proof's expiry that a
             binding whose re-check is indeterminate is kept
             (L{dna.app.revalidation}).
+        @param tlsaLookup: A L{dna.dns.tlsa.TLSALookup} for DANE on the
+            streams we open and accept (RFC 7673), or L{None} for none.
+        @param pkix: Whether PKIX proves a peer's identity where DANE does
+            not apply; if not, C{tlsaLookup} is required and a peer without
+            TLSA records is refused.
         """
+        if not pkix and tlsaLookup is None:
+            raise ValueError("without PKIX, DANE is the only identity proof: give tlsaLookup")
         service.MultiService.__init__(self)
         if reactor is None:
             from twisted.internet import reactor
@@ -256,10 +265,14 @@ class DNAService(service.MultiService):
             chain=chains.get(localName, ()),
             onConnected=self._streamConnected,
             policy=fallback,
+            tlsaLookup=tlsaLookup,
+            pkix=pkix,
         )
         self.contextFactory = ServerContextFactory(
-            certificates, trustRoot, localName, chains=chains
+            certificates, trustRoot, localName, chains=chains, dane=tlsaLookup is not None
         )
+        dane = (None if tlsaLookup is None
+                else DANEPeerVerifier(tlsaLookup, self.contextFactory, reactor, pkix=pkix))
         self._streamLimits = self.limits.streamLimits(idleSeconds=idleTimeout or None)
         self.legacy = None
         policy = FallbackPolicy(fallback)
@@ -283,6 +296,7 @@ class DNAService(service.MultiService):
             gate=self.limits.gate(reactor, self.federation.incidents),
             limits=self._streamLimits,
             incidents=self.federation.incidents,
+            dane=dane,
         )
         self.port = None
         self._listen = listen
@@ -306,7 +320,7 @@ class DNAService(service.MultiService):
         @param router: See L{__init__}; or C{deliver}.
         @rtype: L{DNAService}
         """
-        from dna.app.delegation import makeDelegationChecker
+        from dna.app.delegation import makeDelegationChecker, makeTLSALookup
         from dna.dns.addresses import AddressResolver
         from dna.dns.client import DNSClient
 
@@ -316,6 +330,9 @@ class DNAService(service.MultiService):
         client = DNSClient(arguments["servers"], reactor, deadline=arguments["deadline"])
         checker = makeDelegationChecker(reactor, client=client, **arguments)
         resolver = AddressResolver(client=client, hosts=configuration.hosts)
+        tlsaLookup = None
+        if "dane" in configuration.identityProofs:
+            tlsaLookup = makeTLSALookup(reactor, client, hosts=configuration.hosts, **arguments)
         s2s = cls(
             configuration.domains,
             configuration.certificates,
@@ -334,6 +351,8 @@ class DNAService(service.MultiService):
             queueLimit=configuration.queueLimit,
             fallback=configuration.fallback,
             dialbackSecret=configuration.dialbackSecret,
+            tlsaLookup=tlsaLookup,
+            pkix="pkix" in configuration.identityProofs,
             domainCertificates={d.name: d.certificate for d in configuration.domainCertificates},
             domainChains={d.name: d.chain for d in configuration.domainCertificates},
             limits=configuration.limits,

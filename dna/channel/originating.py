@@ -28,12 +28,14 @@ from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import error, jid, xmlstream
 from twisted.words.xish import xmlstream as xishstream
 
+from dna.channel.dane import TLSARecord, usableRecords
 from dna.channel.features import BidiInitializer, StartTLSInitializer
 from dna.channel.stream import S2SStream
 from dna.channel.tls import clientContextFactory
 from dna.core.coalesce import Coalescer
 from dna.core.names import normalizeDomain
 from dna.error import (
+    DANEUnavailable,
     DowngradeAttempt,
     InvalidAddress,
     NoAddress,
@@ -229,6 +231,8 @@ class Connector:
         onConnected=None,
         policy="dna",
         dnaMemory=DEFAULT_DNA_MEMORY,
+        tlsaLookup=None,
+        pkix=True,
     ):
         """
         @param checker: An L{IDelegationChecker} whose C{check} gives SRV
@@ -245,7 +249,14 @@ class Connector:
         @param policy: The fallback policy's level, for the log.
         @param dnaMemory: Seconds a server name is remembered as speaking
             DNA after a DNA stream to it was authenticated.
+        @param tlsaLookup: A L{dna.dns.tlsa.TLSALookup}, or L{None} for no
+            DANE: with one, the TLSA records of a target decide its
+            certificate (RFC 7673), and a failed TLSA lookup fails the
+            connection (L{DANEUnavailable}).
+        @param pkix: Whether PKIX decides for a target without TLSA
+            records; if not, such a target is refused (L{DANEUnavailable}).
         """
+        self._pkix = pkix
         self._checker = checker
         self._resolve = addressResolver
         self.localName = localName
@@ -262,6 +273,7 @@ class Connector:
         # server name -> time until which it is known to speak DNA
         self._speaksDNA = {}
         self.downgrades = collections.Counter()
+        self._tlsaLookup = tlsaLookup
 
     def knowsDNA(self, serverName):
         """
@@ -323,22 +335,39 @@ class Connector:
 
     def _attempt(self, serverName, port):
         d = self._resolve(serverName, port)
-        return d.addCallback(self._tryAddresses, serverName)
+        if self._tlsaLookup is None:
+            return d.addCallback(self._tryAddresses, serverName, ())
 
-    def _tryAddresses(self, addresses, serverName):
+        def withTLSA(addresses):
+            lookup = self._tlsaLookup.lookup(serverName, port)
+            return lookup.addCallback(daneRecords, addresses)
+
+        def daneRecords(result, addresses):
+            if result.failed:
+                raise DANEUnavailable(serverName, result.reason)
+            records = [TLSARecord.fromRdata(rdata) for rdata in result.records]
+            if not self._pkix and not usableRecords(records):
+                raise DANEUnavailable(serverName, f"{result.reason}, and PKIX is not "
+                                      f"an accepted identity proof")
+            return self._tryAddresses(addresses, serverName, records)
+
+        return d.addCallback(withTLSA)
+
+    def _tryAddresses(self, addresses, serverName, tlsa):
         addresses = list(addresses)
         if not addresses:
             return defer.fail(NoAddress(serverName, "no address"))
         host, port = addresses.pop(0)
-        d = self._connectOne(host, port, serverName)
+        d = self._connectOne(host, port, serverName, tlsa)
         if addresses:
-            d.addErrback(lambda f: self._tryAddresses(addresses, serverName))
+            d.addErrback(lambda f: self._tryAddresses(addresses, serverName, tlsa))
         return d
 
-    def _connectOne(self, host, port, serverName):
+    def _connectOne(self, host, port, serverName, tlsa=()):
         authenticator = DNAConnectAuthenticator(self.localName, serverName)
         context = clientContextFactory(
-            serverName, self._trustRoot, self._certificate, chain=self._chain
+            serverName, self._trustRoot, self._certificate, chain=self._chain,
+            tlsa=tlsa, clock=self._reactor,
         )
         initializers = [
             lambda xs: StartTLSInitializer(xs, context),

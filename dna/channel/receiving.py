@@ -33,7 +33,7 @@ from dna.channel.identity import verifyPeerName
 from dna.channel.stream import STREAM_AUTHENTICATED_EVENT, S2SStream, StreamLimits
 from dna.channel.tls import peerCertificate, peerServerNames
 from dna.core.names import normalizeDomain
-from dna.error import CertificateNameMismatch, InvalidAddress
+from dna.error import CertificateNameMismatch, DANEMismatch, DANEUnavailable, InvalidAddress
 from dna.namespaces import NS_DIALBACK, NS_SERVER, NS_STREAMS, NS_TLS
 
 _log = Logger()
@@ -122,7 +122,7 @@ class DNAListenAuthenticator(xmlstream.ListenAuthenticator):
 
     namespace = NS_SERVER
 
-    def __init__(self, serverNames, contextFactory, onAuthenticated, legacy=None):
+    def __init__(self, serverNames, contextFactory, onAuthenticated, legacy=None, dane=None):
         """
         @param serverNames: Our server names (normalised); streams addressed
             elsewhere are refused with C{<host-unknown/>}, unless C{legacy}
@@ -133,7 +133,11 @@ class DNAListenAuthenticator(xmlstream.ListenAuthenticator):
             when the stream is authenticated.
         @param legacy: A L{dna.legacy.receiving.LegacyListener} for streams
             addressed to hosted domains (section 7), or L{None}.
+        @param dane: A L{dna.channel.tls.DANEPeerVerifier} checking the
+            peer's certificate for its 'from' (TLSA first, then PKIX), or
+            L{None} to check it by name alone (PKIX passed in the handshake).
         """
+        self._dane = dane
         xmlstream.ListenAuthenticator.__init__(self)
         self._serverNames = serverNames
         self._contextFactory = contextFactory
@@ -160,6 +164,13 @@ class DNAListenAuthenticator(xmlstream.ListenAuthenticator):
         if names is None:
             return
         ourName, peerName = names
+        if self._tls and self._dane is not None:
+            d = self._dane.verify(xs.transport, peerName)
+            d.addCallbacks(self._checked, self._refuse, callbackArgs=(xs, ourName),
+                           errbackArgs=(xs, peerName))
+            d.addErrback(lambda f: _log.failure("Checking the certificate of {peer}", f,
+                                                peer=peerName))
+            return
         if self._tls:
             try:
                 verifyPeerName(peerCertificate(xs.transport), peerName)
@@ -180,6 +191,26 @@ class DNAListenAuthenticator(xmlstream.ListenAuthenticator):
                     )
                 )
                 return
+        self._accept(xs, ourName)
+
+    def _checked(self, proof, xs, ourName):
+        if xs.transport is not None and getattr(xs.transport, "connected", True):
+            self._accept(xs, ourName)
+
+    def _refuse(self, failure, xs, peerName):
+        failure.trap(CertificateNameMismatch, DANEMismatch, DANEUnavailable)
+        _log.info("Refused stream from {peer}: {reason}", peer=peerName,
+                  reason=failure.value)
+        if xs.transport is not None and getattr(xs.transport, "connected", True):
+            xs.sendStreamError(error.StreamError(
+                "invalid-from", text="certificate does not match 'from'"))
+
+    def _accept(self, xs, ourName):
+        """
+        Answer the header of a peer whose certificate is valid for its
+        'from' (or of any peer before TLS): STARTTLS before TLS, the DNA
+        features after.
+        """
         xs.sendHeader()
         if not self._tls:
             offerStartTLS(xs, self._onStartTLS)
@@ -334,7 +365,7 @@ class S2SServerFactory(xmlstream.XmlStreamServerFactory):
     logTraffic = False
 
     def __init__(self, serverNames, contextFactory, onAuthenticated, onConnected=None,
-                 legacy=None, gate=None, limits=None, incidents=None):
+                 legacy=None, gate=None, limits=None, incidents=None, dane=None):
         """
         @param onConnected: Called with each new stream, before its header
             arrives (the service uses it for idle time-outs).
@@ -345,11 +376,12 @@ class S2SServerFactory(xmlstream.XmlStreamServerFactory):
             L{None}.
         @param incidents: The L{dna.core.logthrottle.ThrottledLog} of the
             streams' refusals, or L{None}.
+        @param dane: See L{DNAListenAuthenticator}.
         """
 
         def authenticatorFactory():
             return DNAListenAuthenticator(
-                serverNames, contextFactory, onAuthenticated, legacy=legacy
+                serverNames, contextFactory, onAuthenticated, legacy=legacy, dane=dane
             )
 
         xmlstream.XmlStreamServerFactory.__init__(self, authenticatorFactory)

@@ -34,6 +34,8 @@ connection: with Nagle's algorithm on, the first small writes after a TLS
 handshake wait for a delayed acknowledgement, about 40 ms per new connection.
 """
 
+import weakref
+
 from cryptography.hazmat.bindings.openssl.binding import Binding
 from OpenSSL import SSL
 from twisted.internet.interfaces import (
@@ -45,9 +47,15 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from dna.channel.dane import DANEVerdict, TLSARecord, usableRecords, verifyChain
 from dna.channel.identity import serverNamesFromCertificate, verifyPeerName
 from dna.core.names import normalizeServerName
-from dna.error import CertificateNameMismatch, InvalidAddress
+from dna.error import (
+    CertificateNameMismatch,
+    DANEMismatch,
+    DANEUnavailable,
+    InvalidAddress,
+)
 
 _log = Logger()
 
@@ -74,6 +82,11 @@ def peerCertificate(transport):
     return certificate.to_cryptography()
 
 
+#: Connection -> the server name DANE authenticated it for: its only name
+#: then, whatever the certificate says (DANE-EE does not look at names).
+_daneAuthenticated = weakref.WeakKeyDictionary()
+
+
 def peerServerNames(transport):
     """
     The server names of the peer of a TLS connection: the Receiving Server's
@@ -87,8 +100,18 @@ def peerServerNames(transport):
     @param transport: A transport after a completed TLS handshake.
     @type transport: L{twisted.internet.interfaces.ISSLTransport}
 
+    When TLSA records authenticated the peer (RFC 7673), its one server
+    name is the one they were looked up for.
+
     @rtype: L{frozenset} of L{str}
     """
+    try:
+        name = _daneAuthenticated.get(transport.getHandle())
+    except (AttributeError, TypeError):
+        # A transport without an OpenSSL connection under it (a fake).
+        name = None
+    if name is not None:
+        return frozenset([name])
     return serverNamesFromCertificate(peerCertificate(transport))
 
 
@@ -131,16 +154,25 @@ class _ServerNameVerifyingCreator:
     and XmppAddrs too and fails closed on every error.
     """
 
-    def __init__(self, certificateOptions, serverName):
+    def __init__(self, certificateOptions, serverName, tlsa=(), clock=None):
         """
         @param certificateOptions: Options that verify the chain.
         @type certificateOptions: L{CertificateOptions}
 
         @param serverName: The server name to expect, normalized.
         @type serverName: L{str}
+
+        @param tlsa: The secure TLSA records of C{serverName}; when some are
+            usable, they decide instead of PKIX (L{verifyChain}).
+        @type tlsa: sequence of L{dna.channel.dane.TLSARecord}
+
+        @param clock: An L{IReactorTime}, for the dates of DANE-TA chains;
+            required with C{tlsa}.
         """
         self._certificateOptions = certificateOptions
         self._serverName = serverName
+        self._tlsa = usableRecords(tlsa)
+        self._clock = clock
 
     def clientConnectionForTLS(self, tlsProtocol):
         """
@@ -154,10 +186,12 @@ class _ServerNameVerifyingCreator:
         connection = self._certificateOptions.clientConnectionForTLS(
             tlsProtocol)
         connection.set_tlsext_host_name(self._serverName.encode("ascii"))
+        if self._tlsa:
+            callback = self._daneVerifyCallback(tlsProtocol)
+        else:
+            callback = self._verifyCallback(tlsProtocol)
         connection.set_verify(
-            SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT,
-            self._verifyCallback(tlsProtocol),
-        )
+            SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, callback)
         return connection
 
     def _verifyCallback(self, tlsProtocol):
@@ -198,9 +232,54 @@ class _ServerNameVerifyingCreator:
 
         return verifyCallback
 
+    def _daneVerifyCallback(self, tlsProtocol):
+        """
+        Make an OpenSSL verify callback that lets the TLSA records decide
+        (RFC 7671): PKIX errors are noted but do not stop the handshake, and
+        at the leaf L{verifyChain} judges the whole presented chain.  OpenSSL
+        may call the leaf more than once (once per error, then once more):
+        the verdict is made once.
+
+        @param tlsProtocol: The protocol to fail with the reason.
+        """
+        serverName = self._serverName
+        records = self._tlsa
+        clock = self._clock
+        protocolRef = [tlsProtocol]
+        state = {"pkix": True, "verdict": None}
+
+        def verifyCallback(connection, certificate, errno, depth, preverifyOK):
+            if not preverifyOK:
+                state["pkix"] = False
+            if depth != 0:
+                return True
+            tlsProtocol = protocolRef.pop() if protocolRef else None
+            verdict = state["verdict"]
+            if verdict is None:
+                try:
+                    chain = connection.get_peer_cert_chain() or [certificate]
+                    verdict = verifyChain(records, chain, serverName, clock.seconds())
+                except BaseException:
+                    _log.failure("While matching the certificate of {name} with TLSA",
+                                 name=serverName)
+                    verdict = DANEVerdict(False, reason="internal error")
+                state["verdict"] = verdict
+                _log.debug("DANE for {name}: {reason}", name=serverName,
+                           reason=verdict.reason)
+                if verdict.authenticated:
+                    _daneAuthenticated[connection] = serverName
+                elif tlsProtocol is not None:
+                    tlsProtocol.failVerification(
+                        Failure(DANEMismatch(serverName, verdict.reason)))
+            if not verdict.authenticated:
+                return False
+            return not verdict.needsPKIX or state["pkix"]
+
+        return verifyCallback
+
 
 def clientContextFactory(serverName, trustRoot, clientCertificate,
-                         chain=()):
+                         chain=(), tlsa=(), clock=None):
     """
     TLS for an Originating Server connecting to a Receiving Server
     (draft-ietf-xmpp-dna-01 section 5 steps 5-7).
@@ -237,13 +316,23 @@ def clientContextFactory(serverName, trustRoot, clientCertificate,
     @param chain: Intermediate certificates to send after ours.
     @type chain: iterable of L{twisted.internet.ssl.Certificate}
 
+    @param tlsa: The secure TLSA records of C{serverName} (RFC 7673): when
+        one is usable, the peer's certificate must match one of them, and
+        PKIX no longer decides (DANE-EE ignores names and dates, DANE-TA
+        needs no trusted root); a mismatch fails with L{DANEMismatch}.
+    @type tlsa: sequence of L{dna.channel.dane.TLSARecord}
+
+    @param clock: An L{IReactorTime}; required with C{tlsa}.
+
     @rtype: L{IOpenSSLClientConnectionCreator}
 
     @raise InvalidAddress: If C{serverName} is not a server name.
     """
+    if tlsa and clock is None:
+        raise ValueError("TLSA records need a clock")
     return _ServerNameVerifyingCreator(
         _certificateOptions(trustRoot, clientCertificate, chain),
-        normalizeServerName(serverName),
+        normalizeServerName(serverName), tlsa, clock,
     )
 
 
@@ -299,7 +388,7 @@ class ServerContextFactory:
     Pass it to C{startTLS} when the peer sends C{<starttls/>}.
     """
 
-    def __init__(self, certificates, trustRoot, defaultName, chains=None):
+    def __init__(self, certificates, trustRoot, defaultName, chains=None, dane=False):
         """
         @param certificates: Our certificate for each of our server names,
             such as C{{"xmpp1.example.net": cert}}.  One certificate may serve
@@ -321,9 +410,16 @@ class ServerContextFactory:
         @type chains: L{dict} of L{str} to iterable of
             L{twisted.internet.ssl.Certificate}, or L{None}
 
+        @param dane: Whether a client certificate that PKIX refuses is let
+            through the handshake, for the stream layer to check by DANE
+            once the stream header names the peer (L{DANEPeerVerifier});
+            L{pkixVerified} then says whether PKIX accepted it.
+
         @raise InvalidAddress: If a name is not a server name.
         @raise ValueError: If C{defaultName} is not among them.
         """
+        # The connections whose client chain PKIX refused (dane only).
+        self._pkixRefused = weakref.WeakKeyDictionary()
         chains = {normalizeServerName(name): chain
                   for name, chain in (chains or {}).items()}
         self._contexts = {}
@@ -336,6 +432,9 @@ class ServerContextFactory:
             )
             context = options.getContext()
             _verifyPeerAsServer(context)
+            if dane:
+                context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT,
+                                   self._noteVerification)
             self._options[name] = options
             self._contexts[name] = context
         defaultName = normalizeServerName(defaultName)
@@ -343,6 +442,23 @@ class ServerContextFactory:
             raise ValueError(
                 f"no certificate for the default name {defaultName!r}")
         self._defaultOptions = self._options[defaultName]
+
+    def _noteVerification(self, connection, certificate, errno, depth, preverifyOK):
+        """
+        The verify callback with C{dane}: note a PKIX refusal, go on.
+        """
+        if not preverifyOK:
+            self._pkixRefused[connection] = errno
+        return True
+
+    def pkixVerified(self, transport):
+        """
+        Whether PKIX accepted the client certificate of a connection.
+
+        @param transport: A transport after a completed TLS handshake.
+        @rtype: L{bool}
+        """
+        return transport.getHandle() not in self._pkixRefused
 
     def _contextForServerName(self, serverName):
         """
@@ -377,3 +493,68 @@ class ServerContextFactory:
         @rtype: L{OpenSSL.SSL.Connection}
         """
         return self._defaultOptions.serverConnectionForTLS(tlsProtocol)
+
+
+class DANEPeerVerifier:
+    """
+    The Receiving Server's check of a peer's client certificate once the
+    stream header names its server name (RFC 7673 on the receiving side):
+    the TLSA records of C{_5269._tcp.<server name>} decide when there are
+    usable ones; otherwise PKIX, with the name check of L{verifyPeerName}.
+    A failed TLSA lookup refuses the peer (no downgrade to PKIX).
+    """
+
+    def __init__(self, tlsaLookup, contextFactory, clock, port=5269, pkix=True):
+        """
+        @param tlsaLookup: A L{dna.dns.tlsa.TLSALookup}.
+        @param contextFactory: The L{ServerContextFactory}, made with
+            C{dane=True}, that accepted the connections.
+        @param clock: An L{IReactorTime}, for the dates of DANE-TA chains.
+        @param port: The port of the TLSA records of peers' server names.
+        @param pkix: Whether PKIX decides for a peer without TLSA records;
+            if not, such a peer is refused.
+        """
+        self._pkix = pkix
+        self._tlsa = tlsaLookup
+        self._contextFactory = contextFactory
+        self._clock = clock
+        self._port = port
+
+    def verify(self, transport, peerName):
+        """
+        Check the peer's certificate for C{peerName}.
+
+        @return: A L{Deferred} firing with C{"dane"} or C{"pkix"}, the
+            proof that authenticated the peer, or failing with
+            L{DANEMismatch}, L{DANEUnavailable} or
+            L{CertificateNameMismatch}.
+        """
+        pkix = self._contextFactory.pkixVerified(transport)
+        leaf = peerCertificate(transport)
+
+        def decide(result):
+            if result.failed:
+                raise DANEUnavailable(peerName, result.reason)
+            records = usableRecords(
+                [TLSARecord.fromRdata(rdata) for rdata in result.records])
+            if not records:
+                if not self._pkix:
+                    raise DANEMismatch(peerName, f"{result.reason}, and PKIX is not an "
+                                       f"accepted identity proof")
+                if not pkix:
+                    raise DANEMismatch(peerName, f"PKIX refuses the certificate and "
+                                       f"DANE does not apply ({result.reason})")
+                verifyPeerName(leaf, peerName)
+                return "pkix"
+            presented = transport.getHandle().get_peer_cert_chain() or []
+            chain = [leaf] + [c.to_cryptography() for c in presented
+                              if c.to_cryptography() != leaf]
+            verdict = verifyChain(records, chain, peerName, self._clock.seconds())
+            if not verdict.authenticated:
+                raise DANEMismatch(peerName, verdict.reason)
+            if verdict.needsPKIX and not pkix:
+                raise DANEMismatch(peerName, f"{verdict.reason}, but PKIX refuses it")
+            _daneAuthenticated[transport.getHandle()] = peerName
+            return "dane"
+
+        return self._tlsa.lookup(peerName, self._port).addCallback(decide)

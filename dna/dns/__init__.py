@@ -5,6 +5,8 @@ DNS servers keeping the DNSSEC bits, L{dna.dns.verdict} holds the pure
 decisions on SRV records and resolver answers, L{dna.dns.lookup} the two
 strategies to learn them (trust a validating resolver, or validate here with
 L{dna.dns.dnssec}), L{dna.dns.delegation} the caching checker, and
-L{dna.dns.addresses} the addresses of SRV targets. It builds on
+L{dna.dns.addresses} the addresses of SRV targets, L{dna.dns.tlsa} their
+TLSA records for DANE (RFC 7673) and L{dna.dns.posh} POSH documents (RFC
+7711). It builds on
 L{dna.core} only.
 """

@@ -21,6 +21,7 @@ from dna.core.hostport import isLoopback
 from dna.core.names import normalizeDomain
 from dna.dns.dnssec.proofs import BOGUS, INDETERMINATE, Validation
 from dna.dns.dnssec.walker import Validator
+from dna.dns.tlsa import resolverValidation
 from dna.dns.verdict import (
     extendedErrors,
     interpretResolverAnswer,
@@ -107,6 +108,15 @@ class ResolverLookup:
         d.addCallbacks(answered, failed)
         return d.addCallback(lambda validation: resultFromValidation(normal, validation))
 
+    def validate(self, qname, rdtype, now):
+        """
+        The validation of any RRset by the resolver's AD bit, for the TLSA
+        look-ups of L{dna.dns.tlsa.TLSALookup}.
+
+        @return: A L{Deferred} firing with a L{Validation}.
+        """
+        return resolverValidation(self._client, qname, rdtype, now, self._resolverText)
+
     @inlineCallbacks
     def _retryWithCD(self, response, qname):
         resolver = self._resolverText
@@ -177,3 +187,12 @@ class SelfValidatingLookup:
         d = self._validator.resolve(srvName(domain), dns.rdatatype.SRV,
                                     self._clock.seconds())
         return d.addCallback(lambda validation: resultFromValidation(normal, validation))
+
+    def validate(self, qname, rdtype, now):
+        """
+        The validation of any RRset from the trust anchors, for the TLSA
+        look-ups of L{dna.dns.tlsa.TLSALookup}.
+
+        @return: A L{Deferred} firing with a L{Validation}.
+        """
+        return self._validator.resolve(qname, rdtype, now)

@@ -50,6 +50,7 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdata
 import dns.rdatatype
+import dns.rdataset
 import dns.rrset
 import dns.zone
 from cryptography.hazmat.primitives import serialization
@@ -160,6 +161,10 @@ HOSTS = {
     "xmpp1.expired.example": "127.0.0.62",
     "xmpp1.wrongds.example": "127.0.0.63",
 }
+
+#: The status a validator finds for the SRV record of a zone of each mode.
+_MODE_STATUS = {"unsigned": "insecure", "bogus": "bogus", "expired": "bogus",
+                "wrongds": "bogus", "broken": "indeterminate"}
 
 _SRV = "_xmpp-server._tcp"
 _SOA = ("@ 3600 IN SOA ns1.example. hostmaster.example. "
@@ -377,20 +382,25 @@ def _zoneText(name, serial, records, mode, key, validity):
     @param name: The zone's name, without the trailing dot.
     @param records: C{"owner TYPE data"} strings, owners relative.
     @param mode: C{"nsec"}, C{"expired"} (signatures expired),
-        C{"bogus"} (SRV changed after signing), C{"wrongds"} (signed like
+        C{"bogus"} (SRV changed after signing), C{"bogus-tlsa"} (every TLSA
+        record changed after signing), C{"broken"} (a file knotd cannot load,
+        so that it answers SERVFAIL), C{"wrongds"} (signed like
         C{"nsec"}; the parent takes care), C{"unsigned"} or
         C{"knot-nsec"} or C{"knot-nsec3"} (left for knotd to sign).
     @param key: C{(private key, DNSKEY)}.
     @param validity: C{{"valid": (inception, expiration), "expired": ...}}.
     @return: The zone file text, names absolute.
     """
+    if mode == "broken":
+        # knotd cannot load it and answers SERVFAIL for every name in it.
+        return "this is not a zone file\n"
     lines = [_SOA.format(serial=serial), "@ 3600 IN NS ns1.example.\n"]
     for record in records:
         owner, data = record.split(" ", 1)
         lines.append(f"{owner} 3600 IN {data}\n")
     zone = dns.zone.from_text("".join(lines), origin=name + ".",
                               relativize=False)
-    if mode in ("nsec", "expired", "bogus", "wrongds"):
+    if mode in ("nsec", "expired", "bogus", "wrongds", "bogus-tlsa"):
         inception, expiration = validity[
             "expired" if mode == "expired" else "valid"]
         dns.dnssec.sign_zone(zone, keys=[key], dnskey_ttl=3600,
@@ -401,6 +411,16 @@ def _zoneText(name, serial, records, mode, key, validity):
             txn.replace(dns.name.from_text(f"{_SRV}.{name}."), 3600,
                         dns.rdata.from_text("IN", "SRV",
                                             f"0 5 5270 xmpp1.{name}."))
+    if mode == "bogus-tlsa":
+        # Every TLSA RRset's data changed after signing, the old RRSIG kept.
+        with zone.writer() as txn:
+            for owner, rdataset in list(txn.iterate_rdatasets()):
+                if rdataset.rdtype != dns.rdatatype.TLSA:
+                    continue
+                changed = [dns.rdata.from_text(
+                    "IN", "TLSA", f"{rd.usage} {rd.selector} {rd.mtype} "
+                    f"{bytes(b ^ 0xff for b in rd.cert).hex()}") for rd in rdataset]
+                txn.replace(owner, dns.rdataset.from_rdata_list(3600, changed))
     output = io.StringIO()
     zone.to_file(output, relativize=False, want_origin=True)
     return output.getvalue()
@@ -497,13 +517,17 @@ class DNSEnvironment:
     @ivar timings: Seconds spent starting, by step.
     """
 
-    def __init__(self, workdir, manyCount=0):
+    def __init__(self, workdir, manyCount=0, extraZones=None):
         """
         @param workdir: Directory for zones, configs and logs; created if
             missing. Its C{zones}, C{knot} and C{unbound} subdirectories
             are replaced.
         @param manyCount: How many extra signed zones C{nNNNN.many.example}
             to make, for benchmarks.
+        @param extraZones: More zones below C{example}, such as zones with
+            TLSA records for certificates made by the test:
+            C{{name: (mode, records, description)}}, mode and records as in
+            L{_zoneText}.  Their status is the mode's.
         """
         self.workdir = os.path.abspath(workdir)
         self.manyCount = manyCount
@@ -529,6 +553,9 @@ class DNSEnvironment:
                     f"{_SRV} SRV 0 5 5269 xmpp1.receiving.example."])
                 self.domains[name] = (
                     "secure", "SRV 0 5 5269 xmpp1.receiving.example.")
+        for name, (mode, records, description) in (extraZones or {}).items():
+            self._specs[name] = (mode, list(records))
+            self.domains[name] = (_MODE_STATUS.get(mode, "secure"), description)
         self.zones = {name: self.domains[name][1]
                       for name in ["example"] + list(self._specs)}
         self._knot = None
@@ -697,7 +724,8 @@ class DNSEnvironment:
         """
         Wait until knotd serves every zone, knotd-signed ones signed.
         """
-        pending = ["example"] + list(self._specs)
+        pending = ["example"] + [name for name, (mode, _) in self._specs.items()
+                                 if mode != "broken"]
         while pending:
             name = pending[0]
             response = self._ask(self._knot, self.authoritative,

@@ -472,7 +472,28 @@ class ErrorTests(SynchronousTestCase):
         self.assertRefused(
             MINIMAL + "[policy]\nzzz = 1\n",
             "[policy] zzz: unknown key (expected 'delegation', "
-            "'allow-insecure', 'srv-fallback' or 'fallback')")
+            "'allow-insecure', 'srv-fallback', 'fallback', 'delegation-proofs' or "
+            "'identity-proofs')")
+
+    def test_proofs(self):
+        """
+        C{[policy] delegation-proofs} and C{identity-proofs} name prooftypes
+        in order; by default DNSSEC-signed SRV records, and DANE then PKIX.
+        """
+        default = self.files.load(MINIMAL)
+        self.assertEqual(("dnssec-srv",), default.delegationProofs)
+        self.assertEqual(("dane", "pkix"), default.identityProofs)
+        chosen = self.files.load(MINIMAL + '[policy]\nidentity-proofs = ["pkix"]\n')
+        self.assertEqual(("pkix",), chosen.identityProofs)
+        self.assertRefused(
+            MINIMAL + '[policy]\nidentity-proofs = ["dane", "ssh"]\n',
+            "[policy] identity-proofs: unknown word 'ssh' (expected dane or pkix)")
+        self.assertRefused(
+            MINIMAL + '[policy]\nidentity-proofs = []\n',
+            "[policy] identity-proofs: name at least one prooftype")
+        self.assertRefused(
+            MINIMAL + '[policy]\ndelegation-proofs = ["dnssec-srv", "posh"]\n',
+            "[policy] delegation-proofs: 'posh' is not available yet: use [\"dnssec-srv\"]")
 
     def test_keyOutsideSection(self):
         """

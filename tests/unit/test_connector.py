@@ -142,3 +142,71 @@ class ConnectorTests(SynchronousTestCase):
         d = self.connector.connect("unknown.tld", 5269)
         self.failureResultOf(d)
         self.assertEqual([], self.reactor.tcpClients)
+
+
+class _TLSA:
+    """
+    A TLSA lookup with a fixed outcome per server name.
+    """
+
+    def __init__(self, results):
+        self.results = results
+
+    def lookup(self, serverName, port):
+        return defer.succeed(self.results[serverName])
+
+
+class DANEConnectorTests(SynchronousTestCase):
+    """
+    L{Connector} with a TLSA lookup (RFC 7673).
+    """
+
+    def connector(self, result, pkix=True):
+        from dna.dns.tlsa import TLSAResult
+
+        self.reactor = MemoryReactorClock()
+        return Connector(
+            FakeDelegationChecker({"target.tld": {"xmpp1.receiving.tld"}}),
+            AddressResolver(hosts={"xmpp1.receiving.tld": ("127.0.0.2", None)}),
+            "xmpp1.originating.tld",
+            CERTIFICATE.toPrivateCertificate(),
+            trustRootFromCertificates([CA.toCertificate()]),
+            reactor=self.reactor,
+            connectTimeout=10,
+            tlsaLookup=_TLSA({"xmpp1.receiving.tld": TLSAResult(
+                "xmpp1.receiving.tld", 5269, *result)}),
+            pkix=pkix,
+        )
+
+    def test_failedLookupRefused(self):
+        """
+        A TLSA lookup that failed (bogus, SERVFAIL, timeout) fails the
+        attempt before any connection: no downgrade to PKIX.
+        """
+        from dna.error import DANEUnavailable
+
+        connector = self.connector(("failed", (), "bogus TLSA"))
+        failure = self.failureResultOf(connector.connect("xmpp1.receiving.tld", 5269),
+                                       DANEUnavailable)
+        self.assertIn("bogus TLSA", str(failure.value))
+        self.assertEqual([], self.reactor.tcpClients)
+
+    def test_noDANEConnectsWithPKIX(self):
+        """
+        A secure denial of TLSA lets the attempt go on.
+        """
+        connector = self.connector(("no-dane", (), "securely denied"))
+        connector.connect("xmpp1.receiving.tld", 5269)
+        [(host, port, _, _, _)] = self.reactor.tcpClients
+        self.assertEqual(("127.0.0.2", 5269), (host, port))
+
+    def test_noDANEWithoutPKIXRefused(self):
+        """
+        Without PKIX among the identity proofs, a target without TLSA
+        records is refused.
+        """
+        from dna.error import DANEUnavailable
+
+        connector = self.connector(("no-dane", (), "securely denied"), pkix=False)
+        self.failureResultOf(connector.connect("xmpp1.receiving.tld", 5269), DANEUnavailable)
+        self.assertEqual([], self.reactor.tcpClients)

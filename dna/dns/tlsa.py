@@ -1,0 +1,260 @@
+"""
+The TLSA records of an SRV target, and whether DANE applies to it (RFC 7673
+section 3, RFC 7672 section 2.2).
+
+A server name reached through a DNSSEC-secure SRV record is looked up for
+TLSA at C{_PORT._tcp.TARGET} when its address records are secure too.  The
+outcome, a L{TLSAResult}, is one of:
+
+  - L{DANE}: secure TLSA records: the peer's certificate must match one of
+    them (L{dna.channel.dane.verifyChain}); PKIX no longer decides.
+  - L{NO_DANE}: a secure denial of TLSA, an insecure zone, insecure address
+    records, or no usable record: PKIX decides, as without DANE.
+  - L{DANE_FAILED}: the TLSA answer, or the addresses', is bogus, a SERVFAIL
+    or no answer at all.  The connection must fail: an attacker who can make
+    the lookup fail must not get a downgrade to PKIX (RFC 7672 section
+    2.2.2's lesson).
+
+L{decide} is the pure decision; L{TLSALookup} asks through either strategy
+of L{dna.dns.lookup} (their C{validate}) and caches the outcomes for their
+TTL, capped.  L{resolverValidation} is the AD-bit strategy for any type.
+"""
+
+import attr
+import dns.flags
+import dns.name
+import dns.rcode
+import dns.rdatatype
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from dna.core.coalesce import Coalescer
+from dna.dns.dnssec.proofs import (
+    BOGUS,
+    INDETERMINATE,
+    INSECURE,
+    SECURE,
+    Validation,
+    minimumTTL,
+)
+from dna.dns.verdict import _followCNAMEs, absoluteName, extendedErrors
+from dna.error import DNAError
+
+_log = Logger()
+
+DANE = "dane"
+NO_DANE = "no-dane"
+DANE_FAILED = "failed"
+
+#: Seconds an outcome is cached at most, whatever its TTL.
+MAX_CACHE_SECONDS = 3600
+
+#: RFC 8914 Extended DNS Errors that mean the data failed validation.
+_BOGUS_EDE = frozenset([6, 7, 8, 9, 10, 11, 12])
+
+
+@attr.s(frozen=True, slots=True)
+class TLSAResult:
+    """
+    What DNS says about DANE for one SRV target and port.
+
+    @ivar status: L{DANE}, L{NO_DANE} or L{DANE_FAILED}.
+    @ivar records: The TLSA records (L{dna.channel.dane.TLSARecord} is built
+        from them by the channel), as dnspython rdata; empty unless L{DANE}.
+    @ivar reason: How it came to C{status}, for logs and refusals.
+    @ivar ttl: Seconds the outcome holds.
+    """
+
+    serverName = attr.ib()
+    port = attr.ib()
+    status = attr.ib()
+    records = attr.ib(default=(), converter=tuple)
+    reason = attr.ib(default="")
+    ttl = attr.ib(default=0)
+
+    @property
+    def failed(self):
+        """
+        Whether the connection must fail (L{DANE_FAILED}).
+        """
+        return self.status == DANE_FAILED
+
+
+def tlsaName(serverName, port):
+    """
+    The owner name of the TLSA records of a server name and port (RFC 6698
+    section 3): C{_PORT._tcp.TARGET.}.
+
+    @param serverName: The SRV target, normalised (A-labels).
+    @rtype: L{dns.name.Name}
+    """
+    return dns.name.Name((f"_{int(port)}".encode("ascii"), b"_tcp")
+                         + absoluteName(serverName).labels)
+
+
+def decide(serverName, port, addresses, tlsa=None):
+    """
+    The pure decision of RFC 7673 section 3 on the validations of a
+    target's address records and of its TLSA records.
+
+    @param addresses: The L{Validation} of its A (or AAAA) records.
+    @param tlsa: The L{Validation} of its TLSA records, L{None} when they
+        were not asked (insecure or failed addresses).
+    @rtype: L{TLSAResult}
+    """
+    where = f"{tlsaName(serverName, port).to_text(omit_final_dot=True)} TLSA"
+    if addresses.status == INSECURE:
+        return TLSAResult(serverName, port, NO_DANE,
+                          reason=f"the address records of {serverName} are insecure: "
+                          f"no DANE", ttl=addresses.ttl)
+    if addresses.status != SECURE:
+        return TLSAResult(serverName, port, DANE_FAILED,
+                          reason=f"the address records of {serverName} are "
+                          f"{addresses.status}: {addresses.reason}", ttl=addresses.ttl)
+    ttl = min(addresses.ttl, tlsa.ttl)
+    if tlsa.status == INSECURE:
+        return TLSAResult(serverName, port, NO_DANE,
+                          reason=f"{where} is in an insecure zone: no DANE", ttl=ttl)
+    if tlsa.status != SECURE:
+        return TLSAResult(serverName, port, DANE_FAILED,
+                          reason=f"{where} is {tlsa.status}: {tlsa.reason}", ttl=ttl)
+    if tlsa.rrset is None or not len(tlsa.rrset):
+        return TLSAResult(serverName, port, NO_DANE,
+                          reason=f"{where} is securely denied: no DANE", ttl=ttl)
+    return TLSAResult(serverName, port, DANE, list(tlsa.rrset),
+                      reason=f"{where}: {len(tlsa.rrset)} secure record(s)", ttl=ttl)
+
+
+def resolverValidation(client, qname, rdtype, now, resolver):
+    """
+    The validation of any RRset by a validating resolver's AD bit (RFC 4035
+    section 3.2.3, RFC 6840 section 5.8), as
+    L{dna.dns.lookup.ResolverLookup} trusts it for SRV records.
+
+    A SERVFAIL is L{BOGUS} when an Extended DNS Error says so and
+    L{INDETERMINATE} otherwise: both fail a DANE lookup alike.
+
+    @param client: The L{IDNSClient} of the resolver.
+    @param now: Seconds since the epoch, for signature lifetimes.
+    @param resolver: The resolver's text, for reasons.
+    @return: A L{Deferred} firing with a L{Validation}; it does not fail.
+    """
+    what = f"{dns.rdatatype.to_text(rdtype)} {qname.to_text(omit_final_dot=True)}"
+
+    def answered(response):
+        rcode = response.rcode()
+        errors = extendedErrors(response)
+        extra = "; ".join(text for _, text in errors)
+        extra = f" ({extra})" if extra else ""
+        if rcode == dns.rcode.SERVFAIL:
+            status = BOGUS if any(code in _BOGUS_EDE for code, _ in errors) else INDETERMINATE
+            return Validation(status, reason=f"the resolver {resolver} answered SERVFAIL "
+                              f"for {what}{extra}")
+        if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+            return Validation(INDETERMINATE, reason=f"the resolver {resolver} answered "
+                              f"{dns.rcode.to_text(rcode)} for {what}{extra}")
+        rrset, ttls = _followCNAMEs(response.answer, qname, rdtype)
+        if rrset is None:
+            ttls.append(minimumTTL(response))
+        for sigs in response.answer:
+            if sigs.rdtype == dns.rdatatype.RRSIG:
+                ttls.extend(rrsig.expiration - now for rrsig in sigs)
+        ttl = max(0, int(min(ttls))) if ttls else 0
+        if not response.flags & dns.flags.AD:
+            return Validation(INSECURE, rrset, f"the resolver {resolver} did not set "
+                              f"the AD bit for {what}", ttl)
+        return Validation(SECURE, rrset, None, ttl)
+
+    def failed(failure):
+        failure.trap(DNAError)
+        reason = getattr(failure.value, "reason", None) or str(failure.value)
+        return Validation(INDETERMINATE, reason=f"no usable answer for {what}: {reason}")
+
+    d = client.query(qname, rdtype, dnssec=True)
+    return d.addCallbacks(answered, failed)
+
+
+class TLSALookup:
+    """
+    Look up whether DANE applies to an SRV target, through a strategy of
+    L{dna.dns.lookup}, caching the outcomes (L{DANE_FAILED} too, briefly).
+    """
+
+    def __init__(self, validator, clock, maxEntries=10000, maxCache=MAX_CACHE_SECONDS,
+                 static=()):
+        """
+        @param validator: A strategy with C{validate(qname, rdtype, now)}
+            firing with a L{Validation}, such as
+            L{dna.dns.lookup.ResolverLookup} or
+            L{dna.dns.lookup.SelfValidatingLookup}.
+        @param clock: An L{IReactorTime}.
+        @param maxEntries: How many outcomes to keep.
+        @param maxCache: Seconds an outcome is kept at most.
+        @param static: Server names whose addresses the operator configured
+            (L{dna.dns.addresses.AddressResolver}'s C{hosts}): DNS did not
+            give them, so DANE does not apply (PKIX decides).
+        """
+        self._static = frozenset(static)
+        self._validator = validator
+        self._clock = clock
+        self._maxEntries = maxEntries
+        self._maxCache = maxCache
+        self._cache = {}
+        self._inFlight = Coalescer()
+
+    def lookup(self, serverName, port):
+        """
+        Whether DANE applies to C{serverName} on C{port}.
+
+        @param serverName: The SRV target, normalised (A-labels).
+        @param port: The SRV port.
+        @return: A L{Deferred} firing with a L{TLSAResult}; it does not
+            fail.
+        """
+        if serverName in self._static:
+            return defer.succeed(TLSAResult(
+                serverName, port, NO_DANE,
+                reason=f"{serverName} has a static address: no DANE"))
+        key = (serverName, int(port))
+        now = self._clock.seconds()
+        cached = self._cache.get(key)
+        if cached is not None:
+            until, result = cached
+            if until > now:
+                return defer.succeed(result)
+            del self._cache[key]
+        return self._inFlight.wait(key, self._askAndRemember, key, now)
+
+    def _askAndRemember(self, key, now):
+        d = self._ask(key[0], key[1], now)
+
+        def remember(result):
+            self._remember(key, result)
+            return result
+
+        return d.addCallback(remember)
+
+    def _remember(self, key, result):
+        if len(self._cache) >= self._maxEntries:
+            self._cache.pop(next(iter(self._cache)))
+        ttl = min(result.ttl, self._maxCache)
+        if result.status == DANE_FAILED:
+            ttl = min(ttl, 5)
+        if ttl > 0:
+            self._cache[key] = (self._clock.seconds() + ttl, result)
+
+    @defer.inlineCallbacks
+    def _ask(self, serverName, port, now):
+        name = absoluteName(serverName)
+        addresses = yield self._validator.validate(name, dns.rdatatype.A, now)
+        if addresses.status == SECURE and addresses.rrset is None:
+            addresses = yield self._validator.validate(name, dns.rdatatype.AAAA, now)
+        if addresses.status != SECURE:
+            return decide(serverName, port, addresses)
+        tlsa = yield self._validator.validate(tlsaName(serverName, port),
+                                              dns.rdatatype.TLSA, now)
+        result = decide(serverName, port, addresses, tlsa)
+        _log.debug("DANE for {serverName}:{port}: {status} ({reason})",
+                   serverName=serverName, port=port, status=result.status,
+                   reason=result.reason)
+        return result
