@@ -159,6 +159,7 @@ _LIMITS = {
     "max-unacked-bytes": ("maxUnackedBytes", schema.count),
     "ack-timeout": ("ackTimeout", schema.seconds),
     "max-waiting": ("maxWaiting", schema.count),
+    "high-water": ("highWater", schema.count),
 }
 _LIMITS_KEYS = tuple(_LIMITS)
 _SECTIONS = ("server", "dns", "policy", "hosts", "components", "limits", "control", "log")

@@ -27,6 +27,7 @@ from dna.core.authorization import DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT
 from dna.channel.features import BIDI_REQUEST
 from dna.legacy.policy import FALLBACK_DNA, FallbackPolicy
 from dna.app.federation import DEFAULT_QUEUE_LIMIT, Federation
+from dna.app.flow import FlowControl
 from dna.app.limits import Limits
 from dna.app.router import route
 from dna.channel.receiving import S2SServerFactory, withBacklog
@@ -127,6 +128,7 @@ class DNAService(service.MultiService):
     @ivar port: The listening port once started with a C{listen} strport.
     @ivar checker: The L{IDelegationChecker} of this server (and its cache).
     @ivar meters: Stream -> L{StreamMeter} of every open stream.
+    @ivar flow: The L{FlowControl} between the components and the streams.
     """
 
     def __init__(
@@ -209,6 +211,8 @@ class DNAService(service.MultiService):
             ackLimits=self.limits.ackLimits(),
             clock=reactor,
         )
+        self.flow = FlowControl(self.federation.counters, self.limits.highWater)
+        self.federation.flow = self.flow
         self.connector = Connector(
             checker,
             addressResolver,
@@ -406,8 +410,19 @@ class DNAService(service.MultiService):
         self._streamLimits.apply(xs, self.federation.incidents)
         xs.addOnetimeObserver(STREAM_END_EVENT, lambda reason: self._streams.discard(xs))
         self._meter(xs)
+        # What it delivers to a full component pauses it (dna.app.flow).
+        self.flow.source(xs)
         if self._idleTimeout:
             IdleWatch(xs, self._idleTimeout, self._reactor)
+
+    def componentConnected(self, xs):
+        """
+        A local service connected as an XEP-0114 component: pause it while
+        an S2S stream it feeds is full, and stop reading the S2S streams
+        feeding it while its own transport is (L{dna.app.flow}).
+        """
+        self.flow.source(xs)
+        self.flow.sink(xs, holdOnSend=True)
 
     # The control API (dna.app.control)
 
