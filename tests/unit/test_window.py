@@ -52,6 +52,7 @@ class RequestWindowTests(AuthorizationTestMixin, SynchronousTestCase):
         self.assertLess(DEFAULT_REQUEST_WINDOW, DEFAULT_MAX_PENDING)
         self.assertLessEqual(INITIAL_REQUEST_WINDOW, DEFAULT_REQUEST_WINDOW)
         self.assertEqual(INITIAL_REQUEST_WINDOW, self.authorization.window)
+        self.assertLessEqual(INITIAL_REQUEST_WINDOW, 32)
 
     def test_atMostWindowOut(self):
         """
@@ -86,16 +87,18 @@ class RequestWindowTests(AuthorizationTestMixin, SynchronousTestCase):
 
     def test_additiveIncrease(self):
         """
-        Each grant widens the window by one, up to L{DEFAULT_REQUEST_WINDOW}.
+        After an overload refusal halved it, each grant widens the window
+        by one, up to L{DEFAULT_REQUEST_WINDOW}.
         """
-        names = senders(100)
-        for sender in names:
-            self.authorization.request(sender, "sender.tld")
-        self.grant(names[0])
-        self.assertEqual(INITIAL_REQUEST_WINDOW + 1, self.authorization.window)
-        # One answered, nine out.
-        self.assertEqual(INITIAL_REQUEST_WINDOW + 2, len(self.requests()))
-        for sender in names[1:60]:
+        names = senders(200)
+        ds = [self.authorization.request(sender, "sender.tld") for sender in names]
+        receive(self.xs, result("sender.tld", names[0], "invalid", "resource-constraint"))
+        self.failureResultOf(ds[0], AuthorizationRefused)
+        half = INITIAL_REQUEST_WINDOW // 2
+        self.assertEqual(half, self.authorization.window)
+        self.grant(names[1])
+        self.assertEqual(half + 1, self.authorization.window)
+        for sender in names[2:100]:
             self.grant(sender)
         self.assertEqual(DEFAULT_REQUEST_WINDOW, self.authorization.window)
 
@@ -122,7 +125,7 @@ class RequestWindowTests(AuthorizationTestMixin, SynchronousTestCase):
         Requests that time out fail and free their slots for the waiting
         ones, but the window stays as it was.
         """
-        names = senders(20)
+        names = senders(3 * INITIAL_REQUEST_WINDOW)
         ds = [self.authorization.request(sender, "sender.tld") for sender in names]
         self.clock.advance(30)
         for d in ds[:INITIAL_REQUEST_WINDOW]:
