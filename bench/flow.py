@@ -15,7 +15,9 @@ Prints C{name: value} lines:
   - C{rss_growth_mb_during_burst} (goal < 20): the most either server's
     VmRSS (C{/proc/PID/status}, sampled every 20 ms) grew above its level
     before a burst of C{--burst} messages written at once by A's component
-    to B's components, until all arrived; C{rss_growth_mb_a},
+    to B's components, until all arrived; B's components stop reading for
+    the first C{--stall} seconds of it (a slow consumer: without
+    back-pressure A reads the whole burst meanwhile); C{rss_growth_mb_a},
     C{rss_growth_mb_b} each; C{burst_stanzas_per_s}.
 
 Exits non-zero if a message is lost.
@@ -75,7 +77,7 @@ class Peak:
 @defer.inlineCallbacks
 def run(options, pair):
     inbox = Inbox()
-    yield connectComponents(pair.b.componentPort, pair.targets, inbox)
+    receivers = yield connectComponents(pair.b.componentPort, pair.targets, inbox)
     xs, _, _ = yield connectComponent(pair.a.componentPort, pair.senders[0])
 
     stanzas = matrix(pair.senders, pair.targets)
@@ -95,7 +97,12 @@ def run(options, pair):
         for i in range(n)).encode("utf-8")
     peak = Peak([pair.a.pid, pair.b.pid])
     t0 = time.perf_counter()
+    for reader, _, _ in receivers:
+        reader.transport.pauseProducing()
     xs.transport.write(payload)
+    yield task.deferLater(reactor, options.stall, lambda: None)
+    for reader, _, _ in receivers:
+        reader.transport.resumeProducing()
     try:
         yield inbox.waitFor(base + n, timeout=300)
     finally:
@@ -115,6 +122,8 @@ def main():
     parser.add_argument("--burst", type=int, default=50000)
     parser.add_argument("--padding", type=int, default=200,
                         help="body bytes of each burst message")
+    parser.add_argument("--stall", type=float, default=2.0,
+                        help="seconds B's components read nothing at the start of the burst")
     parser.add_argument("--limits", default="",
                         help="[limits] lines for both servers, e.g. 'high-water = 65536'")
     options = parser.parse_args()
