@@ -157,6 +157,10 @@ class FlowControl:
         key = xs if key is None else key
         sink = Sink(self, key, onFull, onRoom)
         transport = xs.transport
+        if getattr(transport, "producer", None) is not None:
+            # Someone else feeds this transport: it never says "full" to us.
+            _log.debug("Flow: {xs} has a producer already", xs=xs)
+            return sink
         transport.bufferSize = self.highWater
         transport.registerProducer(sink, True)
         self.sinks[key] = sink

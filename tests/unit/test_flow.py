@@ -250,3 +250,63 @@ class FederationFlowTests(SynchronousTestCase):
         self.fromComponent("0")
         close(self.xs)
         self.assertEqual("producing", self.component.transport.producerState)
+
+
+class ServiceFlowTests(SynchronousTestCase):
+    """
+    L{dna.app.service.DNAService} wires its L{FlowControl}: every
+    authenticated stream and every component is a sink at the configured
+    mark, and the control API's status shows the mark and the counts.
+    """
+
+    def setUp(self):
+        from tests.unit.test_control import _Server
+
+        self.server = _Server()
+        self.service = self.server.service
+
+    def test_streamIsSink(self):
+        """
+        An authenticated stream's transport has the high-water mark as its
+        buffer size and the federation's sink as its producer.
+        """
+        xs = self.server.incoming("s1")
+        self.assertEqual(DEFAULT_HIGH_WATER, xs.transport.bufferSize)
+        self.assertIs(self.service.flow.sinks["s1"], xs.transport.producer)
+        close(xs)
+        self.assertNotIn("s1", self.service.flow.sinks)
+
+    def test_componentPausesIncomingStream(self):
+        """
+        A component whose transport is full stops the S2S stream delivering
+        to it from being read, and every other one that writes to it while
+        it is full; they are read again once it drains.
+        """
+        component = componentStream()
+        self.service.componentConnected(component)
+        xs = self.server.incoming("s1")
+        self.server.grant(xs, "sender.tld", "target.tld")
+        # The delivery of this stanza fills the component's transport.
+        xs.addObserver("/message", lambda e: component.transport.producer.pauseProducing())
+        receive(xs, stanza())
+        self.assertEqual("paused", xs.transport.producerState)
+        other = self.server.incoming("s2")
+        self.server.grant(other, "sender.tld", "target.tld")
+        other.addObserver("/message", lambda e: component.send(e))
+        receive(other, stanza())
+        self.assertEqual("paused", other.transport.producerState)
+        component.transport.producer.resumeProducing()
+        self.assertEqual("producing", xs.transport.producerState)
+        self.assertEqual("producing", other.transport.producerState)
+
+    def test_status(self):
+        """
+        The control API's status has the mark, how many sources are paused,
+        and how many times flow control paused and resumed one.
+        """
+        from dna.app.control import Control
+
+        status = Control(self.service, None, self.server.reactor).status()
+        self.assertEqual(
+            {"highWater": DEFAULT_HIGH_WATER, "pausedSources": 0, "paused": 0, "resumed": 0},
+            status["flow"])
