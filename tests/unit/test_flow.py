@@ -310,3 +310,16 @@ class ServiceFlowTests(SynchronousTestCase):
         self.assertEqual(
             {"highWater": DEFAULT_HIGH_WATER, "pausedSources": 0, "paused": 0, "resumed": 0},
             status["flow"])
+
+    def test_statusText(self):
+        """
+        C{dna-ctl status} prints the flow line.
+        """
+        from dna.app.control import Control
+        from dna.app.ctl import statusText
+
+        self.service.federation.counters["flow-paused"] += 2
+        status = Control(self.service, None, self.server.reactor).status()
+        self.assertIn(
+            "flow:           0 paused now; 2 pauses, 0 resumptions (high-water 262144 bytes)",
+            statusText(status).splitlines())
