@@ -15,6 +15,11 @@ C{<resource-constraint/>} (type C{wait}); a stream's unacknowledged stanzas
 (L{dna.channel.acks}), past which the stream pauses and its stanzas wait for
 their pairs like the others until the peer acknowledges. Each refusal is
 counted by name in L{Federation.counters}.
+
+Back-pressure (issue 16, L{dna.app.flow}): a stream whose transport holds
+more than the high-water mark is full too; the connection whose stanzas
+wait for a full stream stops being read until all went, and the pairs
+waiting for one stream take turns (round-robin), one stanza each.
 """
 
 import collections
@@ -103,7 +108,8 @@ class Federation:
     @ivar counters: Refusal name -> how many times it happened (the
         metrics' source): C{"queue-limit"}, C{"waiting-limit"},
         C{"acks-full"}, C{"ack-timeout"}, C{"pending-limit"},
-        C{"filter-rejected"}, C{"stream-refused-<condition>"} and, through
+        C{"filter-rejected"}, C{"stream-refused-<condition>"},
+        C{"flow-paused"}, C{"flow-resumed"} (L{dna.app.flow}) and, through
         the service's listener, C{"unauthenticated-cap"},
         C{"unauthenticated-cap-address"} and C{"auth-timeout"}.
     @type counters: L{collections.Counter}
