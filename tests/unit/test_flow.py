@@ -241,6 +241,27 @@ class FederationFlowTests(SynchronousTestCase):
         self.assertEqual(["a0", "b0", "a1", "b1", "a2", "a3"], messages(self.xs))
         self.assertEqual("producing", self.component.transport.producerState)
 
+    def test_otherComponentsGoOn(self):
+        """
+        A component sending to a full stream pauses; another, sending on a
+        stream with room, is still read and its stanzas go.
+        """
+        xs2 = makeStream("s2", us="xmpp1.originating.tld", peer="xmpp2.receiving.tld")
+        self.federation.streamAuthenticated(
+            xs2, initiating=True, serverNames=["xmpp2.receiving.tld"])
+        self.federation.tables.connections.addDelegatedNames("s2", ["other.tld"])
+        self.federation.send(stanza(sender="r@sender.tld", to="j@other.tld", stanzaID="x"))
+        receive(xs2, "<db:result from='other.tld' to='sender.tld' type='valid'/>")
+        quiet = componentStream()
+        self.flow.source(quiet)
+        quiet.addObserver("/message", self.federation.send)
+        self.xs.transport.producer.pauseProducing()
+        self.fromComponent("busy")
+        receive(quiet, stanza(sender="r@sender.tld", to="j@other.tld", stanzaID="quiet").toXml())
+        self.assertEqual("paused", self.component.transport.producerState)
+        self.assertEqual("producing", quiet.transport.producerState)
+        self.assertEqual(["x", "quiet"], messages(xs2))
+
     def test_streamEndResumes(self):
         """
         When a full stream ends, the component feeding it is read again and
