@@ -47,9 +47,10 @@ class Sink:
 
     full = False
 
-    def __init__(self, flow, key, onFull=None, onRoom=None):
+    def __init__(self, flow, key, xs, onFull=None, onRoom=None):
         self._flow = flow
         self.key = key
+        self.xs = xs
         self._onFull = onFull
         self._onRoom = onRoom
 
@@ -155,7 +156,7 @@ class FlowControl:
         @rtype: L{Sink}
         """
         key = xs if key is None else key
-        sink = Sink(self, key, onFull, onRoom)
+        sink = Sink(self, key, xs, onFull, onRoom)
         transport = xs.transport
         if getattr(transport, "producer", None) is not None:
             # Someone else feeds this transport: it never says "full" to us.
@@ -196,6 +197,11 @@ class FlowControl:
         """
         source = self.current
         if source is None or key in source.holders:
+            return
+        sink = self.sinks.get(key)
+        if sink is not None and sink.xs is source.xs:
+            # Never stop reading a stream because what we write on it backs
+            # up: if the peer did the same, neither would read again.
             return
         self._held.setdefault(key, set()).add(source)
         source.holders.add(key)

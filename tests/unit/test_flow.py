@@ -147,6 +147,19 @@ class FlowControlTests(SynchronousTestCase):
         self.flow.release("b")
         self.assertEqual("producing", source.transport.producerState)
 
+    def test_notHeldByItself(self):
+        """
+        A stream whose own writes back up while it is read is still read: a
+        peer doing the same would otherwise never read again either.
+        """
+        xs = self.sinkStream(StringTransport())
+        self.flow.sink(xs)
+        self.flow.current = self.flow.source(xs)
+        xs.transport.producer.pauseProducing()
+        self.flow.current = None
+        self.assertEqual("producing", xs.transport.producerState)
+        self.assertEqual(0, self.counters["flow-paused"])
+
     def test_sinkEndReleases(self):
         """
         A sink whose stream ends releases what it held.
