@@ -182,6 +182,7 @@ _LIMITS = {
     "max-unacked-bytes": ("maxUnackedBytes", schema.count),
     "ack-timeout": ("ackTimeout", schema.seconds),
     "max-waiting": ("maxWaiting", schema.count),
+    "high-water": ("highWater", schema.count),
 }
 #: Read into L{Configuration.revalidationGrace}, not into L{Limits}.
 _REVALIDATION_GRACE = "revalidation-grace"

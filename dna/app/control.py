@@ -348,7 +348,15 @@ class Control:
                 "maxPending": c.maxPending,
                 "requestTimeout": c.requestTimeout,
                 "queueLimit": c.queueLimit,
+                "highWater": c.limits.highWater,
             }
+        flow = self._s2s.flow
+        answer["flow"] = {
+            "highWater": flow.highWater,
+            "pausedSources": flow.pausedSources,
+            "paused": federation.counters["flow-paused"],
+            "resumed": federation.counters["flow-resumed"],
+        }
         return answer
 
 

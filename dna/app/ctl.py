@@ -223,6 +223,11 @@ def statusText(status):
         ]
     for name, value in sorted((status.get("limits") or {}).items()):
         lines.append(f"{name + ':':<16}{value}")
+    flow = status.get("flow")
+    if flow:
+        lines.append(
+            f"flow:           {flow['pausedSources']} paused now; {flow['paused']} pauses, "
+            f"{flow['resumed']} resumptions (high-water {flow['highWater']} bytes)")
     return "\n".join(lines)
 
 

@@ -15,6 +15,11 @@ C{<resource-constraint/>} (type C{wait}); a stream's unacknowledged stanzas
 (L{dna.channel.acks}), past which the stream pauses and its stanzas wait for
 their pairs like the others until the peer acknowledges. Each refusal is
 counted by name in L{Federation.counters}.
+
+Back-pressure (issue 16, L{dna.app.flow}): a stream whose transport holds
+more than the high-water mark is full too; the connection whose stanzas
+wait for a full stream stops being read until all went, and the pairs
+waiting for one stream take turns (round-robin), one stanza each.
 """
 
 import collections
@@ -104,7 +109,8 @@ class Federation:
     @ivar counters: Refusal name -> how many times it happened (the
         metrics' source): C{"queue-limit"}, C{"waiting-limit"},
         C{"acks-full"}, C{"ack-timeout"}, C{"pending-limit"},
-        C{"filter-rejected"}, C{"stream-refused-<condition>"} and, through
+        C{"filter-rejected"}, C{"stream-refused-<condition>"},
+        C{"flow-paused"}, C{"flow-resumed"} (L{dna.app.flow}) and, through
         the service's listener, C{"unauthenticated-cap"},
         C{"unauthenticated-cap-address"} and C{"auth-timeout"}; and the
         decisions L{dna.app.metrics} reads: C{"stanza-refused-<reason>"},
@@ -132,6 +138,7 @@ class Federation:
         waitingLimit=DEFAULT_WAITING_LIMIT,
         ackLimits=None,
         revalidation=None,
+        flow=None,
     ):
         """
         @param hostedDomains: The domains we host.
@@ -152,6 +159,8 @@ class Federation:
             C{ackTimeout}); its defaults if L{None}.
         @param revalidation: Keyword arguments of the L{Revalidator} of the
             bindings' proofs (C{grace}, ...); its defaults if L{None}.
+        @param flow: The L{dna.app.flow.FlowControl} whose sources are
+            paused while the streams they feed are full, or L{None}.
         """
         self.tables = Tables()
         self.streams = {}
@@ -171,9 +180,11 @@ class Federation:
         # is being authorized, or while the stream it is bound to is paused
         self._waiting = {}
         self.waitingCount = 0
-        # stream id -> the pairs whose stanzas wait for it to have room
+        # stream id -> the pairs whose stanzas wait for it to have room, in
+        # the order they began to wait (a dict as an ordered set)
         self._paused = {}
         self.revalidator = Revalidator(self, checker, clock, **(revalidation or {}))
+        self.flow = flow
 
     # Streams
 
@@ -232,6 +243,10 @@ class Federation:
             authorization.acks = StreamAcks.accept(
                 xs, handledCount, self._resend, self._clock, **acksOptions
             )
+        if self.flow is not None:
+            # Past the high-water mark the stream takes no more stanzas; the
+            # components feeding it pause until what waited has gone.
+            self.flow.sink(xs, key=streamID, onRoom=lambda: self._resume(streamID))
         xs.addObserver("/*", self._onStanza, -1, authorization=authorization)
         xs.addOnetimeObserver(
             "//event/stream/end", self._onStreamEnd, 0, streamID=streamID
@@ -253,13 +268,55 @@ class Federation:
     def _resume(self, streamID):
         """
         Send what waits for a stream that has room again, or that ended.
-        """
-        for sender, target in self._paused.pop(streamID, ()):
-            self._flush(sender, target)
 
-    @staticmethod
-    def _isFull(authorization):
-        return authorization.acks is not None and authorization.acks.full
+        The pairs take turns, one stanza each (round-robin), so that a busy
+        pair does not starve the others sharing the stream; whatever the
+        stream has no room for keeps waiting, in its turn. Once nothing
+        waits for it, the sources it held resume.
+        """
+        pairs = self._paused.pop(streamID, None)
+        authorization = self.streams.get(streamID)
+        if pairs and authorization is not None:
+            ring = collections.deque(pairs)
+            while ring and not self._isFull(authorization):
+                pair = ring.popleft()
+                waiting = self._waiting.get(pair)
+                if not waiting:
+                    continue
+                if self.tables.route(*pair) != streamID:
+                    # Revoked meanwhile: ask again, or bounce.
+                    self._flush(*pair)
+                    continue
+                self.waitingCount -= 1
+                self._transmit(authorization, waiting.popleft(), *pair)
+                if waiting:
+                    ring.append(pair)
+                else:
+                    del self._waiting[pair]
+            if ring:
+                left = dict.fromkeys(ring)
+                left.update(self._paused.get(streamID, {}))
+                self._paused[streamID] = left
+        elif pairs:
+            # The stream ended: its pairs look for another.
+            for sender, target in pairs:
+                self._flush(sender, target)
+        if streamID not in self._paused and self.flow is not None:
+            self.flow.release(streamID)
+
+    def _waitForRoom(self, streamID, pair):
+        """
+        Stanzas for C{pair} wait until the full stream C{streamID} has room;
+        the source they come from pauses until then.
+        """
+        self._paused.setdefault(streamID, {})[pair] = None
+        if self.flow is not None:
+            self.flow.hold(streamID)
+
+    def _isFull(self, authorization):
+        if authorization.acks is not None and authorization.acks.full:
+            return True
+        return self.flow is not None and self.flow.isFull(authorization.streamID)
 
     def _onStanza(self, stanza, authorization):
         """
@@ -380,10 +437,13 @@ class Federation:
             if streamID is None:
                 self._authorize(sender, target)
             else:
-                self._paused.setdefault(streamID, set()).add(pair)
+                self._waitForRoom(streamID, pair)
         elif not self._overLimit(len(waiting), sender, target, stanza):
             waiting.append(stanza)
             self.waitingCount += 1
+            streamID = self.tables.route(sender, target)
+            if streamID is not None and pair in self._paused.get(streamID, ()):
+                self._waitForRoom(streamID, pair)
 
     def _overLimit(self, waiting, sender, target, stanza):
         """
@@ -455,7 +515,7 @@ class Federation:
             if self._isFull(authorization):
                 # The rest waits until the stream has room, or ends.
                 self._putBack(sender, target, waiting)
-                self._paused.setdefault(streamID, set()).add((sender, target))
+                self._waitForRoom(streamID, (sender, target))
                 return
             self._transmit(authorization, waiting.popleft(), sender, target)
 

@@ -9,12 +9,14 @@ L{dna.channel.receiving} (deadline and caps of unauthenticated connections,
 listen backlog), L{dna.channel.stream} (stanza size and depth),
 L{dna.channel.acks} (unacknowledged stanzas), L{dna.app.federation}
 (stanzas waiting for all pairs; those for one pair are C{[server]
-queue-limit}).
+queue-limit}), L{dna.app.flow} (the high-water mark of the transports we
+write to, past which the connections feeding them pause).
 """
 
 import attr
 
 from dna.app.federation import DEFAULT_WAITING_LIMIT
+from dna.app.flow import DEFAULT_HIGH_WATER
 from dna.channel.acks import (
     DEFAULT_ACK_TIMEOUT,
     DEFAULT_MAX_UNACKED,
@@ -61,6 +63,9 @@ class Limits:
         before it is closed (C{ack-timeout}).
     @ivar maxWaiting: Stanzas that may wait for all domain pairs together
         (C{max-waiting}).
+    @ivar highWater: Bytes the transport of an S2S stream or a component
+        may buffer before the connections feeding it stop being read; they
+        are read again once it has drained (C{high-water}).
     """
 
     authTimeout = attr.ib(default=DEFAULT_AUTH_TIMEOUT)
@@ -74,6 +79,7 @@ class Limits:
     maxUnackedBytes = attr.ib(default=DEFAULT_MAX_UNACKED_BYTES)
     ackTimeout = attr.ib(default=DEFAULT_ACK_TIMEOUT)
     maxWaiting = attr.ib(default=DEFAULT_WAITING_LIMIT)
+    highWater = attr.ib(default=DEFAULT_HIGH_WATER)
 
     def streamLimits(self, idleSeconds=None):
         """

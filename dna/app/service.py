@@ -27,6 +27,7 @@ from dna.core.authorization import DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT
 from dna.channel.features import BIDI_REQUEST
 from dna.legacy.policy import FALLBACK_DNA, FallbackPolicy
 from dna.app.federation import DEFAULT_QUEUE_LIMIT, Federation
+from dna.app.flow import FlowControl
 from dna.app.limits import Limits
 from dna.core.proofs import DEFAULT_GRACE
 from dna.app.router import route
@@ -155,6 +156,7 @@ class DNAService(service.MultiService):
         from (L{fromConfiguration}), or L{None}.
     @ivar streamObservers: Callables given each new stream, either way, as
         it connects (L{dna.app.embed.Monitor} watches streams with it).
+    @ivar flow: The L{FlowControl} between the components and the streams.
     """
 
     dnsClient = None
@@ -254,6 +256,8 @@ class DNAService(service.MultiService):
             revalidation={"grace": revalidationGrace},
             clock=reactor,
         )
+        self.flow = FlowControl(self.federation.counters, self.limits.highWater)
+        self.federation.flow = self.flow
         self.connector = Connector(
             checker,
             addressResolver,
@@ -492,6 +496,8 @@ class DNAService(service.MultiService):
         self._streamLimits.apply(xs, self.federation.incidents)
         xs.addOnetimeObserver(STREAM_END_EVENT, lambda reason: self._streams.discard(xs))
         self._meter(xs)
+        # What it delivers to a full component pauses it (dna.app.flow).
+        self.flow.source(xs)
         if self._idleTimeout:
             IdleWatch(xs, self._idleTimeout, self._reactor)
         for observer in list(self.streamObservers):
@@ -500,6 +506,15 @@ class DNAService(service.MultiService):
             # Connected while stopping (an attempt abandoned too late, or
             # accepted before the port closed): it would outlive the service.
             self._close(xs)
+
+    def componentConnected(self, xs):
+        """
+        A local service connected as an XEP-0114 component: pause it while
+        an S2S stream it feeds is full, and stop reading the S2S streams
+        feeding it while its own transport is (L{dna.app.flow}).
+        """
+        self.flow.source(xs)
+        self.flow.sink(xs, holdOnSend=True)
 
     # The control API (dna.app.control)
 

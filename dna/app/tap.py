@@ -211,6 +211,7 @@ def makeService(options):
         C{[metrics] listen}, a metrics listener too (L{dna.app.metrics}).
     """
     from twisted.application import strports
+    from twisted.words.protocols.jabber.xmlstream import STREAM_CONNECTED_EVENT
     from wokkel.component import XMPPComponentServerFactory
 
     from dna.app.router import QuietRouter
@@ -226,6 +227,8 @@ def makeService(options):
     root.s2s.setServiceParent(root)
     if configuration.componentListen is not None:
         factory = XMPPComponentServerFactory(root.router, configuration.componentSecret)
+        # Back-pressure both ways between the components and the S2S streams.
+        factory.addBootstrap(STREAM_CONNECTED_EVENT, root.s2s.componentConnected)
         strports.service(
             withBacklog(configuration.componentListen, configuration.limits.backlog), factory
         ).setServiceParent(root)

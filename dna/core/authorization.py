@@ -14,6 +14,8 @@ roles; the tables and the delegation checker it uses are shared by all
 streams (L{dna.app.federation.Federation}).
 """
 
+import collections
+
 from twisted.internet import defer
 from twisted.logger import LogLevel, Logger
 from twisted.python.failure import Failure
@@ -34,6 +36,24 @@ _log = Logger()
 
 #: At most this many requests from the peer are checked at once per stream.
 DEFAULT_MAX_PENDING = 100
+
+#: At most this many of our own requests are out, unanswered, on one stream
+#: (issue 16). The peer's own limit is unknown: XEP-0478 advertises no
+#: pending-requests field, so this stays well below the L{DEFAULT_MAX_PENDING}
+#: that DNA peers (us) enforce; a window halved by overload refusals grows
+#: back to it only as answers come back.
+DEFAULT_REQUEST_WINDOW = 32
+
+#: The window a new stream starts with: the whole of
+#: L{DEFAULT_REQUEST_WINDOW}, which is conservative already (a smaller start
+#: serialises the peer's first delegation look-ups: 1,000 pairs set up in
+#: 2.7 s instead of 1.0 s with 8). Then additive increase, multiplicative
+#: decrease: one more per granted answer, halved when the peer says it is
+#: overloaded; never changed by time-outs alone.
+INITIAL_REQUEST_WINDOW = DEFAULT_REQUEST_WINDOW
+
+#: The refusal conditions that mean "too much at once": they halve the window.
+OVERLOAD_CONDITIONS = frozenset(["resource-constraint", "remote-server-timeout"])
 
 #: Seconds an Originating Server waits for the answer to a request. Peers that
 #: do not speak DNA may never answer one (Prosody 0.12 with secure auth).
@@ -125,6 +145,8 @@ class StreamAuthorization:
     delivered = 0
     sent = 0
     acks = None
+    #: How many of our requests may be out at once (see L{requestWindow}).
+    window = INITIAL_REQUEST_WINDOW
 
     #: Whether the peer's refusals carry an C{<error/>} (DNA: they do, see
     #: L{_refuse}), so that a bare C{type='invalid'} is a revocation even
@@ -145,6 +167,7 @@ class StreamAuthorization:
         *,
         clock,
         incidents=None,
+        requestWindow=DEFAULT_REQUEST_WINDOW,
     ):
         """
         @param xs: The authenticated stream.
@@ -161,6 +184,8 @@ class StreamAuthorization:
         @param incidents: The L{dna.core.logthrottle.ThrottledLog} that
             counts and logs refusals across streams (C{"pending-limit"},
             C{"filter-rejected"}); one of this stream's own if L{None}.
+        @param requestWindow: The most of our requests that may be out at
+            once on this stream; further ones wait in order.
         """
         if incidents is None:
             incidents = ThrottledLog(clock)
@@ -180,6 +205,12 @@ class StreamAuthorization:
         self._asked = {}
         # (sender, target) -> timeout IDelayedCall
         self._timers = {}
+        # (sender, target) of our requests sent and not yet answered
+        self._outstanding = set()
+        # (pair, makeRequest) of our requests waiting for the window, in order
+        self._queued = collections.deque()
+        self.requestWindow = requestWindow
+        self.window = min(INITIAL_REQUEST_WINDOW, requestWindow)
         # (target, sender) of the peer's requests being checked
         self._checking = set()
         # (sender, target) of our requests that timed out unanswered
@@ -247,8 +278,10 @@ class StreamAuthorization:
 
     def _ask(self, pair, makeRequest):
         """
-        Send the request C{makeRequest()} for C{pair}, unless one is out
-        already, and wait for its answer or the time-out.
+        Send the request C{makeRequest()} for C{pair}, unless one is out or
+        waiting already, and wait for its answer or the time-out. When
+        L{window} requests are out, it waits for an answer first, behind
+        those that waited before it.
 
         @return: A fresh L{Deferred} for this caller.
         """
@@ -257,11 +290,44 @@ class StreamAuthorization:
             self._asked[pair].append(d)
             return d
         self._asked[pair] = [d]
-        self._timers[pair] = self._clock.callLater(
-            self._requestTimeout, self._requestTimedOut, pair
-        )
-        self.xs.send(makeRequest())
+        self._queued.append((pair, makeRequest))
+        self._sendQueued()
         return d
+
+    @property
+    def waitingRequests(self):
+        """
+        How many of our requests wait for room in the window.
+        """
+        return len(self._queued)
+
+    def _sendQueued(self):
+        """
+        Send waiting requests, oldest first, while the window has room; the
+        time-out of each starts when it is sent.
+        """
+        while self._queued and not self._closed and len(self._outstanding) < int(self.window):
+            pair, makeRequest = self._queued.popleft()
+            if pair not in self._asked:
+                # Answered while it waited (a grant that crossed it).
+                continue
+            self._outstanding.add(pair)
+            self._timers[pair] = self._clock.callLater(
+                self._requestTimeout, self._requestTimedOut, pair
+            )
+            self.xs.send(makeRequest())
+
+    def _adapt(self, granted, condition=None):
+        """
+        Adapt the window to an answer: one more after a grant, up to
+        L{requestWindow}; half after a refusal that says the peer is
+        overloaded (L{OVERLOAD_CONDITIONS}). Other refusals, and time-outs,
+        leave it alone.
+        """
+        if granted:
+            self.window = min(self.requestWindow, self.window + 1)
+        elif condition in OVERLOAD_CONDITIONS:
+            self.window = max(1, self.window // 2)
 
     def _requestTimedOut(self, pair):
         del self._timers[pair]
@@ -287,11 +353,15 @@ class StreamAuthorization:
         timer = self._timers.pop(pair, None)
         if timer is not None and timer.active():
             timer.cancel()
+        # A timed-out request frees its slot too: a peer that never answers
+        # must not stall the pairs behind it (the window stays as it was).
+        self._outstanding.discard(pair)
         for d in self._asked.pop(pair, ()):
             if isinstance(outcome, Failure):
                 d.errback(outcome)
             else:
                 d.callback(outcome)
+        self._sendQueued()
 
     def rememberSent(self, stanza, sender, target):
         """
@@ -419,6 +489,7 @@ class StreamAuthorization:
             sender=sender,
             target=target,
         )
+        self._adapt(True)
         self._answered(pair, None)
 
     def _onInvalid(self, sender, target, result):
@@ -461,6 +532,7 @@ class StreamAuthorization:
                 condition=condition,
                 reason=text,
             )
+            self._adapt(False, condition)
             self._answered(
                 pair, Failure(AuthorizationRefused(sender, target, condition, text))
             )
@@ -660,5 +732,6 @@ class StreamAuthorization:
         self.filter.uninstall()
         self._tables.closeConnection(self.streamID)
         self._checking.clear()
+        self._queued.clear()
         for pair in list(self._asked):
             self._answered(pair, Failure(ConnectionLost(self.streamID, reason)))

@@ -159,6 +159,7 @@ class LegacyAuthorization(StreamAuthorization):
             target=pair[1],
             condition=condition,
         )
+        self._adapt(False, condition)
         self._answered(pair, Failure(AuthorizationRefused(pair[0], pair[1], condition, text)))
 
     def _onValid(self, sender, target):

@@ -1127,7 +1127,8 @@ class LimitsTests(SynchronousTestCase):
         c = self.files.load(MINIMAL)
         self.assertEqual(Limits(), c.limits)
         self.assertEqual(
-            (30.0, 8, 256, 511, 512 * 1024, 16 * 1024, 64, 5000, 8 * 1024 * 1024, 30.0, 10000),
+            (30.0, 8, 256, 511, 512 * 1024, 16 * 1024, 64, 5000, 8 * 1024 * 1024, 30.0, 10000,
+             256 * 1024),
             attr.astuple(c.limits),
         )
 
@@ -1139,9 +1140,11 @@ class LimitsTests(SynchronousTestCase):
             "\n[limits]\nauth-timeout = 5\nmax-unauthenticated-per-address = 2\n"
             "max-unauthenticated = 20\nlisten-backlog = 1024\nmax-stanza-size = 131072\n"
             "max-stanza-size-unauthenticated = 8192\nmax-depth = 32\nmax-unacked = 100\n"
-            "max-unacked-bytes = 65536\nack-timeout = 10\nmax-waiting = 500\n"))
+            "max-unacked-bytes = 65536\nack-timeout = 10\nmax-waiting = 500\n"
+            "high-water = 32768\n"))
         self.assertEqual(
-            (5.0, 2, 20, 1024, 131072, 8192, 32, 100, 65536, 10.0, 500), attr.astuple(c.limits))
+            (5.0, 2, 20, 1024, 131072, 8192, 32, 100, 65536, 10.0, 500, 32768),
+            attr.astuple(c.limits))
 
     def test_revalidationGrace(self):
         """

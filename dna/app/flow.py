@@ -1,0 +1,234 @@
+"""
+Back-pressure between the XEP-0114 components and the S2S streams (issue 16),
+with Twisted's producer/consumer interfaces.
+
+Each connection we write to (an S2S stream, a component) is a I{sink}: a
+L{Sink} is registered as the streaming producer of its transport, whose
+C{bufferSize} is the high-water mark, so the transport says when its buffer
+passes the mark (C{pauseProducing}) and when it has drained
+(C{resumeProducing}: Twisted's low-water mark is an empty buffer). Each
+connection we read from is a I{source}. Stanzas are handled synchronously
+while their source's data is parsed, so the source feeding a sink that is
+full is the one being read at that moment: L{FlowControl.hold} pauses it
+(C{IPushProducer.pauseProducing} of its transport: it is no longer read), and
+L{FlowControl.release} resumes every source a sink held once the sink has
+room again. A source held by several sinks resumes when the last lets go.
+
+So a burst from a component that the federation link cannot carry stops
+that component, not the others, and a receiving component that stops reading
+stops the S2S stream feeding it, whose peer then stops its own components:
+what each server buffers stays near the marks. Pauses and resumptions are
+counted in L{dna.app.federation.Federation.counters} (C{"flow-paused"},
+C{"flow-resumed"}).
+"""
+
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
+from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
+from zope.interface import implementer
+
+_log = Logger()
+
+#: Bytes a transport we write to may buffer before we stop feeding it
+#: (C{[limits] high-water}).
+DEFAULT_HIGH_WATER = 256 * 1024
+
+
+@implementer(IPushProducer)
+class Sink:
+    """
+    The producer registered on the transport of a connection we write to.
+
+    @ivar key: What names the sink in L{FlowControl} (a stream id, a
+        component stream).
+    @ivar full: Whether the transport's buffer passed the high-water mark
+        and has not drained since.
+    """
+
+    full = False
+
+    def __init__(self, flow, key, xs, onFull=None, onRoom=None):
+        self._flow = flow
+        self.key = key
+        self.xs = xs
+        self._onFull = onFull
+        self._onRoom = onRoom
+
+    def pauseProducing(self):
+        self.full = True
+        if self._onFull is not None:
+            self._onFull()
+        self._flow.hold(self.key)
+
+    def resumeProducing(self):
+        self.full = False
+        if self._onRoom is not None:
+            # The owner sends what waited, and releases when all went.
+            self._onRoom()
+        else:
+            self._flow.release(self.key)
+
+    def stopProducing(self):
+        self.full = False
+        self._flow.release(self.key)
+
+
+class Source:
+    """
+    A connection we read from, paused while any sink holds it.
+
+    @ivar holders: The keys of the sinks holding it.
+    """
+
+    def __init__(self, xs):
+        self.xs = xs
+        self.holders = set()
+
+    def pause(self):
+        transport = self.xs.transport
+        if transport is not None:
+            transport.pauseProducing()
+
+    def resume(self):
+        transport = self.xs.transport
+        if transport is not None:
+            transport.resumeProducing()
+
+
+class FlowControl:
+    """
+    Which source feeds which full sink, across all connections of a server.
+
+    @ivar highWater: See L{DEFAULT_HIGH_WATER}.
+    @ivar current: The L{Source} whose data is being handled, or L{None}.
+    @ivar sinks: Key -> L{Sink} of every connection we write to.
+    """
+
+    def __init__(self, counters, highWater=DEFAULT_HIGH_WATER):
+        """
+        @param counters: The L{collections.Counter} of pauses and
+            resumptions.
+        @param highWater: Bytes a transport may buffer before its sink is
+            full.
+        """
+        self.highWater = highWater
+        self.current = None
+        self.sinks = {}
+        self._counters = counters
+        # sink key -> the Sources it holds
+        self._held = {}
+
+    def source(self, xs):
+        """
+        Read C{xs} as a source: while its data is handled, it is
+        L{current}. Forgotten when the stream ends.
+
+        @rtype: L{Source}
+        """
+        source = Source(xs)
+        inner = xs.dataReceived
+
+        def dataReceived(data):
+            previous, self.current = self.current, source
+            try:
+                inner(data)
+            finally:
+                self.current = previous
+
+        xs.dataReceived = dataReceived
+        xs.addOnetimeObserver(STREAM_END_EVENT, lambda reason: self._sourceGone(source))
+        return source
+
+    def sink(self, xs, key=None, onFull=None, onRoom=None, holdOnSend=False):
+        """
+        Register a L{Sink} as the streaming producer of C{xs}'s transport,
+        whose buffer may then hold L{highWater} bytes before it is full.
+        Released and forgotten when the stream ends.
+
+        @param key: The sink's key; C{xs} if L{None}.
+        @param onFull: Called when the transport passes the mark.
+        @param onRoom: Called when it has drained; it must call
+            L{release} once what waited for the sink went (without it the
+            sink releases its sources at once).
+        @param holdOnSend: Whether each element sent while the sink is full
+            holds the source being read (for sinks written to by others,
+            such as a component the router writes to).
+        @rtype: L{Sink}
+        """
+        key = xs if key is None else key
+        sink = Sink(self, key, xs, onFull, onRoom)
+        transport = xs.transport
+        if getattr(transport, "producer", None) is not None:
+            # Someone else feeds this transport: it never says "full" to us.
+            _log.debug("Flow: {xs} has a producer already", xs=xs)
+            return sink
+        transport.bufferSize = self.highWater
+        transport.registerProducer(sink, True)
+        self.sinks[key] = sink
+        if holdOnSend:
+            send = xs.send
+
+            def holdingSend(obj):
+                send(obj)
+                if sink.full:
+                    self.hold(key)
+
+            xs.send = holdingSend
+
+        def gone(reason):
+            if self.sinks.get(key) is sink:
+                del self.sinks[key]
+            self.release(key)
+
+        xs.addOnetimeObserver(STREAM_END_EVENT, gone)
+        return sink
+
+    def isFull(self, key):
+        """
+        Whether the sink C{key} is full.
+        """
+        sink = self.sinks.get(key)
+        return sink is not None and sink.full
+
+    def hold(self, key):
+        """
+        What is being handled now goes to the sink C{key}, which has no
+        room: pause the source it came from until the sink releases it.
+        """
+        source = self.current
+        if source is None or key in source.holders:
+            return
+        sink = self.sinks.get(key)
+        if sink is not None and sink.xs is source.xs:
+            # Never stop reading a stream because what we write on it backs
+            # up: if the peer did the same, neither would read again.
+            return
+        self._held.setdefault(key, set()).add(source)
+        source.holders.add(key)
+        if len(source.holders) == 1:
+            self._counters["flow-paused"] += 1
+            _log.debug("Flow: pausing {source} (for {sink})", source=source.xs, sink=key)
+            source.pause()
+
+    def release(self, key):
+        """
+        The sink C{key} has room again: resume the sources it held that no
+        other sink holds.
+        """
+        for source in self._held.pop(key, ()):
+            source.holders.discard(key)
+            if not source.holders:
+                self._counters["flow-resumed"] += 1
+                source.resume()
+
+    @property
+    def pausedSources(self):
+        """
+        How many sources are paused now.
+        """
+        return len(set().union(*self._held.values())) if self._held else 0
+
+    def _sourceGone(self, source):
+        for key in source.holders:
+            self._held.get(key, set()).discard(source)
+        source.holders.clear()

@@ -1,0 +1,284 @@
+"""
+Two C{twistd dna} processes over real DNSSEC-signed DNS, with XEP-0114
+components at both ends, for the flow-control test (issue 16,
+L{tests.integration.test_flow}) and its bench (C{bench/flow.py}).
+
+Provider A (C{xmpp.flowa.example}) hosts the sender domains C{sNN.flowa.example},
+provider B (C{xmpp.flowb.example}) the target domains C{tNN.flowb.example};
+each is a real process started as an operator would, with a configuration
+file, logging to a file in its directory.
+"""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from twisted.internet import defer, reactor
+from twisted.words.protocols.jabber import component, xmlstream
+
+from dna.testing.pki import CertificateAuthority
+
+from tests.integration.interop import S2S_PORT, InteropDNS, pickAddresses, xmppZone
+
+SECRET = "flow component secret"
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def rss(pid):
+    """
+    VmRSS of a process, in bytes (from C{/proc/PID/status}).
+    """
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def established(addresses, port=S2S_PORT):
+    """
+    How many TCP connections to listeners at C{addresses}:C{port} are
+    established now.
+    """
+    wanted = {"{}:{:04X}".format(socket.inet_aton(a)[::-1].hex().upper(), port)
+              for a in addresses}
+    with open("/proc/net/tcp") as f:
+        next(f)
+        return sum(1 for line in f
+                   if line.split()[1] in wanted and line.split()[3] == "01")
+
+
+def freePort():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def waitForPort(host, port, process, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"twistd exited with {process.returncode}")
+        try:
+            socket.create_connection((host, port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"nothing listens on {host}:{port}")
+
+
+def message(sender, target, n, padding=0):
+    """
+    A message as a component writes it, with id C{mN} and C{padding} bytes
+    of body beyond the number.
+    """
+    return (f"<message from='u@{sender}' to='u@{target}' id='m{n}' type='chat'>"
+            f"<body>{n} {'x' * padding}</body></message>")
+
+
+class Inbox:
+    """
+    The ids of the messages the components of one end received, in order,
+    with waiting for a count.
+    """
+
+    def __init__(self):
+        self.ids = []
+        self._waiters = []
+
+    def __call__(self, stanza):
+        self.ids.append(stanza.getAttribute("id"))
+        for waiter in list(self._waiters):
+            if len(self.ids) >= waiter[0]:
+                self._waiters.remove(waiter)
+                waiter[1].callback(None)
+
+    def waitFor(self, count, timeout):
+        if len(self.ids) >= count:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._waiters.append((count, d))
+        return d.addTimeout(timeout, reactor)
+
+
+class Twistd:
+    """
+    C{twistd -n dna} as an operator runs it.
+    """
+
+    def __init__(self, directory, name, address, domains, resolver, certificate, ca,
+                 limits=""):
+        self.directory = directory
+        os.makedirs(directory, exist_ok=True)
+        certificate.writeTo(directory, "server")
+        with open(os.path.join(directory, "ca.pem"), "wb") as f:
+            f.write(ca.certificatePEM)
+        self.address = address
+        self.componentPort = freePort()
+        self.log = os.path.join(directory, "twistd.log")
+        domainList = ", ".join(f'"{d}"' for d in domains)
+        config = (
+            f'[server]\nlisten = "tcp:{S2S_PORT}:interface={address}"\n'
+            f'domains = [{domainList}]\nca = "ca.pem"\n\n'
+            f'[[server.names]]\nname = "{name}"\ncertificate = "server.pem"\n'
+            f'key = "server.key"\n\n'
+            f'[dns]\nmode = "ad"\nresolvers = ["{resolver[0]}:{resolver[1]}"]\n\n'
+            f'[components]\nlisten = "tcp:{self.componentPort}:interface=127.0.0.1"\n'
+            f'secret = "{SECRET}"\n\n[limits]\n{limits}\n')
+        self.config = os.path.join(directory, "dna.toml")
+        with open(self.config, "w") as f:
+            f.write(config)
+        self.process = None
+
+    def start(self):
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+             "-n", "--pidfile=", "--logfile=" + self.log, "dna", "--config", self.config],
+            cwd=CHECKOUT, env=dict(os.environ, PYTHONPATH=CHECKOUT),
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        return self
+
+    def waitListening(self):
+        waitForPort("127.0.0.1", self.componentPort, self.process)
+        waitForPort(self.address, S2S_PORT, self.process)
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+    def logText(self):
+        with open(self.log, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+class FlowPair:
+    """
+    DNS, a CA and the two providers, ready to start.
+
+    @ivar senders: A's hosted domains; C{targets}: B's.
+    """
+
+    def __init__(self, workdir, senders=40, targets=25, limits=""):
+        self.workdir = os.path.abspath(workdir)
+        self.addressA, self.addressB = pickAddresses(2)
+        self.senders = [f"s{i:02d}.flowa.example" for i in range(1, senders + 1)]
+        self.targets = [f"t{i:02d}.flowb.example" for i in range(1, targets + 1)]
+        label = lambda names: [n.split(".")[0] for n in names]  # noqa: E731
+        zones = {
+            "flowa.example": xmppZone("xmpp.flowa.example", self.addressA, label(self.senders)),
+            "flowb.example": xmppZone("xmpp.flowb.example", self.addressB, label(self.targets)),
+        }
+        self.ca = CertificateAuthority("flow CA")
+        self.dns = InteropDNS(os.path.join(workdir, "dns"), zones)
+        self._limits = limits
+        self.a = self.b = None
+        self._cleanups = []
+
+    def start(self):
+        """
+        Start DNS and both processes; wait until they listen.
+        """
+        self._cleanups.append(self.dns.stop)
+        self.dns.start()
+        self.a = Twistd(os.path.join(self.workdir, "a"), "xmpp.flowa.example", self.addressA,
+                        self.senders, self.dns.resolver,
+                        self.ca.issue("xmpp.flowa.example", dnsNames=["xmpp.flowa.example"],
+                                      clientAuth=True),
+                        self.ca, self._limits)
+        self.b = Twistd(os.path.join(self.workdir, "b"), "xmpp.flowb.example", self.addressB,
+                        self.targets, self.dns.resolver,
+                        self.ca.issue("xmpp.flowb.example", dnsNames=["xmpp.flowb.example"],
+                                      clientAuth=True),
+                        self.ca, self._limits)
+        for process in (self.a, self.b):
+            process.start()
+            self._cleanups.append(process.stop)
+        self.a.waitListening()
+        self.b.waitListening()
+
+    def stop(self):
+        for cleanup in reversed(self._cleanups):
+            cleanup()
+        del self._cleanups[:]
+
+    def connections(self):
+        """
+        S2S connections established between A and B now.
+        """
+        return established([self.addressA, self.addressB])
+
+    def opened(self):
+        """
+        How many S2S streams A opened and authenticated, by its log.
+        """
+        return len(re.findall(r"Stream \S+ to \S+ \(.*\) authenticated", self.a.logText()))
+
+    def streamErrors(self):
+        """
+        The stream-error lines of both logs about pending requests.
+        """
+        return [line for p in (self.a, self.b) for line in p.logText().splitlines()
+                if "policy-violation" in line or "requests pending" in line]
+
+
+def connectComponent(port, domain, inbox=None):
+    """
+    An XEP-0114 component for C{domain}, Nagle off.
+
+    @return: A L{Deferred} firing with (stream, factory, connector).
+    """
+    factory = component.componentFactory(domain, SECRET)
+    factory.maxDelay = 0
+    authenticated = defer.Deferred()
+
+    def onConnected(xs):
+        xs.transport.setTcpNoDelay(True)
+
+    def onAuthenticated(xs):
+        if inbox is not None:
+            xs.addObserver("/message", inbox)
+        if not authenticated.called:
+            authenticated.callback(xs)
+
+    factory.addBootstrap(xmlstream.STREAM_CONNECTED_EVENT, onConnected)
+    factory.addBootstrap(xmlstream.STREAM_AUTHD_EVENT, onAuthenticated)
+    connector = reactor.connectTCP("127.0.0.1", port, factory)
+    return authenticated.addCallback(lambda xs: (xs, factory, connector))
+
+
+def connectComponents(port, domains, inbox=None):
+    return defer.gatherResults([connectComponent(port, d, inbox) for d in domains])
+
+
+def disconnectComponents(attached):
+    for xs, factory, connector in attached:
+        factory.stopTrying()
+        connector.disconnect()
+
+
+def matrix(senders, targets, start=0):
+    """
+    One message for each (sender, target) pair.
+    """
+    stanzas, n = [], start
+    for s in senders:
+        for t in targets:
+            stanzas.append(message(s, t, n))
+            n += 1
+    return stanzas
