@@ -48,6 +48,8 @@ from dna.testing import hostile
 from dna.testing.fakes import FakeDelegationChecker
 from dna.testing.pki import CertificateAuthority
 
+from tests.unit import examples
+
 US = "xmpp1.receiving.tld"
 PEER = "xmpp1.originating.tld"
 TARGETS = ("b1.tld", "b2.tld")
@@ -443,7 +445,7 @@ def run(chunks):
 
 
 _SETTINGS = settings(
-    max_examples=200,
+    max_examples=examples(300),
     deadline=None,
     derandomize=True,
     database=None,

@@ -56,6 +56,7 @@ from dna.error import NoRoute
 from dna.namespaces import NS_DIALBACK, NS_DNA_ERRORS, NS_SM
 from dna.testing.fakes import FakeDelegationChecker
 
+from tests.unit import examples
 from tests.unit.streams import HEADER, stanza, stanzaErrorOf
 
 SERVER_A = "xmpp.a.tld"
@@ -905,14 +906,14 @@ class FederationModelTests(SynchronousTestCase):
         and in order, bounced once with the condition of its cause, or lost
         with its connection.
         """
-        run_state_machine_as_test(FederationModel, settings=_settings(200))
+        run_state_machine_as_test(FederationModel, settings=_settings(examples(200)))
 
     def test_modelWithAcks(self):
         """
         With acknowledgements, no message is lost with a connection: each is
         delivered at least once (at most once per stream) or bounced.
         """
-        run_state_machine_as_test(AcksFederationModel, settings=_settings(100))
+        run_state_machine_as_test(AcksFederationModel, settings=_settings(examples(100)))
 
 
 class _TwoServersMixin:

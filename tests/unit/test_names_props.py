@@ -17,6 +17,8 @@ from dna.core.names import (
 )
 from dna.error import InvalidAddress
 
+from tests.unit import examples
+
 #: Characters where normalisation has something to decide: case, width,
 #: dots, hyphens, the IDNA2003/IDNA2008 deviations, joiners and what makes
 #: them valid, right-to-left letters, marks, and characters never allowed.
@@ -71,7 +73,7 @@ class NormalizeDomainPropertyTests(SynchronousTestCase):
     Properties of L{normalizeDomain} and L{sameDomain}.
     """
 
-    @settings(max_examples=200, deadline=None)
+    @settings(max_examples=examples(500), deadline=None)
     @given(_names)
     def test_onlyInvalidAddress(self, name):
         """
@@ -84,7 +86,7 @@ class NormalizeDomainPropertyTests(SynchronousTestCase):
             except InvalidAddress:
                 pass
 
-    @settings(max_examples=200, deadline=None)
+    @settings(max_examples=examples(500), deadline=None)
     @given(_names)
     def test_idempotent(self, name):
         """
@@ -99,7 +101,7 @@ class NormalizeDomainPropertyTests(SynchronousTestCase):
             self.assertLessEqual(len(normal), 253)
             self.assertTrue(all(0 < len(label) <= 63 for label in normal.split(".")))
 
-    @settings(max_examples=300, deadline=None)
+    @settings(max_examples=examples(300), deadline=None)
     @given(_names)
     def test_spellingsCompareEqual(self, name):
         """
@@ -114,7 +116,7 @@ class NormalizeDomainPropertyTests(SynchronousTestCase):
                     self.assertEqual(normal, domainOf("local@" + spelling + "/r"))
             self.assertTrue(sameDomain(name, normal))
 
-    @settings(max_examples=300, deadline=None)
+    @settings(max_examples=examples(300), deadline=None)
     @given(_names, _names)
     def test_sameDomainIsEquality(self, a, b):
         """
@@ -124,7 +126,7 @@ class NormalizeDomainPropertyTests(SynchronousTestCase):
         if normalA is not None and normalB is not None:
             self.assertEqual(normalA == normalB, sameDomain(a, b))
 
-    @settings(max_examples=200, deadline=None)
+    @settings(max_examples=examples(500), deadline=None)
     @given(_ldh)
     def test_asciiFastPath(self, name):
         """

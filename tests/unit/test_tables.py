@@ -24,6 +24,8 @@ from dna.core.tables import (
     Tables,
 )
 
+from tests.unit import examples
+
 
 class ConnectionTableTests(SynchronousTestCase):
     """
@@ -942,5 +944,5 @@ class TablesStateMachineTests(SynchronousTestCase):
         """
         run_state_machine_as_test(
             TablesMachine,
-            settings=settings(max_examples=100, stateful_step_count=40, deadline=None),
+            settings=settings(max_examples=examples(100), stateful_step_count=40, deadline=None),
         )
