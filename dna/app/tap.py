@@ -210,9 +210,7 @@ def makeService(options):
         the checked configuration and its C{s2s} the L{DNAService}.
     """
     from twisted.application import strports
-    from wokkel.component import XMPPComponentServerFactory
-
-    from dna.app.router import QuietRouter
+    from dna.app.router import ComponentServerFactory, QuietRouter
     from dna.app.service import DNAService
     from dna.channel.receiving import withBacklog
 
@@ -224,7 +222,7 @@ def makeService(options):
     root.s2s = DNAService.fromConfiguration(configuration, router=root.router)
     root.s2s.setServiceParent(root)
     if configuration.componentListen is not None:
-        factory = XMPPComponentServerFactory(root.router, configuration.componentSecret)
+        factory = ComponentServerFactory(root.router, configuration.componentSecret)
         strports.service(
             withBacklog(configuration.componentListen, configuration.limits.backlog), factory
         ).setServiceParent(root)
