@@ -33,7 +33,8 @@ rounds):
   - C{new_pair_ms_p50}, C{new_pair_ms_p99}: after unbound restarts (cold
     cache), one message at a time from a sender domain never used before to
     a target on the open connection, until B's component has it.
-  - C{rss_per_connection_kb}: VmRSS growth of B's process per idle
+  - Memory, in the first round only (C{--memory-rounds}):
+    C{rss_per_connection_kb}: VmRSS growth of B's process per idle
     authenticated DNA connection (100 opened from here).
   - C{rss_per_binding_b}: VmRSS growth of B's process per binding, from
     1,000 to 11,000 bindings (400 more sender domains x 25 targets).
@@ -409,6 +410,8 @@ class Bench:
                 latencies.append((time.perf_counter() - t0) * 1000)
             self.results.setdefault("latencies", []).extend(latencies)
 
+            if self.round >= self.options.memory_rounds:
+                return
             # Memory per binding, in B.
             yield task.deferLater(reactor, 0.2, lambda: None)
             rss0 = rss(b.pid)
@@ -655,6 +658,8 @@ def main():
     parser.add_argument("--stanzas", type=int, default=20000)
     parser.add_argument("--prosody-nagle-rounds", type=int, default=1,
                         help="rounds that also time Prosody as shipped (Nagle on)")
+    parser.add_argument("--memory-rounds", type=int, default=1,
+                        help="rounds that also measure RSS (10,000 bindings, 100 connections)")
     parser.add_argument("--only", help=argparse.SUPPRESS)
     parser.add_argument("--floor-receiver", type=int, help=argparse.SUPPRESS)
     options, rest = parser.parse_known_args()
