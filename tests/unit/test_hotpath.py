@@ -52,3 +52,36 @@ class ComponentServerFactoryTests(SynchronousTestCase):
 
         [listener] = [c for c in root if isinstance(c, StreamServerEndpointService)]
         self.assertIsInstance(listener.factory, ComponentServerFactory)
+
+
+class ToServerNamespaceTests(SynchronousTestCase):
+    """
+    Tests for L{dna.app.federation.toServerNamespace}.
+    """
+
+    def test_nested(self):
+        """
+        The stanza and every descendant in the component's namespace move
+        to C{jabber:server}; text and elements of other namespaces stay.
+        """
+        from twisted.words.xish import domish
+
+        from dna.app.federation import toServerNamespace
+        from dna.namespaces import NS_SERVER
+
+        component = "jabber:component:accept"
+        stanza = domish.Element((component, "message"))
+        body = stanza.addElement("body", content="hi")
+        inner = body.addElement("span")
+        inner.addContent("there")
+        other = stanza.addElement(("urn:example", "x"))
+        deep = other.addElement(("urn:example", "y"))
+        toServerNamespace(stanza)
+        self.assertEqual(
+            [NS_SERVER, NS_SERVER, NS_SERVER, "urn:example", "urn:example"],
+            [stanza.uri, body.uri, inner.uri, other.uri, deep.uri])
+        self.assertEqual(NS_SERVER, stanza.defaultUri)
+        self.assertEqual(["hi", inner], body.children)
+        self.assertEqual(
+            "<message xmlns='jabber:server'><body>hi<span>there</span></body>"
+            "<x xmlns='urn:example'><y/></x></message>", stanza.toXml())
