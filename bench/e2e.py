@@ -27,7 +27,9 @@ rounds):
     C{setup_speedup_vs_prosody}: the Prosody (nagle off) time over ours.
   - C{e2e_stanzas_per_s}: N messages component to component through both
     servers over the open connection (a window of 2,000 in flight, as a
-    component with flow control sends). C{floor_stanzas_per_s}: the same
+    component with flow control sends). C{e2e_cpu_us_per_stanza_a}, C{_b}:
+    CPU time of each server per stanza meanwhile (/proc/PID/stat), which
+    depends less on what else the machine runs. C{floor_stanzas_per_s}: the same
     stanzas, same window, over one bare Twisted TLS link to another process
     that parses them with an C{XmlStream}. C{e2e_vs_floor}: the ratio.
   - C{new_pair_ms_p50}, C{new_pair_ms_p99}: after unbound restarts (cold
@@ -99,6 +101,15 @@ def rss(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError("no VmRSS")
+
+
+def cpuSeconds(pid):
+    """
+    User + system CPU seconds a process has used (/proc/PID/stat).
+    """
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def established(addresses, port=S2S_PORT):
@@ -394,10 +405,14 @@ class Bench:
             stanzas = [message(self.senders[i % SENDERS], self.targets[i % TARGETS],
                                100000 + i) for i in range(n)]
             before = inbox.count
+            cpu0 = [cpuSeconds(pid) for pid in (a.pid, b.pid)]
             t0 = time.perf_counter()
             yield sendAll(xs, stanzas, inbox, before)
             yield self.expect(inbox, before + n, "throughput", timeout=60)
             self.record("e2e_stanzas_per_s", n / (time.perf_counter() - t0))
+            for name, pid, start in zip("ab", (a.pid, b.pid), cpu0):
+                self.record(f"e2e_cpu_us_per_stanza_{name}",
+                            (cpuSeconds(pid) - start) / n * 1e6)
 
             # A new pair on the open connection, cold resolver cache.
             self.dns.restartResolver()
@@ -652,6 +667,8 @@ def run(options):
     emit("e2e_stanzas_per_s", round(e2e))
     emit("floor_stanzas_per_s", round(floor))
     emit("e2e_vs_floor", round(e2e / floor, 2))
+    for name in ("e2e_cpu_us_per_stanza_a", "e2e_cpu_us_per_stanza_b"):
+        emit(name, round(median(results[name]), 1))
     latencies = sorted(results["latencies"])
     emit("new_pair_ms_p50", round(median(latencies), 2))
     emit("new_pair_ms_p99", round(latencies[min(len(latencies) - 1,
