@@ -73,7 +73,11 @@ def toServerNamespace(stanza):
             element.uri = NS_SERVER
             if element.defaultUri == old:
                 element.defaultUri = NS_SERVER
-        pending.extend(element.elements())
+        # Children are text or elements; Element.elements() asks zope about
+        # each child, a cost paid on every stanza from a component.
+        for child in element.children:
+            if not isinstance(child, str):
+                pending.append(child)
 
 
 def _bounceCondition(failure):

@@ -212,9 +212,8 @@ def makeService(options):
     """
     from twisted.application import strports
     from twisted.words.protocols.jabber.xmlstream import STREAM_CONNECTED_EVENT
-    from wokkel.component import XMPPComponentServerFactory
 
-    from dna.app.router import QuietRouter
+    from dna.app.router import ComponentServerFactory, QuietRouter
     from dna.app.service import DNAService
     from dna.channel.receiving import withBacklog
 
@@ -226,7 +225,7 @@ def makeService(options):
     root.s2s = DNAService.fromConfiguration(configuration, router=root.router)
     root.s2s.setServiceParent(root)
     if configuration.componentListen is not None:
-        factory = XMPPComponentServerFactory(root.router, configuration.componentSecret)
+        factory = ComponentServerFactory(root.router, configuration.componentSecret)
         # Back-pressure both ways between the components and the S2S streams.
         factory.addBootstrap(STREAM_CONNECTED_EVENT, root.s2s.componentConnected)
         strports.service(

@@ -57,6 +57,9 @@ ENABLE = "/enable[@xmlns='%s']" % (NS_SM,)
 REQUEST = "/r[@xmlns='%s']" % (NS_SM,)
 ANSWER = "/a[@xmlns='%s']" % (NS_SM,)
 
+#: The one request element, sent as often as needed (never changed).
+_REQUEST_ELEMENT = domish.Element((NS_SM, "r"))
+
 
 def smFeature():
     """
@@ -215,7 +218,7 @@ class StreamAcks:
                 self._timer.cancel()
             self._timer = None
         if self._xs.transport is not None:
-            self._xs.send(domish.Element((NS_SM, "r")))
+            self._xs.send(_REQUEST_ELEMENT)
 
     def _onRequest(self, element):
         element.handled = True

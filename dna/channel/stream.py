@@ -196,6 +196,41 @@ def provenStream(xs):
         xs.dispatch(xs, STREAM_AUTHENTICATED_EVENT)
 
 
+def _simpleXml(element, namespace, write):
+    """
+    Serialise C{element} as C{Element.toXml} does on a stream whose default
+    namespace is C{namespace}, for the common stanza whose every element is
+    in that namespace, declares no prefixes and has no qualified attributes:
+    the same text, without the serialiser's prefix bookkeeping (about a
+    third of the cost of forwarding a stanza).
+
+    @param write: Called with each piece of text.
+    @return: C{False}, with the output incomplete, when the element is not
+        of that kind (then use C{toXml}).
+    """
+    if element.uri != namespace or element.localPrefixes or (
+            element.defaultUri is not None and element.defaultUri != namespace):
+        return False
+    name = element.name
+    write("<" + name)
+    for key, value in element.attributes.items():
+        if key.__class__ is not str:
+            return False
+        write(" %s='%s'" % (key, domish.escapeToXml(value, 1)))
+    children = element.children
+    if not children:
+        write("/>")
+        return True
+    write(">")
+    for child in children:
+        if isinstance(child, str):
+            write(child if isinstance(child, domish.SerializedXML) else domish.escapeToXml(child))
+        elif not _simpleXml(child, namespace, write):
+            return False
+    write("</" + name + ">")
+    return True
+
+
 class S2SStream(xmlstream.XmlStream):
     """
     A server-to-server XML stream (RFC 6120), Receiving or Originating.
@@ -376,11 +411,16 @@ class S2SStream(xmlstream.XmlStream):
         bound is in bytes too).
         """
         if domish.IElement.providedBy(obj):
-            obj = obj.toXml(
-                prefixes=self.prefixes,
-                defaultUri=self.namespace,
-                prefixesInScope=list(self.prefixes.keys()),
-            )
+            pieces = []
+            if self.namespace not in self.prefixes and _simpleXml(
+                    obj, self.namespace, pieces.append):
+                obj = "".join(pieces)
+            else:
+                obj = obj.toXml(
+                    prefixes=self.prefixes,
+                    defaultUri=self.namespace,
+                    prefixesInScope=list(self.prefixes.keys()),
+                )
         if isinstance(obj, str):
             obj = obj.encode("utf-8")
         self.bytesSent += len(obj)

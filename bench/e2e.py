@@ -1,0 +1,715 @@
+"""
+The real path, end to end: two C{twistd dna} processes over real DNS, with
+XEP-0114 components delivering at both ends, side by side with two Prosody
+0.12 servers on the same DNS (issue 13).
+
+    PYTHONPATH=. python bench/e2e.py [--rounds 3] [--stanzas 20000]
+
+One knotd + validating unbound (L{tests.integration.interop.InteropDNS})
+serves four providers: C{xmpp.prova.example} (DNA provider A) hosting the
+40 sender domains C{sNN.prova.example} (and more, for the latency and
+binding figures), C{xmpp.provb.example} (DNA provider B) hosting the 25
+target domains C{tNN.provb.example}, and the same for two Prosody servers
+(C{prosa.example}, C{prosb.example}). Every round starts fresh processes on
+fresh component ports and restarts unbound (cold cache); rounds alternate
+which system goes first. Prints C{name: value} lines (medians over the
+rounds):
+
+  - C{e2e_setup_1000_pairs_s}: A's component sends one message for each of
+    the 40 x 25 pairs; until B's components (one per target domain) have
+    all 1,000. Includes every DNSSEC look-up, the connection, STARTTLS with
+    mutual certificates and the 1,000 C{<db:result/>} authorizations.
+    C{e2e_connections}: S2S connections between A and B afterwards.
+  - C{prosody_setup_1000_pairs_s}, C{prosody_connections}: the same between
+    two Prosody servers (s2s_secure_auth: certificates and SASL EXTERNAL;
+    components for every hosted domain), with C{nagle = false};
+    C{prosody_nagle_setup_1000_pairs_s} as Prosody ships (Nagle on).
+    C{setup_speedup_vs_prosody}: the Prosody (nagle off) time over ours.
+  - C{e2e_stanzas_per_s}: N messages component to component through both
+    servers over the open connection (a window of 2,000 in flight, as a
+    component with flow control sends). C{e2e_cpu_us_per_stanza_a}, C{_b}:
+    CPU time of each server per stanza meanwhile (/proc/PID/stat), which
+    depends less on what else the machine runs. C{floor_stanzas_per_s}: the same
+    stanzas, same window, over one bare Twisted TLS link to another process
+    that parses them with an C{XmlStream}. C{e2e_vs_floor}: the ratio.
+  - C{new_pair_ms_p50}, C{new_pair_ms_p99}: after unbound restarts (cold
+    cache), one message at a time from a sender domain never used before to
+    a target on the open connection, until B's component has it.
+  - Memory, in the first round only (C{--memory-rounds}):
+    C{rss_per_connection_kb}: VmRSS growth of B's process per idle
+    authenticated DNA connection (100 opened from here).
+  - C{rss_per_binding_b}: VmRSS growth of B's process per binding, from
+    1,000 to 11,000 bindings (400 more sender domains x 25 targets).
+
+Exits non-zero with a message if any round loses a stanza.
+"""
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, CHECKOUT)
+
+from twisted.internet import defer, protocol, reactor, ssl, task  # noqa: E402
+from twisted.words.protocols.jabber import component, xmlstream  # noqa: E402
+from twisted.words.xish import xmlstream as xishstream  # noqa: E402
+
+from dna.channel.originating import Connector  # noqa: E402
+from dna.testing.pki import CertificateAuthority  # noqa: E402
+from tests.integration.interop import (  # noqa: E402
+    S2S_PORT,
+    InteropDNS,
+    ProsodyServer,
+    pickAddresses,
+    xmppZone,
+)
+
+SECRET = "bench component secret"
+SENDERS, TARGETS, FRESH, MANY = 40, 25, 40, 400
+WINDOW = 2000
+IDLE_CONNECTIONS = 100
+
+
+class Lost(Exception):
+    """
+    A round lost a stanza.
+    """
+
+
+def emit(name, value):
+    print(f"{name}: {value}", flush=True)
+
+
+def note(text):
+    print(f"# {text}", file=sys.stderr, flush=True)
+
+
+def rss(pid):
+    """
+    VmRSS of a process, in bytes.
+    """
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def cpuSeconds(pid):
+    """
+    User + system CPU seconds a process has used (/proc/PID/stat).
+    """
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def established(addresses, port=S2S_PORT):
+    """
+    TCP connections established to listeners at C{addresses}:C{port}.
+    """
+    wanted = {"{}:{:04X}".format(socket.inet_aton(a)[::-1].hex().upper(), port)
+              for a in addresses}
+    with open("/proc/net/tcp") as f:
+        next(f)
+        return sum(1 for line in f
+                   if line.split()[1] in wanted and line.split()[3] == "01")
+
+
+def freePort():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def waitForPort(host, port, process, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode}")
+        try:
+            socket.create_connection((host, port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.01)
+    raise RuntimeError(f"nothing listens on {host}:{port}")
+
+
+def median(values):
+    return statistics.median(values)
+
+
+def message(sender, target, n):
+    return (f"<message from='u@{sender}' to='u@{target}' id='m{n}' type='chat'>"
+            f"<body>hello {n}</body></message>")
+
+
+# Components
+
+
+class Inbox:
+    """
+    Message ids received by the components of one end, with waiting for a
+    count.
+    """
+
+    def __init__(self):
+        self.ids = set()
+        self.count = 0
+        self._waiters = []
+
+    def __call__(self, stanza):
+        self.ids.add(stanza.getAttribute("id"))
+        self.reached(self.count + 1)
+
+    def reached(self, count):
+        self.count = count
+        for waiter in list(self._waiters):
+            if self.count >= waiter[0]:
+                self._waiters.remove(waiter)
+                waiter[1].callback(None)
+
+    def waitFor(self, count, timeout):
+        d = defer.Deferred()
+        if self.count >= count:
+            d.callback(None)
+            return d
+        self._waiters.append((count, d))
+        return d.addTimeout(timeout, reactor)
+
+
+def connectComponent(host, port, domain, inbox=None):
+    """
+    An XEP-0114 component for C{domain}, Nagle off.
+
+    @return: A L{Deferred} firing with (stream, connector).
+    """
+    factory = component.componentFactory(domain, SECRET)
+    factory.maxDelay = 0
+    authenticated = defer.Deferred()
+
+    def onConnected(xs):
+        xs.transport.setTcpNoDelay(True)
+
+    def onAuthenticated(xs):
+        if inbox is not None:
+            xs.addObserver("/message", inbox)
+        if not authenticated.called:
+            authenticated.callback(xs)
+
+    factory.addBootstrap(xmlstream.STREAM_CONNECTED_EVENT, onConnected)
+    factory.addBootstrap(xmlstream.STREAM_AUTHD_EVENT, onAuthenticated)
+    connector = reactor.connectTCP(host, port, factory)
+    return authenticated.addCallback(lambda xs: (xs, factory, connector))
+
+
+@defer.inlineCallbacks
+def connectComponents(host, port, domains, inbox=None):
+    attached = yield defer.gatherResults(
+        [connectComponent(host, port, d, inbox) for d in domains])
+    return attached
+
+
+def disconnectComponents(attached):
+    for xs, factory, connector in attached:
+        factory.stopTrying()
+        connector.disconnect()
+
+
+@defer.inlineCallbacks
+def sendAll(xs, stanzas, inbox, base, window=WINDOW):
+    """
+    Write C{stanzas} (text) with at most C{window} in flight beyond what
+    C{inbox} has received (C{base} before the first).
+    """
+    sent = 0
+    while sent < len(stanzas):
+        room = base + sent - inbox.count
+        if room >= window:
+            try:
+                yield inbox.waitFor(base + sent - window // 2, timeout=60)
+            except defer.TimeoutError:
+                raise Lost(f"{inbox.count - base} of {sent} stanzas arrived in 60 s")
+            continue
+        chunk = stanzas[sent:sent + min(window - room, 100)]
+        xs.transport.write("".join(chunk).encode("utf-8"))
+        sent += len(chunk)
+        if sent % 1000 < 100:
+            yield task.deferLater(reactor, 0, lambda: None)
+
+
+# Processes
+
+
+class Twistd:
+    """
+    C{twistd -n dna} as an operator runs it (logging to a file).
+    """
+
+    def __init__(self, directory, name, address, domains, resolver, certificate, ca):
+        self.directory = directory
+        os.makedirs(directory, exist_ok=True)
+        certificate.writeTo(directory, "server")
+        with open(os.path.join(directory, "ca.pem"), "wb") as f:
+            f.write(ca.certificatePEM)
+        self.address = address
+        self.componentPort = freePort()
+        domainList = ", ".join(f'"{d}"' for d in domains)
+        config = (
+            f'[server]\nlisten = "tcp:{S2S_PORT}:interface={address}"\n'
+            f'domains = [{domainList}]\nca = "ca.pem"\n\n'
+            f'[[server.names]]\nname = "{name}"\ncertificate = "server.pem"\n'
+            f'key = "server.key"\n\n'
+            f'[dns]\nmode = "ad"\nresolvers = ["{resolver[0]}:{resolver[1]}"]\n\n'
+            f'[components]\nlisten = "tcp:{self.componentPort}:interface=127.0.0.1"\n'
+            f'secret = "{SECRET}"\n')
+        self.config = os.path.join(directory, "dna.toml")
+        with open(self.config, "w") as f:
+            f.write(config)
+        self.process = None
+
+    def start(self):
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+             "-n", "--pidfile=", "--logfile=" + os.path.join(self.directory, "twistd.log"),
+             "dna", "--config", self.config],
+            cwd=CHECKOUT, env=dict(os.environ, PYTHONPATH=CHECKOUT),
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        return self
+
+    def waitListening(self):
+        waitForPort("127.0.0.1", self.componentPort, self.process)
+        waitForPort(self.address, S2S_PORT, self.process)
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+def spawnMatrix(senders, targets, start=0):
+    stanzas, n = [], start
+    for s in senders:
+        for t in targets:
+            stanzas.append(message(s, t, n))
+            n += 1
+    return stanzas
+
+
+class Bench:
+
+    def __init__(self, options):
+        self.options = options
+        self.workdir = tempfile.mkdtemp(prefix="dna-e2e-")
+        os.chmod(self.workdir, 0o755)
+        self.results = {}
+        self.cleanups = []
+        self.dnaA, self.dnaB, self.proA, self.proB = pickAddresses(4)
+        self.senders = [f"s{i:02d}.prova.example" for i in range(1, SENDERS + 1)]
+        self.fresh = [f"x{i:02d}.prova.example" for i in range(1, FRESH + 1)]
+        self.many = [f"m{i:03d}.prova.example" for i in range(1, MANY + 1)]
+        self.targets = [f"t{i:02d}.provb.example" for i in range(1, TARGETS + 1)]
+        self.pSenders = [f"s{i:02d}.prosa.example" for i in range(1, SENDERS + 1)]
+        self.pTargets = [f"t{i:02d}.prosb.example" for i in range(1, TARGETS + 1)]
+        label = lambda names: [n.split(".")[0] for n in names]  # noqa: E731
+        zones = {
+            "prova.example": xmppZone("xmpp.prova.example", self.dnaA,
+                                      label(self.senders + self.fresh + self.many)),
+            "provb.example": xmppZone("xmpp.provb.example", self.dnaB, label(self.targets)),
+            "prosa.example": xmppZone("xmpp.prosa.example", self.proA,
+                                      ["@"] + label(self.pSenders)),
+            "prosb.example": xmppZone("xmpp.prosb.example", self.proB,
+                                      ["@"] + label(self.pTargets)),
+        }
+        self.ca = CertificateAuthority("bench e2e CA")
+        self.certs = {
+            name: self.ca.issue(name, dnsNames=[name] + extra, clientAuth=True)
+            for name, extra in [
+                ("xmpp.prova.example", []), ("xmpp.provb.example", []),
+                ("xmpp.provc.example", []),
+                ("xmpp.prosa.example", ["prosa.example"] + self.pSenders),
+                ("xmpp.prosb.example", ["prosb.example"] + self.pTargets)]}
+        self.dns = InteropDNS(os.path.join(self.workdir, "dns"), zones)
+        self.cleanups.append(self.dns.stop)
+        self.dns.start()
+        self.round = 0
+
+    def cleanup(self):
+        for f in reversed(self.cleanups):
+            try:
+                f()
+            except Exception as e:  # cleanup goes on
+                note(f"cleanup: {e!r}")
+        if os.environ.get("DNA_KEEP_E2E"):
+            note(f"kept {self.workdir}")
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def record(self, name, value):
+        self.results.setdefault(name, []).append(value)
+
+    # DNA
+
+    @defer.inlineCallbacks
+    def dnaRound(self):
+        self.dns.restartResolver()
+        base = os.path.join(self.workdir, f"round{self.round}")
+        a = Twistd(os.path.join(base, "a"), "xmpp.prova.example", self.dnaA,
+                   self.senders + self.fresh + self.many, self.dns.resolver,
+                   self.certs["xmpp.prova.example"], self.ca)
+        b = Twistd(os.path.join(base, "b"), "xmpp.provb.example", self.dnaB,
+                   self.targets, self.dns.resolver, self.certs["xmpp.provb.example"], self.ca)
+        attached = []
+        try:
+            a.start()
+            b.start()
+            self.cleanups.append(a.stop)
+            self.cleanups.append(b.stop)
+            a.waitListening()
+            b.waitListening()
+            inbox = Inbox()
+            attached += yield connectComponents("127.0.0.1", b.componentPort, self.targets, inbox)
+            [(xs, _, _)] = senders = yield connectComponents(
+                "127.0.0.1", a.componentPort, self.senders[:1])
+            attached += senders
+
+            # Set-up: 1,000 pairs.
+            stanzas = spawnMatrix(self.senders, self.targets)
+            t0 = time.perf_counter()
+            xs.transport.write("".join(stanzas).encode("utf-8"))
+            yield self.expect(inbox, len(stanzas), "set-up", timeout=60)
+            self.record("e2e_setup_1000_pairs_s", time.perf_counter() - t0)
+            self.record("e2e_connections", established([self.dnaA, self.dnaB]))
+
+            # Throughput over the open connection.
+            n = self.options.stanzas
+            stanzas = [message(self.senders[i % SENDERS], self.targets[i % TARGETS],
+                               100000 + i) for i in range(n)]
+            before = inbox.count
+            cpu0 = [cpuSeconds(pid) for pid in (a.pid, b.pid)]
+            t0 = time.perf_counter()
+            yield sendAll(xs, stanzas, inbox, before)
+            yield self.expect(inbox, before + n, "throughput", timeout=60)
+            self.record("e2e_stanzas_per_s", n / (time.perf_counter() - t0))
+            for name, pid, start in zip("ab", (a.pid, b.pid), cpu0):
+                self.record(f"e2e_cpu_us_per_stanza_{name}",
+                            (cpuSeconds(pid) - start) / n * 1e6)
+
+            # A new pair on the open connection, cold resolver cache.
+            self.dns.restartResolver()
+            latencies = []
+            for i, sender in enumerate(self.fresh):
+                before = inbox.count
+                t0 = time.perf_counter()
+                xs.send(message(sender, self.targets[i % TARGETS], 200000 + i))
+                yield self.expect(inbox, before + 1, "new pair", timeout=20)
+                latencies.append((time.perf_counter() - t0) * 1000)
+            self.results.setdefault("latencies", []).extend(latencies)
+
+            if self.round >= self.options.memory_rounds:
+                return
+            # Memory per binding, in B.
+            yield task.deferLater(reactor, 0.2, lambda: None)
+            rss0 = rss(b.pid)
+            stanzas = spawnMatrix(self.many, self.targets, 300000)
+            before = inbox.count
+            # B closes a stream with more than 100 requests pending (until A
+            # keeps a request window): at most 90 new pairs in flight.
+            yield sendAll(xs, stanzas, inbox, before, window=90)
+            yield self.expect(inbox, before + len(stanzas), "bindings", timeout=60)
+            yield task.deferLater(reactor, 0.2, lambda: None)
+            self.record("rss_per_binding_b", (rss(b.pid) - rss0) / len(stanzas))
+            # Memory per idle authenticated connection, in B.
+            rss0 = rss(b.pid)
+            streams = yield self.idleConnections(b)
+            yield task.deferLater(reactor, 0.2, lambda: None)
+            self.record("rss_per_connection_kb", (rss(b.pid) - rss0) / 1024 / len(streams))
+            for stream in streams:
+                stream.transport.abortConnection()
+        finally:
+            disconnectComponents(attached)
+            a.stop()
+            b.stop()
+
+    @defer.inlineCallbacks
+    def idleConnections(self, b):
+        """
+        Open L{IDLE_CONNECTIONS} authenticated DNA streams to B, eight at a
+        time (B's cap of unauthenticated connections from one address).
+        """
+        pki = self.certs["xmpp.provc.example"]
+        connector = Connector(
+            None, None, "xmpp.provc.example", pki.toPrivateCertificate(),
+            ssl.trustRootFromCertificates([self.ca.toCertificate()]), reactor)
+        streams = []
+        while len(streams) < IDLE_CONNECTIONS:
+            batch = yield defer.gatherResults(
+                [connector._connectOne(b.address, S2S_PORT, "xmpp.provb.example")
+                 for _ in range(8)])
+            streams.extend(batch)
+        return streams
+
+    @defer.inlineCallbacks
+    def expect(self, inbox, count, what, timeout):
+        try:
+            yield inbox.waitFor(count, timeout)
+        except defer.TimeoutError:
+            raise Lost(f"round {self.round}, {what}: {inbox.count} of {count} "
+                       f"stanzas arrived in {timeout} s")
+
+    # Prosody
+
+    @defer.inlineCallbacks
+    def prosodyRound(self, nagle):
+        self.dns.restartResolver()
+        ports = {}
+        servers = []
+        # Prosody's default s2s_timeout (the test config's 10 s is too short
+        # for 1,000 handshakes on a loaded machine).
+        extra = "s2s_timeout = 90\n" + (
+            "" if nagle else "network_settings = { nagle = false; tcp_backlog = 1024 }\n")
+        for address, name, domains in [
+                (self.proA, "xmpp.prosa.example", self.pSenders),
+                (self.proB, "xmpp.prosb.example", self.pTargets)]:
+            port = ports[name] = freePort()
+            components = "".join(
+                f'Component "{d}"\n    component_secret = "{SECRET}"\n' for d in domains)
+            server = ProsodyServer(
+                [name.split(".", 1)[1]], address, self.certs[name], self.ca.certificatePEM,
+                self.dns.resolver, self.dns.anchorFile, logLevel="info",
+                extraConfig=(extra + f'component_ports = {{ {port} }}\n'
+                             'component_interface = "127.0.0.1"\n' + components))
+            servers.append(server)
+            self.cleanups.append(server.stop)
+        attached = []
+        try:
+            for server in servers:
+                server.start()
+            inbox = Inbox()
+            attached += yield connectComponents(
+                "127.0.0.1", ports["xmpp.prosb.example"], self.pTargets, inbox)
+            senders = yield connectComponents(
+                "127.0.0.1", ports["xmpp.prosa.example"], self.pSenders)
+            attached += senders
+            t0 = time.perf_counter()
+            for (xs, _, _), sender in zip(senders, self.pSenders):
+                xs.transport.write("".join(spawnMatrix([sender], self.pTargets)).encode("utf-8"))
+            try:
+                yield self.expect(inbox, SENDERS * TARGETS, "prosody set-up", timeout=60)
+            except Lost:
+                for server in servers:
+                    note(f"{server.hosts[0]}:\n{server.logTail(15)}")
+                raise
+            key = "prosody_nagle" if nagle else "prosody"
+            self.record(f"{key}_setup_1000_pairs_s", time.perf_counter() - t0)
+            self.record(f"{key}_connections", established([self.proA, self.proB]))
+        finally:
+            disconnectComponents(attached)
+            for server in servers:
+                server.stop()
+
+    # The floor
+
+    @defer.inlineCallbacks
+    def floorRound(self):
+        directory = os.path.join(self.workdir, f"floor{self.round}")
+        os.makedirs(directory)
+        self.certs["xmpp.provb.example"].writeTo(directory, "server")
+        port = freePort()
+        process = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--floor-receiver", str(port),
+             directory], cwd=CHECKOUT, env=dict(os.environ, PYTHONPATH=CHECKOUT))
+        self.cleanups.append(lambda: process.poll() is None and process.kill())
+        try:
+            waitForPort("127.0.0.1", port, process)
+            inbox = Inbox()
+            factory = FloorSenderFactory(inbox)
+            options = ssl.optionsForClientTLS(
+                "xmpp.provb.example", trustRoot=ssl.Certificate.loadPEM(self.ca.certificatePEM))
+            reactor.connectSSL("127.0.0.1", port, factory, options)
+            link = yield factory.ready
+            n = self.options.stanzas
+            stanzas = [message(self.senders[i % SENDERS], self.targets[i % TARGETS], i)
+                       for i in range(n)]
+            t0 = time.perf_counter()
+            yield sendAll(link, stanzas, inbox, 0)
+            yield self.expect(inbox, n, "floor", timeout=60)
+            self.record("floor_stanzas_per_s", n / (time.perf_counter() - t0))
+            link.transport.loseConnection()
+        finally:
+            process.kill()
+            process.wait()
+
+
+class FloorSender(protocol.Protocol):
+    """
+    The sending end of the floor: writes a stream header, then whatever
+    L{sendAll} gives it; the receiver reports its count as decimal lines.
+    """
+
+    def connectionMade(self):
+        self.transport.setTcpNoDelay(True)
+        self.transport.write(
+            b"<stream:stream xmlns='jabber:server' "
+            b"xmlns:stream='http://etherx.jabber.org/streams' to='x' from='y' version='1.0'>")
+        self._buffer = b""
+        self.factory.ready.callback(self)
+
+    def dataReceived(self, data):
+        self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        if lines:
+            self.factory.inbox.reached(int(lines[-1]))
+
+
+class FloorSenderFactory(protocol.ClientFactory):
+    protocol = FloorSender
+
+    def __init__(self, inbox):
+        self.inbox = inbox
+        self.ready = defer.Deferred()
+
+
+def floorReceiver(port, directory):
+    """
+    The receiving end of the floor, in its own process: TLS, an
+    L{XmlStream} parsing every stanza, counting messages and reporting the
+    count every 100 and at the end of each read.
+    """
+    with open(os.path.join(directory, "server.pem"), "rb") as f:
+        pem = f.read()
+    with open(os.path.join(directory, "server.key"), "rb") as f:
+        pem += f.read()
+    certificate = ssl.PrivateCertificate.loadPEM(pem)
+    options = certificate.options()
+
+    class Receiver(xishstream.XmlStream):
+        count = 0
+
+        def connectionMade(self):
+            xishstream.XmlStream.connectionMade(self)
+            self.transport.setTcpNoDelay(True)
+            self.addObserver("/message", self.onMessage)
+
+        def onMessage(self, stanza):
+            self.count += 1
+
+        def dataReceived(self, data):
+            before = self.count
+            xishstream.XmlStream.dataReceived(self, data)
+            if self.count != before:
+                self.transport.write(b"%d\n" % (self.count,))
+
+    factory = protocol.Factory.forProtocol(Receiver)
+    reactor.listenSSL(port, factory, options, interface="127.0.0.1")
+    reactor.run()
+
+
+@defer.inlineCallbacks
+def run(options):
+    bench = Bench(options)
+    try:
+        for r in range(options.rounds):
+            bench.round = r
+            steps = [bench.dnaRound, lambda: bench.prosodyRound(nagle=False)]
+            if r % 2:
+                steps.reverse()
+            if options.only == "prosody":
+                steps = steps[1:] if r % 2 == 0 else steps[:1]
+            elif options.only == "dna":
+                steps = steps[:1] if r % 2 == 0 else steps[1:]
+            for step in steps:
+                yield step()
+            if options.only:
+                continue
+            if r < options.prosody_nagle_rounds:
+                yield bench.prosodyRound(nagle=True)
+            yield bench.floorRound()
+            note(f"round {r} done")
+    finally:
+        bench.cleanup()
+    results = bench.results
+    if options.only:
+        for name, values in sorted(results.items()):
+            if name != "latencies":
+                emit(name, round(median(values), 3))
+        if "latencies" in results:
+            emit("new_pair_ms_p50", round(median(results["latencies"]), 2))
+        return
+    for name in ["e2e_setup_1000_pairs_s", "e2e_connections", "prosody_setup_1000_pairs_s",
+                 "prosody_connections", "prosody_nagle_setup_1000_pairs_s",
+                 "prosody_nagle_connections"]:
+        if name in results:
+            emit(name, round(median(results[name]), 3))
+    emit("setup_speedup_vs_prosody", round(
+        median(results["prosody_setup_1000_pairs_s"])
+        / median(results["e2e_setup_1000_pairs_s"]), 1))
+    e2e, floor = median(results["e2e_stanzas_per_s"]), median(results["floor_stanzas_per_s"])
+    emit("e2e_stanzas_per_s", round(e2e))
+    emit("floor_stanzas_per_s", round(floor))
+    emit("e2e_vs_floor", round(e2e / floor, 2))
+    for name in ("e2e_cpu_us_per_stanza_a", "e2e_cpu_us_per_stanza_b"):
+        emit(name, round(median(results[name]), 1))
+    latencies = sorted(results["latencies"])
+    emit("new_pair_ms_p50", round(median(latencies), 2))
+    emit("new_pair_ms_p99", round(latencies[min(len(latencies) - 1,
+                                                 int(0.99 * len(latencies)))], 2))
+    emit("rss_per_connection_kb", round(median(results["rss_per_connection_kb"]), 1))
+    emit("rss_per_binding_b", round(median(results["rss_per_binding_b"])))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--stanzas", type=int, default=10000)
+    parser.add_argument("--prosody-nagle-rounds", type=int, default=1,
+                        help="rounds that also time Prosody as shipped (Nagle on)")
+    parser.add_argument("--memory-rounds", type=int, default=1,
+                        help="rounds that also measure RSS (10,000 bindings, 100 connections)")
+    parser.add_argument("--only", help=argparse.SUPPRESS)
+    parser.add_argument("--floor-receiver", type=int, help=argparse.SUPPRESS)
+    options, rest = parser.parse_known_args()
+    if options.floor_receiver:
+        floorReceiver(options.floor_receiver, rest[0])
+        return
+    started = time.monotonic()
+    failure = []
+
+    def done(result):
+        if result is not None and hasattr(result, "value"):
+            failure.append(result)
+        reactor.stop()
+
+    reactor.callWhenRunning(lambda: run(options).addBoth(done))
+    reactor.run()
+    if failure:
+        f = failure[0]
+        if f.check(Lost):
+            print(f"e2e: LOST STANZAS: {f.value}", file=sys.stderr)
+        else:
+            f.printTraceback(file=sys.stderr)
+        sys.exit(1)
+    note(f"total {time.monotonic() - started:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
