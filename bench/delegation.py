@@ -62,12 +62,8 @@ from dns.dnssectypes import Algorithm  # noqa: E402
 from twisted.internet import defer, task  # noqa: E402
 
 from dna.app.delegation import makeDelegationChecker, makeTLSALookup  # noqa: E402
-from dna.dns.tlsa import DANE  # noqa: E402
 from dna.dns import posh  # noqa: E402
-from dna.testing.https import listenHTTPS, loopbackAgent  # noqa: E402
-from dna.testing.pki import CertificateAuthority  # noqa: E402
 from dna.dns.client import DNSClient  # noqa: E402
-from dna.dns.verdict import SECURE  # noqa: E402
 from dna.dns.dnssec.proofs import (  # noqa: E402
     BOGUS,
     MAX_KEYS_PER_SIGNATURE,
@@ -75,7 +71,11 @@ from dna.dns.dnssec.proofs import (  # noqa: E402
     readAnchors,
 )
 from dna.dns.dnssec.walker import Validator  # noqa: E402
+from dna.dns.tlsa import DANE  # noqa: E402
+from dna.dns.verdict import SECURE  # noqa: E402
 from dna.testing.fakes import collidingKeys  # noqa: E402
+from dna.testing.https import listenHTTPS, loopbackAgent  # noqa: E402
+from dna.testing.pki import CertificateAuthority  # noqa: E402
 from tests.integration.dnsenv import DNSEnvironment  # noqa: E402
 
 

@@ -31,8 +31,8 @@ from twisted.internet.testing import StringTransport
 from twisted.words.protocols.jabber import xmlstream
 
 from dna.channel.stream import S2SStream
-from dna.core.names import domainOf
 from dna.core.enforcement import StanzaFilter
+from dna.core.names import domainOf
 from dna.core.tables import INCOMING, Tables
 
 HEADER = (

@@ -51,12 +51,12 @@ from twisted.internet.ssl import trustRootFromCertificates  # noqa: E402
 from twisted.words.protocols.jabber import xmlstream  # noqa: E402
 from twisted.words.xish import domish  # noqa: E402
 
+from dna.app.service import DNAService  # noqa: E402
 from dna.dns.addresses import AddressResolver  # noqa: E402
-from dna.legacy.policy import FALLBACK_PKIX  # noqa: E402
 from dna.dns.client import DNSClient  # noqa: E402
 from dna.dns.delegation import DelegationChecker  # noqa: E402
 from dna.dns.lookup import ResolverLookup  # noqa: E402
-from dna.app.service import DNAService  # noqa: E402
+from dna.legacy.policy import FALLBACK_PKIX  # noqa: E402
 from dna.testing.pki import CertificateAuthority  # noqa: E402
 from tests.integration.interop import (  # noqa: E402
     S2S_PORT,

@@ -41,10 +41,10 @@ import statistics
 import sys
 import time
 
+import _providers
 from twisted.internet import defer, task
 from twisted.logger import LogLevel, globalLogBeginner
 
-import _providers
 from dna.namespaces import NS_SERVER
 
 #: Seconds one setup or one throughput round may take before it fails.

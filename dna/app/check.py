@@ -16,21 +16,20 @@ import sys
 from twisted.internet import defer
 from twisted.python import usage
 
+from dna.app.config import DEFAULT_DNS_TIMEOUT, DEFAULT_RESOLVERS, DNS_PORT
+from dna.app.delegation import DNS_MODES, MODE_AD, makeDelegationChecker, makeTLSALookup
+from dna.app.script import runCommand
+from dna.core.hostport import parseAddressPort
+from dna.core.names import normalizeDomain, normalizeServerPattern
+from dna.dns.client import DNSClient
+from dna.dns.dnssec.proofs import readAnchors
+from dna.dns.posh import POSHFetcher
 from dna.dns.verdict import (
     ALLOW_INSECURE,
     INSECURE,
     REQUIRE_SECURE,
     SECURE,
 )
-from dna.dns.dnssec.proofs import readAnchors
-from dna.app.config import DEFAULT_DNS_TIMEOUT, DEFAULT_RESOLVERS, DNS_PORT
-from dna.app.delegation import DNS_MODES, MODE_AD
-from dna.app.delegation import makeDelegationChecker, makeTLSALookup
-from dna.dns.client import DNSClient
-from dna.dns.posh import POSHFetcher
-from dna.app.script import runCommand
-from dna.core.hostport import parseAddressPort
-from dna.core.names import normalizeDomain, normalizeServerPattern
 from dna.error import InvalidAddress, InvalidHostPort
 
 

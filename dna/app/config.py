@@ -32,20 +32,20 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.ssl import trustRootFromCertificates
 
 from dna.app import schema
-from dna.app.schema import Invalid, located
 from dna.app.certificates import authorities, buildServerName
+from dna.app.delegation import DNS_MODES, MODE_AD
 from dna.app.federation import DEFAULT_QUEUE_LIMIT
 from dna.app.limits import Limits
-from dna.core.proofs import DEFAULT_GRACE
+from dna.app.schema import Invalid, located
 from dna.app.service import DEFAULT_IDLE_TIMEOUT
 from dna.channel.originating import DEFAULT_CONNECT_TIMEOUT
 from dna.core.authorization import DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT
 from dna.core.hostport import isLoopback, parseAddressPort
-from dna.app.delegation import DNS_MODES, MODE_AD
-from dna.dns.verdict import ALLOW_INSECURE, REQUIRE_SECURE
+from dna.core.proofs import DEFAULT_GRACE
 from dna.dns.client import DEFAULT_DEADLINE
 from dna.dns.dnssec.proofs import parseAnchors
 from dna.dns.lookup import offLoopback
+from dna.dns.verdict import ALLOW_INSECURE, REQUIRE_SECURE
 from dna.error import ConfigurationError, InvalidHostPort
 from dna.legacy.policy import FALLBACK_PKIX, FALLBACKS, XMPP_SERVER_PORT
 

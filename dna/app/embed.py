@@ -23,12 +23,22 @@ Python, as the control API (L{dna.app.control}) gives them to operators.
 import datetime
 import os
 
-from twisted.internet.ssl import Certificate, PrivateCertificate, trustRootFromCertificates
+from twisted.internet.ssl import (
+    Certificate,
+    PrivateCertificate,
+    trustRootFromCertificates,
+)
 from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
 
 from dna.app import schema
 from dna.app.certificates import authorities, buildServerName
-from dna.app.config import DEFAULT_LISTEN, Configuration, _anchors, _hosts, loadConfiguration
+from dna.app.config import (
+    DEFAULT_LISTEN,
+    Configuration,
+    _anchors,
+    _hosts,
+    loadConfiguration,
+)
 from dna.app.control import Control
 from dna.app.service import DNAService
 from dna.channel.stream import STREAM_AUTHENTICATED_EVENT

@@ -25,25 +25,30 @@ waiting for one stream take turns (round-robin), one stanza each.
 import collections
 
 from twisted.internet import defer
-from twisted.logger import LogLevel, Logger
+from twisted.logger import Logger, LogLevel
 from twisted.words.protocols.jabber import error
 
-from dna.core.names import domainOf, normalizeDomain
-from dna.error import InvalidAddress, NoRoute
+from dna.app.revalidation import Revalidator
+from dna.channel.acks import StreamAcks, peerOffersAcks
+from dna.channel.features import peerLimits
+from dna.channel.stream import provenStream
 from dna.core.authorization import (
     DEFAULT_MAX_PENDING,
     DEFAULT_REQUEST_TIMEOUT,
     StreamAuthorization,
 )
-from dna.error import RequestTimedOut
 from dna.core.enforcement import errorResponse
-from dna.error import AuthorizationRefused, ConnectionLost, DNAError
 from dna.core.logthrottle import ThrottledLog
+from dna.core.names import domainOf, normalizeDomain
 from dna.core.tables import Tables
-from dna.channel.acks import StreamAcks, peerOffersAcks
-from dna.channel.features import peerLimits
-from dna.channel.stream import provenStream
-from dna.app.revalidation import Revalidator
+from dna.error import (
+    AuthorizationRefused,
+    ConnectionLost,
+    DNAError,
+    InvalidAddress,
+    NoRoute,
+    RequestTimedOut,
+)
 from dna.namespaces import NS_SERVER, STANZA_NAMES
 
 _log = Logger()

@@ -13,13 +13,13 @@ Names follow Prometheus' conventions: a C{dna_} prefix, C{_total} for
 counters, base units (seconds).
 """
 
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.core import (
     CollectorRegistry,
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
 )
+from prometheus_client.exposition import choose_encoder
 from twisted.web.resource import Resource
 
 from dna.core.tables import INCOMING, OUTGOING

@@ -18,21 +18,26 @@ from twisted.words.protocols.jabber import error
 from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
 from twisted.words.xish.utility import XmlPipe
 
-from dna.core.names import domainOf, normalizeServerName
-from dna.error import CertificateNameMismatch, InvalidAddress, ServiceStopping, StreamIDInUse
-from dna.core.enforcement import errorResponse
-from dna.channel.originating import DEFAULT_CONNECT_TIMEOUT, Connector
-from dna.error import ConnectFailed
-from dna.core.authorization import DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT
-from dna.channel.features import BIDI_REQUEST
-from dna.legacy.policy import FALLBACK_DNA, FallbackPolicy
 from dna.app.federation import DEFAULT_QUEUE_LIMIT, Federation
 from dna.app.flow import FlowControl
 from dna.app.limits import Limits
-from dna.core.proofs import DEFAULT_GRACE
 from dna.app.router import route
+from dna.channel.features import BIDI_REQUEST
+from dna.channel.originating import DEFAULT_CONNECT_TIMEOUT, Connector
 from dna.channel.receiving import S2SServerFactory, withBacklog
 from dna.channel.tls import DANEPeerVerifier, ServerContextFactory, peerServerNames
+from dna.core.authorization import DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT
+from dna.core.enforcement import errorResponse
+from dna.core.names import domainOf, normalizeServerName
+from dna.core.proofs import DEFAULT_GRACE
+from dna.error import (
+    CertificateNameMismatch,
+    ConnectFailed,
+    InvalidAddress,
+    ServiceStopping,
+    StreamIDInUse,
+)
+from dna.legacy.policy import FALLBACK_DNA, FallbackPolicy
 
 _log = Logger()
 

@@ -29,10 +29,9 @@ that ends unacknowledged: sent again on another stream, or bounced.
 
 import collections
 
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.words.protocols.jabber import error
 from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
-from twisted.logger import LogLevel
 from twisted.words.xish import domish
 
 from dna.namespaces import NS_SM

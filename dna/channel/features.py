@@ -31,7 +31,14 @@ from twisted.words.protocols.jabber import error, xmlstream
 from twisted.words.xish import domish
 
 from dna.error import StartTLSStripped
-from dna.namespaces import NS_BIDI, NS_BIDI_FEATURE, NS_DNA, NS_SM, NS_STREAM_LIMITS, NS_TLS
+from dna.namespaces import (
+    NS_BIDI,
+    NS_BIDI_FEATURE,
+    NS_DNA,
+    NS_SM,
+    NS_STREAM_LIMITS,
+    NS_TLS,
+)
 
 _log = Logger()
 

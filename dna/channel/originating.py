@@ -22,7 +22,8 @@ nobody can strip it.
 
 import collections
 
-from twisted.internet import defer, endpoints, error as ierror, interfaces, protocol
+from twisted.internet import defer, endpoints, interfaces, protocol
+from twisted.internet import error as ierror
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import error, jid, xmlstream

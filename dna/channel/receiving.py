@@ -33,7 +33,12 @@ from dna.channel.identity import verifyPeerName
 from dna.channel.stream import STREAM_AUTHENTICATED_EVENT, S2SStream, StreamLimits
 from dna.channel.tls import peerCertificate, peerServerNames
 from dna.core.names import normalizeDomain
-from dna.error import CertificateNameMismatch, DANEMismatch, DANEUnavailable, InvalidAddress
+from dna.error import (
+    CertificateNameMismatch,
+    DANEMismatch,
+    DANEUnavailable,
+    InvalidAddress,
+)
 from dna.namespaces import NS_DIALBACK, NS_SERVER, NS_STREAMS, NS_TLS
 
 _log = Logger()

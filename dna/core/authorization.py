@@ -17,20 +17,24 @@ streams (L{dna.app.federation.Federation}).
 import collections
 
 from twisted.internet import defer
-from twisted.logger import LogLevel, Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import error
 from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
 from twisted.words.xish import domish
 
-
-from dna.core.names import normalizeDomain
-from dna.error import InvalidAddress, OneWayStream, RequestTimedOut
 from dna.core.enforcement import StanzaFilter
 from dna.core.logthrottle import ThrottledLog
-from dna.error import AuthorizationRefused, ConnectionLost
-from dna.namespaces import NS_DIALBACK, NS_STANZAS
+from dna.core.names import normalizeDomain
 from dna.core.tables import INCOMING, OUTGOING
+from dna.error import (
+    AuthorizationRefused,
+    ConnectionLost,
+    InvalidAddress,
+    OneWayStream,
+    RequestTimedOut,
+)
+from dna.namespaces import NS_DIALBACK, NS_STANZAS
 
 _log = Logger()
 

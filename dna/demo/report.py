@@ -11,8 +11,8 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 from twisted.words.protocols.jabber import error as jabberError
 
-from dna.channel.identity import serverNamesFromCertificate
 from dna.app.tabular import formatTable
+from dna.channel.identity import serverNamesFromCertificate
 from dna.channel.tls import peerCertificate
 from dna.core.tables import INCOMING, OUTGOING
 from dna.demo.world import (

@@ -36,7 +36,6 @@ from twisted.words.protocols.jabber import error as jabberError
 
 from dna.app.script import runCommand
 from dna.core.tables import INCOMING, OUTGOING
-from dna.dns.verdict import SECURE
 from dna.demo import report
 from dna.demo.world import (
     INSECURE_DOMAIN,
@@ -48,6 +47,7 @@ from dna.demo.world import (
     World,
     tenants,
 )
+from dna.dns.verdict import SECURE
 from dna.testing.fakes import chatMessage as message
 
 DEFAULT_PAIRS = 6

@@ -38,8 +38,8 @@ from zope.interface import implementer
 from dna.dns.addresses import AddressResolver
 from dna.dns.client import DNSClient
 from dna.dns.delegation import DelegationChecker
-from dna.dns.lookup import SelfValidatingLookup
 from dna.dns.dnssec.proofs import parseAnchors
+from dna.dns.lookup import SelfValidatingLookup
 from dna.interfaces import IDelegationChecker, IDelegationPolicy
 from dna.testing.providers import ORIGINATING, RECEIVING, ProviderPKI, startProvider
 from dna.testing.zoneserver import ZoneServer

@@ -10,14 +10,12 @@ configures. They need no DNSSEC: the TLS certificate proves who answers
 
 import dns.rcode
 import dns.rdatatype
-
 from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from dna.error import NoAddress
 from dna.interfaces import IAddressResolver
-
 
 _log = Logger()
 

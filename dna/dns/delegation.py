@@ -10,7 +10,6 @@ from bisect import bisect_left
 from collections import Counter, OrderedDict
 
 import attr
-
 import dns.exception
 from twisted.internet import defer
 from twisted.internet.defer import succeed
@@ -18,16 +17,16 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from dna.core.coalesce import Coalescer
-from dna.dns.client import DEFAULT_DEADLINE
 from dna.core.names import normalizeDomain
+from dna.dns.client import DEFAULT_DEADLINE
 from dna.dns.verdict import (
     ALLOW_INSECURE,
-    absoluteName,
     BOGUS,
     INDETERMINATE,
     REQUIRE_SECURE,
     SECURE,
     DelegationResult,
+    absoluteName,
     checkPolicy,
     delegates,
     needsShuffle,

@@ -35,7 +35,6 @@ from dna.dns.dnssec.proofs import (
 from dna.error import InvalidAddress
 from dna.interfaces import IDelegationResult
 
-
 REQUIRE_SECURE = "require-secure"
 ALLOW_INSECURE = "allow-insecure"
 POLICIES = frozenset([REQUIRE_SECURE, ALLOW_INSECURE])

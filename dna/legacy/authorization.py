@@ -23,12 +23,22 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import error
 
-from dna.core.names import normalizeDomain
-from dna.error import CannotCarry, InvalidAddress
-from dna.core.authorization import StreamAuthorization, dialbackElement, errorFromResult, resultElement
-from dna.error import AuthorizationRefused, ConnectionLost, DNAError
-from dna.core.tables import INCOMING, OUTGOING
 from dna.channel.stream import provenStream
+from dna.core.authorization import (
+    StreamAuthorization,
+    dialbackElement,
+    errorFromResult,
+    resultElement,
+)
+from dna.core.names import normalizeDomain
+from dna.core.tables import INCOMING, OUTGOING
+from dna.error import (
+    AuthorizationRefused,
+    CannotCarry,
+    ConnectionLost,
+    DNAError,
+    InvalidAddress,
+)
 
 _log = Logger()
 

@@ -35,10 +35,15 @@ from twisted.words.protocols.jabber import error
 from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
 from twisted.words.xish import domish
 
-from dna.core.names import normalizeDomain
-from dna.error import DialbackFailed, InvalidAddress, NoDialback, VerificationFailed
 from dna.core.authorization import DB_RESULT, dialbackElement, errorFromResult
-from dna.error import ConnectionLost
+from dna.core.names import normalizeDomain
+from dna.error import (
+    ConnectionLost,
+    DialbackFailed,
+    InvalidAddress,
+    NoDialback,
+    VerificationFailed,
+)
 from dna.namespaces import NS_DIALBACK, NS_DIALBACK_FEATURE
 
 _log = Logger()

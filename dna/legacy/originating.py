@@ -26,26 +26,32 @@ piggy-backed request gets no answer, the pair gets a stream of its own.
 
 import collections
 
-from twisted.internet import defer, endpoints, error as ierror
+from twisted.internet import defer, endpoints
+from twisted.internet import error as ierror
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
 
+from dna.channel.features import BidiInitializer, StartTLSInitializer, peerOffersDNA
 from dna.channel.originating import (
     DEFAULT_CONNECT_TIMEOUT,
     DNAConnectAuthenticator,
     _StreamFactory,
     noteDowngrade,
 )
-from dna.error import ConnectFailed, DNAError, NotDelegated, DowngradeAttempt, RequestTimedOut, StreamIDInUse
-from dna.legacy.policy import fallbackReason, legacyTargets, mayPiggyback
-from dna.error import DowngradeRefused
-from dna.channel.features import BidiInitializer, StartTLSInitializer, peerOffersDNA
+from dna.core.coalesce import Coalescer
+from dna.core.names import normalizeServerName
+from dna.error import (
+    ConnectFailed,
+    DNAError,
+    DowngradeAttempt,
+    DowngradeRefused,
+    NoDialback,
+    NotDelegated,
+    RequestTimedOut,
+    StreamIDInUse,
+)
 from dna.legacy.authorization import LegacyAuthorization
-from dna.legacy.receiving import LegacyListener
-from dna.legacy.tls import LegacyServerContexts, certificateFor, legacyClientCreator, peerVerified
-from dna.namespaces import NS_DIALBACK
-from dna.legacy.sasl import SASLExternalInitializer
 from dna.legacy.dialback import (
     AuthoritativeResponder,
     DialbackKeys,
@@ -53,9 +59,16 @@ from dna.legacy.dialback import (
     Verifier,
     offersDialback,
 )
-from dna.error import NoDialback
-from dna.core.coalesce import Coalescer
-from dna.core.names import normalizeServerName
+from dna.legacy.policy import fallbackReason, legacyTargets, mayPiggyback
+from dna.legacy.receiving import LegacyListener
+from dna.legacy.sasl import SASLExternalInitializer
+from dna.legacy.tls import (
+    LegacyServerContexts,
+    certificateFor,
+    legacyClientCreator,
+    peerVerified,
+)
+from dna.namespaces import NS_DIALBACK
 
 _log = Logger()
 

@@ -34,8 +34,14 @@ under C{dna+pkix} requires the peer's certificate for the domain.
 import attr
 from twisted.words.protocols.jabber import error
 
-from dna.error import ConnectFailed, DowngradeAttempt, NoLegacyRoute, NotDelegated, PeerLacksDNA
 from dna.dns.verdict import INSECURE, SECURE
+from dna.error import (
+    ConnectFailed,
+    DowngradeAttempt,
+    NoLegacyRoute,
+    NotDelegated,
+    PeerLacksDNA,
+)
 
 #: Speak DNA only: a peer that does not is not federated with.
 FALLBACK_DNA = "dna"

@@ -22,15 +22,15 @@ from twisted.logger import Logger
 from twisted.words.protocols.jabber import error
 from twisted.words.xish import domish
 
+from dna.channel.features import bidiFeature, dnaFeature, watchBidiRequest
+from dna.channel.receiving import acceptHeader, offerStartTLS
+from dna.core.authorization import DB_RESULT
 from dna.core.names import normalizeDomain
 from dna.error import InvalidAddress
-from dna.core.authorization import DB_RESULT
-from dna.channel.features import bidiFeature, dnaFeature, watchBidiRequest
+from dna.legacy.dialback import dialbackFeature
+from dna.legacy.sasl import SASL_AUTH, checkExternalAuth, mechanismsFeature, saslElement
 from dna.legacy.tls import peerVerified
 from dna.namespaces import NS_SERVER, NS_STREAMS, NS_TLS, STANZA_NAMES
-from dna.legacy.sasl import SASL_AUTH, checkExternalAuth, mechanismsFeature, saslElement
-from dna.channel.receiving import acceptHeader, offerStartTLS
-from dna.legacy.dialback import dialbackFeature
 
 _log = Logger()
 

@@ -27,8 +27,8 @@ from twisted.internet.interfaces import (
 from zope.interface import implementer
 
 from dna.channel.identity import verifyPeerName
-from dna.core.names import normalizeServerName
 from dna.channel.tls import ServerContextFactory, clientContextFactory, peerCertificate
+from dna.core.names import normalizeServerName
 from dna.error import CertificateNameMismatch
 
 # SSL.Connection -> [(depth, errno)] of the certificate errors let through.

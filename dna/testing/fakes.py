@@ -22,6 +22,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import deferLater
 from zope.interface import implementer
 
+from dna.core.names import normalizeDomain
 from dna.dns.dnssec.walker import Validator
 from dna.dns.verdict import (
     ALLOW_INSECURE,
@@ -34,7 +35,6 @@ from dna.dns.verdict import (
     SRVRecord,
     delegates,
 )
-from dna.core.names import normalizeDomain
 from dna.error import InvalidAddress
 from dna.interfaces import IDelegationChecker, IDelegationPolicy, IDNSClient
 

@@ -47,10 +47,10 @@ import dns.message
 import dns.name
 import dns.query
 import dns.rcode
-import dns.rdataclass
 import dns.rdata
-import dns.rdatatype
+import dns.rdataclass
 import dns.rdataset
+import dns.rdatatype
 import dns.rrset
 import dns.zone
 from cryptography.hazmat.primitives import serialization

@@ -21,7 +21,6 @@ from twisted.internet import defer, reactor
 from twisted.words.protocols.jabber import component, xmlstream
 
 from dna.testing.pki import CertificateAuthority
-
 from tests.integration.interop import S2S_PORT, InteropDNS, pickAddresses, xmppZone
 
 SECRET = "flow component secret"

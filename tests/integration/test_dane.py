@@ -20,7 +20,6 @@ from dna.dns.lookup import ResolverLookup, SelfValidatingLookup
 from dna.dns.tlsa import DANE, DANE_FAILED, NO_DANE, TLSALookup
 from dna.error import DANEMismatch
 from dna.testing.pki import CertificateAuthority
-
 from tests.integration.dnsenv import startDNSEnvironment
 from tests.unit.test_identity import _past
 from tests.unit.test_tls import CA, ORIGINATING, STRANGER, _Handshake, _serverFactory

@@ -13,7 +13,6 @@ from dna.app.delegation import makeDelegationChecker, makeTLSALookup
 from dna.channel.dane import associationData
 from dna.dns.client import DNSClient
 from dna.testing.pki import CertificateAuthority
-
 from tests.integration.dnsenv import startDNSEnvironment
 from tests.integration.providers import ProvidersMixin, message
 from tests.unit.streams import stanzaErrorOf

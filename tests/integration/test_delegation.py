@@ -9,11 +9,11 @@ from twisted.trial.unittest import TestCase
 
 from dna.dns.client import DNSClient
 from dna.dns.delegation import DelegationChecker
+from dna.dns.dnssec.proofs import readAnchors
 from dna.dns.lookup import ResolverLookup, SelfValidatingLookup
 from dna.dns.verdict import (
     INDETERMINATE,
 )
-from dna.dns.dnssec.proofs import readAnchors
 from tests.unit.test_delegation import DelegationCheckerContractMixin
 
 

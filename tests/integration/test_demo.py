@@ -14,8 +14,7 @@ from twisted.internet import defer, reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from dna.demo import scenario, world
-from tests.unit.test_demo import CONNECTION_HEADER, _CHECKOUT
-
+from tests.unit.test_demo import _CHECKOUT, CONNECTION_HEADER
 
 BINDING_HEADER = re.compile(r"\| Local +\| Remote +\| Connections +\|")
 

@@ -17,7 +17,6 @@ import dns.rrset
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-
 from dna.dns.client import DNSClient
 from dna.error import DNSUnreachable
 from tests.integration.dnsenv import startDNSEnvironment

@@ -12,7 +12,6 @@ from twisted.trial import unittest
 from dna.app.delegation import makeDelegationChecker
 from dna.dns.client import DNSClient
 from dna.dns.verdict import ALLOW_INSECURE
-
 from tests.integration.dnsenv import HOSTS, startDNSEnvironment
 from tests.integration.providers import ProvidersMixin, message
 from tests.unit.streams import stanzaErrorOf

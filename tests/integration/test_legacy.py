@@ -15,7 +15,6 @@ from twisted.trial import unittest
 
 from dna.legacy.policy import FALLBACK_DIALBACK
 from dna.testing.fakes import FakeDelegationChecker
-
 from tests.integration.providers import ORIGINATING, RECEIVING, ProvidersMixin, message
 from tests.unit.streams import stanzaErrorOf
 

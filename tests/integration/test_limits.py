@@ -10,7 +10,6 @@ from twisted.trial import unittest
 
 from dna.app.limits import Limits
 from dna.testing.fakes import FakeDelegationChecker
-
 from tests.integration.providers import ORIGINATING, RECEIVING, ProvidersMixin, message
 
 #: Where the hostile connections come from (any 127/8 address is local).

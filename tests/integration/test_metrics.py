@@ -14,10 +14,9 @@ from twisted.web.client import Agent, readBody
 from dna.dns.client import DNSClient
 from dna.dns.delegation import DelegationChecker
 from dna.dns.lookup import ResolverLookup
-
+from tests.integration import test_twistd
 from tests.integration.dnsenv import HOSTS
 from tests.integration.providers import ProvidersMixin, message
-from tests.integration import test_twistd
 from tests.integration.test_twistd import RECEIVING, freePort, waitForPort
 
 

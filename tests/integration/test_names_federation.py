@@ -23,7 +23,6 @@ from dna.app.delegation import makeDelegationChecker
 from dna.core.names import normalizeDomain
 from dna.dns.client import DNSClient
 from dna.namespaces import NS_DIALBACK, NS_SERVER
-
 from tests.integration.dnsenv import HOSTS, startDNSEnvironment
 from tests.integration.providers import ProvidersMixin, message
 from tests.integration.test_federation_dns import ORIGINATING, RECEIVING

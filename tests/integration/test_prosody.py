@@ -31,15 +31,20 @@ from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 from twisted.words.xish import domish
 
+from dna.app.service import DNAService
 from dna.dns.addresses import AddressResolver
-from dna.legacy.policy import FALLBACK_DIALBACK, FALLBACK_PKIX
 from dna.dns.client import DNSClient
 from dna.dns.delegation import DelegationChecker
 from dna.dns.lookup import ResolverLookup
-from dna.app.service import DNAService
+from dna.legacy.policy import FALLBACK_DIALBACK, FALLBACK_PKIX
 from dna.testing.pki import CertificateAuthority
-
-from tests.integration.interop import S2S_PORT, pickAddresses, startInteropDNS, startProsody, xmppZone
+from tests.integration.interop import (
+    S2S_PORT,
+    pickAddresses,
+    startInteropDNS,
+    startProsody,
+    xmppZone,
+)
 from tests.integration.providers import Inbox, message
 
 DNA_DOMAIN = "dna.example"

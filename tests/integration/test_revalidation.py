@@ -16,7 +16,6 @@ from twisted.trial import unittest
 
 from dna.app.delegation import makeDelegationChecker
 from dna.dns.client import DNSClient
-
 from tests.integration.dnsenv import HOSTS, startDNSEnvironment
 from tests.integration.providers import ProvidersMixin, message
 from tests.unit.streams import stanzaErrorOf

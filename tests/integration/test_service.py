@@ -16,7 +16,6 @@ from twisted.trial import unittest
 import dna
 from dna.testing.fakes import FakeDelegationChecker
 from dna.testing.pki import CertificateAuthority
-
 from tests.integration.providers import ORIGINATING, RECEIVING, ProvidersMixin, message
 from tests.unit.streams import stanzaErrorOf
 

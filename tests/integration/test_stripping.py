@@ -27,7 +27,6 @@ from dna.app.delegation import makeDelegationChecker
 from dna.dns.client import DNSClient
 from dna.legacy.policy import FALLBACK_DIALBACK, FALLBACK_DNA, FALLBACK_PKIX
 from dna.testing.proxy import INJECT_HOST_UNKNOWN, PASS, STRIP_STARTTLS, StrippingProxy
-
 from tests.integration.dnsenv import HOSTS, startDNSEnvironment
 from tests.integration.providers import ProvidersMixin, message
 from tests.unit.streams import stanzaErrorOf

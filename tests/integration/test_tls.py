@@ -9,9 +9,14 @@ from dna.channel.tls import (
     peerServerNames,
 )
 
-
 # Certificates are cheap, but not free: share the authorities.
-from tests.unit.test_tls import CA, ORIGINATING, RECEIVING, _clientFactory, _serverFactory
+from tests.unit.test_tls import (
+    CA,
+    ORIGINATING,
+    RECEIVING,
+    _clientFactory,
+    _serverFactory,
+)
 
 
 class LoopbackTests(unittest.TestCase):

@@ -20,7 +20,6 @@ from twisted.words.protocols.jabber import component, xmlstream
 from dna.dns.client import DNSClient
 from dna.dns.delegation import DelegationChecker
 from dna.dns.lookup import ResolverLookup
-
 from tests.integration.dnsenv import HOSTS, startDNSEnvironment
 from tests.integration.providers import Inbox, ProvidersMixin, message
 

@@ -16,12 +16,16 @@ from twisted.words.xish import domish
 from dna.dns.client import DNSClient
 from dna.dns.delegation import DelegationChecker
 from dna.dns.lookup import ResolverLookup
-
+from tests.integration import test_twistd
 from tests.integration.dnsenv import HOSTS
 from tests.integration.providers import ProvidersMixin
-from tests.integration import test_twistd
 from tests.integration.test_twistd import (
-    CHECKOUT, ORIGINATING, RECEIVING, startTwistdProcess, waitForPort)
+    CHECKOUT,
+    ORIGINATING,
+    RECEIVING,
+    startTwistdProcess,
+    waitForPort,
+)
 
 TAC = os.path.join(CHECKOUT, "examples", "wokkel_server.tac")
 

@@ -17,9 +17,9 @@ from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
+from dna.dns.client import DNSClient
 from dna.dns.delegation import DelegationChecker
 from dna.dns.lookup import SelfValidatingLookup
-from dna.dns.client import DNSClient
 from dna.testing.zoneserver import (
     ZoneServer,
 )

@@ -9,7 +9,6 @@ from twisted.words.xish import domish
 
 from dna.channel.acks import StreamAcks, peerOffersAcks
 from dna.namespaces import NS_SM
-
 from tests.unit.streams import close, makeStream, receive, stanza
 
 

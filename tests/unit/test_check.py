@@ -14,7 +14,6 @@ from dna.dns.verdict import BOGUS, INSECURE, SECURE, DelegationResult, SRVRecord
 from tests.unit.test_delegation import memoryChecker
 
 
-
 def parse(*argv):
     options = Options()
     options.parseOptions(list(argv))

@@ -15,12 +15,11 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from dna.app import config
 from dna.app.config import loadConfiguration, parseConfiguration
-from dna.error import ConfigurationError
 from dna.app.delegation import makeDelegationChecker
-from dna.dns.dnssec.proofs import ROOT_ANCHORS
-from dna.error import DNAError
-from dna.testing.pki import CertificateAuthority
 from dna.channel.tls import ServerContextFactory
+from dna.dns.dnssec.proofs import ROOT_ANCHORS
+from dna.error import ConfigurationError, DNAError
+from dna.testing.pki import CertificateAuthority
 
 CA = CertificateAuthority("DNA Test Root CA")
 ORIGINATING = "xmpp1.originating.tld"
@@ -211,10 +210,9 @@ class LoadTests(SynchronousTestCase):
         """
         The defaults are those of the modules that use the settings.
         """
+        from dna.app import federation, service
         from dna.channel import originating as connector
         from dna.core import authorization as dialback
-        from dna.app import federation
-        from dna.app import service
 
         self.assertEqual(service.DEFAULT_IDLE_TIMEOUT,
                          config.DEFAULT_IDLE_TIMEOUT)

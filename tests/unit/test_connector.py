@@ -3,13 +3,14 @@ Tests for L{dna.channel.originating}: the Originating Server's decisions and
 connection attempts, with an in-memory reactor.
 """
 
-from twisted.internet import defer, error as ierror
+from twisted.internet import defer
+from twisted.internet import error as ierror
 from twisted.internet.ssl import trustRootFromCertificates
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
-from dna.dns.addresses import AddressResolver
 from dna.channel.originating import Connector
+from dna.dns.addresses import AddressResolver
 from dna.error import NotDelegated
 from dna.testing.fakes import FakeDelegationChecker
 from dna.testing.pki import CertificateAuthority

@@ -556,7 +556,6 @@ class ControlConfigurationTests(SynchronousTestCase):
         from twisted.internet.endpoints import UNIXServerEndpoint
 
         from dna.app import tap
-
         from tests.unit.test_config import MINIMAL
 
         path = self.files.write("dna.toml", MINIMAL + '\n[control]\nsocket = "c.sock"\n')

@@ -22,10 +22,11 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from dna.app.delegation import makeDelegationChecker, makeLookup
+from dna.core.names import normalizeDomain
+from dna.dns import verdict
 from dna.dns.client import DNSClient
 from dna.dns.delegation import DelegationChecker
 from dna.dns.lookup import ResolverLookup, SelfValidatingLookup
-from dna.core.names import normalizeDomain
 from dna.dns.verdict import (
     ALLOW_INSECURE,
     BOGUS,
@@ -40,7 +41,6 @@ from dna.dns.verdict import (
     interpretResolverAnswer,
     rfc2782Order,
 )
-from dna.dns import verdict
 from dna.error import DNSMalformed, DNSTimeout, InvalidAddress
 from dna.interfaces import (
     IDelegationChecker,

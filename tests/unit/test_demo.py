@@ -19,10 +19,10 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 import dna
+from dna.core.tables import Tables
 from dna.demo import report, scenario, world
 from dna.dns.dnssec.proofs import INSECURE, SECURE, parseAnchors
 from dna.dns.dnssec.walker import Validator
-from dna.core.tables import Tables
 from dna.testing.fakes import chatMessage
 from dna.testing.zoneserver import ZoneAuthority
 

@@ -9,12 +9,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.xish import domish
 
 from dna.core.authorization import StreamAuthorization, errorFromResult, resultElement
-from dna.error import RequestTimedOut
-from dna.error import AuthorizationRefused, ConnectionLost, DNAError
-from dna.namespaces import NS_DIALBACK
 from dna.core.tables import INCOMING, OUTGOING, Tables
+from dna.error import AuthorizationRefused, ConnectionLost, DNAError, RequestTimedOut
+from dna.namespaces import NS_DIALBACK
 from dna.testing.fakes import FakeDelegationChecker
-
 from tests.unit.streams import close, makeStream, receive, stanza
 
 

@@ -18,20 +18,25 @@ import dns.rrset
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.task import Clock
 from twisted.internet.testing import (
     MemoryReactorClock,
     StringTransportWithDisconnection,
 )
 from twisted.python.failure import Failure
 from twisted.trial import unittest
-
-from twisted.internet.task import Clock
 from zope.interface.verify import verifyObject
 
 from dna.dns import client as dnsclient
 from dna.dns.addresses import AddressResolver
 from dna.dns.client import DNSClient
-from dna.error import DNSInvalidQuery, DNSMalformed, DNSQueryError, DNSTimeout, DNSUnreachable
+from dna.error import (
+    DNSInvalidQuery,
+    DNSMalformed,
+    DNSQueryError,
+    DNSTimeout,
+    DNSUnreachable,
+)
 from dna.interfaces import IAddressResolver, IDNSClient
 from dna.testing.fakes import FakeValidatingResolver
 
@@ -611,6 +616,7 @@ class TCPTests(ClientTestsMixin, unittest.TestCase):
         wire = makeResponse(port.query(), flags=dns.flags.TC).to_wire()
         self.reply(port, wire[:-5])
         self.assertEqual(len(self.reactor.tcpClients), 1)
+        self.assertNoResult(d)
 
     def test_tcpOversized(self):
         """

@@ -21,31 +21,31 @@ from dns.dnssectypes import Algorithm
 from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
-from dna.error import DNSTimeout
+from dna.dns.dnssec import walker
 from dna.dns.dnssec.proofs import (
     BOGUS,
     INDETERMINATE,
     INSECURE,
-    ROOT_ANCHORS,
-    SECURE,
-    Bogus,
     MAX_KEYS_PER_SIGNATURE,
     MAX_NSEC3_ITERATIONS,
     MAX_VERIFICATIONS_PER_RRSET,
+    ROOT_ANCHORS,
+    SECURE,
+    Bogus,
     Insecure,
     Section,
     VerificationBudget,
     ZoneProof,
-    matchDS,
     keyCostBounded,
+    matchDS,
     parseAnchors,
     proveAbsence,
     readAnchors,
     typeBitmap,
     verifyRRset,
 )
-from dna.dns.dnssec import walker
 from dna.dns.dnssec.walker import Validator
+from dna.error import DNSTimeout
 from dna.testing.fakes import FakeDNSClient, collidingKeys, signZone
 
 NOW = 1_700_000_000

@@ -9,7 +9,11 @@ between two providers.
 
 from twisted.internet import error as ierror
 from twisted.internet.ssl import trustRootFromCertificates
-from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock, StringTransport
+from twisted.internet.testing import (
+    EventLoggingObserver,
+    MemoryReactorClock,
+    StringTransport,
+)
 from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -36,7 +40,6 @@ from dna.legacy.policy import (
 )
 from dna.testing.fakes import FakeDelegationChecker
 from dna.testing.pki import CertificateAuthority
-
 from tests.unit.streams import RecordingXmlStream
 from tests.unit.test_legacy import LegacyListenMixin
 

@@ -2,15 +2,14 @@
 Tests for L{dna.core.enforcement}.
 """
 
-from twisted.logger import globalLogPublisher
 from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.protocols.jabber import xmlstream
 
 from dna.core.enforcement import StanzaFilter
-from dna.namespaces import NS_DNA_ERRORS
 from dna.core.tables import INCOMING, Tables
-
+from dna.namespaces import NS_DNA_ERRORS
 from tests.unit.streams import makeStream, receive, stanza, stanzaErrorOf
 
 

@@ -13,7 +13,6 @@ from dna.channel.features import (
     watchBidiRequest,
 )
 from dna.namespaces import NS_BIDI, NS_BIDI_FEATURE, NS_DNA, NS_SM, NS_STREAMS
-
 from tests.unit.streams import makeStream, receive
 
 

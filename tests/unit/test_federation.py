@@ -10,9 +10,7 @@ from twisted.words.xish import domish
 from dna.app.federation import Federation
 from dna.namespaces import NS_DIALBACK
 from dna.testing.fakes import FakeDelegationChecker
-
 from tests.unit.streams import close, makeStream, receive, stanza, stanzaErrorOf
-
 
 REFUSAL = (
     "<db:result from='target.tld' to='sender.tld' type='invalid'>"

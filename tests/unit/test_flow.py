@@ -15,7 +15,6 @@ from twisted.words.protocols.jabber import xmlstream
 from dna.app.federation import Federation
 from dna.app.flow import DEFAULT_HIGH_WATER, FlowControl
 from dna.testing.fakes import FakeDelegationChecker
-
 from tests.unit.streams import close, makeStream, receive, stanza
 from tests.unit.test_federation import messages
 

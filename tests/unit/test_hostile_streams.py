@@ -29,7 +29,8 @@ Whatever the bytes:
 
 import re
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from twisted.internet import error as ierror
 from twisted.internet.address import IPv4Address
 from twisted.internet.ssl import trustRootFromCertificates
@@ -47,7 +48,6 @@ from dna.namespaces import NS_DIALBACK, NS_TLS, STANZA_NAMES
 from dna.testing import hostile
 from dna.testing.fakes import FakeDelegationChecker
 from dna.testing.pki import CertificateAuthority
-
 from tests.unit import examples
 
 US = "xmpp1.receiving.tld"

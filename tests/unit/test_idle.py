@@ -6,7 +6,6 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from dna.app.service import IdleWatch
-
 from tests.unit.streams import close, makeStream, receive, stanza
 
 

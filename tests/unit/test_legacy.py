@@ -11,7 +11,8 @@ import base64
 import hashlib
 import hmac
 
-from twisted.internet import defer, error as ierror
+from twisted.internet import defer
+from twisted.internet import error as ierror
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver, StringTransport
 from twisted.logger import globalLogPublisher
@@ -20,18 +21,52 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.protocols.jabber import error, xmlstream
 from twisted.words.xish import domish
 
+from dna.channel.receiving import DNAListenAuthenticator
+from dna.core.authorization import dialbackElement, errorFromResult
+from dna.core.tables import Tables
+from dna.dns.verdict import (
+    BOGUS,
+    INDETERMINATE,
+    INSECURE,
+    SECURE,
+    DelegationResult,
+    SRVRecord,
+)
+from dna.error import (
+    AuthorizationRefused,
+    ConnectFailed,
+    ConnectionLost,
+    DialbackFailed,
+    DowngradeRefused,
+    NoDialback,
+    NoLegacyRoute,
+    NotDelegated,
+    PeerLacksDNA,
+    RequestTimedOut,
+    SASLFailed,
+    VerificationFailed,
+)
 from dna.legacy import receiving as legacyserver
-from dna.legacy.policy import FALLBACK_DIALBACK, FALLBACK_DNA, FALLBACK_PKIX
-from dna.error import ConnectFailed, NotDelegated, PeerLacksDNA
-from dna.dns.verdict import BOGUS, INDETERMINATE, INSECURE, SECURE, DelegationResult, SRVRecord
-from dna.core.authorization import errorFromResult
-from dna.error import RequestTimedOut
-from dna.error import AuthorizationRefused, ConnectionLost
-from dna.legacy.policy import FallbackPolicy, fallbackReason, legacyTargets, mayPiggyback
-from dna.error import DowngradeRefused, NoLegacyRoute
-from dna.legacy.originating import LegacyBidiInitializer, PeerCheckInitializer
 from dna.legacy.authorization import LegacyAuthorization
+from dna.legacy.dialback import (
+    AuthoritativeResponder,
+    DialbackKeys,
+    OriginatingDialbackInitializer,
+    Verifier,
+    generateKey,
+)
+from dna.legacy.originating import LegacyBidiInitializer, PeerCheckInitializer
+from dna.legacy.policy import (
+    FALLBACK_DIALBACK,
+    FALLBACK_DNA,
+    FALLBACK_PKIX,
+    FallbackPolicy,
+    fallbackReason,
+    legacyTargets,
+    mayPiggyback,
+)
 from dna.legacy.receiving import LegacyListener
+from dna.legacy.sasl import SASLExternalInitializer, checkExternalAuth
 from dna.namespaces import (
     NS_BIDI,
     NS_BIDI_FEATURE,
@@ -41,22 +76,15 @@ from dna.namespaces import (
     NS_SASL,
     NS_TLS,
 )
-from dna.legacy.sasl import SASLExternalInitializer, checkExternalAuth
-from dna.error import SASLFailed
-from dna.channel.receiving import DNAListenAuthenticator
-from dna.legacy.dialback import (
-    AuthoritativeResponder,
-    DialbackKeys,
-    OriginatingDialbackInitializer,
-    Verifier,
-    generateKey,
-)
-from dna.error import DialbackFailed, NoDialback, VerificationFailed
-from dna.core.authorization import dialbackElement
-from dna.core.tables import Tables
 from dna.testing.fakes import FakeDelegationChecker
-
-from tests.unit.streams import RecordingXmlStream, close, makeStream, receive, stanza, stanzaErrorOf
+from tests.unit.streams import (
+    RecordingXmlStream,
+    close,
+    makeStream,
+    receive,
+    stanza,
+    stanzaErrorOf,
+)
 
 SECRET = "s3cr3tf0rd14lb4ck"
 
@@ -1164,10 +1192,11 @@ class FallbackTests(SynchronousTestCase):
     """
 
     def setUp(self):
+        from twisted.internet.ssl import trustRootFromCertificates
+
         from dna.app.federation import Federation
         from dna.legacy.originating import Fallback
         from dna.testing.pki import CertificateAuthority
-        from twisted.internet.ssl import trustRootFromCertificates
 
         self.clock = Clock()
         self.log = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
@@ -1335,9 +1364,10 @@ class LegacyConnectorTests(SynchronousTestCase):
     """
 
     def setUp(self):
+        from twisted.internet.ssl import trustRootFromCertificates
+
         from dna.dns.addresses import AddressResolver
         from dna.testing.pki import CertificateAuthority
-        from twisted.internet.ssl import trustRootFromCertificates
 
         ca = CertificateAuthority("Test CA")
         self.checker = FakeDelegationChecker({"target.tld": {"xmpp.target.tld"}})

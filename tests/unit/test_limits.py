@@ -6,7 +6,8 @@ the counters and the throttled log (L{dna.core.logthrottle}), XEP-0478, and
 the router that logs no stanza.
 """
 
-from twisted.internet import defer, error as ierror
+from twisted.internet import defer
+from twisted.internet import error as ierror
 from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import Clock
@@ -38,7 +39,6 @@ from dna.core.logthrottle import ThrottledLog
 from dna.core.tables import Tables
 from dna.namespaces import NS_SM, NS_STREAM_LIMITS, NS_STREAMS
 from dna.testing.fakes import FakeDelegationChecker
-
 from tests.unit.streams import close, makeStream, receive, stanza, stanzaErrorOf
 
 _log = Logger()
@@ -333,7 +333,7 @@ class BacklogTests(SynchronousTestCase):
         description's own when it sets one.
         """
         from dna.app.service import DNAService
-        from dna.testing.providers import ProviderPKI, RECEIVING
+        from dna.testing.providers import RECEIVING, ProviderPKI
 
         pki = ProviderPKI("Backlog CA")
         for listen, backlog in (("tcp:5269", 511), ("tcp:5269:backlog=77", 77)):

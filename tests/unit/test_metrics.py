@@ -21,9 +21,9 @@ from dna.core.authorization import resultElement
 from dna.dns.addresses import AddressResolver
 from dna.dns.delegation import DelegationChecker
 from dna.dns.verdict import INSECURE, SECURE, DelegationResult
+from dna.error import ConfigurationError
 from dna.testing.fakes import FakeDelegationChecker
 from dna.testing.pki import CertificateAuthority
-from dna.error import ConfigurationError
 from tests.unit.streams import close, makeStream, receive, stanza
 from tests.unit.test_config import MINIMAL, ConfigurationFiles
 
@@ -373,8 +373,9 @@ class DecisionLogTests(SynchronousTestCase):
         A refusal counted and logged by L{ThrottledLog} is a
         C{limit-refused} event whose reason is the refusal's name.
         """
-        from dna.core.logthrottle import ThrottledLog
         from twisted.logger import Logger
+
+        from dna.core.logthrottle import ThrottledLog
 
         ThrottledLog(Clock()).report("queue-limit", Logger(), "too many", streamID="s9")
         refused = self._event("limit-refused")

@@ -29,7 +29,8 @@ L{AcksFederationModel} does the same with acknowledgements (L{dna.channel.acks})
 where nothing may be lost with a connection and delivery is at least once.
 """
 
-from hypothesis import HealthCheck, settings, strategies as st
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
@@ -38,7 +39,8 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from twisted.internet import defer, error as ierror
+from twisted.internet import defer
+from twisted.internet import error as ierror
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import globalLogPublisher
@@ -47,15 +49,14 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.protocols.jabber import xmlstream
 from twisted.words.xish import domish
 
+from dna.app.federation import Federation
 from dna.channel.acks import smFeature
 from dna.channel.stream import S2SStream
-from dna.core.names import domainOf
 from dna.core.authorization import DEFAULT_REQUEST_TIMEOUT, resultElement
-from dna.app.federation import Federation
+from dna.core.names import domainOf
 from dna.error import NoRoute
 from dna.namespaces import NS_DIALBACK, NS_DNA_ERRORS, NS_SM
 from dna.testing.fakes import FakeDelegationChecker
-
 from tests.unit import examples
 from tests.unit.streams import HEADER, stanza, stanzaErrorOf
 

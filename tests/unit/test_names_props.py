@@ -16,7 +16,6 @@ from dna.core.names import (
     splitJID,
 )
 from dna.error import InvalidAddress
-
 from tests.unit import examples
 
 #: Characters where normalisation has something to decide: case, width,

@@ -32,7 +32,6 @@ from dna.legacy.dialback import AuthoritativeResponder, DialbackKeys
 from dna.legacy.sasl import checkExternalAuth
 from dna.namespaces import NS_DIALBACK, NS_SASL
 from dna.testing.fakes import FakeDelegationChecker
-
 from tests.unit.streams import makeStream, receive, stanza, stanzaErrorOf
 
 #: (delegated name, the name IDNA2003 confused with it), both valid in

@@ -21,7 +21,6 @@ from dna.dns.delegation import DelegationChecker
 from dna.dns.dnssec.proofs import SECURE
 from dna.dns.verdict import DelegationResult, SRVRecord
 from dna.testing.fakes import FakeDelegationChecker
-
 from tests.unit.streams import HEADER
 from tests.unit.test_model import _TwoServersMixin
 

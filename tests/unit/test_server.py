@@ -6,9 +6,9 @@ memory.
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from dna.namespaces import NS_TLS
 from dna.channel.receiving import DNAListenAuthenticator, newStreamID
 from dna.channel.stream import S2SStream
+from dna.namespaces import NS_TLS
 
 
 class TLSStringTransport(StringTransport):

@@ -18,7 +18,6 @@ from dna.channel.stream import (
     S2SStream,
 )
 from dna.namespaces import NS_STREAMS, NS_XMPP_STREAMS
-
 from tests.unit.streams import HEADER, makeStream, receive, stanza
 
 

@@ -13,7 +13,6 @@ from hypothesis.stateful import (
 )
 from twisted.trial.unittest import SynchronousTestCase
 
-from dna.error import UnknownConnection
 from dna.core.tables import (
     INCOMING,
     OUTGOING,
@@ -23,7 +22,7 @@ from dna.core.tables import (
     ConnectionTable,
     Tables,
 )
-
+from dna.error import UnknownConnection
 from tests.unit import examples
 
 

@@ -22,7 +22,6 @@ from dna.channel.tls import (
 )
 from dna.error import CertificateNameMismatch, InvalidAddress
 from dna.testing.pki import CertificateAuthority
-
 from tests.unit.test_identity import _past
 
 # Certificates are cheap, but not free: share the authorities.

@@ -13,9 +13,15 @@ from dna.channel.dane import DANE_EE, DANE_TA, PKIX_EE, TLSARecord, associationD
 from dna.channel.tls import clientContextFactory, peerCertificate
 from dna.error import CertificateNameMismatch, DANEMismatch
 from dna.testing.pki import CertificateAuthority
-
 from tests.unit.test_identity import _past
-from tests.unit.test_tls import CA, ORIGINATING, RECEIVING, STRANGER, _Handshake, _serverFactory
+from tests.unit.test_tls import (
+    CA,
+    ORIGINATING,
+    RECEIVING,
+    STRANGER,
+    _Handshake,
+    _serverFactory,
+)
 
 
 def _record(usage, certificate, selector=1, matchingType=1):

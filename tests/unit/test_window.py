@@ -16,13 +16,12 @@ from dna.core.authorization import (
     INITIAL_REQUEST_WINDOW,
     dialbackElement,
 )
+from dna.core.tables import Tables
 from dna.error import AuthorizationRefused, ConnectionLost, RequestTimedOut
 from dna.legacy.authorization import LegacyAuthorization
 from dna.legacy.dialback import DialbackKeys
 from dna.legacy.policy import FALLBACK_DIALBACK, FallbackPolicy
-from dna.core.tables import Tables
 from dna.testing.fakes import FakeDelegationChecker
-
 from tests.unit.streams import close, makeStream, receive
 from tests.unit.test_dialback import AuthorizationTestMixin, result, results
 

@@ -10,7 +10,13 @@ import dns.dnssec
 import dns.flags
 import dns.rcode
 import dns.rdatatype
-from twisted.internet.defer import CancelledError, fail, inlineCallbacks, maybeDeferred, succeed
+from twisted.internet.defer import (
+    CancelledError,
+    fail,
+    inlineCallbacks,
+    maybeDeferred,
+    succeed,
+)
 from twisted.python.failure import Failure
 
 from dna.core.coalesce import Coalescer
