@@ -171,8 +171,14 @@ def timeBlast(reactor, dna, stanzas, batch=1000):
     gc.collect()
     delivered = sink.waitFor(len(stanzas), ROUND_TIMEOUT)
     send = dna.a.send
+    federation = dna.a.federation
     start = time.perf_counter()
     for i in range(0, len(stanzas), batch):
+        # Back-pressure, as a component gets it: stanzas beyond a full
+        # stream wait in bounded queues (then bounce), so send no faster
+        # than the link drains.
+        while federation.waitingCount > batch:
+            yield task.deferLater(reactor, 0, lambda: None)
         for stanza in stanzas[i : i + batch]:
             send(stanza)
         yield task.deferLater(reactor, 0, lambda: None)
