@@ -127,7 +127,8 @@ def request(agent, method, path, body=None, query=None):
     try:
         response = yield agent.request(method, url.encode("utf-8"), headers, producer)
     except ConnectError as e:
-        raise _Unreachable(f"cannot connect: {e.osError or e}") from None
+        reason = os.strerror(e.osError) if isinstance(e.osError, int) else str(e)
+        raise _Unreachable(f"cannot connect: {reason}") from None
     data = yield readBody(response)
     try:
         answer = json.loads(data)
