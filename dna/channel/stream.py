@@ -144,14 +144,25 @@ class _GuardedElementStream(domish.ExpatElementStream):
         self._start = 0
 
     def parse(self, buffer):
-        self._fed += len(buffer)
-        try:
-            self.parser.Parse(buffer)
-        except self.error as e:
-            raise domish.ParserError(str(e))
-        # Bytes fed and not yet part of a completed top-level element: an
-        # element being received, or a tag expat is still buffering.
-        self._checkSize(self._fed - self._start)
+        # Feed expat no more than could still fit the size limit (and one
+        # byte to cross it): a peer sending more than the limit before its
+        # first element ends is refused after at most that much parsing, not
+        # after a whole read (a burst of hostile connections before
+        # authentication would otherwise cost a 64 KiB parse each).
+        while buffer:
+            room = max(self._limitOf() - (self._fed - self._start), 0) + 1
+            if len(buffer) <= room:
+                piece, buffer = buffer, b""
+            else:
+                piece, buffer = buffer[:room], buffer[room:]
+            self._fed += len(piece)
+            try:
+                self.parser.Parse(piece)
+            except self.error as e:
+                raise domish.ParserError(str(e))
+            # Bytes fed and not yet part of a completed top-level element:
+            # an element being received, or a tag expat is still buffering.
+            self._checkSize(self._fed - self._start)
 
     def _checkSize(self, size):
         limit = self._limitOf()
