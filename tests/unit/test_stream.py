@@ -347,6 +347,34 @@ class ParserTests(SynchronousTestCase):
         self.assertEqual(50, len(self.dispatched))
         self.assertIsNone(xs.refusal)
 
+    def test_refusedAfterLimitParsed(self):
+        """
+        A read far larger than the limit is refused after parsing at most
+        the limit and one byte: the rest of the read is never fed to expat.
+        """
+        xs = self.receiving()
+        stream = xs.stream
+        before = stream._fed
+        xs.dataReceived(_message("x" * (64 * 1024)).encode("ascii"))
+        self.assertRefused(xs, "policy-violation")
+        self.assertLessEqual(stream._fed - before, DEFAULT_MAX_STANZA_SIZE_BEFORE_AUTH + 1)
+
+    def test_slicedReadLosesNothing(self):
+        """
+        A read holding many small stanzas, together far over the limit, and
+        ending in the middle of one, is fed in pieces without losing or
+        splitting any: all complete stanzas pass, the last one once it ends.
+        """
+        xs = self.authenticated()
+        xs.maxStanzaSize = 1500
+        data = _message("x" * 1000) * 20
+        receive(xs, data + "<message from='romeo@sender.tld' to='juliet@target.tld'><body>y")
+        self.assertEqual(20, len(self.dispatched))
+        receive(xs, "</body></message>")
+        self.assertEqual(21, len(self.dispatched))
+        self.assertEqual("y", str(self.dispatched[-1].body))
+        self.assertIsNone(xs.refusal)
+
     def test_depth(self):
         """
         A stanza may nest 64 elements, itself included; one more is a
