@@ -48,7 +48,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -64,6 +63,12 @@ from twisted.words.xish import xmlstream as xishstream  # noqa: E402
 
 from dna.channel.originating import Connector  # noqa: E402
 from dna.testing.pki import CertificateAuthority  # noqa: E402
+from tests.integration.flowpair import (  # noqa: E402
+    disconnectComponents,
+    established,
+    freePort,
+    waitForPort,
+)
 from tests.integration.interop import (  # noqa: E402
     S2S_PORT,
     InteropDNS,
@@ -112,37 +117,10 @@ def cpuSeconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def established(addresses, port=S2S_PORT):
-    """
-    TCP connections established to listeners at C{addresses}:C{port}.
-    """
-    wanted = {"{}:{:04X}".format(socket.inet_aton(a)[::-1].hex().upper(), port)
-              for a in addresses}
-    with open("/proc/net/tcp") as f:
-        next(f)
-        return sum(1 for line in f
-                   if line.split()[1] in wanted and line.split()[3] == "01")
 
 
-def freePort():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
-def waitForPort(host, port, process, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode}")
-        try:
-            socket.create_connection((host, port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.01)
-    raise RuntimeError(f"nothing listens on {host}:{port}")
 
 
 def median(values):
@@ -220,10 +198,6 @@ def connectComponents(host, port, domains, inbox=None):
     return attached
 
 
-def disconnectComponents(attached):
-    for xs, factory, connector in attached:
-        factory.stopTrying()
-        connector.disconnect()
 
 
 @defer.inlineCallbacks
