@@ -22,6 +22,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import choose_encoder
 from twisted.web.resource import Resource
 
+from dna.channel.receiving import REFUSED_TLS_REASONS
 from dna.core.tables import INCOMING, OUTGOING
 from dna.dns.delegation import LATENCY_BUCKETS
 from dna.dns.verdict import BOGUS, INDETERMINATE, INSECURE, SECURE
@@ -236,10 +237,17 @@ class ServiceCollector:
     @staticmethod
     def _tls(counters):
         failures = CounterMetricFamily(
-            "dna_tls_failures", "Outgoing connections that failed in TLS, by reason.",
+            "dna_tls_failures",
+            "Connections that failed in TLS, by reason: outgoing ones as certificate, "
+            "name-mismatch, handshake; incoming ones as incoming-certificate, "
+            "incoming-handshake, incoming-name-mismatch (the client certificate does "
+            "not cover the stream's 'from'), incoming-dane-mismatch, "
+            "incoming-dane-unavailable.",
             labels=["reason"])
         for reason in ("certificate", "name-mismatch", "handshake"):
             failures.add_metric([reason], counters["tls-failed-" + reason])
+        for reason in REFUSED_TLS_REASONS:
+            failures.add_metric(["incoming-" + reason], counters["tls-refused-" + reason])
         yield failures
 
 

@@ -25,13 +25,17 @@ from dna.app.router import route
 from dna.channel.features import BIDI_REQUEST
 from dna.channel.originating import DEFAULT_CONNECT_TIMEOUT, Connector
 from dna.channel.receiving import S2SServerFactory, withBacklog
-from dna.channel.tls import DANEPeerVerifier, ServerContextFactory, peerServerNames
+from dna.channel.tls import (
+    DANEPeerVerifier,
+    ServerContextFactory,
+    peerServerNames,
+    tlsFailure,
+)
 from dna.core.authorization import DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT
 from dna.core.enforcement import errorResponse
 from dna.core.names import domainOf, normalizeServerName
 from dna.core.proofs import DEFAULT_GRACE
 from dna.error import (
-    CertificateNameMismatch,
     ConnectFailed,
     InvalidAddress,
     ServiceStopping,
@@ -91,24 +95,6 @@ class IdleWatch:
         if self._call is not None and self._call.active():
             self._call.cancel()
         self._call = None
-
-
-def tlsFailure(failure):
-    """
-    Why TLS failed on a connection, for the metrics: C{"certificate"} (the
-    peer's certificate did not verify), C{"name-mismatch"} (it does not
-    name the server), C{"handshake"} (any other TLS error); L{None} when
-    C{failure} is not about TLS.
-    """
-    from OpenSSL import SSL
-
-    if failure.check(CertificateNameMismatch):
-        return "name-mismatch"
-    if failure.check(SSL.Error):
-        if "certificate verify failed" in str(failure.value):
-            return "certificate"
-        return "handshake"
-    return None
 
 
 class StreamMeter:

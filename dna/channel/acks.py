@@ -34,6 +34,7 @@ from twisted.words.protocols.jabber import error
 from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
 from twisted.words.xish import domish
 
+from dna.channel.stream import STREAM_CLOSING_EVENT
 from dna.namespaces import NS_SM
 
 _log = Logger()
@@ -125,6 +126,7 @@ class StreamAcks:
         self._enabled = False
         xs.addObserver(REQUEST, self._onRequest)
         xs.addObserver(ANSWER, self._onAnswer)
+        xs.addOnetimeObserver(STREAM_CLOSING_EVENT, self._onClosing)
         xs.addOnetimeObserver(STREAM_END_EVENT, self._onEnd)
 
     @classmethod
@@ -225,6 +227,15 @@ class StreamAcks:
         answer["h"] = str(self.handled % _MODULUS)
         self._xs.send(answer)
 
+    def _onClosing(self, xs):
+        """
+        We are about to close the stream, and will handle nothing the peer
+        sends after: tell it what we handled, so that it sends again exactly
+        the rest.
+        """
+        if self._enabled and xs.transport is not None:
+            self._onRequest(domish.Element((NS_SM, "r")))
+
     def _onAnswer(self, element):
         element.handled = True
         try:
@@ -289,6 +300,7 @@ class StreamAcks:
         self._stopDeadline()
         self._xs.removeObserver(REQUEST, self._onRequest)
         self._xs.removeObserver(ANSWER, self._onAnswer)
+        self._xs.removeObserver(STREAM_CLOSING_EVENT, self._onClosing)
         unacked, self.unacked = list(self.unacked), collections.deque()
         self._sizes.clear()
         self.unackedBytes = 0

@@ -31,7 +31,7 @@ from twisted.words.xish import domish
 from dna.channel.features import advertise, requireStartTLS, watchBidiRequest
 from dna.channel.identity import verifyPeerName
 from dna.channel.stream import STREAM_AUTHENTICATED_EVENT, S2SStream, StreamLimits
-from dna.channel.tls import peerCertificate, peerServerNames
+from dna.channel.tls import peerCertificate, peerServerNames, tlsFailure
 from dna.core.names import normalizeDomain
 from dna.error import (
     CertificateNameMismatch,
@@ -115,6 +115,28 @@ def offerStartTLS(xs, onStartTLS):
     xs.send(features)
 
 
+#: Why the Receiving Server refused a peer in or right after TLS, as counted
+#: by L{DNAListenAuthenticator} (C{"tls-refused-"} + reason): the handshake
+#: failed (C{"certificate"}: the client certificate did not verify;
+#: C{"handshake"}: any other TLS error), the certificate does not cover the
+#: stream's 'from' (C{"name-mismatch"}), or DANE refused it
+#: (C{"dane-mismatch"}, C{"dane-unavailable"}).
+REFUSED_TLS_REASONS = ("certificate", "handshake", "name-mismatch", "dane-mismatch",
+                       "dane-unavailable")
+
+
+def refusedTLS(failure):
+    """
+    The reason (of L{REFUSED_TLS_REASONS}) the certificate check after TLS
+    failed with C{failure}.
+    """
+    if failure.check(DANEMismatch):
+        return "dane-mismatch"
+    if failure.check(DANEUnavailable):
+        return "dane-unavailable"
+    return "name-mismatch"
+
+
 class DNAListenAuthenticator(xmlstream.ListenAuthenticator):
     """
     Receiving Server: negotiate a stream between server names.
@@ -127,7 +149,8 @@ class DNAListenAuthenticator(xmlstream.ListenAuthenticator):
 
     namespace = NS_SERVER
 
-    def __init__(self, serverNames, contextFactory, onAuthenticated, legacy=None, dane=None):
+    def __init__(self, serverNames, contextFactory, onAuthenticated, legacy=None, dane=None,
+                 counters=None):
         """
         @param serverNames: Our server names (normalised); streams addressed
             elsewhere are refused with C{<host-unknown/>}, unless C{legacy}
@@ -141,8 +164,13 @@ class DNAListenAuthenticator(xmlstream.ListenAuthenticator):
         @param dane: A L{dna.channel.tls.DANEPeerVerifier} checking the
             peer's certificate for its 'from' (TLSA first, then PKIX), or
             L{None} to check it by name alone (PKIX passed in the handshake).
+        @param counters: The L{collections.Counter} that counts this side's
+            TLS failures as C{"tls-refused-"} + the reason (L{refusedTLS}),
+            or L{None}.
         """
         self._dane = dane
+        self._counters = counters
+        self._authenticated = False
         xmlstream.ListenAuthenticator.__init__(self)
         self._serverNames = serverNames
         self._contextFactory = contextFactory
@@ -180,6 +208,7 @@ class DNAListenAuthenticator(xmlstream.ListenAuthenticator):
             try:
                 verifyPeerName(peerCertificate(xs.transport), peerName)
             except CertificateNameMismatch as e:
+                self._count("name-mismatch")
                 _log.info(
                     "Refused stream from {peer}: its certificate presents {names}",
                     event="stream-refused",
@@ -204,6 +233,7 @@ class DNAListenAuthenticator(xmlstream.ListenAuthenticator):
 
     def _refuse(self, failure, xs, peerName):
         failure.trap(CertificateNameMismatch, DANEMismatch, DANEUnavailable)
+        self._count(refusedTLS(failure))
         _log.info("Refused stream from {peer}: {reason}", peer=peerName,
                   reason=failure.value)
         if xs.transport is not None and getattr(xs.transport, "connected", True):
@@ -223,6 +253,7 @@ class DNAListenAuthenticator(xmlstream.ListenAuthenticator):
         features = domish.Element((NS_STREAMS, "features"))
         watchBidiRequest(xs)
         xs.send(advertise(features, maxBytes=xs.maxStanzaSize, idleSeconds=xs.idleSeconds))
+        self._authenticated = True
         self._onAuthenticated(xs, peerServerNames(xs.transport), ourName)
 
     def _checkHeader(self, rootElement):
@@ -253,7 +284,24 @@ class DNAListenAuthenticator(xmlstream.ListenAuthenticator):
         xs.send(domish.Element((NS_TLS, "proceed")))
         xs.transport.startTLS(self._contextFactory)
         self._tls = True
+        xs.addOnetimeObserver(STREAM_END_EVENT, self._ended)
         xs.reset()
+
+    def _ended(self, reason):
+        """
+        Count a connection lost to TLS before it was authenticated: the
+        handshake failed (our CA did not verify its client certificate, or
+        any other TLS error).
+        """
+        if self._authenticated or self._legacyStream is not None:
+            return
+        why = tlsFailure(reason) if hasattr(reason, "check") else None
+        if why is not None:
+            self._count(why)
+
+    def _count(self, reason):
+        if self._counters is not None:
+            self._counters["tls-refused-" + reason] += 1
 
 
 class _Unauthenticated:
@@ -380,13 +428,15 @@ class S2SServerFactory(xmlstream.XmlStreamServerFactory):
         @param limits: The L{StreamLimits} of every stream; the defaults if
             L{None}.
         @param incidents: The L{dna.core.logthrottle.ThrottledLog} of the
-            streams' refusals, or L{None}.
+            streams' refusals, or L{None}; its C{counters} also count the
+            TLS failures of incoming connections (L{REFUSED_TLS_REASONS}).
         @param dane: See L{DNAListenAuthenticator}.
         """
 
         def authenticatorFactory():
             return DNAListenAuthenticator(
-                serverNames, contextFactory, onAuthenticated, legacy=legacy, dane=dane
+                serverNames, contextFactory, onAuthenticated, legacy=legacy, dane=dane,
+                counters=None if incidents is None else incidents.counters,
             )
 
         xmlstream.XmlStreamServerFactory.__init__(self, authenticatorFactory)

@@ -56,6 +56,11 @@ DEFAULT_MAX_DEPTH = 64
 #: the connection limits of L{dna.channel.receiving}.
 STREAM_AUTHENTICATED_EVENT = intern("//event/dna/authenticated")
 
+#: Dispatched on a stream, with the stream, just before our closing tag goes
+#: out, unless a stream error went out first: the last moment to write to the
+#: peer (L{dna.channel.acks} answers what the stream handled).
+STREAM_CLOSING_EVENT = intern("//event/dna/closing")
+
 
 @attr.s(frozen=True)
 class StreamLimits:
@@ -295,6 +300,13 @@ class S2SStream(xmlstream.XmlStream):
     streamError = None
     bytesSent = 0
 
+    footerSent = False
+    """
+    Whether our closing tag went out: we write nothing more, and handle
+    nothing more the peer sends (what it sent in the meantime it still holds
+    as unacknowledged and sends again on another stream).
+    """
+
     proven = False
     """
     Whether the peer has proved who it is (L{provenStream}): a DNA stream as
@@ -437,6 +449,17 @@ class S2SStream(xmlstream.XmlStream):
         self.bytesSent += len(obj)
         xmlstream.XmlStream.send(self, obj)
 
+    def sendFooter(self):
+        """
+        Send our closing tag, once, after L{STREAM_CLOSING_EVENT}.
+        """
+        if self.footerSent:
+            return
+        if self.streamError is None:
+            self.dispatch(self, STREAM_CLOSING_EVENT)
+        self.footerSent = True
+        xmlstream.XmlStream.sendFooter(self)
+
     @property
     def headerSent(self):
         """
@@ -450,7 +473,7 @@ class S2SStream(xmlstream.XmlStream):
         Dispatch a top-level element to the observers, unless the stanza
         filter refuses it.
         """
-        if self.streamError is not None:
+        if self.streamError is not None or self.footerSent:
             return
         stanzaFilter = self.stanzaFilter
         if stanzaFilter is None or stanzaFilter.admit(element):

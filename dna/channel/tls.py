@@ -65,6 +65,22 @@ _log = Logger()
 ALPN_XMPP_SERVER = b"xmpp-server"
 
 
+def tlsFailure(failure):
+    """
+    Why TLS failed on a connection, for the metrics: C{"certificate"} (the
+    peer's certificate did not verify), C{"name-mismatch"} (it does not
+    name the server), C{"handshake"} (any other TLS error); L{None} when
+    C{failure} is not about TLS.
+    """
+    if failure.check(CertificateNameMismatch):
+        return "name-mismatch"
+    if failure.check(SSL.Error):
+        if "certificate verify failed" in str(failure.value):
+            return "certificate"
+        return "handshake"
+    return None
+
+
 def peerCertificate(transport):
     """
     The certificate the peer presented in the TLS handshake.

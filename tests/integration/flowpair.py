@@ -112,7 +112,7 @@ class Twistd:
     """
 
     def __init__(self, directory, name, address, domains, resolver, certificate, ca,
-                 limits=""):
+                 limits="", extra=""):
         self.directory = directory
         os.makedirs(directory, exist_ok=True)
         certificate.writeTo(directory, "server")
@@ -129,7 +129,7 @@ class Twistd:
             f'key = "server.key"\n\n'
             f'[dns]\nmode = "ad"\nresolvers = ["{resolver[0]}:{resolver[1]}"]\n\n'
             f'[components]\nlisten = "tcp:{self.componentPort}:interface=127.0.0.1"\n'
-            f'secret = "{SECRET}"\n\n[limits]\n{limits}\n')
+            f'secret = "{SECRET}"\n\n[limits]\n{limits}\n{extra}')
         self.config = os.path.join(directory, "dna.toml")
         with open(self.config, "w") as f:
             f.write(config)
@@ -173,7 +173,13 @@ class FlowPair:
     @ivar senders: A's hosted domains; C{targets}: B's.
     """
 
-    def __init__(self, workdir, senders=40, targets=25, limits=""):
+    def __init__(self, workdir, senders=40, targets=25, limits="", control=None):
+        """
+        @param control: A directory for the control sockets of A and B
+            (C{a.sock}, C{b.sock}: L{controlSocket}), or L{None} for no
+            C{[control]}. UNIX socket paths are short: not
+            under C{_trial_temp}.
+        """
         self.workdir = os.path.abspath(workdir)
         self.addressA, self.addressB = pickAddresses(2)
         self.senders = [f"s{i:02d}.flowa.example" for i in range(1, senders + 1)]
@@ -186,6 +192,7 @@ class FlowPair:
         self.ca = CertificateAuthority("flow CA")
         self.dns = InteropDNS(os.path.join(workdir, "dns"), zones)
         self._limits = limits
+        self._control = control
         self.a = self.b = None
         self._cleanups = []
 
@@ -199,17 +206,28 @@ class FlowPair:
                         self.senders, self.dns.resolver,
                         self.ca.issue("xmpp.flowa.example", dnsNames=["xmpp.flowa.example"],
                                       clientAuth=True),
-                        self.ca, self._limits)
+                        self.ca, self._limits, self._controlSection("a"))
         self.b = Twistd(os.path.join(self.workdir, "b"), "xmpp.flowb.example", self.addressB,
                         self.targets, self.dns.resolver,
                         self.ca.issue("xmpp.flowb.example", dnsNames=["xmpp.flowb.example"],
                                       clientAuth=True),
-                        self.ca, self._limits)
+                        self.ca, self._limits, self._controlSection("b"))
         for process in (self.a, self.b):
             process.start()
             self._cleanups.append(process.stop)
         self.a.waitListening()
         self.b.waitListening()
+
+    def controlSocket(self, name):
+        """
+        The control socket of process C{name} (C{"a"} or C{"b"}).
+        """
+        return os.path.join(self._control, name + ".sock")
+
+    def _controlSection(self, name):
+        if self._control is None:
+            return ""
+        return f'\n[control]\nsocket = "{self.controlSocket(name)}"\n'
 
     def stop(self):
         for cleanup in reversed(self._cleanups):

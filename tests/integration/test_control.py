@@ -7,6 +7,7 @@ client over the UNIX socket and with C{dna-ctl} as a subprocess.
 
 import json
 import os
+import re
 import shutil
 import stat
 import sys
@@ -16,12 +17,20 @@ from twisted.internet import defer, reactor, task, utils
 from twisted.trial import unittest
 
 from dna.app import ctl
-from dna.core.tables import OUTGOING
+from dna.core.tables import INCOMING, OUTGOING
 from dna.dns.client import DNSClient
 from dna.dns.delegation import DelegationChecker
 from dna.dns.lookup import ResolverLookup
 from tests.integration import test_twistd
 from tests.integration.dnsenv import HOSTS
+from tests.integration.flowpair import (
+    FlowPair,
+    Inbox,
+    connectComponent,
+    connectComponents,
+    disconnectComponents,
+)
+from tests.integration.flowpair import message as flowMessage
 from tests.integration.providers import ProvidersMixin, message
 from tests.integration.test_twistd import CHECKOUT, RECEIVING, waitForPort
 
@@ -36,6 +45,20 @@ def waitUntil(condition, timeout=20.0, interval=0.05):
             return
         yield task.deferLater(reactor, interval, lambda: None)
     raise AssertionError(f"not true after {timeout}s: {condition}")
+
+
+def dnaCtl(config, *argv):
+    """
+    Run C{dna-ctl --config CONFIG ARGV} in a subprocess, without blocking
+    the reactor.
+
+    @return: A L{Deferred} firing with (stdout text, exit status).
+    """
+    d = utils.getProcessOutputAndValue(
+        sys.executable, ["-c", "from dna.app.ctl import main; main()",
+                         "--config", config] + list(argv),
+        env=dict(os.environ, PYTHONPATH=CHECKOUT), path=CHECKOUT)
+    return d.addCallback(lambda r: (r[0].decode("utf-8"), r[2]))
 
 
 class ControlTests(ProvidersMixin, unittest.TestCase):
@@ -67,15 +90,12 @@ class ControlTests(ProvidersMixin, unittest.TestCase):
 
     def dnaCtl(self, *argv):
         """
-        Run C{dna-ctl} in a subprocess, without blocking provider B.
+        Run C{dna-ctl} on provider A in a subprocess, without blocking
+        provider B.
 
         @return: A L{Deferred} firing with (stdout text, exit status).
         """
-        d = utils.getProcessOutputAndValue(
-            sys.executable, ["-c", "from dna.app.ctl import main; main()",
-                             "--config", self.config.path] + list(argv),
-            env=dict(os.environ, PYTHONPATH=CHECKOUT), path=CHECKOUT)
-        return d.addCallback(lambda r: (r[0].decode("utf-8"), r[2]))
+        return dnaCtl(self.config.path, *argv)
 
     @defer.inlineCallbacks
     def startPair(self):
@@ -200,3 +220,219 @@ class ControlTests(ProvidersMixin, unittest.TestCase):
         """
         out, status = yield self.dnaCtl("status")
         self.assertEqual(3, status)
+
+
+class ControlPairTests(unittest.TestCase):
+    """
+    Two real C{twistd dna} processes with C{[control]} (L{FlowPair}: real
+    DNSSEC DNS, mutual TLS, XEP-0114 components at both ends): A's component
+    sends from two of A's domains to two of B's, B's components receive;
+    both sides are driven with C{dna-ctl} as a subprocess and A's also with
+    a real HTTP client (L{twisted.web.client.Agent} over the UNIX socket).
+    """
+
+    timeout = 120
+
+    def setUp(self):
+        # AF_UNIX paths are short (< 108 bytes): not under _trial_temp.
+        sockets = tempfile.mkdtemp(prefix="dna-ctl-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, sockets, True)
+        self.pair = FlowPair(self.mktemp(), senders=2, targets=2, control=sockets)
+        self.addCleanup(self.pair.stop)
+        self.pair.start()
+        self.senders, self.targets = self.pair.senders, self.pair.targets
+        #: Every (sender, target) pair, as (A's local, B's local).
+        self.pairs = [(s, t) for s in self.senders for t in self.targets]
+        self.sent = []
+
+    def api(self, name, method, path, **kw):
+        """
+        A request to the control API of process C{name}.
+        """
+        agent = ctl.unixAgent(reactor, self.pair.controlSocket(name))
+        return ctl.request(agent, method, path, **kw)
+
+    @defer.inlineCallbacks
+    def ctlJSON(self, process, *argv):
+        """
+        C{dna-ctl --json ARGV} against C{process}, which must exit 0.
+        """
+        out, status = yield dnaCtl(process.config, "--json", *argv)
+        self.assertEqual(0, status, out)
+        return json.loads(out)
+
+    @defer.inlineCallbacks
+    def attach(self):
+        """
+        Wait for both control sockets; connect B's receiving components and
+        A's sending one.
+        """
+        yield waitUntil(lambda: all(os.path.exists(self.pair.controlSocket(name))
+                                    for name in "ab"))
+        self.inbox = Inbox()
+        receivers = yield connectComponents(self.pair.b.componentPort, self.targets,
+                                            self.inbox)
+        self.addCleanup(disconnectComponents, receivers)
+        sender = yield connectComponent(self.pair.a.componentPort, self.senders[0])
+        self.addCleanup(disconnectComponents, [sender])
+        self.xs = sender[0]
+
+    def send(self, pairs):
+        """
+        One message from A's component for each (sender, target) of
+        C{pairs}, numbered on from the last sent.
+        """
+        for sender, target in pairs:
+            self.sent.append(f"m{len(self.sent)}")
+            self.xs.send(flowMessage(sender, target, len(self.sent) - 1))
+
+    @defer.inlineCallbacks
+    def arrived(self, timeout=30):
+        """
+        Wait until B's components received as many messages as A's sent,
+        and check each arrived exactly once.
+        """
+        yield self.inbox.waitFor(len(self.sent), timeout=timeout)
+        yield task.deferLater(reactor, 0.2, lambda: None)
+        self.assertEqual(sorted(self.sent), sorted(self.inbox.ids))
+
+    @defer.inlineCallbacks
+    def bound(self, process, direction):
+        """
+        The pairs C{dna-ctl bindings} lists on C{process} in C{direction}:
+        C{{(A's domain, B's domain): streams}}.
+        """
+        bindings = yield self.ctlJSON(process, "bindings")
+        answer = {}
+        for b in bindings:
+            if b["direction"] == direction:
+                pair = ((b["local"], b["remote"]) if direction == OUTGOING
+                        else (b["remote"], b["local"]))
+                answer[pair] = b["streams"]
+        return answer
+
+    @defer.inlineCallbacks
+    def oneConnection(self):
+        """
+        C{dna-ctl connections} on both sides: the one stream A opened to
+        B, the same stream id both sides.
+
+        @return: The stream id and both rows.
+        """
+        [outgoing] = yield self.ctlJSON(self.pair.a, "connections")
+        [incoming] = yield self.ctlJSON(self.pair.b, "connections")
+        self.assertEqual(
+            (OUTGOING, INCOMING, outgoing["stream"], ["xmpp.flowb.example"],
+             ["xmpp.flowa.example"], "dna", "dna"),
+            (outgoing["direction"], incoming["direction"], incoming["stream"],
+             outgoing["remoteServerNames"], incoming["remoteServerNames"],
+             outgoing["kind"], incoming["kind"]))
+        self.assertEqual(1, self.pair.connections())
+        return outgoing["stream"], outgoing, incoming
+
+    @defer.inlineCallbacks
+    def test_tablesMatchTraffic(self):
+        """
+        After A's component sent to every pair, C{dna-ctl connections} and
+        C{bindings} on both sides show the one connection, the pairs bound
+        on it both ways, and the stanzas counted on both ends.
+        """
+        yield self.attach()
+        self.send(self.pairs * 3)
+        yield self.arrived()
+        stream, outgoing, incoming = yield self.oneConnection()
+        self.assertEqual(sorted(self.senders), incoming["delegatedNames"])
+        self.assertEqual((12, 0, 12), (outgoing["stanzas"]["out"], incoming["stanzas"]["refused"],
+                                      incoming["stanzas"]["in"]))
+        expected = {pair: [stream] for pair in self.pairs}
+        self.assertEqual(expected, (yield self.bound(self.pair.a, OUTGOING)))
+        self.assertEqual(expected, (yield self.bound(self.pair.b, INCOMING)))
+        self.assertEqual({}, (yield self.bound(self.pair.a, INCOMING)))
+        self.assertEqual({}, (yield self.bound(self.pair.b, OUTGOING)))
+
+    @defer.inlineCallbacks
+    def test_revoke(self):
+        """
+        C{dna-ctl revoke} on B sends the revocation of one pair: it leaves
+        both binding tables (A's seen through its control API), the other
+        pairs keep flowing on the same connection, and A's next stanza of
+        the revoked pair is not sent on the revoked binding (B refuses
+        nothing) but re-authorized: A asks again with a new
+        C{<db:result/>}, B grants it since the delegation still holds, and
+        the pair is bound again on the same connection.
+        """
+        yield self.attach()
+        self.send(self.pairs)
+        yield self.arrived()
+        stream, _, _ = yield self.oneConnection()
+        sender, target = revoked = self.pairs[0]
+        others = self.pairs[1:]
+        out, status = yield dnaCtl(self.pair.b.config, "--json", "revoke", target, sender)
+        self.assertEqual((0, {"local": target, "remote": sender, "streams": [stream]}),
+                         (status, json.loads(out)))
+
+        def outgoingPairs(bindings):
+            return {(b["local"], b["remote"]) for b in bindings if b["direction"] == OUTGOING}
+
+        for _ in range(200):
+            code, bindings = yield self.api("a", b"GET", "/v1/bindings")
+            self.assertEqual(200, code)
+            if revoked not in outgoingPairs(bindings):
+                break
+            yield task.deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(set(others), outgoingPairs(bindings))
+        self.assertEqual({pair: [stream] for pair in others},
+                         (yield self.bound(self.pair.b, INCOMING)))
+        # The other pairs flow on, on the same connection.
+        self.send(others * 2)
+        yield self.arrived()
+        # The revoked pair: asked for again and granted, on the same stream.
+        self.send([revoked] + others)
+        yield self.arrived()
+        again, outgoing, incoming = yield self.oneConnection()
+        self.assertEqual(stream, again)
+        self.assertEqual(0, incoming["stanzas"]["refused"])
+        self.assertEqual(len(self.sent), incoming["stanzas"]["in"])
+        expected = {pair: [stream] for pair in self.pairs}
+        self.assertEqual(expected, (yield self.bound(self.pair.a, OUTGOING)))
+        self.assertEqual(expected, (yield self.bound(self.pair.b, INCOMING)))
+        self.assertEqual(1, self.pair.opened())
+        # By the logs: A received the revocation of that pair only, and B
+        # granted it a second time (a new request, not the old binding).
+        self.assertEqual(
+            [f"Stream {stream}: peer revoked {sender} -> {target}"],
+            re.findall(r"Stream \S+: peer revoked .*", self.pair.a.logText()))
+        grants = re.findall(r"Stream \S+: granted .*", self.pair.b.logText())
+        self.assertEqual([f"Stream {stream}: granted {s} -> {t}" for s, t in self.pairs]
+                         + [f"Stream {stream}: granted {sender} -> {target}"],
+                         sorted(grants[:4]) + grants[4:])
+
+    @defer.inlineCallbacks
+    def test_close(self):
+        """
+        C{dna-ctl close} on B closes the one connection; every message A's
+        component sent before, while and after it closed arrives exactly
+        once, the later ones over a new connection.
+        """
+        yield self.attach()
+        self.send(self.pairs)
+        yield self.arrived()
+        stream, _, _ = yield self.oneConnection()
+        self.send(self.pairs * 5)
+        closing = dnaCtl(self.pair.b.config, "close", stream)
+        # Sending on all the while dna-ctl starts, asks and B closes.
+        rounds = 0
+        while not closing.called:
+            self.send(self.pairs)
+            rounds += 1
+            yield task.deferLater(reactor, 0.01, lambda: None)
+        out, status = yield closing
+        self.assertEqual((0, f"closed {stream}\n"), (status, out))
+        self.send(self.pairs * 5)
+        yield self.arrived()
+        self.assertGreater(rounds, 5)
+        self.assertEqual(4 * (11 + rounds), len(self.inbox.ids))
+        new, _, _ = yield self.oneConnection()
+        self.assertNotEqual(stream, new)
+        out, status = yield dnaCtl(self.pair.b.config, "close", stream)
+        self.assertEqual(1, status)

@@ -5,6 +5,7 @@ stanza.
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.words.protocols.jabber.error import StreamError
 from twisted.words.xish import domish
 
 from dna.channel.acks import StreamAcks, peerOffersAcks
@@ -110,6 +111,40 @@ class StreamAcksTests(SynchronousTestCase):
         close(self.xs)
         self.assertEqual(["1"], [s["id"] for s in self.returned])
         self.assertEqual([], self.clock.getDelayedCalls())
+
+    def test_closingAnswers(self):
+        """
+        Our closing tag is preceded by an unrequested C{<a/>} with what we
+        handled; after it, nothing the peer sends is handled or answered,
+        so that it sends again exactly what we did not count.
+        """
+        seen = []
+        self.xs.addObserver("/message", seen.append)
+        receive(self.xs, stanza(stanzaID="before"))
+        self.handled = 1
+        self.xs.sendFooter()
+        self.xs.sendFooter()
+        [answer] = smElements(self.xs, "a")
+        self.assertEqual("1", answer["h"])
+        written = self.xs.transport.value()
+        self.assertEqual(1, written.count(b"</stream:stream>"))
+        self.assertTrue(written.endswith(b"h='1'/></stream:stream>")
+                        or written.endswith(b'h="1"/></stream:stream>'), written)
+        receive(self.xs, stanza(stanzaID="after"))
+        receive(self.xs, "<r xmlns='urn:xmpp:sm:3'/>")
+        self.assertEqual(["before"], [s["id"] for s in seen])
+        self.assertEqual(1, len(smElements(self.xs, "a")))
+
+    def test_noAnswerAfterStreamError(self):
+        """
+        A stream closed with a stream error gets no C{<a/>} before its
+        closing tag.
+        """
+        self.assertFalse(self.xs.headerSent)
+        self.xs.sendHeader()
+        self.xs.sendStreamError(StreamError("policy-violation"))
+        self.assertEqual([], smElements(self.xs, "a"))
+        self.assertTrue(self.xs.transport.value().endswith(b"</stream:stream>"))
 
 
 class AcceptTests(SynchronousTestCase):

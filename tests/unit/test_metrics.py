@@ -4,33 +4,45 @@ in-memory streams, its HTTP resource, the checker's statistics, C{[metrics]}
 and the decisions' log events.
 """
 
+import collections
+
+from OpenSSL import SSL
 from prometheus_client import REGISTRY
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from twisted.internet.defer import Deferred
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.error import ConnectionDone
 from twisted.internet.ssl import trustRootFromCertificates
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
 from dna.app import config, tap
 from dna.app.metrics import metricsResource, serviceRegistry
 from dna.app.service import DNAService
+from dna.channel.receiving import REFUSED_TLS_REASONS, DNAListenAuthenticator
+from dna.channel.stream import S2SStream
 from dna.core.authorization import resultElement
 from dna.dns.addresses import AddressResolver
 from dna.dns.delegation import DelegationChecker
 from dna.dns.verdict import INSECURE, SECURE, DelegationResult
-from dna.error import ConfigurationError
+from dna.error import ConfigurationError, DANEMismatch, DANEUnavailable
 from dna.testing.fakes import FakeDelegationChecker
+from dna.testing.hostile import streamHeader
 from dna.testing.pki import CertificateAuthority
 from tests.unit.streams import close, makeStream, receive, stanza
 from tests.unit.test_config import MINIMAL, ConfigurationFiles
+from tests.unit.test_hostile_streams import TLSStringTransport
 
 US = "xmpp1.receiving.tld"
 PEER = "xmpp1.originating.tld"
 _CA = CertificateAuthority("Metrics Test CA")
 _OURS = _CA.issue(US, dnsNames=[US])
+_THEIRS = _CA.issue(PEER, dnsNames=[PEER])
+_OTHER = _CA.issue("xmpp1.elsewhere.tld", dnsNames=["xmpp1.elsewhere.tld"])
 
 
 def samples(registry):
@@ -386,3 +398,112 @@ def _globalPublisher():
     from twisted.logger import globalLogPublisher
 
     return globalLogPublisher
+
+
+class IncomingTLSFailureTests(SynchronousTestCase):
+    """
+    The Receiving Server counts the TLS failures of incoming connections
+    (L{DNAListenAuthenticator}) into C{dna_tls_failures_total} with
+    reasons of their own, C{incoming-*}, beside the outgoing ones.
+    """
+
+    def setUp(self):
+        self.server = _Server()
+
+    def connect(self, certificate=_THEIRS):
+        """
+        An incoming connection to the service's factory, after STARTTLS.
+        """
+        xs = self.server.service.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        xs.makeConnection(TLSStringTransport(certificate.toCertificate().original))
+        header = streamHeader(US, PEER)
+        xs.dataReceived(header)
+        xs.dataReceived(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        self.assertIsNotNone(xs.transport.tlsStarted)
+        return xs
+
+    def failures(self):
+        figures = samples(self.server.registry)
+        return {dict(labels)["reason"]: count
+                for (name, labels), count in figures.items()
+                if name == "dna_tls_failures_total"}
+
+    def test_handshake(self):
+        """
+        A connection lost to an OpenSSL error before it authenticated
+        counts as C{incoming-certificate} when the client certificate did
+        not verify, C{incoming-handshake} for any other TLS error; the
+        outgoing reasons stay at zero.
+        """
+        self.connect().connectionLost(Failure(SSL.Error(
+            [("SSL routines", "tls_process_client_certificate", "certificate verify failed")])))
+        self.connect().connectionLost(Failure(SSL.Error(
+            [("SSL routines", "", "wrong version number")])))
+        self.connect().connectionLost(Failure(ConnectionDone()))
+        failures = self.failures()
+        self.assertEqual(
+            (1, 1, 0, 0, 0),
+            (failures["incoming-certificate"], failures["incoming-handshake"],
+             failures["incoming-name-mismatch"], failures["certificate"],
+             failures["handshake"]))
+
+    def test_nameMismatch(self):
+        """
+        A client certificate that does not cover the stream's 'from' is
+        refused with C{<invalid-from/>} and counted as
+        C{incoming-name-mismatch}; the connection then lost is not counted
+        again.
+        """
+        xs = self.connect(certificate=_OTHER)
+        xs.dataReceived(streamHeader(US, PEER))
+        self.assertIn(b"invalid-from", xs.transport.value())
+        xs.connectionLost(Failure(ConnectionDone()))
+        failures = self.failures()
+        self.assertEqual((1, 0), (failures["incoming-name-mismatch"],
+                                  failures["incoming-handshake"]))
+
+    def test_authenticated(self):
+        """
+        A connection that authenticated counts nothing, even if TLS fails
+        on it later.
+        """
+        xs = self.connect()
+        xs.dataReceived(streamHeader(US, PEER))
+        self.assertIn(b"urn:xmpp:dna", xs.transport.value())
+        xs.connectionLost(Failure(SSL.Error([("SSL routines", "", "bad record mac")])))
+        self.assertEqual({0}, set(self.failures().values()))
+
+    def test_dane(self):
+        """
+        DANE refusing the client certificate counts as
+        C{incoming-dane-mismatch} or C{incoming-dane-unavailable}.
+        """
+        counters = collections.Counter()
+        for refusal in [DANEMismatch(PEER, "no TLSA record matches"),
+                        DANEUnavailable(PEER, "bogus TLSA records")]:
+            authenticator = DNAListenAuthenticator(
+                frozenset([US]), object(), lambda *a: None,
+                dane=_RefusingDANE(refusal), counters=counters)
+            xs = S2SStream(authenticator)
+            xs.makeConnection(TLSStringTransport(_THEIRS.toCertificate().original))
+            xs.dataReceived(streamHeader(US, PEER))
+            xs.dataReceived(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+            xs.dataReceived(streamHeader(US, PEER))
+            self.assertIn(b"invalid-from", xs.transport.value())
+        self.assertEqual({"tls-refused-dane-mismatch": 1, "tls-refused-dane-unavailable": 1},
+                         dict(counters))
+        self.assertEqual(set(REFUSED_TLS_REASONS),
+                         {"certificate", "handshake", "name-mismatch", "dane-mismatch",
+                          "dane-unavailable"})
+
+
+class _RefusingDANE:
+    """
+    A DANE verifier that refuses every certificate with C{refusal}.
+    """
+
+    def __init__(self, refusal):
+        self._refusal = refusal
+
+    def verify(self, transport, name):
+        return fail(self._refusal)
