@@ -36,6 +36,7 @@ from twisted.words.protocols.jabber import error
 from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
 
 from dna.channel.dane import TLSARecord, verifyChain
+from dna.channel.receiving import CLOSE_GRACE
 from dna.channel.tls import daneIdentity, peerCertificate, peerChain
 from dna.core.proofs import (
     DEFAULT_GRACE,
@@ -499,9 +500,22 @@ class Revalidator:
             event="certificate-expired", streamID=streamID, local=None,
             remote=sorted(authorization.serverNames),
             reason="peer certificate expired")
-        xs = authorization.xs
-        xs.sendStreamError(error.StreamError(
-            "policy-violation", text="the certificate expired"))
+        self._end(authorization.xs, "the certificate expired")
+
+    def _end(self, xs, text):
+        """
+        End a stream whose peer's identity is no longer proved: a
+        C{<policy-violation/>} stream error, and the connection aborted if
+        it lingers past L{CLOSE_GRACE} (a peer that does not answer the TLS
+        close).
+        """
+        xs.sendStreamError(error.StreamError("policy-violation", text=text))
+        transport = xs.transport
+        if transport is None or not getattr(transport, "connected", True):
+            return
+        timer = self._clock.callLater(CLOSE_GRACE, transport.abortConnection)
+        xs.addOnetimeObserver(STREAM_END_EVENT,
+                              lambda reason: timer.active() and timer.cancel())
 
     # DANE
 
@@ -561,8 +575,7 @@ class Revalidator:
             "closing ({reason})", event="revalidation-tlsa-failed", streamID=streamID,
             serverName=identity[0] if identity is not None else None,
             remote=sorted(authorization.serverNames), reason=reason)
-        authorization.xs.sendStreamError(error.StreamError(
-            "policy-violation", text="the TLSA records no longer match the certificate"))
+        self._end(authorization.xs, "the TLSA records no longer match the certificate")
 
     def identityProofExpires(self, streamID):
         """

@@ -10,7 +10,12 @@ from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from dna.channel.dane import DANE_EE, DANE_TA, PKIX_EE, TLSARecord, associationData
-from dna.channel.tls import clientContextFactory, daneIdentity, peerCertificate, peerChain
+from dna.channel.tls import (
+    clientContextFactory,
+    daneIdentity,
+    peerCertificate,
+    peerChain,
+)
 from dna.error import CertificateNameMismatch, DANEMismatch
 from dna.testing.pki import CertificateAuthority
 from tests.unit.test_identity import _past
