@@ -195,6 +195,8 @@ class Control:
                 "authentication": how,
                 "tls": _tlsSummary(transport),
                 "peerCertificate": _certificateSummary(transport),
+                "identityProofExpires": _isoTime(
+                    self._federation.revalidator.identityProofExpires(streamID)),
                 "bidi": bool(authorization.bidi),
                 "age": None if meter is None else round(now - meter.opened, 3),
                 "idle": None if meter is None else round(now - meter.last, 3),

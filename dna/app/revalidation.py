@@ -14,6 +14,16 @@ type='invalid'/>} with C{<not-authorized/>} to the peer for a pair it holds
 from us, unbound here for one we hold from it. A connection whose peer
 certificate expires is closed at that moment.
 
+A connection whose peer was authenticated by DANE (RFC 7673) rests on the
+TLSA records too: they are looked up again before they expire (their TTL,
+no longer than their signatures, L{dna.dns.tlsa.TLSAResult.expires}),
+through the same L{dna.dns.tlsa.TLSALookup} and its cache, and the peer's
+certificate is matched again (L{tlsaOutcome}). Still matching: the proof is
+extended. No longer matching, no TLSA records any more, or bogus: the
+connection is closed like one whose certificate expired (streams are
+re-established on fresh proof). Indeterminate: kept until the proof's
+expiry plus the grace, then closed.
+
 One heap of due times and one L{IDelayedCall} for the earliest, however
 many bindings there are.
 """
@@ -25,7 +35,9 @@ from twisted.logger import Logger
 from twisted.words.protocols.jabber import error
 from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
 
-from dna.channel.tls import peerCertificate
+from dna.channel.dane import TLSARecord, verifyChain
+from dna.channel.receiving import CLOSE_GRACE
+from dna.channel.tls import daneIdentity, peerCertificate, peerChain
 from dna.core.proofs import (
     DEFAULT_GRACE,
     DEFAULT_MAX_SPREAD,
@@ -41,6 +53,8 @@ from dna.core.proofs import (
     recheckTime,
 )
 from dna.core.tables import INCOMING, OUTGOING
+from dna.dns.dnssec.proofs import BOGUS as DNSSEC_BOGUS
+from dna.dns.tlsa import DANE, DANE_FAILED
 from dna.dns.verdict import ALLOW_INSECURE, BOGUS, delegates
 from dna.dns.verdict import INDETERMINATE as LOOKUP_INDETERMINATE
 
@@ -49,6 +63,10 @@ _log = Logger()
 #: The heap key of a connection's certificate expiry: C{(CERTIFICATE,
 #: streamID)}; a binding's is C{(direction, local, remote, streamID)}.
 CERTIFICATE = "certificate"
+
+#: The heap key of the TLSA proof of a connection authenticated by DANE:
+#: C{(TLSA, streamID)}.
+TLSA = "tlsa"
 
 #: How many (result, server names) verdicts are remembered.
 _VERDICT_MEMORY = 10000
@@ -68,6 +86,53 @@ def transportCertificateExpiry(xs):
     return certificate.not_valid_after_utc.timestamp()
 
 
+def transportDANEIdentity(xs):
+    """
+    What DANE proved of the peer of a stream: C{(server name, port, chain)}
+    of the TLSA records that authenticated it and of the certificates it
+    presented (leaf first), or L{None} when DANE did not authenticate it.
+    """
+    try:
+        identity = daneIdentity(xs.transport)
+        if identity is None:
+            return None
+        serverName, port = identity
+        return serverName, port, peerChain(xs.transport)
+    except Exception:
+        return None
+
+
+def tlsaOutcome(result, chain, serverName, now):
+    """
+    What a new TLSA lookup says of a peer that DANE authenticated: pure,
+    like L{dna.channel.dane.verifyChain} that it applies.
+
+    @param result: The L{dna.dns.tlsa.TLSAResult} of the peer's server name
+        and port.
+    @param chain: The certificates the peer presented, leaf first.
+    @param serverName: The server name DANE authenticated it for.
+    @param now: Seconds since the epoch.
+    @return: C{(outcome, expires, reason)} as L{decide} takes them:
+        L{DELEGATED} when a record still matches the certificate;
+        L{NOT_DELEGATED} when none does, when DANE no longer applies (no
+        TLSA records, or an insecure zone: the peer's identity is no longer
+        proved by what proved it), or when the answer is bogus;
+        L{INDETERMINATE} when no usable answer came.
+    """
+    expires = result.expires if result.expires is not None else now + result.ttl
+    if result.status == DANE_FAILED:
+        if result.dnssec == DNSSEC_BOGUS:
+            return NOT_DELEGATED, expires, f"bogus: {result.reason}"
+        return INDETERMINATE, expires, result.reason
+    if result.status != DANE:
+        return NOT_DELEGATED, expires, f"DANE no longer applies: {result.reason}"
+    records = [TLSARecord.fromRdata(rdata) for rdata in result.records]
+    verdict = verifyChain(records, chain, serverName, now)
+    if not verdict.authenticated:
+        return NOT_DELEGATED, expires, f"the certificate no longer matches: {verdict.reason}"
+    return DELEGATED, expires, None
+
+
 class Revalidator:
     """
     Re-validation of every binding of a L{dna.app.federation.Federation}.
@@ -82,7 +147,8 @@ class Revalidator:
     def __init__(self, federation, checker, clock, grace=DEFAULT_GRACE,
                  retryInterval=DEFAULT_RETRY_INTERVAL, spread=DEFAULT_SPREAD,
                  maxSpread=DEFAULT_MAX_SPREAD, random=None,
-                 certificateExpiry=transportCertificateExpiry):
+                 certificateExpiry=transportCertificateExpiry, tlsaLookup=None,
+                 daneIdentity=transportDANEIdentity):
         """
         @param federation: The L{dna.app.federation.Federation}: its tables,
             streams and counters.
@@ -97,6 +163,11 @@ class Revalidator:
         @param random: A L{random.Random} for the spread.
         @param certificateExpiry: Called with a stream, returns its peer
             certificate's notAfter (seconds since the epoch) or L{None}.
+        @param tlsaLookup: The L{dna.dns.tlsa.TLSALookup} that DANE
+            authenticated peers with, or L{None} (no DANE: nothing to
+            re-check).
+        @param daneIdentity: Called with a stream, returns what DANE proved
+            of its peer (L{transportDANEIdentity}) or L{None}.
         """
         self._federation = federation
         self._tables = federation.tables
@@ -112,6 +183,10 @@ class Revalidator:
             random = Random()
         self._random = random.random
         self._certificateExpiry = certificateExpiry
+        self._tlsaLookup = tlsaLookup
+        self._daneIdentity = daneIdentity
+        # stream id -> (server name, port, chain) DANE authenticated
+        self._dane = {}
         self._cached = getattr(checker, "cached", None)
         # (result, server names) -> whether it delegates: the results of
         # one domain are shared by its bindings, and so is the verdict.
@@ -146,6 +221,14 @@ class Revalidator:
             key = (CERTIFICATE, streamID)
             self.proofs[key] = proof
             self._schedule(key, proof, notAfter)
+        if self._tlsaLookup is not None:
+            identity = self._daneIdentity(authorization.xs)
+            if identity is not None:
+                self._dane[streamID] = identity
+                proof = Proof(None, checked=self._clock.seconds())
+                key = (TLSA, streamID)
+                self.proofs[key] = proof
+                self._checkTLSA(key, proof, None)
 
     def _forget(self, streamID):
         """
@@ -153,6 +236,8 @@ class Revalidator:
         """
         self._certificates.pop(streamID, None)
         self.proofs.pop((CERTIFICATE, streamID), None)
+        self.proofs.pop((TLSA, streamID), None)
+        self._dane.pop(streamID, None)
         for key in self._byStream.pop(streamID, ()):
             self.proofs.pop(key, None)
         self._prune()
@@ -318,6 +403,9 @@ class Revalidator:
             proof.nextCheck = None
             if key[0] == CERTIFICATE:
                 self._certificateExpired(key[1], proof)
+            elif key[0] == TLSA:
+                self.checks += 1
+                self._checkTLSA(key, proof, proof.dnsExpires)
             else:
                 self._recheck(key, proof)
         if self._call is None:
@@ -412,9 +500,90 @@ class Revalidator:
             event="certificate-expired", streamID=streamID, local=None,
             remote=sorted(authorization.serverNames),
             reason="peer certificate expired")
-        xs = authorization.xs
-        xs.sendStreamError(error.StreamError(
-            "policy-violation", text="the certificate expired"))
+        self._end(authorization.xs, "the certificate expired")
+
+    def _end(self, xs, text):
+        """
+        End a stream whose peer's identity is no longer proved: a
+        C{<policy-violation/>} stream error, and the connection aborted if
+        it lingers past L{CLOSE_GRACE} (a peer that does not answer the TLS
+        close).
+        """
+        xs.sendStreamError(error.StreamError("policy-violation", text=text))
+        transport = xs.transport
+        if transport is None or not getattr(transport, "connected", True):
+            return
+        timer = self._clock.callLater(CLOSE_GRACE, transport.abortConnection)
+        xs.addOnetimeObserver(STREAM_END_EVENT,
+                              lambda reason: timer.active() and timer.cancel())
+
+    # DANE
+
+    def _checkTLSA(self, key, proof, after):
+        """
+        Look up again the TLSA records that authenticated the peer of a
+        stream, for a proof outlasting C{after}, and match its certificate
+        with them.
+        """
+        streamID = key[1]
+        serverName, port, chain = self._dane[streamID]
+        d = self._tlsaLookup.lookup(serverName, port, after=after)
+        d.addCallback(lambda result: self._tlsaChecked(
+            key, proof, tlsaOutcome(result, chain, serverName, self._clock.seconds())))
+        d.addErrback(lambda failure: _log.failure(
+            "Checking the TLSA records of {serverName}:{port} on {streamID} failed",
+            failure, serverName=serverName, port=port, streamID=streamID))
+
+    def _tlsaChecked(self, key, proof, found):
+        """
+        Apply L{decide} to a TLSA check's C{(outcome, expires, reason)}.
+        """
+        outcome, expires, reason = found
+        if self.proofs.get(key) is not proof:
+            # The stream ended meanwhile.
+            return
+        now = self._clock.seconds()
+        proof.checked = now
+        action, until = decide(proof, outcome, expires, now, self.grace,
+                               self._retryInterval)
+        if action == EXTEND:
+            proof.dnsExpires = until
+            self._schedule(key, proof, self._recheckTime(until))
+        elif action == REVOKE:
+            if outcome == INDETERMINATE:
+                reason = f"indeterminate past the proof's hard limit: {reason}"
+            self._tlsaFailed(key[1], reason)
+        else:
+            _log.info(
+                "Re-check of the TLSA records on {streamID} indeterminate ({reason}): "
+                "kept until {until}", streamID=key[1], reason=reason, until=until)
+            self._schedule(key, proof, until)
+
+    def _tlsaFailed(self, streamID, reason):
+        """
+        The TLSA records no longer prove the identity of a stream's peer:
+        close the connection, as when its certificate expires.
+        """
+        self.proofs.pop((TLSA, streamID), None)
+        identity = self._dane.pop(streamID, None)
+        authorization = self._federation.streams.get(streamID)
+        if authorization is None:
+            return
+        self._federation.counters["tlsa-expired"] += 1
+        _log.info(
+            "Stream {streamID}: the TLSA records no longer prove {serverName}: "
+            "closing ({reason})", event="revalidation-tlsa-failed", streamID=streamID,
+            serverName=identity[0] if identity is not None else None,
+            remote=sorted(authorization.serverNames), reason=reason)
+        self._end(authorization.xs, "the TLSA records no longer match the certificate")
+
+    def identityProofExpires(self, streamID):
+        """
+        @return: When the TLSA proof of a stream whose peer DANE
+            authenticated expires (seconds since the epoch), or L{None}.
+        """
+        proof = self.proofs.get((TLSA, streamID))
+        return proof.dnsExpires if proof is not None else None
 
     # The control API
 

@@ -244,7 +244,7 @@ class DNAService(service.MultiService):
             queueLimit=queueLimit,
             waitingLimit=self.limits.maxWaiting,
             ackLimits=self.limits.ackLimits(),
-            revalidation={"grace": revalidationGrace},
+            revalidation={"grace": revalidationGrace, "tlsaLookup": tlsaLookup},
             clock=reactor,
         )
         self.flow = FlowControl(self.federation.counters, self.limits.highWater)

@@ -350,25 +350,25 @@ class Connector:
             if not self._pkix and not usableRecords(records):
                 raise DANEUnavailable(serverName, f"{result.reason}, and PKIX is not "
                                       f"an accepted identity proof")
-            return self._tryAddresses(addresses, serverName, records)
+            return self._tryAddresses(addresses, serverName, records, port)
 
         return d.addCallback(withTLSA)
 
-    def _tryAddresses(self, addresses, serverName, tlsa):
+    def _tryAddresses(self, addresses, serverName, tlsa, tlsaPort=None):
         addresses = list(addresses)
         if not addresses:
             return defer.fail(NoAddress(serverName, "no address"))
         host, port = addresses.pop(0)
-        d = self._connectOne(host, port, serverName, tlsa)
+        d = self._connectOne(host, port, serverName, tlsa, tlsaPort)
         if addresses:
-            d.addErrback(lambda f: self._tryAddresses(addresses, serverName, tlsa))
+            d.addErrback(lambda f: self._tryAddresses(addresses, serverName, tlsa, tlsaPort))
         return d
 
-    def _connectOne(self, host, port, serverName, tlsa=()):
+    def _connectOne(self, host, port, serverName, tlsa=(), tlsaPort=None):
         authenticator = DNAConnectAuthenticator(self.localName, serverName)
         context = clientContextFactory(
             serverName, self._trustRoot, self._certificate, chain=self._chain,
-            tlsa=tlsa, clock=self._reactor,
+            tlsa=tlsa, clock=self._reactor, tlsaPort=tlsaPort,
         )
         initializers = [
             lambda xs: StartTLSInitializer(xs, context),

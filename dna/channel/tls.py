@@ -64,6 +64,10 @@ _log = Logger()
 #: aborts the handshake with an C{internal_error} alert.
 ALPN_XMPP_SERVER = b"xmpp-server"
 
+#: The port of the TLSA records of a server name when none is said: the
+#: server-to-server port.
+DEFAULT_TLSA_PORT = 5269
+
 
 def tlsFailure(failure):
     """
@@ -98,9 +102,43 @@ def peerCertificate(transport):
     return certificate.to_cryptography()
 
 
-#: Connection -> the server name DANE authenticated it for: its only name
-#: then, whatever the certificate says (DANE-EE does not look at names).
+#: Connection -> C{(server name, port)} DANE authenticated it for, by the
+#: TLSA records of C{_PORT._tcp.<server name>}: its only name then,
+#: whatever the certificate says (DANE-EE does not look at names).
 _daneAuthenticated = weakref.WeakKeyDictionary()
+
+
+def daneIdentity(transport):
+    """
+    Whether TLSA records proved the identity of the peer of a TLS
+    connection (RFC 7673), and which.
+
+    @param transport: A transport after a completed TLS handshake.
+    @return: C{(server name, port)} of the TLSA records that authenticated
+        the peer, or L{None} when PKIX did (or there is no TLS).
+    """
+    try:
+        return _daneAuthenticated.get(transport.getHandle())
+    except (AttributeError, TypeError):
+        # A transport without an OpenSSL connection under it (a fake).
+        return None
+
+
+def peerChain(transport):
+    """
+    The certificates the peer of a TLS connection presented, leaf first, as
+    L{dna.channel.dane.verifyChain} takes them.
+
+    @param transport: A transport after a completed TLS handshake.
+    @rtype: L{list} of L{cryptography.x509.Certificate}; empty when the
+        peer presented none.
+    """
+    leaf = peerCertificate(transport)
+    if leaf is None:
+        return []
+    presented = transport.getHandle().get_peer_cert_chain() or []
+    return [leaf] + [certificate for certificate in
+                     (c.to_cryptography() for c in presented) if certificate != leaf]
 
 
 def peerServerNames(transport):
@@ -121,13 +159,9 @@ def peerServerNames(transport):
 
     @rtype: L{frozenset} of L{str}
     """
-    try:
-        name = _daneAuthenticated.get(transport.getHandle())
-    except (AttributeError, TypeError):
-        # A transport without an OpenSSL connection under it (a fake).
-        name = None
-    if name is not None:
-        return frozenset([name])
+    identity = daneIdentity(transport)
+    if identity is not None:
+        return frozenset([identity[0]])
     return serverNamesFromCertificate(peerCertificate(transport))
 
 
@@ -170,7 +204,8 @@ class _ServerNameVerifyingCreator:
     and XmppAddrs too and fails closed on every error.
     """
 
-    def __init__(self, certificateOptions, serverName, tlsa=(), clock=None):
+    def __init__(self, certificateOptions, serverName, tlsa=(), clock=None,
+                 port=DEFAULT_TLSA_PORT):
         """
         @param certificateOptions: Options that verify the chain.
         @type certificateOptions: L{CertificateOptions}
@@ -184,7 +219,10 @@ class _ServerNameVerifyingCreator:
 
         @param clock: An L{IReactorTime}, for the dates of DANE-TA chains;
             required with C{tlsa}.
+
+        @param port: The port of C{tlsa}'s owner name, C{_PORT._tcp}.
         """
+        self._port = port
         self._certificateOptions = certificateOptions
         self._serverName = serverName
         self._tlsa = usableRecords(tlsa)
@@ -261,6 +299,7 @@ class _ServerNameVerifyingCreator:
         serverName = self._serverName
         records = self._tlsa
         clock = self._clock
+        port = self._port
         protocolRef = [tlsProtocol]
         state = {"pkix": True, "verdict": None}
 
@@ -283,7 +322,7 @@ class _ServerNameVerifyingCreator:
                 _log.debug("DANE for {name}: {reason}", name=serverName,
                            reason=verdict.reason)
                 if verdict.authenticated:
-                    _daneAuthenticated[connection] = serverName
+                    _daneAuthenticated[connection] = (serverName, port)
                 elif tlsProtocol is not None:
                     tlsProtocol.failVerification(
                         Failure(DANEMismatch(serverName, verdict.reason)))
@@ -295,7 +334,7 @@ class _ServerNameVerifyingCreator:
 
 
 def clientContextFactory(serverName, trustRoot, clientCertificate,
-                         chain=(), tlsa=(), clock=None):
+                         chain=(), tlsa=(), clock=None, tlsaPort=None):
     """
     TLS for an Originating Server connecting to a Receiving Server
     (draft-ietf-xmpp-dna-01 section 5 steps 5-7).
@@ -340,6 +379,9 @@ def clientContextFactory(serverName, trustRoot, clientCertificate,
 
     @param clock: An L{IReactorTime}; required with C{tlsa}.
 
+    @param tlsaPort: The port of C{tlsa}'s owner name (the SRV port), for
+        L{daneIdentity}; 5269 if L{None}.
+
     @rtype: L{IOpenSSLClientConnectionCreator}
 
     @raise InvalidAddress: If C{serverName} is not a server name.
@@ -349,6 +391,7 @@ def clientContextFactory(serverName, trustRoot, clientCertificate,
     return _ServerNameVerifyingCreator(
         _certificateOptions(trustRoot, clientCertificate, chain),
         normalizeServerName(serverName), tlsa, clock,
+        DEFAULT_TLSA_PORT if tlsaPort is None else tlsaPort,
     )
 
 
@@ -520,7 +563,7 @@ class DANEPeerVerifier:
     A failed TLSA lookup refuses the peer (no downgrade to PKIX).
     """
 
-    def __init__(self, tlsaLookup, contextFactory, clock, port=5269, pkix=True):
+    def __init__(self, tlsaLookup, contextFactory, clock, port=DEFAULT_TLSA_PORT, pkix=True):
         """
         @param tlsaLookup: A L{dna.dns.tlsa.TLSALookup}.
         @param contextFactory: The L{ServerContextFactory}, made with
@@ -562,15 +605,13 @@ class DANEPeerVerifier:
                                        f"DANE does not apply ({result.reason})")
                 verifyPeerName(leaf, peerName)
                 return "pkix"
-            presented = transport.getHandle().get_peer_cert_chain() or []
-            chain = [leaf] + [c.to_cryptography() for c in presented
-                              if c.to_cryptography() != leaf]
-            verdict = verifyChain(records, chain, peerName, self._clock.seconds())
+            verdict = verifyChain(records, peerChain(transport), peerName,
+                                  self._clock.seconds())
             if not verdict.authenticated:
                 raise DANEMismatch(peerName, verdict.reason)
             if verdict.needsPKIX and not pkix:
                 raise DANEMismatch(peerName, f"{verdict.reason}, but PKIX refuses it")
-            _daneAuthenticated[transport.getHandle()] = peerName
+            _daneAuthenticated[transport.getHandle()] = (peerName, self._port)
             return "dane"
 
         return self._tlsa.lookup(peerName, self._port).addCallback(decide)

@@ -62,7 +62,14 @@ class TLSAResult:
     @ivar records: The TLSA records (L{dna.channel.dane.TLSARecord} is built
         from them by the channel), as dnspython rdata; empty unless L{DANE}.
     @ivar reason: How it came to C{status}, for logs and refusals.
-    @ivar ttl: Seconds the outcome holds.
+    @ivar ttl: Seconds the outcome holds (the smallest TTL and signature
+        lifetime of the records it rests on).
+    @ivar dnssec: The DNSSEC status behind a L{DANE_FAILED} outcome:
+        L{BOGUS}, or L{INDETERMINATE} when no usable answer came; L{None}
+        otherwise.
+    @ivar expires: When the outcome stops being valid, in seconds since
+        the epoch: the time of the lookup plus C{ttl}; L{None} when it was
+        not made by L{TLSALookup}.
     """
 
     serverName = attr.ib()
@@ -71,6 +78,8 @@ class TLSAResult:
     records = attr.ib(default=(), converter=tuple)
     reason = attr.ib(default="")
     ttl = attr.ib(default=0)
+    dnssec = attr.ib(default=None)
+    expires = attr.ib(default=None, eq=False)
 
     @property
     def failed(self):
@@ -110,14 +119,16 @@ def decide(serverName, port, addresses, tlsa=None):
     if addresses.status != SECURE:
         return TLSAResult(serverName, port, DANE_FAILED,
                           reason=f"the address records of {serverName} are "
-                          f"{addresses.status}: {addresses.reason}", ttl=addresses.ttl)
+                          f"{addresses.status}: {addresses.reason}", ttl=addresses.ttl,
+                          dnssec=addresses.status)
     ttl = min(addresses.ttl, tlsa.ttl)
     if tlsa.status == INSECURE:
         return TLSAResult(serverName, port, NO_DANE,
                           reason=f"{where} is in an insecure zone: no DANE", ttl=ttl)
     if tlsa.status != SECURE:
         return TLSAResult(serverName, port, DANE_FAILED,
-                          reason=f"{where} is {tlsa.status}: {tlsa.reason}", ttl=ttl)
+                          reason=f"{where} is {tlsa.status}: {tlsa.reason}", ttl=ttl,
+                          dnssec=tlsa.status)
     if tlsa.rrset is None or not len(tlsa.rrset):
         return TLSAResult(serverName, port, NO_DANE,
                           reason=f"{where} is securely denied: no DANE", ttl=ttl)
@@ -202,12 +213,16 @@ class TLSALookup:
         self._cache = {}
         self._inFlight = Coalescer()
 
-    def lookup(self, serverName, port):
+    def lookup(self, serverName, port, after=None):
         """
         Whether DANE applies to C{serverName} on C{port}.
 
         @param serverName: The SRV target, normalised (A-labels).
         @param port: The SRV port.
+        @param after: When given, a cached outcome that expires no later
+            than this time is not used: the re-validation of a connection
+            authenticated by DANE (L{dna.app.revalidation}) asks for a proof
+            outlasting the one it holds.
         @return: A L{Deferred} firing with a L{TLSAResult}; it does not
             fail.
         """
@@ -220,7 +235,8 @@ class TLSALookup:
         cached = self._cache.get(key)
         if cached is not None:
             until, result = cached
-            if until > now:
+            if until > now and (after is None or (
+                    result.expires is not None and result.expires > after)):
                 return defer.succeed(result)
             del self._cache[key]
         return self._inFlight.wait(key, self._askAndRemember, key, now)
@@ -229,6 +245,7 @@ class TLSALookup:
         d = self._ask(key[0], key[1], now)
 
         def remember(result):
+            result = attr.evolve(result, expires=now + result.ttl)
             self._remember(key, result)
             return result
 

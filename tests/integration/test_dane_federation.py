@@ -6,7 +6,10 @@ side checks the receiving server's certificate, the receiving side the
 client certificate, each against the other's SRV target's TLSA.
 """
 
+import time
+
 from twisted.internet import defer, reactor
+from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
 from dna.app.delegation import makeDelegationChecker, makeTLSALookup
@@ -24,7 +27,11 @@ SELF_SIGNED = CertificateAuthority("DANE Federation Private CA")
 CERTIFICATES = {name: SELF_SIGNED.issue(name, dnsNames=[name]) for name in ADDRESSES}
 
 
-def _zones():
+def _records(wrongFor=()):
+    """
+    The records of danefed.example; the TLSA records of the server names
+    C{wrongFor} hold a digest their certificates do not match.
+    """
     records = []
     for label, name in (("a", A), ("b", B), ("c", C)):
         host = name.split(".")[0]
@@ -32,10 +39,16 @@ def _zones():
         records.append(f"{host} A {ADDRESSES[name]}")
     for name in (A, B):
         spki = associationData(CERTIFICATES[name].certificate, 1, 1).hex()
+        if name in wrongFor:
+            spki = "22" * 32
         records.append(f"_5269._tcp.{name.split('.')[0]} TLSA 3 1 1 {spki}")
     # C publishes a TLSA record its certificate does not match.
     records.append(f"_5269._tcp.xmpp-c TLSA 3 1 1 {'11' * 32}")
-    return {"danefed.example": ("nsec", records, "Providers a, b, c authenticated by DANE.")}
+    return records
+
+
+def _zones():
+    return {"danefed.example": ("nsec", _records(), "Providers a, b, c authenticated by DANE.")}
 
 
 class DANEFederationTests(ProvidersMixin, unittest.TestCase):
@@ -96,3 +109,44 @@ class DANEFederationTests(ProvidersMixin, unittest.TestCase):
         self.assertEqual("remote-server-not-found", stanzaErrorOf(bounce)[0])
         # Only A's own bounce: nothing from C was delivered.
         self.assertEqual(1, len(inboxA.stanzas))
+
+    @defer.inlineCallbacks
+    def test_changedTLSAEndsConnection(self):
+        """
+        A's TLSA record changes to a digest its certificate does not match:
+        within the TTL (unbound's C{cache-max-ttl}, 5 s) and a few seconds,
+        B's re-check of the TLSA proof ends the connection A authenticated
+        on by DANE, with C{<policy-violation/>}, and counts it.
+        """
+        a, inboxA = yield self.start(A, ["a.danefed.example"])
+        b, inboxB = yield self.start(B, ["b.danefed.example"])
+        a.send(message("romeo@a.danefed.example", "juliet@b.danefed.example"))
+        yield inboxB.waitFor(1, timeout=20)
+        [streamID] = list(b.federation.tables.connections)
+        expires = b.federation.revalidator.identityProofExpires(streamID)
+        self.assertIsNotNone(expires)
+        self.assertLessEqual(expires - time.time(), 6)
+
+        self.env.setRecords("danefed.example", _records(wrongFor=[A]))
+        ended = yield self.until(lambda: b.federation.counters["tlsa-expired"] == 1, 20,
+                                 "B ends the connection")
+        # The TTL, and the interval of a re-check that found the old
+        # records about to expire.
+        self.assertLess(ended, 5 + 5 + 1)
+        yield self.until(lambda: streamID not in b.federation.tables.connections, 6,
+                         "the connection goes")
+        self.assertEqual(1, b.federation.counters["tlsa-expired"])
+
+    @defer.inlineCallbacks
+    def until(self, condition, timeout, what):
+        """
+        Poll C{condition} every 0.1 s.
+
+        @return: The seconds it took.
+        """
+        started = time.monotonic()
+        while not condition():
+            if time.monotonic() - started > timeout:
+                self.fail(f"not within {timeout} s: {what}")
+            yield deferLater(reactor, 0.1, lambda: None)
+        return time.monotonic() - started

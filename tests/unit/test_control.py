@@ -150,6 +150,22 @@ class ControlAPITests(SynchronousTestCase):
         self.assertEqual((7.0, 2.0), (connection["age"], connection["idle"]))
         self.assertEqual(US, connection["localServerName"])
 
+    def test_identityProofExpires(self):
+        """
+        Each connection says when the TLSA proof of a peer DANE
+        authenticated expires (ISO 8601, UTC), and L{None} for a peer PKIX
+        authenticated.
+        """
+        self.server.incoming("s1")
+        self.server.incoming("s2")
+        revalidator = self.server.service.federation.revalidator
+        self.patch(revalidator, "identityProofExpires",
+                   lambda streamID: 1800000000.0 if streamID == "s2" else None)
+        code, connections = self.call(b"GET", "/v1/connections")
+        self.assertEqual(
+            {"s1": None, "s2": "2027-01-15T08:00:00+00:00"},
+            {c["stream"]: c["identityProofExpires"] for c in connections})
+
     def test_outgoingStanzasCounted(self):
         """
         Stanzas sent on a stream are counted on it.

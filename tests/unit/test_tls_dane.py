@@ -10,7 +10,12 @@ from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from dna.channel.dane import DANE_EE, DANE_TA, PKIX_EE, TLSARecord, associationData
-from dna.channel.tls import clientContextFactory, peerCertificate
+from dna.channel.tls import (
+    clientContextFactory,
+    daneIdentity,
+    peerCertificate,
+    peerChain,
+)
 from dna.error import CertificateNameMismatch, DANEMismatch
 from dna.testing.pki import CertificateAuthority
 from tests.unit.test_identity import _past
@@ -40,10 +45,10 @@ class DANEClientTests(unittest.TestCase):
         self.clock = Clock()
         self.clock.advance(time.time())
 
-    def handshake(self, issued, tlsa, name=RECEIVING):
+    def handshake(self, issued, tlsa, name=RECEIVING, tlsaPort=None):
         client = clientContextFactory(
             name, CA.toCertificate(), self.originating.toPrivateCertificate(),
-            tlsa=tlsa, clock=self.clock)
+            tlsa=tlsa, clock=self.clock, tlsaPort=tlsaPort)
         return _Handshake(_serverFactory((name, issued)), client)
 
     def assertRefused(self, handshake, errorType=DANEMismatch):
@@ -65,6 +70,23 @@ class DANEClientTests(unittest.TestCase):
         handshake = self.handshake(issued, [_record(DANE_EE, issued.certificate)])
         self.assertTrue(handshake.succeeded)
         self.assertEqual(peerCertificate(handshake.clientTLS), issued.certificate)
+
+    def test_daneIdentity(self):
+        """
+        A connection DANE authenticated says for which server name and TLSA
+        port (the SRV port), and gives the presented chain, leaf first, for
+        re-matching when the records expire; one PKIX authenticated says
+        nothing.
+        """
+        issued = STRANGER.issue(RECEIVING, dnsNames=[RECEIVING])
+        handshake = self.handshake(issued, [_record(DANE_EE, issued.certificate)],
+                                   tlsaPort=5270)
+        self.assertTrue(handshake.succeeded)
+        self.assertEqual((RECEIVING, 5270), daneIdentity(handshake.clientTLS))
+        self.assertEqual(issued.certificate, peerChain(handshake.clientTLS)[0])
+        pkix = self.handshake(CA.issue(RECEIVING, dnsNames=[RECEIVING]), [])
+        self.assertTrue(pkix.succeeded)
+        self.assertIsNone(daneIdentity(pkix.clientTLS))
 
     def test_daneEEExpiredOtherName(self):
         """

@@ -138,3 +138,42 @@ class TLSALookupTests(SynchronousTestCase):
         self.assertEqual(1, len(self.validator.asked))
         self.validator.waiting.callback(Validation(INSECURE, A, "unsigned"))
         self.assertEqual(self.successResultOf(first), self.successResultOf(second))
+
+    def test_expires(self):
+        """
+        An outcome says when it expires: the time of the lookup plus its
+        TTL (the smallest of the addresses' and the records', signature
+        lifetimes included by the validator).
+        """
+        self.clock.advance(1000)
+        result = self.successResultOf(self.lookup.lookup(TARGET, 5269))
+        self.assertEqual(1060, result.expires)
+        self.clock.advance(30)
+        self.assertEqual(1060, self.successResultOf(self.lookup.lookup(TARGET, 5269)).expires)
+
+    def test_after(self):
+        """
+        With C{after}, a cached outcome that expires no later is looked up
+        again; one that outlasts it is used.
+        """
+        first = self.successResultOf(self.lookup.lookup(TARGET, 5269))
+        self.clock.advance(50)
+        self.assertIs(first, self.successResultOf(
+            self.lookup.lookup(TARGET, 5269, after=first.expires - 1)))
+        self.assertEqual(2, len(self.validator.asked))
+        second = self.successResultOf(self.lookup.lookup(TARGET, 5269, after=first.expires))
+        self.assertEqual(4, len(self.validator.asked))
+        self.assertEqual(110, second.expires)
+        self.assertIs(second, self.successResultOf(self.lookup.lookup(TARGET, 5269)))
+
+    def test_failedSaysWhy(self):
+        """
+        A failed outcome says whether the answer was bogus or no usable
+        answer came.
+        """
+        self.assertEqual(BOGUS, self.successResultOf(
+            self.lookup.lookup("bad.example", 5269)).dnssec)
+        result = decide(TARGET, 5269, Validation(SECURE, A, ttl=300),
+                        Validation(INDETERMINATE, None, "SERVFAIL"))
+        self.assertEqual(INDETERMINATE, result.dnssec)
+        self.assertIsNone(self.successResultOf(self.lookup.lookup(TARGET, 5269)).dnssec)
