@@ -56,6 +56,21 @@ class PluginTests(SynchronousTestCase):
         mapping = [line.split("=") for line in options["package_dir"].splitlines() if line.strip()]
         self.assertEqual([["", "."]], [[k.strip(), v.strip()] for k, v in mapping])
 
+    def test_everyPackageReleased(self):
+        """
+        setup.cfg lists every package of C{dna}, so that none is left out of
+        an install.
+        """
+        parser = configparser.ConfigParser()
+        parser.read(os.path.join(CHECKOUT, "setup.cfg"))
+        listed = set(parser["options"]["packages"].split())
+        found = {
+            os.path.relpath(directory, CHECKOUT).replace(os.sep, ".")
+            for directory, _, files in os.walk(os.path.join(CHECKOUT, "dna"))
+            if "__init__.py" in files
+        }
+        self.assertEqual(set(), found - listed)
+
     def test_twistdPrintsOneLine(self):
         """
         C{twistd dna --config FILE} with a mistake in the file fails with the
