@@ -37,7 +37,7 @@ from dna.dns.dnssec.proofs import (
     Validation,
     minimumTTL,
 )
-from dna.dns.verdict import _followCNAMEs, absoluteName, extendedErrors
+from dna.dns.verdict import _BOGUS_EDE, _followCNAMEs, absoluteName, extendedErrors
 from dna.error import DNAError
 
 _log = Logger()
@@ -48,9 +48,6 @@ DANE_FAILED = "failed"
 
 #: Seconds an outcome is cached at most, whatever its TTL.
 MAX_CACHE_SECONDS = 3600
-
-#: RFC 8914 Extended DNS Errors that mean the data failed validation.
-_BOGUS_EDE = frozenset([6, 7, 8, 9, 10, 11, 12])
 
 
 @attr.s(frozen=True, slots=True)
