@@ -12,6 +12,7 @@ as L{IDelegationLookup} strategies for L{dna.dns.delegation.DelegationChecker}:
     authoritative server for every zone with RD clear.
 """
 
+import dns.flags
 import dns.rcode
 import dns.rdatatype
 from twisted.internet.defer import inlineCallbacks
@@ -19,10 +20,18 @@ from zope.interface import implementer
 
 from dna.core.hostport import isLoopback
 from dna.core.names import normalizeDomain
-from dna.dns.dnssec.proofs import BOGUS, INDETERMINATE, Validation
+from dna.dns.dnssec.proofs import (
+    BOGUS,
+    INDETERMINATE,
+    INSECURE,
+    SECURE,
+    Validation,
+    minimumTTL,
+)
 from dna.dns.dnssec.walker import Validator
-from dna.dns.tlsa import resolverValidation
 from dna.dns.verdict import (
+    _BOGUS_EDE,
+    _followCNAMEs,
     extendedErrors,
     interpretResolverAnswer,
     resultFromValidation,
@@ -49,6 +58,55 @@ def offLoopback(servers):
     @return: Their texts, C{host:port} or C{[host]:port}, in order.
     """
     return [serverText(s) for s in servers if not isLoopback(s[0])]
+
+
+def resolverValidation(client, qname, rdtype, now, resolver):
+    """
+    The validation of any RRset by a validating resolver's AD bit (RFC 4035
+    section 3.2.3, RFC 6840 section 5.8), as L{ResolverLookup} trusts it
+    for SRV records; the TLSA look-ups of L{dna.dns.tlsa.TLSALookup} use it.
+
+    A SERVFAIL is L{BOGUS} when an Extended DNS Error says so and
+    L{INDETERMINATE} otherwise: both fail a DANE lookup alike.
+
+    @param client: The L{IDNSClient} of the resolver.
+    @param now: Seconds since the epoch, for signature lifetimes.
+    @param resolver: The resolver's text, for reasons.
+    @return: A L{Deferred} firing with a L{Validation}; it does not fail.
+    """
+    what = f"{dns.rdatatype.to_text(rdtype)} {qname.to_text(omit_final_dot=True)}"
+
+    def answered(response):
+        rcode = response.rcode()
+        errors = extendedErrors(response)
+        extra = "; ".join(text for _, text in errors)
+        extra = f" ({extra})" if extra else ""
+        if rcode == dns.rcode.SERVFAIL:
+            status = BOGUS if any(code in _BOGUS_EDE for code, _ in errors) else INDETERMINATE
+            return Validation(status, reason=f"the resolver {resolver} answered SERVFAIL "
+                              f"for {what}{extra}")
+        if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+            return Validation(INDETERMINATE, reason=f"the resolver {resolver} answered "
+                              f"{dns.rcode.to_text(rcode)} for {what}{extra}")
+        rrset, ttls = _followCNAMEs(response.answer, qname, rdtype)
+        if rrset is None:
+            ttls.append(minimumTTL(response))
+        for sigs in response.answer:
+            if sigs.rdtype == dns.rdatatype.RRSIG:
+                ttls.extend(rrsig.expiration - now for rrsig in sigs)
+        ttl = max(0, int(min(ttls))) if ttls else 0
+        if not response.flags & dns.flags.AD:
+            return Validation(INSECURE, rrset, f"the resolver {resolver} did not set "
+                              f"the AD bit for {what}", ttl)
+        return Validation(SECURE, rrset, None, ttl)
+
+    def failed(failure):
+        failure.trap(DNAError)
+        reason = getattr(failure.value, "reason", None) or str(failure.value)
+        return Validation(INDETERMINATE, reason=f"no usable answer for {what}: {reason}")
+
+    d = client.query(qname, rdtype, dnssec=True)
+    return d.addCallbacks(answered, failed)
 
 
 @implementer(IDelegationLookup)

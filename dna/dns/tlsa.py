@@ -17,28 +17,18 @@ outcome, a L{TLSAResult}, is one of:
 
 L{decide} is the pure decision; L{TLSALookup} asks through either strategy
 of L{dna.dns.lookup} (their C{validate}) and caches the outcomes for their
-TTL, capped.  L{resolverValidation} is the AD-bit strategy for any type.
+TTL, capped.
 """
 
 import attr
-import dns.flags
 import dns.name
-import dns.rcode
 import dns.rdatatype
 from twisted.internet import defer
 from twisted.logger import Logger
 
 from dna.core.coalesce import Coalescer
-from dna.dns.dnssec.proofs import (
-    BOGUS,
-    INDETERMINATE,
-    INSECURE,
-    SECURE,
-    Validation,
-    minimumTTL,
-)
-from dna.dns.verdict import _followCNAMEs, absoluteName, extendedErrors
-from dna.error import DNAError
+from dna.dns.dnssec.proofs import INSECURE, SECURE
+from dna.dns.verdict import absoluteName
 
 _log = Logger()
 
@@ -48,9 +38,6 @@ DANE_FAILED = "failed"
 
 #: Seconds an outcome is cached at most, whatever its TTL.
 MAX_CACHE_SECONDS = 3600
-
-#: RFC 8914 Extended DNS Errors that mean the data failed validation.
-_BOGUS_EDE = frozenset([6, 7, 8, 9, 10, 11, 12])
 
 
 @attr.s(frozen=True, slots=True)
@@ -134,55 +121,6 @@ def decide(serverName, port, addresses, tlsa=None):
                           reason=f"{where} is securely denied: no DANE", ttl=ttl)
     return TLSAResult(serverName, port, DANE, list(tlsa.rrset),
                       reason=f"{where}: {len(tlsa.rrset)} secure record(s)", ttl=ttl)
-
-
-def resolverValidation(client, qname, rdtype, now, resolver):
-    """
-    The validation of any RRset by a validating resolver's AD bit (RFC 4035
-    section 3.2.3, RFC 6840 section 5.8), as
-    L{dna.dns.lookup.ResolverLookup} trusts it for SRV records.
-
-    A SERVFAIL is L{BOGUS} when an Extended DNS Error says so and
-    L{INDETERMINATE} otherwise: both fail a DANE lookup alike.
-
-    @param client: The L{IDNSClient} of the resolver.
-    @param now: Seconds since the epoch, for signature lifetimes.
-    @param resolver: The resolver's text, for reasons.
-    @return: A L{Deferred} firing with a L{Validation}; it does not fail.
-    """
-    what = f"{dns.rdatatype.to_text(rdtype)} {qname.to_text(omit_final_dot=True)}"
-
-    def answered(response):
-        rcode = response.rcode()
-        errors = extendedErrors(response)
-        extra = "; ".join(text for _, text in errors)
-        extra = f" ({extra})" if extra else ""
-        if rcode == dns.rcode.SERVFAIL:
-            status = BOGUS if any(code in _BOGUS_EDE for code, _ in errors) else INDETERMINATE
-            return Validation(status, reason=f"the resolver {resolver} answered SERVFAIL "
-                              f"for {what}{extra}")
-        if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-            return Validation(INDETERMINATE, reason=f"the resolver {resolver} answered "
-                              f"{dns.rcode.to_text(rcode)} for {what}{extra}")
-        rrset, ttls = _followCNAMEs(response.answer, qname, rdtype)
-        if rrset is None:
-            ttls.append(minimumTTL(response))
-        for sigs in response.answer:
-            if sigs.rdtype == dns.rdatatype.RRSIG:
-                ttls.extend(rrsig.expiration - now for rrsig in sigs)
-        ttl = max(0, int(min(ttls))) if ttls else 0
-        if not response.flags & dns.flags.AD:
-            return Validation(INSECURE, rrset, f"the resolver {resolver} did not set "
-                              f"the AD bit for {what}", ttl)
-        return Validation(SECURE, rrset, None, ttl)
-
-    def failed(failure):
-        failure.trap(DNAError)
-        reason = getattr(failure.value, "reason", None) or str(failure.value)
-        return Validation(INDETERMINATE, reason=f"no usable answer for {what}: {reason}")
-
-    d = client.query(qname, rdtype, dnssec=True)
-    return d.addCallbacks(answered, failed)
 
 
 class TLSALookup:

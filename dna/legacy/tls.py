@@ -52,19 +52,24 @@ def certificateFor(domain, certificates):
     return None
 
 
-def _recordingCallback(errors, acceptFailures):
+def _recordFailures(connection):
     """
-    An OpenSSL verify callback that records every certificate error, and
-    lets them through when C{acceptFailures()} says so.
+    Make C{connection} record its peer's certificate errors in
+    L{_verificationErrors} and let them through instead of aborting the
+    handshake.
+
+    @type connection: L{OpenSSL.SSL.Connection}
+    @return: C{connection}.
     """
+    errors = _verificationErrors[connection] = []
 
     def verify(connection, certificate, errno, depth, preverifyOK):
-        if preverifyOK:
-            return True
-        errors.append((depth, errno))
-        return acceptFailures(connection)
+        if not preverifyOK:
+            errors.append((depth, errno))
+        return True
 
-    return verify
+    connection.set_verify(SSL.VERIFY_PEER, verify)
+    return connection
 
 
 @implementer(IOpenSSLClientConnectionCreator)
@@ -78,10 +83,7 @@ class _AcceptingCreator:
         self._creator = creator
 
     def clientConnectionForTLS(self, tlsProtocol):
-        connection = self._creator.clientConnectionForTLS(tlsProtocol)
-        errors = _verificationErrors[connection] = []
-        connection.set_verify(SSL.VERIFY_PEER, _recordingCallback(errors, lambda c: True))
-        return connection
+        return _recordFailures(self._creator.clientConnectionForTLS(tlsProtocol))
 
 
 def legacyClientCreator(domain, trustRoot, certificate, chain=(), verify=True):
@@ -133,10 +135,7 @@ class _AcceptingServerCreator:
         self._factory = factory
 
     def serverConnectionForTLS(self, tlsProtocol):
-        connection = self._factory.serverConnectionForTLS(tlsProtocol)
-        errors = _verificationErrors[connection] = []
-        connection.set_verify(SSL.VERIFY_PEER, _recordingCallback(errors, lambda c: True))
-        return connection
+        return _recordFailures(self._factory.serverConnectionForTLS(tlsProtocol))
 
 
 class LegacyServerContexts:
