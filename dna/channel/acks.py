@@ -35,6 +35,7 @@ from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
 from twisted.words.xish import domish
 
 from dna.channel.stream import STREAM_CLOSING_EVENT
+from dna.core.logthrottle import report
 from dna.namespaces import NS_SM
 
 _log = Logger()
@@ -287,11 +288,8 @@ class StreamAcks:
         self._deadline = None
 
     def _report(self, name, message, level=LogLevel.info, **fields):
-        fields["streamID"] = self._xs.sid
-        if self._incidents is None:
-            _log.emit(level, message, **fields)
-        else:
-            self._incidents.report(name, _log, message, level=level, **fields)
+        report(self._incidents, name, _log, message, level=level,
+               streamID=self._xs.sid, **fields)
 
     def _onEnd(self, reason):
         if self._timer is not None and self._timer.active():

@@ -22,12 +22,11 @@ and when it reaches its size bound. (An XPath observer per stanza costs a
 quarter of the receive path's throughput; see C{bench/enforcement.py}.)
 """
 
-from functools import partial
-
 from twisted.logger import Logger
 from twisted.words.protocols.jabber import error, xmlstream
 from twisted.words.xish import domish
 
+from dna.core.logthrottle import report
 from dna.core.names import domainOf
 from dna.error import InvalidAddress
 from dna.namespaces import NS_DNA_ERRORS, NS_SERVER, STANZA_NAMES
@@ -236,9 +235,8 @@ class StanzaFilter:
         """
         self._drop(element, reason)
         isError = element.getAttribute("type") == "error"
-        report = _log.info if self._incidents is None else partial(
-            self._incidents.report, "filter-rejected", _log)
         report(
+            self._incidents, "filter-rejected", _log,
             "Stream {streamID}: dropped {name} from {sender!r} to {to!r}: "
             "{why} ({condition}{answered})",
             event="stanza-refused",
