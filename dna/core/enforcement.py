@@ -152,33 +152,22 @@ class StanzaFilter:
 
         @return: Whether to dispatch C{element}.
         """
-        xs = self._xs
         if element.uri != NS_SERVER:
-            _log.info(
+            self._closeStream(
+                element, "invalid-namespace",
                 "Stream {streamID}: {name} in namespace {uri}: closing stream",
-                event="stream-refused",
-                condition="invalid-namespace",
-                streamID=self._streamID,
-                name=element.name,
                 uri=element.uri,
             )
-            self._drop(element, "malformed")
-            xs.sendStreamError(error.StreamError("invalid-namespace"))
             return False
         to = element.getAttribute("to")
         sender = element.getAttribute("from")
         if not to or not sender:
             # RFC 6120 section 4.9.3.7: a stanza between servers lacks 'to'
             # or 'from'.
-            _log.info(
+            self._closeStream(
+                element, "improper-addressing",
                 "Stream {streamID}: {name} without 'to' or 'from': closing stream",
-                event="stream-refused",
-                condition="improper-addressing",
-                streamID=self._streamID,
-                name=element.name,
             )
-            self._drop(element, "malformed")
-            xs.sendStreamError(error.StreamError("improper-addressing"))
             return False
         try:
             local = domainOf(to)
@@ -216,6 +205,22 @@ class StanzaFilter:
             "pair {remote} -> {local} is not bound".format(remote=remote, local=local),
         )
         return False
+
+    def _closeStream(self, element, condition, message, **fields):
+        """
+        Drop a malformed stanza and close the stream with the stream error
+        C{condition}.
+        """
+        _log.info(
+            message,
+            event="stream-refused",
+            condition=condition,
+            streamID=self._streamID,
+            name=element.name,
+            **fields,
+        )
+        self._drop(element, "malformed")
+        self._xs.sendStreamError(error.StreamError(condition))
 
     def _drop(self, element, reason):
         """
