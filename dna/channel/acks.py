@@ -224,6 +224,12 @@ class StreamAcks:
 
     def _onRequest(self, element):
         element.handled = True
+        self._answer()
+
+    def _answer(self):
+        """
+        Tell the peer how many stanzas we handled: C{<a h='N'/>}.
+        """
         answer = domish.Element((NS_SM, "a"))
         answer["h"] = str(self.handled % _MODULUS)
         self._xs.send(answer)
@@ -235,7 +241,7 @@ class StreamAcks:
         the rest.
         """
         if self._enabled and xs.transport is not None:
-            self._onRequest(domish.Element((NS_SM, "r")))
+            self._answer()
 
     def _onAnswer(self, element):
         element.handled = True
