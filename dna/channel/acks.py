@@ -35,6 +35,7 @@ from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
 from twisted.words.xish import domish
 
 from dna.channel.stream import STREAM_CLOSING_EVENT
+from dna.core.logthrottle import report
 from dna.namespaces import NS_SM
 
 _log = Logger()
@@ -223,6 +224,12 @@ class StreamAcks:
 
     def _onRequest(self, element):
         element.handled = True
+        self._answer()
+
+    def _answer(self):
+        """
+        Tell the peer how many stanzas we handled: C{<a h='N'/>}.
+        """
         answer = domish.Element((NS_SM, "a"))
         answer["h"] = str(self.handled % _MODULUS)
         self._xs.send(answer)
@@ -234,7 +241,7 @@ class StreamAcks:
         the rest.
         """
         if self._enabled and xs.transport is not None:
-            self._onRequest(domish.Element((NS_SM, "r")))
+            self._answer()
 
     def _onAnswer(self, element):
         element.handled = True
@@ -287,11 +294,8 @@ class StreamAcks:
         self._deadline = None
 
     def _report(self, name, message, level=LogLevel.info, **fields):
-        fields["streamID"] = self._xs.sid
-        if self._incidents is None:
-            _log.emit(level, message, **fields)
-        else:
-            self._incidents.report(name, _log, message, level=level, **fields)
+        report(self._incidents, name, _log, message, level=level,
+               streamID=self._xs.sid, **fields)
 
     def _onEnd(self, reason):
         if self._timer is not None and self._timer.active():

@@ -39,6 +39,8 @@ from twisted.words.protocols.jabber import error, xmlstream
 from twisted.words.xish import domish
 from twisted.words.xish.xmlstream import STREAM_ERROR_EVENT
 
+from dna.core.logthrottle import report
+
 _log = Logger()
 
 #: Bytes a top-level element may take once the stream is authenticated.
@@ -409,13 +411,12 @@ class S2SStream(xmlstream.XmlStream):
         """
         self.refusal = condition
         self.refusals += 1
-        message = "Stream {streamID}: refused with <{condition}/>: {reason}"
-        fields = dict(event="stream-refused", streamID=self.sid, condition=condition,
-                      reason=reason)
-        if self.incidents is None:
-            _log.info(message, **fields)
-        else:
-            self.incidents.report("stream-refused-" + condition, _log, message, **fields)
+        report(
+            self.incidents, "stream-refused-" + condition, _log,
+            "Stream {streamID}: refused with <{condition}/>: {reason}",
+            event="stream-refused", streamID=self.sid, condition=condition,
+            reason=reason,
+        )
         self.sendStreamError(error.StreamError(condition, text=reason))
         self.dispatch(failure, STREAM_ERROR_EVENT)
 

@@ -338,15 +338,10 @@ class StreamAuthorization:
         if len(self._lapsed) >= self._maxPending:
             self._lapsed.clear()
         self._lapsed.add(pair)
-        _log.info(
+        self._pairEvent(
+            None, "pair-timeout",
             "Stream {streamID}: no answer for {sender} -> {target} in {timeout}s",
-            event="pair-timeout",
-            local=pair[0],
-            remote=pair[1],
-            streamID=self.streamID,
-            sender=pair[0],
-            target=pair[1],
-            timeout=self._requestTimeout,
+            *pair, timeout=self._requestTimeout,
         )
         self._answered(pair, Failure(RequestTimedOut(pair[0], pair[1], self._requestTimeout)))
 
@@ -483,15 +478,10 @@ class StreamAuthorization:
             )
             return
         self._tables.bind(OUTGOING, sender, target, self.streamID)
-        self._incidents.counters["answer-valid"] += 1
-        _log.debug(
+        self._pairEvent(
+            "answer-valid", "pair-granted-by-peer",
             "Stream {streamID}: may send {sender} -> {target}",
-            event="pair-granted-by-peer",
-            streamID=self.streamID,
-            local=sender,
-            remote=target,
-            sender=sender,
-            target=target,
+            sender, target, level=LogLevel.debug,
         )
         self._adapt(True)
         self._answered(pair, None)
@@ -511,30 +501,17 @@ class StreamAuthorization:
             # of an earlier binding crossing our new request, whose answer
             # is still to come.
             self._tables.unbind(OUTGOING, sender, target, self.streamID)
-            self._incidents.counters["revoked-peer"] += 1
-            _log.info(
+            self._pairEvent(
+                "revoked-peer", "revoked",
                 "Stream {streamID}: peer revoked {sender} -> {target} while we "
                 "ask for it again",
-                event="revoked",
-                side="peer",
-                streamID=self.streamID,
-                local=sender,
-                remote=target,
-                sender=sender,
-                target=target,
+                sender, target, side="peer",
             )
         elif pair in self._asked:
-            self._incidents.counters["answer-" + (condition or "invalid")] += 1
-            _log.info(
+            self._pairEvent(
+                "answer-" + (condition or "invalid"), "pair-refused-by-peer",
                 "Stream {streamID}: {sender} -> {target} refused: {condition}",
-                event="pair-refused-by-peer",
-                streamID=self.streamID,
-                local=sender,
-                remote=target,
-                sender=sender,
-                target=target,
-                condition=condition,
-                reason=text,
+                sender, target, condition=condition, reason=text,
             )
             self._adapt(False, condition)
             self._answered(
@@ -544,16 +521,10 @@ class StreamAuthorization:
             if len(self._revoked) >= self._maxPending:
                 self._revoked.clear()
             self._revoked.add(pair)
-            self._incidents.counters["revoked-peer"] += 1
-            _log.info(
+            self._pairEvent(
+                "revoked-peer", "revoked",
                 "Stream {streamID}: peer revoked {sender} -> {target}",
-                event="revoked",
-                side="peer",
-                streamID=self.streamID,
-                local=sender,
-                remote=target,
-                sender=sender,
-                target=target,
+                sender, target, side="peer",
             )
         else:
             _log.debug(
@@ -583,16 +554,11 @@ class StreamAuthorization:
         """
         # Step 1: direction.
         if not self.canReceive:
-            _log.info(
+            self._pairEvent(
+                None, "stream-refused",
                 "Stream {streamID}: request {sender} -> {target} on a one-way "
                 "stream we opened: closing",
-                event="stream-refused",
-                condition="unsupported-stanza-type",
-                local=target,
-                remote=sender,
-                streamID=self.streamID,
-                sender=sender,
-                target=target,
+                sender, target, incoming=True, condition="unsupported-stanza-type",
             )
             self.xs.sendStreamError(
                 error.StreamError(
@@ -652,15 +618,10 @@ class StreamAuthorization:
             # Step 4: record; step 5: answer.
             self._tables.connections.addDelegatedNames(self.streamID, [sender])
             self._tables.bind(INCOMING, target, sender, self.streamID)
-            self._incidents.counters["result-valid"] += 1
-            _log.info(
+            self._pairEvent(
+                "result-valid", "pair-granted",
                 "Stream {streamID}: granted {sender} -> {target}",
-                event="pair-granted",
-                streamID=self.streamID,
-                local=target,
-                remote=sender,
-                sender=sender,
-                target=target,
+                sender, target, incoming=True,
             )
             self.xs.send(resultElement(target, sender, "valid"))
 
@@ -693,22 +654,34 @@ class StreamAuthorization:
         d.addErrback(unexpected)
         d.addBoth(done)
 
+    def _pairEvent(self, counter, event, message, sender, target, incoming=False,
+                   level=LogLevel.info, **fields):
+        """
+        Count and log an event of the pair C{sender} -> C{target}, named both
+        ways: as sender and target, and as this server's local and remote
+        domain.
+
+        @param counter: The name to count in the incidents' counters, or
+            L{None} to count nothing.
+        @param incoming: Whether the peer sends on the pair (we send on it
+            otherwise).
+        """
+        if counter is not None:
+            self._incidents.counters[counter] += 1
+        local, remote = (target, sender) if incoming else (sender, target)
+        _log.emit(
+            level, message, event=event, streamID=self.streamID,
+            local=local, remote=remote, sender=sender, target=target, **fields
+        )
+
     def _refuse(self, sender, target, condition, errorType, why):
         """
         Refuse the peer's request for C{sender} -> C{target}, saying why.
         """
-        self._incidents.counters["result-" + condition] += 1
-        _log.info(
+        self._pairEvent(
+            "result-" + condition, "pair-refused",
             "Stream {streamID}: refused {sender} -> {target}: {condition} ({why})",
-            event="pair-refused",
-            streamID=self.streamID,
-            local=target,
-            remote=sender,
-            sender=sender,
-            target=target,
-            condition=condition,
-            reason=why,
-            why=why,
+            sender, target, incoming=True, condition=condition, reason=why, why=why,
         )
         self.xs.send(self._refusal(sender, target, condition, errorType, why))
 

@@ -22,12 +22,11 @@ and when it reaches its size bound. (An XPath observer per stanza costs a
 quarter of the receive path's throughput; see C{bench/enforcement.py}.)
 """
 
-from functools import partial
-
 from twisted.logger import Logger
 from twisted.words.protocols.jabber import error, xmlstream
 from twisted.words.xish import domish
 
+from dna.core.logthrottle import report
 from dna.core.names import domainOf
 from dna.error import InvalidAddress
 from dna.namespaces import NS_DNA_ERRORS, NS_SERVER, STANZA_NAMES
@@ -153,33 +152,22 @@ class StanzaFilter:
 
         @return: Whether to dispatch C{element}.
         """
-        xs = self._xs
         if element.uri != NS_SERVER:
-            _log.info(
+            self._closeStream(
+                element, "invalid-namespace",
                 "Stream {streamID}: {name} in namespace {uri}: closing stream",
-                event="stream-refused",
-                condition="invalid-namespace",
-                streamID=self._streamID,
-                name=element.name,
                 uri=element.uri,
             )
-            self._drop(element, "malformed")
-            xs.sendStreamError(error.StreamError("invalid-namespace"))
             return False
         to = element.getAttribute("to")
         sender = element.getAttribute("from")
         if not to or not sender:
             # RFC 6120 section 4.9.3.7: a stanza between servers lacks 'to'
             # or 'from'.
-            _log.info(
+            self._closeStream(
+                element, "improper-addressing",
                 "Stream {streamID}: {name} without 'to' or 'from': closing stream",
-                event="stream-refused",
-                condition="improper-addressing",
-                streamID=self._streamID,
-                name=element.name,
             )
-            self._drop(element, "malformed")
-            xs.sendStreamError(error.StreamError("improper-addressing"))
             return False
         try:
             local = domainOf(to)
@@ -218,6 +206,22 @@ class StanzaFilter:
         )
         return False
 
+    def _closeStream(self, element, condition, message, **fields):
+        """
+        Drop a malformed stanza and close the stream with the stream error
+        C{condition}.
+        """
+        _log.info(
+            message,
+            event="stream-refused",
+            condition=condition,
+            streamID=self._streamID,
+            name=element.name,
+            **fields,
+        )
+        self._drop(element, "malformed")
+        self._xs.sendStreamError(error.StreamError(condition))
+
     def _drop(self, element, reason):
         """
         Drop a stanza, counted in C{"stanza-refused-<reason>"} of the
@@ -236,9 +240,8 @@ class StanzaFilter:
         """
         self._drop(element, reason)
         isError = element.getAttribute("type") == "error"
-        report = _log.info if self._incidents is None else partial(
-            self._incidents.report, "filter-rejected", _log)
         report(
+            self._incidents, "filter-rejected", _log,
             "Stream {streamID}: dropped {name} from {sender!r} to {to!r}: "
             "{why} ({condition}{answered})",
             event="stanza-refused",

@@ -118,3 +118,17 @@ class ThrottledLog:
                 seconds=now - burst.started,
                 incident=name,
             )
+
+
+def report(incidents, name, logger, format, /, level=LogLevel.info, **fields):
+    """
+    Report event C{name} through C{incidents}, a L{ThrottledLog}, or, when
+    there is none, log it with C{logger} as it is (uncounted, unthrottled,
+    with no default fields).
+
+    @see: L{ThrottledLog.report}
+    """
+    if incidents is None:
+        logger.emit(level, format, **fields)
+    else:
+        incidents.report(name, logger, format, level=level, **fields)
