@@ -67,9 +67,7 @@ from tests.integration.flowpair import (  # noqa: E402
     connectComponents,
     disconnectComponents,
     established,
-    freePort,
     rss,
-    waitForPort,
 )
 from tests.integration.interop import (  # noqa: E402
     S2S_PORT,
@@ -78,6 +76,7 @@ from tests.integration.interop import (  # noqa: E402
     pickAddresses,
     xmppZone,
 )
+from tests.integration.processes import freePort, waitForPort  # noqa: E402
 
 SENDERS, TARGETS, FRESH, MANY = 40, 25, 40, 400
 WINDOW = 2000
@@ -407,7 +406,7 @@ class Bench:
              directory], cwd=CHECKOUT, env=dict(os.environ, PYTHONPATH=CHECKOUT))
         self.cleanups.append(lambda: process.poll() is None and process.kill())
         try:
-            waitForPort("127.0.0.1", port, process)
+            waitForPort(port, process)
             inbox = Inbox()
             factory = FloorSenderFactory(inbox)
             options = ssl.optionsForClientTLS(
