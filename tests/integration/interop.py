@@ -23,7 +23,6 @@ a stanza go through Prosody's router both ways.
 import os
 import pwd
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -35,6 +34,7 @@ from tests.integration.dnsenv import (
     _isFree,
     _pickAddresses,
 )
+from tests.integration.processes import stopProcess
 
 #: The port every server here listens on for S2S; each has its own address.
 S2S_PORT = 5269
@@ -335,13 +335,7 @@ class ProsodyServer:
         C{DNA_KEEP_PROSODY} is set). Safe to call more than once.
         """
         if self._process is not None:
-            if self._process.poll() is None:
-                self._process.send_signal(signal.SIGTERM)
-                try:
-                    self._process.wait(5)
-                except subprocess.TimeoutExpired:
-                    self._process.kill()
-                    self._process.wait()
+            stopProcess(self._process, 5)
             self._process = None
         if self.directory is not None:
             if not os.environ.get("DNA_KEEP_PROSODY"):

@@ -1,6 +1,7 @@
 """
-Real C{twistd} processes for the integration tests and the benchmarks:
-starting one as an operator would, waiting for it to listen, stopping it.
+Real processes for the integration tests and the benchmarks: starting
+C{twistd} as an operator would, waiting for a process to listen, stopping
+one.
 """
 
 import os
@@ -53,17 +54,21 @@ def twistdCommand(arguments, logFile):
              "-n", "--pidfile=", "--logfile=" + logFile] + list(arguments))
 
 
-def stopProcess(process):
+def stopProcess(process, timeout=10.0):
     """
-    Stop C{process} if it still runs: SIGTERM, then SIGKILL after 10 s.
+    Stop C{process} if it still runs: SIGTERM, then SIGKILL after
+    C{timeout} seconds.
+
+    @return: Its exit status.
     """
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
-            process.wait(10)
+            process.wait(timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    return process.returncode
 
 
 def startTwistdProcess(testCase, arguments, logFile, **popen):
