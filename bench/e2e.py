@@ -47,7 +47,6 @@ Exits non-zero with a message if any round loses a stanza.
 import argparse
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -58,16 +57,17 @@ CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, CHECKOUT)
 
 from twisted.internet import defer, protocol, reactor, ssl, task  # noqa: E402
-from twisted.words.protocols.jabber import component, xmlstream  # noqa: E402
 from twisted.words.xish import xmlstream as xishstream  # noqa: E402
 
 from dna.channel.originating import Connector  # noqa: E402
 from dna.testing.pki import CertificateAuthority  # noqa: E402
 from tests.integration.flowpair import (  # noqa: E402
+    SECRET,
+    Twistd,
+    connectComponents,
     disconnectComponents,
     established,
-    freePort,
-    waitForPort,
+    rss,
 )
 from tests.integration.interop import (  # noqa: E402
     S2S_PORT,
@@ -76,8 +76,8 @@ from tests.integration.interop import (  # noqa: E402
     pickAddresses,
     xmppZone,
 )
+from tests.integration.processes import freePort, waitForPort  # noqa: E402
 
-SECRET = "bench component secret"
 SENDERS, TARGETS, FRESH, MANY = 40, 25, 40, 400
 WINDOW = 2000
 IDLE_CONNECTIONS = 100
@@ -97,17 +97,6 @@ def note(text):
     print(f"# {text}", file=sys.stderr, flush=True)
 
 
-def rss(pid):
-    """
-    VmRSS of a process, in bytes.
-    """
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
-
-
 def cpuSeconds(pid):
     """
     User + system CPU seconds a process has used (/proc/PID/stat).
@@ -115,12 +104,6 @@ def cpuSeconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-
-
-
-
 
 
 def median(values):
@@ -137,17 +120,15 @@ def message(sender, target, n):
 
 class Inbox:
     """
-    Message ids received by the components of one end, with waiting for a
-    count.
+    How many messages the components of one end received, with waiting
+    for a count.
     """
 
     def __init__(self):
-        self.ids = set()
         self.count = 0
         self._waiters = []
 
     def __call__(self, stanza):
-        self.ids.add(stanza.getAttribute("id"))
         self.reached(self.count + 1)
 
     def reached(self, count):
@@ -164,40 +145,6 @@ class Inbox:
             return d
         self._waiters.append((count, d))
         return d.addTimeout(timeout, reactor)
-
-
-def connectComponent(host, port, domain, inbox=None):
-    """
-    An XEP-0114 component for C{domain}, Nagle off.
-
-    @return: A L{Deferred} firing with (stream, connector).
-    """
-    factory = component.componentFactory(domain, SECRET)
-    factory.maxDelay = 0
-    authenticated = defer.Deferred()
-
-    def onConnected(xs):
-        xs.transport.setTcpNoDelay(True)
-
-    def onAuthenticated(xs):
-        if inbox is not None:
-            xs.addObserver("/message", inbox)
-        if not authenticated.called:
-            authenticated.callback(xs)
-
-    factory.addBootstrap(xmlstream.STREAM_CONNECTED_EVENT, onConnected)
-    factory.addBootstrap(xmlstream.STREAM_AUTHD_EVENT, onAuthenticated)
-    connector = reactor.connectTCP(host, port, factory)
-    return authenticated.addCallback(lambda xs: (xs, factory, connector))
-
-
-@defer.inlineCallbacks
-def connectComponents(host, port, domains, inbox=None):
-    attached = yield defer.gatherResults(
-        [connectComponent(host, port, d, inbox) for d in domains])
-    return attached
-
-
 
 
 @defer.inlineCallbacks
@@ -223,61 +170,6 @@ def sendAll(xs, stanzas, inbox, base, window=WINDOW):
 
 
 # Processes
-
-
-class Twistd:
-    """
-    C{twistd -n dna} as an operator runs it (logging to a file).
-    """
-
-    def __init__(self, directory, name, address, domains, resolver, certificate, ca):
-        self.directory = directory
-        os.makedirs(directory, exist_ok=True)
-        certificate.writeTo(directory, "server")
-        with open(os.path.join(directory, "ca.pem"), "wb") as f:
-            f.write(ca.certificatePEM)
-        self.address = address
-        self.componentPort = freePort()
-        domainList = ", ".join(f'"{d}"' for d in domains)
-        config = (
-            f'[server]\nlisten = "tcp:{S2S_PORT}:interface={address}"\n'
-            f'domains = [{domainList}]\nca = "ca.pem"\n\n'
-            f'[[server.names]]\nname = "{name}"\ncertificate = "server.pem"\n'
-            f'key = "server.key"\n\n'
-            f'[dns]\nmode = "ad"\nresolvers = ["{resolver[0]}:{resolver[1]}"]\n\n'
-            f'[components]\nlisten = "tcp:{self.componentPort}:interface=127.0.0.1"\n'
-            f'secret = "{SECRET}"\n')
-        self.config = os.path.join(directory, "dna.toml")
-        with open(self.config, "w") as f:
-            f.write(config)
-        self.process = None
-
-    def start(self):
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-             "-n", "--pidfile=", "--logfile=" + os.path.join(self.directory, "twistd.log"),
-             "dna", "--config", self.config],
-            cwd=CHECKOUT, env=dict(os.environ, PYTHONPATH=CHECKOUT),
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        return self
-
-    def waitListening(self):
-        waitForPort("127.0.0.1", self.componentPort, self.process)
-        waitForPort(self.address, S2S_PORT, self.process)
-
-    @property
-    def pid(self):
-        return self.process.pid
-
-    def stop(self):
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
 
 
 def spawnMatrix(senders, targets, start=0):
@@ -361,9 +253,9 @@ class Bench:
             a.waitListening()
             b.waitListening()
             inbox = Inbox()
-            attached += yield connectComponents("127.0.0.1", b.componentPort, self.targets, inbox)
+            attached += yield connectComponents(b.componentPort, self.targets, inbox)
             [(xs, _, _)] = senders = yield connectComponents(
-                "127.0.0.1", a.componentPort, self.senders[:1])
+                a.componentPort, self.senders[:1])
             attached += senders
 
             # Set-up: 1,000 pairs.
@@ -480,9 +372,9 @@ class Bench:
                 server.start()
             inbox = Inbox()
             attached += yield connectComponents(
-                "127.0.0.1", ports["xmpp.prosb.example"], self.pTargets, inbox)
+                ports["xmpp.prosb.example"], self.pTargets, inbox)
             senders = yield connectComponents(
-                "127.0.0.1", ports["xmpp.prosa.example"], self.pSenders)
+                ports["xmpp.prosa.example"], self.pSenders)
             attached += senders
             t0 = time.perf_counter()
             for (xs, _, _), sender in zip(senders, self.pSenders):
@@ -514,7 +406,7 @@ class Bench:
              directory], cwd=CHECKOUT, env=dict(os.environ, PYTHONPATH=CHECKOUT))
         self.cleanups.append(lambda: process.poll() is None and process.kill())
         try:
-            waitForPort("127.0.0.1", port, process)
+            waitForPort(port, process)
             inbox = Inbox()
             factory = FloorSenderFactory(inbox)
             options = ssl.optionsForClientTLS(

@@ -38,7 +38,6 @@ C{--prosody-nodelay} it runs with C{network_settings = { nagle = false }}.
 
 import argparse
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -58,6 +57,7 @@ from dna.dns.delegation import DelegationChecker  # noqa: E402
 from dna.dns.lookup import ResolverLookup  # noqa: E402
 from dna.legacy.policy import FALLBACK_PKIX  # noqa: E402
 from dna.testing.pki import CertificateAuthority  # noqa: E402
+from tests.integration.flowpair import established  # noqa: E402
 from tests.integration.interop import (  # noqa: E402
     S2S_PORT,
     InteropDNS,
@@ -71,25 +71,6 @@ NS_PING = "urn:xmpp:ping"
 
 def emit(name, value):
     print(f"{name}: {value}", flush=True)
-
-
-def established(addresses, port=S2S_PORT):
-    """
-    How many TCP connections are established on the listeners at
-    C{addresses}: the accepting side's sockets in /proc/net/tcp.
-    """
-    wanted = {
-        "{}:{:04X}".format(socket.inet_aton(address)[::-1].hex().upper(), port)
-        for address in addresses
-    }
-    count = 0
-    with open("/proc/net/tcp") as f:
-        next(f)
-        for line in f:
-            fields = line.split()
-            if fields[1] in wanted and fields[3] == "01":
-                count += 1
-    return count
 
 
 class Pinger:

@@ -57,6 +57,8 @@ from cryptography.hazmat.primitives import serialization
 from dns.dnssecalgs import PrivateECDSAP256SHA256
 from dns.dnssectypes import Algorithm
 
+from tests.integration.processes import stopProcess
+
 #: Every test domain: name -> (status a validator must find, description).
 #: The status is that of the SRV lookup of C{_xmpp-server._tcp.<name>}
 #: (RFC 4035 section 4.3).
@@ -480,14 +482,7 @@ class _Process:
             return ""
 
     def stop(self, timeout=5.0):
-        if self._popen.poll() is None:
-            self._popen.send_signal(signal.SIGTERM)
-            try:
-                self._popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._popen.kill()
-                self._popen.wait()
-        return self._popen.returncode
+        return stopProcess(self._popen, timeout)
 
 
 class DNSEnvironment:

@@ -11,20 +11,23 @@ file, logging to a file in its directory.
 
 import os
 import re
-import signal
 import socket
 import subprocess
-import sys
-import time
 
 from twisted.internet import defer, reactor
 from twisted.words.protocols.jabber import component, xmlstream
 
 from dna.testing.pki import CertificateAuthority
 from tests.integration.interop import S2S_PORT, InteropDNS, pickAddresses, xmppZone
+from tests.integration.processes import (
+    CHECKOUT,
+    freePort,
+    stopProcess,
+    twistdCommand,
+    waitForPort,
+)
 
 SECRET = "flow component secret"
-CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def rss(pid):
@@ -49,27 +52,6 @@ def established(addresses, port=S2S_PORT):
         next(f)
         return sum(1 for line in f
                    if line.split()[1] in wanted and line.split()[3] == "01")
-
-
-def freePort():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def waitForPort(host, port, process, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"twistd exited with {process.returncode}")
-        try:
-            socket.create_connection((host, port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"nothing listens on {host}:{port}")
 
 
 def message(sender, target, n, padding=0):
@@ -137,15 +119,14 @@ class Twistd:
 
     def start(self):
         self.process = subprocess.Popen(
-            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-             "-n", "--pidfile=", "--logfile=" + self.log, "dna", "--config", self.config],
+            twistdCommand(["dna", "--config", self.config], self.log),
             cwd=CHECKOUT, env=dict(os.environ, PYTHONPATH=CHECKOUT),
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         return self
 
     def waitListening(self):
-        waitForPort("127.0.0.1", self.componentPort, self.process)
-        waitForPort(self.address, S2S_PORT, self.process)
+        waitForPort(self.componentPort, self.process)
+        waitForPort(S2S_PORT, self.process, host=self.address)
 
     @property
     def pid(self):
@@ -156,13 +137,8 @@ class Twistd:
             return f.read()
 
     def stop(self):
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stopProcess(self.process)
         self.process = None
 
 

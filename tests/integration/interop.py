@@ -22,15 +22,19 @@ a stanza go through Prosody's router both ways.
 
 import os
 import pwd
-import random
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
 
-from tests.integration.dnsenv import DNSEnvironment, DNSEnvironmentError
+from tests.integration.dnsenv import (
+    DNSEnvironment,
+    DNSEnvironmentError,
+    _isFree,
+    _pickAddresses,
+)
+from tests.integration.processes import stopProcess
 
 #: The port every server here listens on for S2S; each has its own address.
 S2S_PORT = 5269
@@ -106,29 +110,12 @@ end, 10);
 """
 
 
-def _isFree(address, port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        s.bind((address, port))
-    except OSError:
-        return False
-    finally:
-        s.close()
-    return True
-
-
 def pickAddresses(count, port=S2S_PORT):
     """
-    C{count} loopback addresses in a random C{/24} on which C{port} is free.
+    C{count} loopback addresses in a random C{/24} on which C{port} is free
+    (L{tests.integration.dnsenv._pickAddresses}, without the ports).
     """
-    rng = random.SystemRandom()
-    for _ in range(100):
-        net = "127.{}.{}".format(rng.randint(1, 254), rng.randint(0, 255))
-        addresses = ["{}.{}".format(net, i) for i in range(1, count + 1)]
-        if all(_isFree(a, port) for a in addresses):
-            return addresses
-    raise DNSEnvironmentError("no free loopback address found")
+    return [address for address, _ in _pickAddresses(count, port)]
 
 
 def xmppZone(serverName, address, domains=(), port=S2S_PORT):
@@ -237,7 +224,7 @@ class ProsodyServer:
                 "prosody (and setpriv) not found: apt-get install prosody lua-unbound"
             )
         user = _prosodyUser()
-        if not _isFree(self.address, self.port):
+        if not _isFree((self.address, self.port)):
             raise DNSEnvironmentError("{}:{} is in use".format(self.address, self.port))
         self.directory = run = tempfile.mkdtemp(prefix="dna-prosody-")
         os.chmod(run, 0o755)
@@ -348,13 +335,7 @@ class ProsodyServer:
         C{DNA_KEEP_PROSODY} is set). Safe to call more than once.
         """
         if self._process is not None:
-            if self._process.poll() is None:
-                self._process.send_signal(signal.SIGTERM)
-                try:
-                    self._process.wait(5)
-                except subprocess.TimeoutExpired:
-                    self._process.kill()
-                    self._process.wait()
+            stopProcess(self._process, 5)
             self._process = None
         if self.directory is not None:
             if not os.environ.get("DNA_KEEP_PROSODY"):

@@ -5,7 +5,10 @@ mutual TLS with a test CA, a delegation checker given by the test.
 Provider A is xmpp1.originating.tld; provider B is xmpp1.receiving.tld.
 """
 
+import time
+
 from twisted.internet import defer, reactor
+from twisted.internet.task import deferLater
 
 from dna.dns.addresses import AddressResolver
 from dna.testing.fakes import chatMessage
@@ -74,3 +77,17 @@ class ProvidersMixin:
         )
         self.addCleanup(service.stopService)
         return service, inbox, port.getHost().port
+
+    @defer.inlineCallbacks
+    def until(self, condition, timeout, what):
+        """
+        Poll C{condition} every 0.1 s.
+
+        @return: The seconds it took.
+        """
+        started = time.monotonic()
+        while not condition():
+            if time.monotonic() - started > timeout:
+                self.fail(f"not within {timeout} s: {what}")
+            yield deferLater(reactor, 0.1, lambda: None)
+        return time.monotonic() - started

@@ -31,8 +31,9 @@ from tests.integration.flowpair import (
     disconnectComponents,
 )
 from tests.integration.flowpair import message as flowMessage
+from tests.integration.processes import CHECKOUT, waitForPort
 from tests.integration.providers import ProvidersMixin, message
-from tests.integration.test_twistd import CHECKOUT, RECEIVING, waitForPort
+from tests.integration.test_twistd import RECEIVING
 
 
 @defer.inlineCallbacks

@@ -9,7 +9,6 @@ client certificate, each against the other's SRV target's TLSA.
 import time
 
 from twisted.internet import defer, reactor
-from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
 from dna.app.delegation import makeDelegationChecker, makeTLSALookup
@@ -136,17 +135,3 @@ class DANEFederationTests(ProvidersMixin, unittest.TestCase):
         yield self.until(lambda: streamID not in b.federation.tables.connections, 6,
                          "the connection goes")
         self.assertEqual(1, b.federation.counters["tlsa-expired"])
-
-    @defer.inlineCallbacks
-    def until(self, condition, timeout, what):
-        """
-        Poll C{condition} every 0.1 s.
-
-        @return: The seconds it took.
-        """
-        started = time.monotonic()
-        while not condition():
-            if time.monotonic() - started > timeout:
-                self.fail(f"not within {timeout} s: {what}")
-            yield deferLater(reactor, 0.1, lambda: None)
-        return time.monotonic() - started

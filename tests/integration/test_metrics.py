@@ -16,8 +16,9 @@ from dna.dns.delegation import DelegationChecker
 from dna.dns.lookup import ResolverLookup
 from tests.integration import test_twistd
 from tests.integration.dnsenv import HOSTS
+from tests.integration.processes import freePort, waitForPort
 from tests.integration.providers import ProvidersMixin, message
-from tests.integration.test_twistd import RECEIVING, freePort, waitForPort
+from tests.integration.test_twistd import RECEIVING
 
 
 class MetricsTests(ProvidersMixin, unittest.TestCase):

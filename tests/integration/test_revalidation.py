@@ -11,7 +11,6 @@ refused, and every other pair keeps flowing on the same connection.
 import time
 
 from twisted.internet import defer, reactor
-from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
 from dna.app.delegation import makeDelegationChecker
@@ -47,20 +46,6 @@ class RevalidationOverRealDNSTests(ProvidersMixin, unittest.TestCase):
             interface=HOSTS[name], port=5269,
         )
         return service, inbox
-
-    @defer.inlineCallbacks
-    def until(self, condition, timeout, what):
-        """
-        Poll C{condition} every 0.1 s.
-
-        @return: The seconds it took.
-        """
-        started = time.monotonic()
-        while not condition():
-            if time.monotonic() - started > timeout:
-                self.fail(f"not within {timeout} s: {what}")
-            yield deferLater(reactor, 0.1, lambda: None)
-        return time.monotonic() - started
 
     @defer.inlineCallbacks
     def test_changedSRVRevokesOnePair(self):

@@ -5,13 +5,6 @@ service attached as an XEP-0114 component, and a second provider
 federating with it over mutual TLS.
 """
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-
 from twisted.internet import defer, reactor, task
 from twisted.python.filepath import FilePath
 from twisted.trial import unittest
@@ -21,63 +14,12 @@ from dna.dns.client import DNSClient
 from dna.dns.delegation import DelegationChecker
 from dna.dns.lookup import ResolverLookup
 from tests.integration.dnsenv import HOSTS, startDNSEnvironment
+from tests.integration.processes import freePort, startTwistdProcess, waitForPort
 from tests.integration.providers import Inbox, ProvidersMixin, message
 
 ORIGINATING = "xmpp1.originating.example"
 RECEIVING = "xmpp1.receiving.example"
 SECRET = "component secret"
-#: The directory holding dna/ and twisted/plugins/ (the dropin).
-CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def freePort():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def waitForPort(port, process, timeout=20.0, host="127.0.0.1"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError("twistd exited with %s" % (process.returncode,))
-        try:
-            socket.create_connection((host, port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError("twistd did not listen on %d in %ss" % (port, timeout))
-
-
-def startTwistdProcess(testCase, arguments, logFile, **popen):
-    """
-    Run C{twistd -n} with C{arguments} in a subprocess, stopped (SIGTERM,
-    then SIGKILL) in C{testCase}'s cleanup.
-
-    @param popen: More arguments of L{subprocess.Popen} (C{cwd}, C{env}).
-    @return: The L{subprocess.Popen}.
-    """
-    popen.setdefault("cwd", CHECKOUT)
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-         "-n", "--pidfile=", "--logfile=" + logFile] + list(arguments),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **popen,
-    )
-
-    def stop():
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        process.stdout.close()
-
-    testCase.addCleanup(stop)
-    return process
 
 
 class TwistdTests(ProvidersMixin, unittest.TestCase):

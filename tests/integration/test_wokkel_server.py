@@ -18,14 +18,9 @@ from dna.dns.delegation import DelegationChecker
 from dna.dns.lookup import ResolverLookup
 from tests.integration import test_twistd
 from tests.integration.dnsenv import HOSTS
+from tests.integration.processes import CHECKOUT, startTwistdProcess, waitForPort
 from tests.integration.providers import ProvidersMixin
-from tests.integration.test_twistd import (
-    CHECKOUT,
-    ORIGINATING,
-    RECEIVING,
-    startTwistdProcess,
-    waitForPort,
-)
+from tests.integration.test_twistd import ORIGINATING, RECEIVING
 
 TAC = os.path.join(CHECKOUT, "examples", "wokkel_server.tac")
 
