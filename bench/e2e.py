@@ -539,8 +539,9 @@ def run(options):
     emit("new_pair_ms_p50", round(median(latencies), 2))
     emit("new_pair_ms_p99", round(latencies[min(len(latencies) - 1,
                                                  int(0.99 * len(latencies)))], 2))
-    emit("rss_per_connection_kb", round(median(results["rss_per_connection_kb"]), 1))
-    emit("rss_per_binding_b", round(median(results["rss_per_binding_b"])))
+    if results.get("rss_per_connection_kb"):
+        emit("rss_per_connection_kb", round(median(results["rss_per_connection_kb"]), 1))
+        emit("rss_per_binding_b", round(median(results["rss_per_binding_b"])))
 
 
 def main():
