@@ -455,7 +455,7 @@ class DNAService(service.MultiService):
             _log.info("Not routing stanza with bad address {address!r}", address=e.address)
             return
         if sender in self.federation.hostedDomains:
-            self.federation.send(stanza)
+            self.federation.send(stanza, (sender, target))
         elif target in self.federation.hostedDomains and stanza.getAttribute("type") != "error":
             _log.info(
                 "No local route to {to!r}: answering service-unavailable",
