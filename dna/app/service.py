@@ -224,7 +224,6 @@ class DNAService(service.MultiService):
         self._reactor = reactor
         self.checker = checker
         self.meters = {}
-        self._router = router
         # Not router.route: wokkel's logs every stanza in full (dna.app.router).
         self._deliver = deliver if deliver is not None else partial(route, router)
         self.limits = limits if limits is not None else Limits()
