@@ -137,6 +137,17 @@ def _proofSummary(streamID, proof):
     }
 
 
+def authentication(authorization):
+    """
+    How the peer of a stream authenticated: C{"dna"}, or the legacy
+    mechanism (C{"dialback"}, C{"EXTERNAL"}; L{None} while unknown).
+    """
+    if not getattr(authorization, "legacy", False):
+        return "dna"
+    return (getattr(authorization, "mechanism", None)
+            or getattr(authorization.xs, "legacyMechanism", None))
+
+
 class Control:
     """
     The operations of the control API on a running L{DNAService}: plain
@@ -176,11 +187,7 @@ class Control:
             xs = authorization.xs
             transport = xs.transport
             meter = meters.get(xs)
-            legacy = getattr(authorization, "legacy", False)
-            if legacy:
-                how = getattr(authorization, "mechanism", None) or xs.legacyMechanism
-            else:
-                how = "dna"
+            how = authentication(authorization)
             peer = transport.getPeer() if transport is not None else None
             answer.append({
                 "stream": streamID,
@@ -191,7 +198,7 @@ class Control:
                                     if xs.thisEntity is not None else None),
                 "remoteServerNames": sorted(row.serverNames),
                 "delegatedNames": sorted(row.delegatedNames),
-                "kind": "legacy" if legacy else "dna",
+                "kind": "dna" if how == "dna" else "legacy",
                 "authentication": how,
                 "tls": _tlsSummary(transport),
                 "peerCertificate": _certificateSummary(transport),

@@ -419,20 +419,25 @@ class Federation:
 
     # Outgoing stanzas
 
-    def send(self, stanza):
+    def send(self, stanza, pair=None):
         """
         Send a stanza to a remote domain: on the first stream of its binding
         row, or once the pair has been authorized; bounced to its sender with a
         stanza error when that fails.
 
         @param stanza: A message, presence or iq with 'from' and 'to'.
+        @param pair: The normalised (sender, target) domains of C{stanza}
+            when the caller has them already; read from it if L{None}.
         """
-        try:
-            pair = sender, target = self._pairOf(stanza)
-        except InvalidAddress as e:
-            _log.info("Not sending stanza with bad address {address!r}", address=e.address)
-            self._bounce([stanza], error.StanzaError("jid-malformed", type="modify"))
-            return
+        if pair is None:
+            try:
+                pair = self._pairOf(stanza)
+            except InvalidAddress as e:
+                _log.info("Not sending stanza with bad address {address!r}",
+                          address=e.address)
+                self._bounce([stanza], error.StanzaError("jid-malformed", type="modify"))
+                return
+        sender, target = pair
         waiting = self._waiting.get(pair)
         if waiting is None:
             streamID = self.tables.route(sender, target)

@@ -22,6 +22,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import choose_encoder
 from twisted.web.resource import Resource
 
+from dna.app.control import authentication
 from dna.channel.receiving import REFUSED_TLS_REASONS
 from dna.core.tables import INCOMING, OUTGOING
 from dna.dns.delegation import LATENCY_BUCKETS
@@ -50,11 +51,10 @@ _STATUSES = (SECURE, INSECURE, BOGUS, INDETERMINATE)
 
 
 def _kind(authorization):
-    if not getattr(authorization, "legacy", False):
+    how = authentication(authorization)
+    if how == "dna":
         return "dna"
-    mechanism = (getattr(authorization, "mechanism", None)
-                 or getattr(authorization.xs, "legacyMechanism", None) or "")
-    return "legacy-dialback" if mechanism.lower() == "dialback" else "legacy-external"
+    return "legacy-dialback" if (how or "").lower() == "dialback" else "legacy-external"
 
 
 def _prefixed(counters, prefix):

@@ -443,9 +443,21 @@ class Revalidator:
         """
         Apply L{decide} to a re-check's C{(outcome, expires, reason)}.
         """
-        outcome, expires, reason = found
         if self.proofs.get(key) is not proof or not self._isBound(key):
             return
+        self._apply(key, proof, found, lambda reason: self.revoke(key, reason),
+                    "{remote} on {streamID}", streamID=key[3], remote=key[2])
+
+    def _apply(self, key, proof, found, revoke, what, **fields):
+        """
+        Apply L{decide} to a check's C{(outcome, expires, reason)} of a
+        proof still held: extend it, call C{revoke} with the reason, or keep
+        it and check again later.
+
+        @param what: What was checked, in the log format of a kept proof,
+            with C{fields}.
+        """
+        outcome, expires, reason = found
         now = self._clock.seconds()
         proof.checked = now
         action, until = decide(proof, outcome, expires, now, self.grace,
@@ -456,12 +468,11 @@ class Revalidator:
         elif action == REVOKE:
             if outcome == INDETERMINATE:
                 reason = f"indeterminate past the proof's hard limit: {reason}"
-            self.revoke(key, reason)
+            revoke(reason)
         else:
             _log.info(
-                "Re-check of {remote} on {streamID} indeterminate ({reason}): "
-                "kept until {until}", streamID=key[3], remote=key[2],
-                reason=reason, until=until)
+                "Re-check of " + what + " indeterminate ({reason}): kept until {until}",
+                reason=reason, until=until, **fields)
             self._schedule(key, proof, until)
 
     def revoke(self, key, reason):
@@ -538,26 +549,11 @@ class Revalidator:
         """
         Apply L{decide} to a TLSA check's C{(outcome, expires, reason)}.
         """
-        outcome, expires, reason = found
         if self.proofs.get(key) is not proof:
             # The stream ended meanwhile.
             return
-        now = self._clock.seconds()
-        proof.checked = now
-        action, until = decide(proof, outcome, expires, now, self.grace,
-                               self._retryInterval)
-        if action == EXTEND:
-            proof.dnsExpires = until
-            self._schedule(key, proof, self._recheckTime(until))
-        elif action == REVOKE:
-            if outcome == INDETERMINATE:
-                reason = f"indeterminate past the proof's hard limit: {reason}"
-            self._tlsaFailed(key[1], reason)
-        else:
-            _log.info(
-                "Re-check of the TLSA records on {streamID} indeterminate ({reason}): "
-                "kept until {until}", streamID=key[1], reason=reason, until=until)
-            self._schedule(key, proof, until)
+        self._apply(key, proof, found, lambda reason: self._tlsaFailed(key[1], reason),
+                    "the TLSA records on {streamID}", streamID=key[1])
 
     def _tlsaFailed(self, streamID, reason):
         """

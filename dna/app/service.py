@@ -224,7 +224,6 @@ class DNAService(service.MultiService):
         self._reactor = reactor
         self.checker = checker
         self.meters = {}
-        self._router = router
         # Not router.route: wokkel's logs every stanza in full (dna.app.router).
         self._deliver = deliver if deliver is not None else partial(route, router)
         self.limits = limits if limits is not None else Limits()
@@ -455,7 +454,7 @@ class DNAService(service.MultiService):
             _log.info("Not routing stanza with bad address {address!r}", address=e.address)
             return
         if sender in self.federation.hostedDomains:
-            self.federation.send(stanza)
+            self.federation.send(stanza, (sender, target))
         elif target in self.federation.hostedDomains and stanza.getAttribute("type") != "error":
             _log.info(
                 "No local route to {to!r}: answering service-unavailable",
