@@ -22,15 +22,22 @@ class IDelegationChecker(Interface):
             reported in the result's C{status} and C{reason}.
         """
 
-    def isDelegated(domain, serverNames):
+    def isDelegated(domain, serverNames, certificate=None):
         """
-        Whether C{domain} is delegated, under this checker's policy, to one of
-        C{serverNames} (the names the remote side authenticated).
+        Whether C{domain} is delegated, under this checker's policy, to the
+        peer that authenticated C{serverNames} with C{certificate}.
 
         @param domain: The delegated domain, such as C{'sender.tld'}.
         @param serverNames: An iterable of server names, such as
             C{['xmpp1.originating.tld']}.
-        @return: A L{Deferred} firing with C{True} or C{False}.
+        @param certificate: The certificate the peer presented on the
+            stream (a L{cryptography.x509.Certificate}), or L{None}: POSH
+            (RFC 7711) delegates a domain to a certificate, whatever names
+            it carries. Checkers that decide by DNS alone ignore it.
+        @return: A L{Deferred} firing with a true value when delegated and a
+            false one otherwise: C{True} or C{False}, or a
+            L{dna.core.proofs.DelegationVerdict} that also says by which
+            prooftype, until when, or why each prooftype failed.
         """
 
 

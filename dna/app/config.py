@@ -41,7 +41,7 @@ from dna.app.service import DEFAULT_IDLE_TIMEOUT
 from dna.channel.originating import DEFAULT_CONNECT_TIMEOUT
 from dna.core.authorization import DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT
 from dna.core.hostport import isLoopback, parseAddressPort
-from dna.core.proofs import DEFAULT_GRACE
+from dna.core.proofs import DEFAULT_GRACE, PROOF_DNSSEC_SRV, PROOF_POSH
 from dna.dns.client import DEFAULT_DEADLINE
 from dna.dns.dnssec.proofs import parseAnchors
 from dna.dns.lookup import offLoopback
@@ -151,8 +151,6 @@ _POLICY_KEYS = ("delegation", "allow-insecure", "srv-fallback", "fallback",
 #: Prooftypes of draft-ietf-xmpp-dna-10 (section 5) for delegations and for
 #: server identity, and the defaults: today's behaviour plus DANE when TLSA
 #: records exist.
-PROOF_DNSSEC_SRV = "dnssec-srv"
-PROOF_POSH = "posh"
 PROOF_DANE = "dane"
 PROOF_PKIX = "pkix"
 DELEGATION_PROOFS = (PROOF_DNSSEC_SRV, PROOF_POSH)
@@ -651,11 +649,6 @@ def _checkTogether(configuration):
 
     @raise Invalid: If one is broken.
     """
-    if PROOF_POSH in configuration.delegationProofs:
-        # dna.dns.posh fetches and matches POSH documents, but no delegation
-        # decision consults it yet.
-        raise Invalid("[policy] delegation-proofs: 'posh' is not available yet: "
-                      "use [\"dnssec-srv\"]")
     if configuration.dnsMode == MODE_AD and not configuration.trustedPath:
         remote = offLoopback(configuration.resolvers)
         if remote:

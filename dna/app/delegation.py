@@ -1,11 +1,14 @@
 """
 The edge where an operator's choice of DNSSEC mode (C{[dns] mode} in the
 configuration, C{dna-check --mode}) becomes a lookup strategy of
-L{dna.dns.lookup} for a L{dna.dns.delegation.DelegationChecker}.
+L{dna.dns.lookup} for a L{dna.dns.delegation.DelegationChecker}, and where
+the delegation prooftypes (C{[policy] delegation-proofs}) become a
+L{dna.dns.delegation.ProofChecker}.
 """
 
+from dna.core.proofs import PROOF_DNSSEC_SRV, PROOF_POSH
 from dna.dns.client import DEFAULT_DEADLINE, DEFAULT_RETRIES, DEFAULT_TIMEOUT, DNSClient
-from dna.dns.delegation import DelegationChecker
+from dna.dns.delegation import DelegationChecker, ProofChecker
 from dna.dns.lookup import ResolverLookup, SelfValidatingLookup
 
 #: Trust the AD bit of a validating resolver (C{[dns] mode = "ad"}).
@@ -101,3 +104,28 @@ def makeTLSALookup(reactor, client, mode, anchors=None, upstream=UPSTREAM_RESOLV
 
     lookup = makeLookup(mode, client, reactor, anchors, upstream, trustedPath)
     return TLSALookup(lookup, reactor, static=hosts)
+
+
+def makeProofChecker(reactor, checker, proofs=(PROOF_DNSSEC_SRV,), agent=None, **posh):
+    """
+    The L{ProofChecker} deciding delegations by C{proofs}, in order.
+
+    @param reactor: Provides L{IReactorTime} and, without C{agent}, TCP.
+    @param checker: The L{DelegationChecker} for C{dnssec-srv}.
+    @param proofs: The prooftypes, in order (C{[policy] delegation-proofs}).
+    @param agent: The L{twisted.web.iweb.IAgent} that fetches POSH
+        documents; by default one that verifies HTTPS servers against the
+        platform's trust store (RFC 7711 section 3: PKIX for the domain).
+    @param posh: More keyword arguments of L{dna.dns.posh.POSHFetcher}
+        (C{maxSize}, C{deadline}, C{maxCache}, C{negativeCache}).
+    """
+    fetcher = None
+    if PROOF_POSH in proofs:
+        from dna.dns.posh import POSHFetcher
+
+        if agent is None:
+            from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
+
+            agent = Agent(reactor, BrowserLikePolicyForHTTPS())
+        fetcher = POSHFetcher(agent, reactor, **posh)
+    return ProofChecker(checker, reactor, proofs, fetcher)

@@ -314,7 +314,11 @@ class DNAService(service.MultiService):
         @param router: See L{__init__}; or C{deliver}.
         @rtype: L{DNAService}
         """
-        from dna.app.delegation import makeDelegationChecker, makeTLSALookup
+        from dna.app.delegation import (
+            makeDelegationChecker,
+            makeProofChecker,
+            makeTLSALookup,
+        )
         from dna.dns.addresses import AddressResolver
         from dna.dns.client import DNSClient
 
@@ -322,7 +326,9 @@ class DNAService(service.MultiService):
             from twisted.internet import reactor
         arguments = configuration.delegationCheckerArguments()
         client = DNSClient(arguments["servers"], reactor, deadline=arguments["deadline"])
-        checker = makeDelegationChecker(reactor, client=client, **arguments)
+        checker = makeProofChecker(
+            reactor, makeDelegationChecker(reactor, client=client, **arguments),
+            configuration.delegationProofs)
         resolver = AddressResolver(client=client, hosts=configuration.hosts)
         tlsaLookup = None
         if "dane" in configuration.identityProofs:

@@ -26,6 +26,7 @@ from twisted.words.xish import domish
 from dna.core.enforcement import StanzaFilter
 from dna.core.logthrottle import ThrottledLog
 from dna.core.names import normalizeDomain
+from dna.core.proofs import MAX_EXPLANATION, sanitize
 from dna.core.tables import INCOMING, OUTGOING
 from dna.error import (
     AuthorizationRefused,
@@ -62,6 +63,9 @@ OVERLOAD_CONDITIONS = frozenset(["resource-constraint", "remote-server-timeout"]
 #: Seconds an Originating Server waits for the answer to a request. Peers that
 #: do not speak DNA may never answer one (Prosody 0.12 with secure auth).
 DEFAULT_REQUEST_TIMEOUT = 30.0
+
+#: The longest text of a C{<db:result type='invalid'/>} refusal.
+MAX_REFUSAL = 640
 
 #: How many sent stanzas a stream remembers to recognise error replies.
 SENT_MEMORY = 1024
@@ -108,6 +112,23 @@ def resultElement(sender, target, resultType=None, stanzaError=None):
     return dialbackElement(
         "result", sender, target, elementType=resultType, stanzaError=stanzaError
     )
+
+
+def refusalText(sender, serverNames, verdict):
+    """
+    Why C{sender} is not delegated to the peer named C{serverNames}: with a
+    L{dna.core.proofs.DelegationVerdict}, every prooftype tried and why it
+    failed (draft-ietf-xmpp-dna-10 section 5), such as C{"sender.tld is not
+    delegated to xmpp.hosting.tld: dnssec-srv: insecure SRV (...); posh:
+    fingerprint not listed (1 in the document)"}; bounded, in printable
+    ASCII.
+    """
+    names = ", ".join(sorted(serverNames)) or "(no names)"
+    explanation = getattr(verdict, "explanation", None)
+    if not explanation:
+        return sanitize(f"{sender} is not securely delegated to {names}", MAX_REFUSAL)
+    return (sanitize(f"{sender} is not delegated to {names}", MAX_REFUSAL - MAX_EXPLANATION - 2)
+            + ": " + explanation)
 
 
 def errorFromResult(result):
@@ -602,7 +623,13 @@ class StreamAuthorization:
         pair = (target, sender)
         self._checking.add(pair)
         serverNames = self.serverNames
-        d = defer.maybeDeferred(self._checker.isDelegated, sender, serverNames)
+        certificate = self._peerCertificate()
+        if certificate is None:
+            d = defer.maybeDeferred(self._checker.isDelegated, sender, serverNames)
+        else:
+            # POSH delegates a domain to the certificate the peer presented.
+            d = defer.maybeDeferred(self._checker.isDelegated, sender, serverNames,
+                                    certificate=certificate)
 
         def checked(delegated):
             if self._closed:
@@ -610,9 +637,7 @@ class StreamAuthorization:
             if not delegated:
                 self._refuse(
                     sender, target, "not-authorized", "auth",
-                    "{} is not securely delegated to {}".format(
-                        sender, ", ".join(sorted(serverNames)) or "(no names)"
-                    ),
+                    refusalText(sender, serverNames, delegated),
                 )
                 return
             # Step 4: record; step 5: answer.
@@ -654,6 +679,20 @@ class StreamAuthorization:
         d.addErrback(unexpected)
         d.addBoth(done)
 
+    def _peerCertificate(self):
+        """
+        The certificate the peer presented on this stream's TLS connection
+        (a L{cryptography.x509.Certificate}), or L{None} without TLS.
+        """
+        getPeerCertificate = getattr(self.xs.transport, "getPeerCertificate", None)
+        if getPeerCertificate is None:
+            return None
+        try:
+            certificate = getPeerCertificate()
+        except Exception:
+            return None
+        return None if certificate is None else certificate.to_cryptography()
+
     def _pairEvent(self, counter, event, message, sender, target, incoming=False,
                    level=LogLevel.info, **fields):
         """
@@ -691,7 +730,7 @@ class StreamAuthorization:
         with an C{<error/>} (so that it differs from a revocation).
         """
         return resultElement(
-            target, sender, "invalid", error.StanzaError(condition, type=errorType)
+            target, sender, "invalid", error.StanzaError(condition, type=errorType, text=why)
         )
 
     # Both roles

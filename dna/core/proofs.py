@@ -10,9 +10,16 @@ is valid until its notAfter. A L{Proof} records those instants;
 L{recheckTime} spreads the re-checks of many bindings before their expiry;
 L{decide} says what a new lookup does to a binding.
 
+A L{DelegationVerdict} is what deciding a delegation by several prooftypes
+in order found (draft-ietf-xmpp-dna-10 section 5: C{dnssec-srv}, C{posh}):
+which one proved it and until when, or why each failed, in a bounded text
+fit for a C{<db:result/>} refusal and the log.
+
 Pure: no I/O, no reactor. Times are seconds since the epoch, given by the
 caller.
 """
+
+import attr
 
 #: The re-check confirms the delegation: the binding lasts until the new
 #: proof expires.
@@ -42,6 +49,35 @@ DEFAULT_SPREAD = 0.1
 
 #: The longest such spread, in seconds.
 DEFAULT_MAX_SPREAD = 60.0
+
+
+#: Prooftypes of a delegation (draft-ietf-xmpp-dna-10 sections 5 and 6): a
+#: DNSSEC-signed SRV record naming the server, and a POSH document (RFC
+#: 7711) listing its certificate's fingerprint.
+PROOF_DNSSEC_SRV = "dnssec-srv"
+PROOF_POSH = "posh"
+
+#: The longest a prooftype's reason is in a verdict's explanation.
+MAX_REASON = 160
+
+#: The longest a verdict's explanation is.
+MAX_EXPLANATION = 400
+
+
+def sanitize(text, limit=MAX_REASON):
+    """
+    Make text that may hold what a peer chose (DNS names, a POSH document's
+    content, an HTTP error) fit for a refusal and a log line: printable
+    ASCII only (anything else becomes C{?}), blanks collapsed, at most
+    C{limit} characters (cut with C{...}).
+
+    @type text: C{str}
+    @rtype: C{str}
+    """
+    cleaned = "".join(c if " " <= c <= "~" else "?" for c in " ".join(str(text).split()))
+    if len(cleaned) > limit:
+        cleaned = cleaned[:max(0, limit - 3)] + "..."
+    return cleaned
 
 
 def earliest(*instants):
@@ -130,3 +166,66 @@ def decide(proof, outcome, newExpires, now, grace=DEFAULT_GRACE,
     if now >= hardLimit:
         return REVOKE, None
     return RETRY, min(now + retryInterval, hardLimit)
+
+
+@attr.s(frozen=True, slots=True)
+class DelegationVerdict:
+    """
+    Whether a domain is delegated to a peer, by which prooftype, and until
+    when; or why each prooftype tried failed.
+
+    True when delegated, so that it stands where a C{bool} did
+    (L{dna.interfaces.IDelegationChecker.isDelegated}).
+
+    @ivar status: L{DELEGATED}, L{NOT_DELEGATED}, or L{INDETERMINATE} (no
+        prooftype proved it and one could not tell: a DNS time-out, a POSH
+        document that could not be fetched).
+    @ivar prooftype: The prooftype that proved it, or L{None}.
+    @ivar expires: When the proof stops being valid (seconds since the
+        epoch); for a refusal, when what was found expires; or L{None}.
+    @ivar tried: C{((prooftype, reason), ...)} of the prooftypes that
+        failed, in the order tried; reasons are L{sanitize}d.
+    """
+
+    status = attr.ib()
+    prooftype = attr.ib(default=None)
+    expires = attr.ib(default=None)
+    tried = attr.ib(default=(), converter=tuple)
+
+    def __bool__(self):
+        return self.status == DELEGATED
+
+    @property
+    def explanation(self):
+        """
+        Why no prooftype proved the delegation, at most L{MAX_EXPLANATION}
+        characters, e.g. C{"dnssec-srv: insecure: ...; posh: fingerprint not
+        listed"}; or C{""} when one did.
+        """
+        if self:
+            return ""
+        return sanitize("; ".join(f"{prooftype}: {sanitize(reason)}"
+                                  for prooftype, reason in self.tried) or "no prooftype tried",
+                        MAX_EXPLANATION)
+
+
+def combine(verdicts):
+    """
+    The verdict of prooftypes tried in order: the first that proved the
+    delegation, or a refusal listing every one's reason (indeterminate if
+    one of them was).
+
+    @param verdicts: L{DelegationVerdict}s, one per prooftype tried, each
+        with its own reason in C{tried} when it failed.
+    @rtype: L{DelegationVerdict}
+    """
+    tried = []
+    status = NOT_DELEGATED
+    for verdict in verdicts:
+        if verdict:
+            return attr.evolve(verdict, tried=tuple(tried))
+        tried.extend(verdict.tried)
+        if verdict.status == INDETERMINATE:
+            status = INDETERMINATE
+    expires = earliest(*(verdict.expires for verdict in verdicts))
+    return DelegationVerdict(status, None, expires, tried)

@@ -297,12 +297,12 @@ class WitnessChecker:
 
         return self._checker.check(domain, after=after).addCallback(looked)
 
-    def isDelegated(self, domain, serverNames):
+    def isDelegated(self, domain, serverNames, certificate=None):
         serverNames = sorted(serverNames)
 
         def looked(result):
             self._seen[result.domain] = result
-            d = self._checker.isDelegated(domain, serverNames)
+            d = self._checker.isDelegated(domain, serverNames, certificate)
             return d.addCallback(decided, result)
 
         def decided(delegated, result):

@@ -4,6 +4,12 @@ steps 1-3, section 6 step 3): L{DelegationChecker} looks up the SRV records
 of C{_xmpp-server._tcp.<domain>} with their DNSSEC status through an
 L{IDelegationLookup} strategy (L{dna.dns.lookup}), caches the results and
 decides delegations with the pure L{dna.dns.verdict.delegates}.
+
+L{ProofChecker} decides them by the prooftypes an operator accepts, in
+order (C{[policy] delegation-proofs}, draft-ietf-xmpp-dna-10 sections 5-6):
+a DNSSEC-signed SRV record through a L{DelegationChecker}, and POSH (RFC
+7711): a domain is delegated to the peer whose certificate's fingerprint its
+POSH document lists, whatever names that certificate carries.
 """
 
 from bisect import bisect_left
@@ -18,6 +24,15 @@ from zope.interface import implementer
 
 from dna.core.coalesce import Coalescer
 from dna.core.names import normalizeDomain
+from dna.core.proofs import (
+    DELEGATED,
+    NOT_DELEGATED,
+    PROOF_DNSSEC_SRV,
+    PROOF_POSH,
+    DelegationVerdict,
+    combine,
+)
+from dna.core.proofs import INDETERMINATE as VERDICT_INDETERMINATE
 from dna.dns.client import DEFAULT_DEADLINE
 from dna.dns.verdict import (
     ALLOW_INSECURE,
@@ -187,9 +202,12 @@ class DelegationChecker:
         """
         return self._fallback
 
-    def isDelegated(self, domain, serverNames):
+    def isDelegated(self, domain, serverNames, certificate=None):
         """
-        See L{IDelegationChecker.isDelegated}.
+        See L{IDelegationChecker.isDelegated}: by DNSSEC-signed SRV records
+        only, so C{certificate} is not looked at (see L{ProofChecker}).
+
+        @return: A L{Deferred} firing with C{True} or C{False}.
         """
         if isinstance(serverNames, str):
             serverNames = [serverNames]
@@ -284,3 +302,194 @@ class DelegationChecker:
                          failure, domain=normal)
             reason = f"internal error: {failure.getErrorMessage()}"
         return DelegationResult(normal, (), INDETERMINATE, reason)
+
+
+def srvVerdict(result, serverNames, allowInsecure, fallback):
+    """
+    What a delegation lookup proves of C{serverNames}, as the
+    C{dnssec-srv} prooftype's L{DelegationVerdict}: pure, by
+    L{dna.dns.verdict.delegates}.
+
+    @param result: The L{DelegationResult} of the domain.
+    """
+    expires = result.expires
+    if delegates(result, serverNames, allowInsecure=allowInsecure, fallback=fallback):
+        return DelegationVerdict(DELEGATED, PROOF_DNSSEC_SRV, expires)
+    if result.status == INDETERMINATE:
+        return DelegationVerdict(VERDICT_INDETERMINATE, None, expires, [
+            (PROOF_DNSSEC_SRV, f"indeterminate: {result.reason}")])
+    if result.status == SECURE and result.records:
+        targets = ", ".join(sorted({record.target for record in result.records}))
+        why = f"SRV targets {targets}, not the peer"
+    elif result.status == SECURE:
+        why = "no SRV record"
+    else:
+        why = f"{result.status} SRV ({result.reason or 'no reason given'})"
+    return DelegationVerdict(NOT_DELEGATED, None, expires, [(PROOF_DNSSEC_SRV, why)])
+
+
+def poshVerdict(result, certificate, now):
+    """
+    What a POSH document proves of the peer that presented C{certificate},
+    as the C{posh} prooftype's L{DelegationVerdict} (RFC 7711 section 3:
+    a listed fingerprint, whatever names the certificate carries). A
+    document that could not be had is "no POSH", indeterminate: a binding
+    it proved is kept until its expiry while it cannot be fetched again.
+
+    @param result: The domain's L{dna.dns.posh.POSHResult}.
+    @param certificate: The peer's L{cryptography.x509.Certificate}.
+    @param now: Seconds since the epoch.
+    """
+    from dna.dns.posh import matches
+
+    expires = result.expires if result.expires is not None else now + result.ttl
+    if result.document is None:
+        return DelegationVerdict(VERDICT_INDETERMINATE, None, expires, [
+            (PROOF_POSH, f"no POSH document ({result.reason})")])
+    if matches(result.document, certificate):
+        return DelegationVerdict(DELEGATED, PROOF_POSH, expires)
+    return DelegationVerdict(NOT_DELEGATED, None, expires, [
+        (PROOF_POSH, f"fingerprint not listed ({len(result.document.fingerprints)} "
+                     f"in the document)")])
+
+
+@implementer(IDelegationChecker, IDelegationPolicy)
+class ProofChecker:
+    """
+    Decides a delegation by the prooftypes accepted, in order
+    (draft-ietf-xmpp-dna-10 sections 5-6): the first that proves it wins;
+    when none does, the verdict says why each failed.
+
+    Lookups (L{check}, L{cached}) and the policy are the wrapped
+    L{DelegationChecker}'s: where to connect is always what DNS says.
+    """
+
+    def __init__(self, checker, clock, proofs=(PROOF_DNSSEC_SRV,), posh=None):
+        """
+        @param checker: The L{DelegationChecker} for C{dnssec-srv}.
+        @param clock: An L{IReactorTime}.
+        @param proofs: The prooftypes accepted, in order: C{"dnssec-srv"},
+            C{"posh"}.
+        @param posh: The L{dna.dns.posh.POSHFetcher}, required with
+            C{"posh"}.
+        @raise ValueError: On an unknown prooftype, none, or C{"posh"}
+            without a fetcher.
+        """
+        proofs = tuple(proofs)
+        unknown = set(proofs) - {PROOF_DNSSEC_SRV, PROOF_POSH}
+        if unknown or not proofs:
+            raise ValueError(f"delegation prooftypes must be dnssec-srv or posh: {proofs!r}")
+        if PROOF_POSH in proofs and posh is None:
+            raise ValueError("the posh prooftype needs a POSH fetcher")
+        self._checker = checker
+        self._clock = clock
+        self.proofs = proofs
+        self._posh = posh
+
+    @property
+    def statistics(self):
+        """
+        The wrapped checker's L{CheckStatistics}.
+        """
+        return self._checker.statistics
+
+    @property
+    def fallback(self):
+        """
+        See L{DelegationChecker.fallback}.
+        """
+        return self._checker.fallback
+
+    @property
+    def usesPOSH(self):
+        """
+        Whether a verdict may rest on a POSH document (and so on the
+        peer's certificate): re-validation then asks L{prove}.
+        """
+        return PROOF_POSH in self.proofs
+
+    def check(self, domain, after=None):
+        """
+        See L{DelegationChecker.check}.
+        """
+        return self._checker.check(domain, after=after)
+
+    def cached(self, domain):
+        """
+        See L{DelegationChecker.cached}.
+        """
+        return self._checker.cached(domain)
+
+    def policyFor(self, domain):
+        """
+        See L{IDelegationPolicy.policyFor}.
+        """
+        return self._checker.policyFor(domain)
+
+    def isDelegated(self, domain, serverNames, certificate=None):
+        """
+        See L{IDelegationChecker.isDelegated}.
+
+        @return: A L{Deferred} firing with a L{DelegationVerdict}, true when
+            delegated.
+        """
+        return self.prove(domain, serverNames, certificate)
+
+    def prove(self, domain, serverNames, certificate=None, after=None):
+        """
+        Try each prooftype in order until one proves that C{domain} is
+        delegated to the peer named C{serverNames} that presented
+        C{certificate}.
+
+        @param after: Re-validation: cached proofs that expire at or before
+            this time are not used.
+        @return: A L{Deferred} firing with a L{DelegationVerdict}; it does
+            not fail.
+        """
+        if isinstance(serverNames, str):
+            serverNames = [serverNames]
+        serverNames = list(serverNames)
+        try:
+            normal = normalizeDomain(domain)
+        except InvalidAddress as e:
+            return succeed(DelegationVerdict(NOT_DELEGATED, None, None, [
+                (proof, f"invalid domain: {e.__cause__}") for proof in self.proofs]))
+        verdicts = []
+
+        def tryNext():
+            if len(verdicts) == len(self.proofs):
+                return decided()
+            proof = self.proofs[len(verdicts)]
+            return self._try(proof, normal, serverNames, certificate, after).addCallback(tried)
+
+        def tried(verdict):
+            verdicts.append(verdict)
+            if verdict:
+                return decided()
+            return tryNext()
+
+        def decided():
+            verdict = combine(verdicts)
+            _log.debug("Delegation of {domain} to {serverNames}: {status} "
+                       "({prooftype}{explanation})", domain=normal,
+                       serverNames=serverNames, status=verdict.status,
+                       prooftype=verdict.prooftype or "", explanation=verdict.explanation)
+            return verdict
+
+        return tryNext()
+
+    def _try(self, proof, domain, serverNames, certificate, after):
+        """
+        One prooftype's L{DelegationVerdict}, in a L{Deferred} that does not
+        fail.
+        """
+        if proof == PROOF_DNSSEC_SRV:
+            allowInsecure = self.policyFor(domain) == ALLOW_INSECURE
+            return self._checker.check(domain, after=after).addCallback(
+                srvVerdict, serverNames, allowInsecure, self._checker.fallback)
+        if certificate is None:
+            return succeed(DelegationVerdict(NOT_DELEGATED, None, None, [
+                (PROOF_POSH, "no peer certificate")]))
+        d = self._posh.fetch(domain, after=after)
+        return d.addCallback(
+            lambda result: poshVerdict(result, certificate, self._clock.seconds()))

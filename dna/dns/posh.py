@@ -75,12 +75,17 @@ class POSHResult:
         or L{None}: no POSH.
     @ivar reason: Why there is none, or where the document came from.
     @ivar ttl: Seconds the outcome is kept.
+    @ivar expires: When the outcome stops being valid (seconds since the
+        epoch): set by L{POSHFetcher} when it is fetched, the C{expires} of
+        the document capped by the fetcher's C{maxCache}. A delegation
+        proven by this document lasts until then (L{dna.core.proofs}).
     """
 
     domain = attr.ib()
     document = attr.ib(default=None)
     reason = attr.ib(default="")
     ttl = attr.ib(default=0)
+    expires = attr.ib(default=None)
 
 
 def poshURL(domain, service=SERVICE):
@@ -137,10 +142,20 @@ def parseDocument(body):
     return POSHDocument(fingerprints, None, expires)
 
 
+# What a fingerprint is computed over: the whole certificate, DER-encoded,
+# not its SubjectPublicKeyInfo. draft-ietf-xmpp-dna-10 section 5.2 item 3:
+# the verification material is "a hash of the PKIX certificate"; RFC 7711
+# section 3.2 names the certificate's fingerprints, and the deployed
+# implementations (Prosody's mod_s2s_auth_posh hashes pem2der(certificate),
+# Conversations the encoded certificate) hash the DER certificate, so a POSH
+# document stops matching when the certificate is renewed, even with the same
+# key.
+
+
 def fingerprint(certificate, algorithm="sha-256"):
     """
-    The POSH fingerprint of a certificate: the digest of its DER encoding,
-    base64 (RFC 7711 section 3.2).
+    The POSH fingerprint of a certificate: the digest of its whole DER
+    encoding, base64 (RFC 7711 section 3.2; see above).
 
     @type certificate: L{cryptography.x509.Certificate}
     @rtype: C{str}
@@ -214,17 +229,22 @@ class POSHFetcher:
         self._cache = {}
         self._inFlight = Coalescer()
 
-    def fetch(self, domain):
+    def fetch(self, domain, after=None):
         """
         The POSH document of C{domain}.
 
         @param domain: The domain, normalised (A-labels).
+        @param after: When given, a cached outcome that expires at or before
+            this time is not used (re-validation asks for a proof that
+            outlasts the one it has, like
+            L{dna.dns.delegation.DelegationChecker.check}).
         @return: A L{Deferred} firing with a L{POSHResult}; it does not fail.
         """
         cached = self._cache.get(domain)
         if cached is not None:
             until, result = cached
-            if until > self._clock.seconds():
+            now = self._clock.seconds()
+            if until > (now if after is None else max(now, after)):
                 return defer.succeed(result)
             del self._cache[domain]
         return self._inFlight.wait(domain, self._fetchAndRemember, domain)
@@ -255,7 +275,8 @@ class POSHFetcher:
                               self._negativeCache)
 
         def remember(result):
-            ttl = min(result.ttl, self._maxCache)
+            ttl = max(0, min(result.ttl, self._maxCache))
+            result = attr.evolve(result, expires=self._clock.seconds() + ttl)
             if ttl > 0:
                 self._cache[domain] = (self._clock.seconds() + ttl, result)
             _log.debug("POSH for {domain}: {reason}", domain=domain, reason=result.reason)

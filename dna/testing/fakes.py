@@ -128,9 +128,10 @@ class FakeDelegationChecker:
         """
         return self._lookup(domain)
 
-    def isDelegated(self, domain, serverNames):
+    def isDelegated(self, domain, serverNames, certificate=None):
         """
-        See L{IDelegationChecker.isDelegated}.
+        See L{IDelegationChecker.isDelegated}; by the table only, so
+        C{certificate} is not looked at.
         """
         self.checked.append(domain)
         result = self._lookup(domain)

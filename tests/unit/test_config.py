@@ -489,9 +489,9 @@ class ErrorTests(SynchronousTestCase):
         self.assertRefused(
             MINIMAL + '[policy]\nidentity-proofs = []\n',
             "[policy] identity-proofs: name at least one prooftype")
-        self.assertRefused(
-            MINIMAL + '[policy]\ndelegation-proofs = ["dnssec-srv", "posh"]\n',
-            "[policy] delegation-proofs: 'posh' is not available yet: use [\"dnssec-srv\"]")
+        # Issue 12: POSH decides delegations now.
+        posh = self.files.load(MINIMAL + '[policy]\ndelegation-proofs = ["posh", "dnssec-srv"]\n')
+        self.assertEqual(("posh", "dnssec-srv"), posh.delegationProofs)
 
     def test_keyOutsideSection(self):
         """
