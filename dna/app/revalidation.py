@@ -14,6 +14,12 @@ type='invalid'/>} with C{<not-authorized/>} to the peer for a pair it holds
 from us, unbound here for one we hold from it. A connection whose peer
 certificate expires is closed at that moment.
 
+With POSH among the delegation prooftypes (C{[policy] delegation-proofs}),
+re-checks ask the prooftypes again in order, with the peer's certificate
+(L{dna.dns.delegation.ProofChecker.prove}): a binding POSH proved lasts until
+the POSH document expires (its C{expires}, capped), and is re-checked then
+like one a DNSSEC lookup proved.
+
 A connection whose peer was authenticated by DANE (RFC 7673) rests on the
 TLSA records too: they are looked up again before they expire (their TTL,
 no longer than their signatures, L{dna.dns.tlsa.TLSAResult.expires}),
@@ -276,6 +282,15 @@ class Revalidator:
         through L{_check}.
         """
         direction, local, remote, streamID = key
+        if getattr(self._checker, "usesPOSH", False):
+            # A proof may rest on the peer's certificate (POSH): ask the
+            # prooftypes again, in order, with it.
+            d = self._prove(remote, streamID, after)
+            d.addCallback(lambda found: then(key, proof, found))
+            d.addErrback(lambda failure: _log.failure(
+                "Proving the delegation of {remote} -> {local} on {streamID} failed",
+                failure, local=local, remote=remote, streamID=streamID))
+            return
         cached = self._cached(remote) if self._cached is not None else None
         if cached is not None and (after is None or (
                 cached.expires is not None and cached.expires > after)):
@@ -313,6 +328,38 @@ class Revalidator:
         """
         d = self._checker.check(domain, after=after)
         return d.addCallback(self._outcome, domain, streamID)
+
+    def _prove(self, domain, streamID, after):
+        """
+        Prove C{domain}'s delegation to the peer of C{streamID} again by the
+        checker's prooftypes (L{dna.dns.delegation.ProofChecker.prove}), for
+        a proof that outlasts C{after}: a POSH proof lasts as long as the
+        document, its C{expires} capped (RFC 7711 section 3.2).
+
+        @return: A L{Deferred} firing with L{_outcome}'s triple.
+        """
+        row = self._tables.connections.get(streamID)
+        serverNames = row.serverNames if row is not None else frozenset()
+        certificate = None
+        authorization = self._federation.streams.get(streamID)
+        if authorization is not None:
+            try:
+                certificate = peerCertificate(authorization.xs.transport)
+            except Exception:
+                certificate = None
+
+        def found(verdict):
+            expires = verdict.expires
+            if expires is None:
+                expires = self._clock.seconds()
+            if verdict:
+                return DELEGATED, expires, None
+            return verdict.status, expires, (
+                f"{domain} is no longer delegated to "
+                f"{', '.join(sorted(serverNames)) or '(no names)'}: {verdict.explanation}")
+
+        d = self._checker.prove(domain, serverNames, certificate, after=after)
+        return d.addCallback(found)
 
     def _outcome(self, result, domain, streamID):
         """

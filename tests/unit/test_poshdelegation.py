@@ -431,3 +431,66 @@ class FetcherLifetimeTests(SynchronousTestCase):
         fresh = self.successResultOf(self.fetcher.fetch("a.tld", after=150))
         self.assertEqual(2, len(self.agent.requests))
         self.assertEqual(160, fresh.expires)
+
+
+class POSHRevalidationTests(SynchronousTestCase):
+    """
+    A binding POSH proved lasts as long as the POSH document: it is
+    re-checked then, with the peer's certificate, like a DNSSEC proof.
+    """
+
+    def setUp(self):
+        from dna.app.federation import Federation
+
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.fetcher = FakeFetcher(self.clock, {
+            "hosted.tld": posh.POSHResult("hosted.tld", document(HOSTING), "1 fingerprint", 600)})
+        dns = FakeDelegationChecker({"hosted.tld": {"xmpp.hosted.tld"}}, insecure=["hosted.tld"])
+        checker = ProofChecker(dns, self.clock, ["dnssec-srv", "posh"], self.fetcher)
+        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.federation = Federation(["target.tld"], checker, lambda stanza: None,
+                                     clock=self.clock)
+        self.xs = makeStream("s1")
+        self.xs.transport.getPeerCertificate = lambda: X509.from_cryptography(
+            HOSTING.certificate)
+        self.federation.streamAuthenticated(self.xs, initiating=False,
+                                            serverNames=["xmpp1.originating.tld"])
+        receive(self.xs, result("hosted.tld", "target.tld"))
+        self.proof = self.federation.revalidator.proofOf(
+            "incoming", "target.tld", "hosted.tld", "s1")
+
+    def test_proofLastsAsTheDocument(self):
+        """
+        The binding's proof expires with the POSH document, and is
+        re-checked shortly before.
+        """
+        self.assertTrue(self.federation.tables.incoming.accepts("s1", "target.tld", "hosted.tld"))
+        self.assertEqual(1600, self.proof.dnsExpires)
+        self.assertTrue(1540 <= self.proof.nextCheck <= 1600, self.proof.nextCheck)
+
+    def test_extendedWhileListed(self):
+        """
+        A re-check that finds the certificate still listed extends the
+        binding to the new document's expiry, asking for a document that
+        outlasts the old one.
+        """
+        self.fetcher.results["hosted.tld"] = posh.POSHResult(
+            "hosted.tld", document(HOSTING), "1 fingerprint", 600)
+        self.clock.advance(600)
+        self.assertIn(("hosted.tld", 1600), self.fetcher.fetched)
+        self.assertEqual(2200, self.proof.dnsExpires)
+        self.assertTrue(self.federation.tables.incoming.accepts("s1", "target.tld", "hosted.tld"))
+
+    def test_revokedWhenNoLongerListed(self):
+        """
+        The document no longer lists the certificate: the pair is revoked
+        with C{<not-authorized/>}, saying why.
+        """
+        self.fetcher.results["hosted.tld"] = posh.POSHResult(
+            "hosted.tld", document(OTHER), "1 fingerprint", 600)
+        self.clock.advance(600)
+        self.assertFalse(self.federation.tables.incoming.accepts("s1", "target.tld", "hosted.tld"))
+        [event] = [e for e in self.events if e.get("event") == "revalidation-revoked"]
+        self.assertIn("posh: fingerprint not listed", event["reason"])
+        self.assertEqual(1, self.federation.counters["revalidation-revoked"])
