@@ -28,6 +28,7 @@ from dna.channel.receiving import S2SServerFactory, withBacklog
 from dna.channel.tls import (
     DANEPeerVerifier,
     ServerContextFactory,
+    peerCertificate,
     peerServerNames,
     tlsFailure,
 )
@@ -38,6 +39,7 @@ from dna.core.proofs import DEFAULT_GRACE
 from dna.error import (
     ConnectFailed,
     InvalidAddress,
+    NotDelegated,
     ServiceStopping,
     StreamIDInUse,
 )
@@ -586,9 +588,38 @@ class DNAService(service.MultiService):
             for streamID in connections.streamsForServerName(record.target):
                 authorization = self.federation.streams.get(streamID)
                 if authorization is not None and authorization.canSend:
+                    if getattr(self.checker, "usesPOSH", False):
+                        return self._confirmDelegation(authorization, domain)
                     connections.addDelegatedNames(streamID, [domain])
                     return authorization
         return None
+
+    def _confirmDelegation(self, authorization, domain):
+        """
+        With POSH among the delegation prooftypes (issue 12): C{domain} is
+        delegated to the peer of C{authorization}, by the prooftypes in
+        order with the certificate it presented, before the stream carries
+        the domain's stanzas.
+
+        @return: A L{Deferred} firing with C{authorization}, or failing with
+            L{NotDelegated} saying why each prooftype failed.
+        """
+        try:
+            certificate = peerCertificate(authorization.xs.transport)
+        except Exception:
+            certificate = None
+        d = defer.maybeDeferred(self.checker.isDelegated, domain, authorization.serverNames,
+                                certificate=certificate)
+
+        def decided(verdict):
+            if not verdict:
+                raise NotDelegated(domain, getattr(verdict, "status", "not-delegated"),
+                                   getattr(verdict, "explanation", None))
+            self.federation.tables.connections.addDelegatedNames(
+                authorization.streamID, [domain])
+            return authorization
+
+        return d.addCallback(decided)
 
     def _connectInOrder(self, records, domain, attempts, reasons=None):
         """
@@ -616,6 +647,8 @@ class DNAService(service.MultiService):
                     target=record.target,
                     names=sorted(names),
                 )
+            if getattr(self.checker, "usesPOSH", False):
+                return self._confirmDelegation(authorization, domain)
             self.federation.tables.connections.addDelegatedNames(xs.sid, [domain])
             return authorization
 

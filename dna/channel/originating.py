@@ -318,6 +318,12 @@ class Connector:
 
             def judged(delegated):
                 if not delegated:
+                    # POSH (issue 12) may still prove it, by the certificate
+                    # of the server we connect to: the service confirms.
+                    poshCandidates = getattr(self._checker, "poshCandidates", None)
+                    candidates = poshCandidates and poshCandidates(result)
+                    if candidates is not None:
+                        return candidates
                     raise NotDelegated(domain, result.status, result.reason)
                 return result
 

@@ -38,6 +38,7 @@ from dna.dns.verdict import (
     ALLOW_INSECURE,
     BOGUS,
     INDETERMINATE,
+    INSECURE,
     REQUIRE_SECURE,
     SECURE,
     DelegationResult,
@@ -425,6 +426,27 @@ class ProofChecker:
         See L{IDelegationPolicy.policyFor}.
         """
         return self._checker.policyFor(domain)
+
+    def poshCandidates(self, result):
+        """
+        Where to connect for a domain that DNSSEC does not delegate, when
+        POSH may prove the delegation once the server's certificate is
+        known (originating side, RFC 7711 section 3: the insecure SRV
+        records' targets, whose certificates the domain's POSH document may
+        list).
+
+        @param result: The domain's L{DelegationResult}.
+        @return: The L{DelegationResult} with the records to try, or L{None}
+            when POSH is not accepted, when DNS is bogus or indeterminate
+            (an attack or an outage: nothing to trust), or when there is no
+            SRV target.
+        """
+        if not self.usesPOSH or result.status not in (SECURE, INSECURE):
+            return None
+        records = [record for record in result.records if record.target]
+        if not records:
+            return None
+        return attr.evolve(result, records=records)
 
     def isDelegated(self, domain, serverNames, certificate=None):
         """

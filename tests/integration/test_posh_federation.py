@@ -62,10 +62,10 @@ class _POSHDocuments(resource.Resource):
             "expires": EXPIRES}).encode()
 
 
-class POSHFederationTests(ProvidersMixin, unittest.TestCase):
+class _POSHProvidersMixin(ProvidersMixin):
     """
-    A hosts unsigned.example; B hosts target.example and accepts
-    C{["dnssec-srv", "posh"]} as delegation proofs.
+    Real DNS, the test PKI, A's certificate, and unsigned.example's POSH
+    document served over HTTPS on loopback.
     """
 
     timeout = 60
@@ -92,6 +92,14 @@ class POSHFederationTests(ProvidersMixin, unittest.TestCase):
             client=DNSClient([self.env.resolver], reactor),
             interface=HOSTS[name], port=5269)
         return service, inbox
+
+
+
+class POSHFederationTests(_POSHProvidersMixin, unittest.TestCase):
+    """
+    The receiving side: A hosts unsigned.example; B hosts target.example
+    and accepts C{["dnssec-srv", "posh"]} as delegation proofs.
+    """
 
     @defer.inlineCallbacks
     def startBoth(self):
@@ -139,3 +147,64 @@ class POSHFederationTests(ProvidersMixin, unittest.TestCase):
             f"{SENDER} is not delegated to {ORIGINATING}: dnssec-srv: insecure SRV"), reason)
         self.assertIn("; posh: fingerprint not listed (1 in the document)", reason)
         self.assertLessEqual(len(reason), 640)
+
+
+UNSIGNED = "xmpp1.unsigned.example"
+
+
+class POSHOriginatingTests(_POSHProvidersMixin, unittest.TestCase):
+    """
+    The originating side: A (hosting sender.example) accepts
+    C{["dnssec-srv", "posh"]}; B is xmpp1.unsigned.example, the insecure SRV
+    target of unsigned.example, whose POSH document lists B's certificate.
+    """
+
+    def setUp(self):
+        def listB(ignored):
+            self.certificateB = self.ca.issue(UNSIGNED, dnsNames=[UNSIGNED])
+            self.documents.certificates = [self.certificateB]
+
+        return _POSHProvidersMixin.setUp(self).addCallback(listB)
+
+    @defer.inlineCallbacks
+    def startBoth(self):
+        checkerA = makeProofChecker(reactor, self.dnsChecker(), ["dnssec-srv", "posh"],
+                                    agent=self.agent)
+        self.a, self.inboxA = yield self.start(ORIGINATING, self.certificateA,
+                                               ["sender.example"], checkerA)
+        self.b, self.inboxB = yield self.start(UNSIGNED, self.certificateB, [SENDER],
+                                               self.dnsChecker())
+
+    @defer.inlineCallbacks
+    def test_grantedByPOSH(self):
+        """
+        A connects to unsigned.example's insecure SRV target and sends from
+        sender.example once POSH proves that unsigned.example is delegated
+        to the server it reached.
+        """
+        yield self.startBoth()
+        self.a.send(message("romeo@sender.example", "juliet@" + SENDER))
+        [received] = yield self.inboxB.waitFor(1, timeout=20)
+        self.assertEqual("juliet@" + SENDER, received["to"])
+        self.assertEqual(1, self.documents.hits)
+        [row] = [self.a.federation.tables.connections.get(s)
+                 for s in self.a.federation.tables.connections]
+        self.assertEqual({UNSIGNED}, set(row.serverNames))
+        self.assertEqual({SENDER}, set(row.delegatedNames))
+        self.assertEqual([], self.inboxA.stanzas)
+
+    @defer.inlineCallbacks
+    def test_refusedFingerprintNotListed(self):
+        """
+        The document lists another certificate: A does not send to
+        unsigned.example over the stream it opened, and bounces the stanza.
+        """
+        self.documents.certificates = [self.ca.issue(UNSIGNED, dnsNames=[UNSIGNED])]
+        yield self.startBoth()
+        self.a.send(message("romeo@sender.example", "juliet@" + SENDER))
+        [bounce] = yield self.inboxA.waitFor(1, timeout=20)
+        self.assertEqual("remote-server-not-found", stanzaErrorOf(bounce)[0])
+        self.assertEqual([], self.inboxB.stanzas)
+        for streamID in self.a.federation.tables.connections:
+            self.assertNotIn(SENDER, self.a.federation.tables.connections.get(
+                streamID).delegatedNames)

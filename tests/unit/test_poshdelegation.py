@@ -494,3 +494,68 @@ class POSHRevalidationTests(SynchronousTestCase):
         [event] = [e for e in self.events if e.get("event") == "revalidation-revoked"]
         self.assertIn("posh: fingerprint not listed", event["reason"])
         self.assertEqual(1, self.federation.counters["revalidation-revoked"])
+
+
+class OriginatingCandidatesTests(SynchronousTestCase):
+    """
+    On the originating side, a domain DNSSEC does not delegate is still
+    connected to (its insecure SRV targets) when POSH is accepted: the
+    service then confirms the delegation with the server's certificate.
+    """
+
+    def setUp(self):
+        from twisted.internet.ssl import trustRootFromCertificates
+        from twisted.internet.testing import MemoryReactorClock
+
+        from dna.channel.originating import Connector
+        from dna.dns.addresses import AddressResolver
+
+        self.reactor = MemoryReactorClock()
+        self.dns = FakeDelegationChecker(
+            {"hosted.tld": {"xmpp.hoster.tld"}, "secure.tld": {"xmpp.secure.tld"},
+             "bad.tld": {"xmpp.bad.tld"}},
+            insecure=["hosted.tld"], bogus=["bad.tld"])
+
+        def connector(proofs):
+            checker = ProofChecker(self.dns, self.reactor, proofs, FakeFetcher(self.reactor))
+            return Connector(checker, AddressResolver(hosts={}), "xmpp1.originating.tld",
+                             HOSTING.toPrivateCertificate(),
+                             trustRootFromCertificates([CA.toCertificate()]),
+                             reactor=self.reactor, connectTimeout=10)
+
+        self.connector = connector
+
+    def test_insecureTargetsWithPOSH(self):
+        """
+        With POSH, an insecure delegation's SRV targets are tried.
+        """
+        found = self.successResultOf(
+            self.connector(["dnssec-srv", "posh"]).delegation("hosted.tld"))
+        self.assertEqual(["xmpp.hoster.tld"], [r.target for r in found.records])
+
+    def test_insecureRefusedWithoutPOSH(self):
+        """
+        Without POSH, as before: refused.
+        """
+        from dna.error import NotDelegated
+
+        self.failureResultOf(self.connector(["dnssec-srv"]).delegation("hosted.tld"),
+                             NotDelegated)
+
+    def test_bogusRefusedEvenWithPOSH(self):
+        """
+        Bogus DNS data is never a place to connect to, nor is no SRV target.
+        """
+        from dna.error import NotDelegated
+
+        connector = self.connector(["dnssec-srv", "posh"])
+        self.failureResultOf(connector.delegation("bad.tld"), NotDelegated)
+        self.failureResultOf(connector.delegation("none.tld"), NotDelegated)
+
+    def test_secureUnchanged(self):
+        """
+        A secure delegation is used as it is.
+        """
+        found = self.successResultOf(
+            self.connector(["dnssec-srv", "posh"]).delegation("secure.tld"))
+        self.assertEqual("secure", found.status)
