@@ -64,6 +64,9 @@ OVERLOAD_CONDITIONS = frozenset(["resource-constraint", "remote-server-timeout"]
 #: do not speak DNA may never answer one (Prosody 0.12 with secure auth).
 DEFAULT_REQUEST_TIMEOUT = 30.0
 
+#: A stream's peer certificate not read yet.
+_UNREAD = object()
+
 #: The longest text of a C{<db:result type='invalid'/>} refusal.
 MAX_REFUSAL = 640
 
@@ -170,6 +173,8 @@ class StreamAuthorization:
     delivered = 0
     sent = 0
     acks = None
+    #: The peer's certificate once read (L{_peerCertificate}).
+    _certificate = _UNREAD
     #: How many of our requests may be out at once (see L{requestWindow}).
     window = INITIAL_REQUEST_WINDOW
 
@@ -682,16 +687,20 @@ class StreamAuthorization:
     def _peerCertificate(self):
         """
         The certificate the peer presented on this stream's TLS connection
-        (a L{cryptography.x509.Certificate}), or L{None} without TLS.
+        (a L{cryptography.x509.Certificate}), or L{None} without TLS; read
+        once per stream.
         """
-        getPeerCertificate = getattr(self.xs.transport, "getPeerCertificate", None)
-        if getPeerCertificate is None:
-            return None
-        try:
-            certificate = getPeerCertificate()
-        except Exception:
-            return None
-        return None if certificate is None else certificate.to_cryptography()
+        if self._certificate is _UNREAD:
+            self._certificate = None
+            getPeerCertificate = getattr(self.xs.transport, "getPeerCertificate", None)
+            if getPeerCertificate is not None:
+                try:
+                    certificate = getPeerCertificate()
+                except Exception:
+                    certificate = None
+                if certificate is not None:
+                    self._certificate = certificate.to_cryptography()
+        return self._certificate
 
     def _pairEvent(self, counter, event, message, sender, target, incoming=False,
                    level=LogLevel.info, **fields):
