@@ -143,19 +143,22 @@ def parseDocument(body):
 
 
 # What a fingerprint is computed over: the whole certificate, DER-encoded,
-# not its SubjectPublicKeyInfo. draft-ietf-xmpp-dna-10 section 5.2 item 3:
-# the verification material is "a hash of the PKIX certificate"; RFC 7711
-# section 3.2 names the certificate's fingerprints, and the deployed
-# implementations (Prosody's mod_s2s_auth_posh hashes pem2der(certificate),
-# Conversations the encoded certificate) hash the DER certificate, so a POSH
-# document stops matching when the certificate is renewed, even with the same
-# key.
+# not its SubjectPublicKeyInfo (unlike DANE selector 1).
+# draft-ietf-xmpp-dna-10 section 5.2 item 3: the client's verification
+# material is "a hash of the PKIX certificate" fetched at the well-known URI;
+# RFC 7711 section 3.1 lists those fingerprints (by "Hash Function Textual
+# Names") in the "fingerprints" array, section 3.2 the "url" redirect. The
+# deployed implementations agree (Prosody's mod_s2s_auth_posh hashes
+# pem2der(certificate), Conversations the encoded certificate, xmpp-proxy's
+# contrib/posh.sh the DER file). So a document stops matching when the
+# certificate is renewed, even with the same key: publish the next one's
+# fingerprint before the rollover.
 
 
 def fingerprint(certificate, algorithm="sha-256"):
     """
     The POSH fingerprint of a certificate: the digest of its whole DER
-    encoding, base64 (RFC 7711 section 3.2; see above).
+    encoding, base64 (RFC 7711 section 3.1; see above).
 
     @type certificate: L{cryptography.x509.Certificate}
     @rtype: C{str}
