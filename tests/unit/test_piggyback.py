@@ -184,6 +184,9 @@ class ServicePiggybackTests(SynchronousTestCase):
         self.assertIn("sender.tld", self.b.federation.tables.connections.get("s1").delegatedNames)
         self.assertEqual((1, 1), (self.a.federation.counters["result-valid"],
                                   self.b.federation.counters["answer-valid"]))
+        [event] = [e for e in self.log if e.get("event") == "piggyback"]
+        self.assertEqual(("s1", "sender.tld", SERVER_A),
+                         (event["streamID"], event["domain"], event["target"]))
 
     def test_oneWayStreamNotUsed(self):
         """
