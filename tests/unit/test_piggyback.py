@@ -310,6 +310,20 @@ class ServicePiggybackTests(SynchronousTestCase):
         self.assertEqual([], [s for s in self.b.delivered if s.getAttribute("type") == "error"])
         self.assertEqual(4, self.b.federation.counters["acks-resent"])
 
+    def test_closeUnregistersProducer(self):
+        """
+        A stream told to close stops being a producer first: TLS sends no
+        C{close_notify} while one is registered, and the close would wait
+        for the abort.
+        """
+        link = self.connect()
+        self.assertIsNotNone(link.a.transport.producer)
+        self.assertIsNotNone(link.b.transport.producer)
+        self.a.service.closeStream("s1")
+        self.assertEqual((True, None), (link.a.transport.disconnecting, link.a.transport.producer))
+        link.pump()
+        self.assertEqual((True, None), (link.b.transport.disconnecting, link.b.transport.producer))
+
     def test_closedByPeerNewConnection(self):
         """
         When no other stream to A is open, B's pairs and the stanzas A did
