@@ -16,12 +16,10 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import (
     EventLoggingObserver,
     MemoryReactorClock,
-    StringTransport,
 )
 from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.words.protocols.jabber import xmlstream
 from twisted.words.xish import domish
 
 from dna.app import ctl
@@ -37,8 +35,7 @@ from dna.namespaces import NS_BIDI, NS_SM
 from dna.testing.fakes import FakeDelegationChecker, chatMessage
 from dna.testing.pki import CertificateAuthority
 from tests.unit.streams import (
-    HEADER,
-    RecordingXmlStream,
+    makeStream,
     receive,
     stanza,
     stanzaErrorOf,
@@ -63,12 +60,10 @@ DELEGATIONS = {
 
 def _started(sid, us, peer):
     """
-    A stream whose peer's header has been received, as after negotiation.
+    A stream whose peer's header has been received, as after negotiation,
+    with our header out too (stream errors are then really sent).
     """
-    xs = RecordingXmlStream(xmlstream.Authenticator())
-    xs.makeConnection(StringTransport())
-    xs.dataReceived(HEADER.format(peer=peer, us=us, sid=sid).encode("utf-8"))
-    xs.sid = sid
+    xs = makeStream(sid, us=us, peer=peer)
     xs._headerSent = True
     xs.transport.clear()
     return xs
