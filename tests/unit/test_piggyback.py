@@ -117,8 +117,9 @@ class _Connection:
 
     def pump(self):
         """
-        Move bytes both ways until nothing moves; a side that loses the
-        connection closes it for both.
+        Move bytes both ways until nothing moves; then, if a side lost the
+        connection, close it for both. As over TLS, a side that told its
+        transport to close still reads until the peer closes too.
         """
         moved = True
         while moved:
@@ -126,12 +127,11 @@ class _Connection:
             for source, sink in ((self.a, self.b), (self.b, self.a)):
                 data = source.transport.value()
                 source.transport.clear()
-                if data and sink.transport is not None and not sink.transport.disconnecting:
+                if data and sink.transport.connected:
                     sink.dataReceived(data)
                     moved = True
-            if self.a.transport.disconnecting or self.b.transport.disconnecting:
-                self.close()
-                return
+        if self.a.transport.disconnecting or self.b.transport.disconnecting:
+            self.close()
 
     def close(self):
         """
@@ -452,3 +452,52 @@ class ConnectionsTableTests(SynchronousTestCase):
         table = ctl.connectionsTable(Control(b.service, None, reactor).connections())
         for line in ("incoming", "bidi", "pairs in 0", "pairs out 1"):
             self.assertIn(f"| {line} ", table)
+
+
+class ClosingTests(SynchronousTestCase):
+    """
+    A clean close, either way: each side says what it handled, so that
+    what the other sends again is exactly what was not.
+    """
+
+    def setUp(self):
+        self.reactor = MemoryReactorClock()
+        self.a = _Provider(SERVER_A, ["sender.tld"], self.reactor)
+        self.b = _Provider(SERVER_B, ["target.tld"], self.reactor)
+        self.link = _Connection(self.a, self.b, "s1")
+
+    def test_closerLearnsWhatPeerHandled(self):
+        """
+        A closes with a1 and b1 each delivered but not yet acknowledged:
+        B answers A's closing tag with its C{<a/>} and its own closing tag,
+        A takes the acknowledgement after its closing tag, and neither sends
+        anything again.
+        """
+        self.a.service.send(chatMessage("romeo@sender.tld", "juliet@target.tld", "a1"))
+        self.link.pump()
+        self.b.service.send(chatMessage("juliet@target.tld", "romeo@sender.tld", "b1"))
+        self.link.pump()
+        self.assertEqual((["a1"], ["b1"]), (self.b.ids(), self.a.ids()))
+        self.assertEqual((1, 1), (len(self.link.aAuth.acks.unacked),
+                                  len(self.link.bAuth.acks.unacked)))
+        self.a.service.closeStream("s1")
+        self.link.pump()
+        self.assertTrue(self.link.b.footerSent)
+        self.assertEqual((0, 0), (self.a.federation.counters["acks-resent"],
+                                  self.b.federation.counters["acks-resent"]))
+        self.assertEqual([], self.reactor.tcpClients)
+        self.assertEqual((["a1"], ["b1"]), (self.b.ids(), self.a.ids()))
+
+    def test_nothingAfterFooter(self):
+        """
+        A stanza routed to a stream whose closing tag went out is not
+        written (the peer would refuse the stream for junk after the
+        document); kept unacknowledged, it goes again on the next stream.
+        """
+        self.a.service.send(chatMessage("romeo@sender.tld", "juliet@target.tld", "a1"))
+        self.link.pump()
+        self.link.a.sendFooter()
+        self.link.a.transport.clear()
+        self.a.service.send(chatMessage("romeo@sender.tld", "juliet@target.tld", "a2"))
+        self.assertEqual(b"", self.link.a.transport.value())
+        self.assertEqual(["a2"], [s["id"] for s in self.link.aAuth.acks.unacked][-1:])
