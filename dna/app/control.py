@@ -205,6 +205,10 @@ class Control:
                 "identityProofExpires": _isoTime(
                     self._federation.revalidator.identityProofExpires(streamID)),
                 "bidi": bool(authorization.bidi),
+                # Which way its pairs go: a bidi stream carries both
+                # (draft-ietf-xmpp-dna-10 section 4.4, piggybacking).
+                "pairs": {INCOMING: len(tables.incoming.pairs(streamID)),
+                          OUTGOING: len(tables.outgoing.pairs(streamID))},
                 "age": None if meter is None else round(now - meter.opened, 3),
                 "idle": None if meter is None else round(now - meter.last, 3),
                 "stanzas": {

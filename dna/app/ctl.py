@@ -148,6 +148,16 @@ def _seconds(value):
     return f"{value // 3600}h{value % 3600 // 60:02d}m"
 
 
+def _pairCounts(pairs):
+    """
+    The lines saying how many pairs go each way on a connection: a bidi
+    stream the peer opened may carry our outgoing pairs too (piggybacking).
+    """
+    if pairs is None:
+        return []
+    return [f"pairs in {pairs.get('incoming', 0)}", f"pairs out {pairs.get('outgoing', 0)}"]
+
+
 def connectionsTable(connections):
     """
     The table C{dna-ctl connections} prints.
@@ -158,7 +168,7 @@ def connectionsTable(connections):
         certificate = c.get("peerCertificate") or {}
         rows.append([
             c["stream"],
-            [c["direction"], "bidi" if c["bidi"] else "one-way"],
+            [c["direction"], "bidi" if c["bidi"] else "one-way"] + _pairCounts(c.get("pairs")),
             c.get("peer") or "-",
             [f"us: {c.get('localServerName') or '-'}"] + c["remoteServerNames"],
             c["delegatedNames"] or ["-"],

@@ -34,6 +34,24 @@ _log = Logger()
 DEFAULT_HIGH_WATER = 256 * 1024
 
 
+def _unregisterOnClose(transport):
+    """
+    Unregister the producer of C{transport} when it is told to close,
+    whoever tells it (our closing tag, a stream error, the peer's closing
+    tag): TLS postpones its C{close_notify}, and so the close, for as long
+    as a producer is registered (C{TLSMemoryBIOProtocol.loseConnection}),
+    and every close would wait for an abort.
+    """
+    loseConnection = transport.loseConnection
+
+    def unregisterThenLose():
+        transport.loseConnection = loseConnection
+        transport.unregisterProducer()
+        loseConnection()
+
+    transport.loseConnection = unregisterThenLose
+
+
 @implementer(IPushProducer)
 class Sink:
     """
@@ -164,6 +182,7 @@ class FlowControl:
             return sink
         transport.bufferSize = self.highWater
         transport.registerProducer(sink, True)
+        _unregisterOnClose(transport)
         self.sinks[key] = sink
         if holdOnSend:
             send = xs.send

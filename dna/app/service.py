@@ -582,6 +582,14 @@ class DNAService(service.MultiService):
     def _reuse(self, records, domain):
         """
         Step 3: an open stream whose server names include an SRV target.
+
+        Whoever opened it: a stream the peer opened with XEP-0288 carries
+        our pairs too (draft-ietf-xmpp-dna-10 section 4.4.2,
+        piggybacking). Its server names were authenticated by the peer's
+        certificate (or DANE), so an SRV target among them proves that the
+        peer serves C{domain}, as the delegation check would
+        (L{IDelegationChecker.isDelegated} with those names); a one-way
+        stream the peer opened is never used (C{canSend}).
         """
         connections = self.federation.tables.connections
         for record in records:
@@ -591,6 +599,13 @@ class DNAService(service.MultiService):
                     if getattr(self.checker, "usesPOSH", False):
                         return self._confirmDelegation(authorization, domain)
                     connections.addDelegatedNames(streamID, [domain])
+                    if not authorization.initiating:
+                        _log.debug(
+                            "Stream {streamID}: reaching {domain} on the bidi stream "
+                            "{target} opened",
+                            event="piggyback", streamID=streamID, remote=domain,
+                            domain=domain, target=record.target,
+                        )
                     return authorization
         return None
 

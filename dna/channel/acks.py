@@ -219,7 +219,9 @@ class StreamAcks:
             if self._timer.active():
                 self._timer.cancel()
             self._timer = None
-        if self._xs.transport is not None:
+        # Nothing may follow our closing tag (a request would be junk after
+        # the document to the peer, which then refuses the whole stream).
+        if self._xs.transport is not None and not getattr(self._xs, "footerSent", False):
             self._xs.send(_REQUEST_ELEMENT)
 
     def _onRequest(self, element):

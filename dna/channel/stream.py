@@ -40,6 +40,7 @@ from twisted.words.xish import domish
 from twisted.words.xish.xmlstream import STREAM_ERROR_EVENT
 
 from dna.core.logthrottle import report
+from dna.namespaces import NS_SM
 
 _log = Logger()
 
@@ -62,6 +63,9 @@ STREAM_AUTHENTICATED_EVENT = intern("//event/dna/authenticated")
 #: out, unless a stream error went out first: the last moment to write to the
 #: peer (L{dna.channel.acks} answers what the stream handled).
 STREAM_CLOSING_EVENT = intern("//event/dna/closing")
+
+#: Our closing tag (C{xmlstream.XmlStream.sendFooter} writes the same).
+_FOOTER = "</stream:stream>"
 
 
 @attr.s(frozen=True)
@@ -445,6 +449,11 @@ class S2SStream(xmlstream.XmlStream):
                     defaultUri=self.namespace,
                     prefixesInScope=list(self.prefixes.keys()),
                 )
+        if self.footerSent and obj is not _FOOTER:
+            # Junk after the document to the peer, which would refuse the
+            # stream; what we would have sent is unacknowledged, and goes
+            # again on another stream.
+            return
         if isinstance(obj, str):
             obj = obj.encode("utf-8")
         self.bytesSent += len(obj)
@@ -459,7 +468,17 @@ class S2SStream(xmlstream.XmlStream):
         if self.streamError is None:
             self.dispatch(self, STREAM_CLOSING_EVENT)
         self.footerSent = True
-        xmlstream.XmlStream.sendFooter(self)
+        self.send(_FOOTER)
+
+    def onDocumentEnd(self):
+        """
+        The peer closed its stream: close ours too (RFC 6120 section 4.4),
+        saying first what we handled (L{STREAM_CLOSING_EVENT}), so that the
+        peer sends again exactly what we did not, then the connection.
+        """
+        if self.streamError is None and self.headerSent and not self.footerSent:
+            self.sendFooter()
+        xmlstream.XmlStream.onDocumentEnd(self)
 
     @property
     def headerSent(self):
@@ -474,7 +493,10 @@ class S2SStream(xmlstream.XmlStream):
         Dispatch a top-level element to the observers, unless the stanza
         filter refuses it.
         """
-        if self.streamError is not None or self.footerSent:
+        if self.streamError is not None:
+            return
+        if self.footerSent and (element.uri, element.name) != (NS_SM, "a"):
+            # Only the peer's last acknowledgement still counts.
             return
         stanzaFilter = self.stanzaFilter
         if stanzaFilter is None or stanzaFilter.admit(element):

@@ -12,6 +12,14 @@ C{<error/>} child, as XEP-0220 section 2.1.1 does.
 One L{StreamAuthorization} holds the per-stream negotiation state of both
 roles; the tables and the delegation checker it uses are shared by all
 streams (L{dna.app.federation.Federation}).
+
+On a bidirectional stream (XEP-0288) both roles run on both sides,
+whoever opened the connection (draft-ietf-xmpp-dna-10 section 4.4,
+piggybacking): the side that accepted it may ask for its own pairs on it,
+and the side that opened it checks those requests with the very steps,
+answers, counters and log events of a Receiving Server; its filter admits
+what it granted there. Without bidi only the opener asks (L{canSend},
+L{canReceive}).
 """
 
 import collections
@@ -269,14 +277,16 @@ class StreamAuthorization:
     @property
     def canSend(self):
         """
-        Whether we may ask for pairs and send stanzas on this stream.
+        Whether we may ask for pairs and send stanzas on this stream: on one
+        we opened, or on one the peer opened with bidi (piggybacking).
         """
         return self.initiating or self.bidi
 
     @property
     def canReceive(self):
         """
-        Whether the peer may ask for pairs and send stanzas on this stream.
+        Whether the peer may ask for pairs and send stanzas on this stream:
+        on one it opened, or on one we opened with bidi.
         """
         return not self.initiating or self.bidi
 

@@ -79,6 +79,28 @@ class ProvidersMixin:
         return service, inbox, port.getHost().port
 
     @defer.inlineCallbacks
+    def startOnTestZones(self, env, name, domains):
+        """
+        Start a provider where the test zones of C{env} (a
+        L{tests.integration.dnsenv.DNSEnvironment}) put C{name}: port 5269
+        of its address there, checking delegations and resolving SRV
+        targets through C{env}'s validating resolver (its AD bit).
+
+        @return: A L{Deferred} firing with (service, inbox).
+        """
+        from dna.app.delegation import makeDelegationChecker
+        from dna.dns.client import DNSClient
+        from tests.integration.dnsenv import HOSTS
+
+        service, inbox, port = yield self.startProvider(
+            domains, {name: self.ca.issue(name, dnsNames=[name])},
+            makeDelegationChecker(reactor, [env.resolver], "ad"),
+            client=DNSClient([env.resolver], reactor),
+            interface=HOSTS[name], port=5269,
+        )
+        return service, inbox
+
+    @defer.inlineCallbacks
     def until(self, condition, timeout, what):
         """
         Poll C{condition} every 0.1 s.
