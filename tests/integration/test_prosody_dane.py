@@ -182,6 +182,24 @@ class ProsodyDANETests(unittest.TestCase):
         self.assertEqual(1, len(self.legacyStreams(initiating=False)))
 
     @defer.inlineCallbacks
+    def test_clientCertificateNeedsDANE(self):
+        """
+        Without our DANE check of client certificates, Prosody's stream
+        back to us is refused (PKIX does not accept its certificate, and the
+        policy has no dialback): DANE alone let it in.
+        """
+        yield self.startAll()
+        self.service.legacy.listener.dane = None
+        self.send()
+        yield self.until(
+            lambda: self.messages("Refused legacy stream from {remote}: its certificate"),
+            20, "we refuse Prosody's stream")
+        self.assertIn("Accepting SASL EXTERNAL identity from " + DNA_DOMAIN,
+                      self.prosody.log(), self.explain())
+        self.assertEqual([], self.inbox.stanzas)
+        self.assertEqual([], self.legacyStreams(initiating=False))
+
+    @defer.inlineCallbacks
     def test_prosodyRefusesWrongTLSA(self):
         """
         The TLSA record of our server name does not match our certificate:
