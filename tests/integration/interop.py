@@ -368,6 +368,20 @@ class ProsodyServer:
             self.directory = None
 
 
+def startService(testCase, service, address):
+    """
+    Start a L{dna.app.service.DNAService} listening for S2S on C{address},
+    port L{S2S_PORT}, stopped in the test's cleanup.
+
+    @return: The L{Deferred} of C{listen}.
+    """
+    from twisted.internet import endpoints, reactor
+
+    service.startService()
+    testCase.addCleanup(service.stopService)
+    return service.listen(endpoints.TCP4ServerEndpoint(reactor, S2S_PORT, interface=address))
+
+
 def startProsody(testCase, *args, **kwargs):
     """
     Start a L{ProsodyServer} for a trial test, stopped in its cleanup.

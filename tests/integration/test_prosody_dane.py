@@ -28,7 +28,7 @@ directions. The fallback policy is C{dna+pkix} (no dialback at all).
 These tests fail, never skip, when Prosody, knot or unbound are missing.
 """
 
-from twisted.internet import defer, endpoints, reactor
+from twisted.internet import defer, reactor
 from twisted.internet.ssl import trustRootFromCertificates
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
@@ -44,14 +44,14 @@ from dna.error import DANEMismatch
 from dna.legacy.policy import FALLBACK_PKIX
 from dna.testing.pki import CertificateAuthority
 from tests.integration.interop import (
-    S2S_PORT,
     pickAddresses,
     startInteropDNS,
     startProsody,
+    startService,
     tlsaRecord,
     xmppZone,
 )
-from tests.integration.providers import Inbox, message
+from tests.integration.providers import Inbox, ProvidersMixin, message
 from tests.unit.streams import stanzaErrorOf
 
 DNA_DOMAIN = "dna.example"
@@ -115,11 +115,9 @@ class ProsodyDANETests(unittest.TestCase):
             tlsaLookup=makeTLSALookup(reactor, client, "ad"),
             reactor=reactor,
         )
-        self.service.startService()
-        yield self.service.listen(
-            endpoints.TCP4ServerEndpoint(reactor, S2S_PORT, interface=self.dnaAddress)
-        )
-        self.addCleanup(self.service.stopService)
+        yield startService(self, self.service, self.dnaAddress)
+
+    until = ProvidersMixin.until
 
     def explain(self):
         return "\n--- prosody log ---\n" + self.prosody.logTail(80)
@@ -240,17 +238,3 @@ class ProsodyDANETests(unittest.TestCase):
         self.assertEqual(2, counters["tls-failed-dane-mismatch"])
         self.assertEqual([], self.legacyStreams(initiating=True))
         self.assertNotIn("Accepting SASL EXTERNAL", self.prosody.log())
-
-    @defer.inlineCallbacks
-    def until(self, predicate, timeout, what):
-        deadline = reactor.seconds() + timeout
-        while not predicate():
-            if reactor.seconds() > deadline:
-                self.fail("timed out waiting until " + what + self.explain())
-            yield deferLater(0.05)
-
-
-def deferLater(seconds):
-    from twisted.internet import task
-
-    return task.deferLater(reactor, seconds, lambda: None)
