@@ -281,7 +281,7 @@ class DNAService(service.MultiService):
                 trustRoot, localName, chains=chains, secret=dialbackSecret,
                 domainCertificates=domainCertificates, domainChains=domainChains,
                 reactor=reactor, connectTimeout=connectTimeout,
-                onConnected=self._streamConnected,
+                onConnected=self._streamConnected, tlsaLookup=tlsaLookup,
             )
         self.factory = S2SServerFactory(
             self.serverNames,

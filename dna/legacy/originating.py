@@ -26,6 +26,7 @@ piggy-backed request gets no answer, the pair gets a stream of its own.
 
 import collections
 
+import attr
 from twisted.internet import defer, endpoints
 from twisted.internet import error as ierror
 from twisted.logger import Logger
@@ -39,10 +40,13 @@ from dna.channel.originating import (
     _StreamFactory,
     noteDowngrade,
 )
+from dna.channel.tls import daneIdentity
 from dna.core.coalesce import Coalescer
 from dna.core.names import normalizeServerName
 from dna.error import (
     ConnectFailed,
+    DANEMismatch,
+    DANEUnavailable,
     DNAError,
     DowngradeAttempt,
     DowngradeRefused,
@@ -52,6 +56,7 @@ from dna.error import (
     StreamIDInUse,
 )
 from dna.legacy.authorization import LegacyAuthorization
+from dna.legacy.dane import LegacyDANE
 from dna.legacy.dialback import (
     AuthoritativeResponder,
     DialbackKeys,
@@ -66,6 +71,7 @@ from dna.legacy.tls import (
     LegacyServerContexts,
     certificateFor,
     legacyClientCreator,
+    noteDANE,
     peerVerified,
 )
 from dna.namespaces import NS_DIALBACK
@@ -75,6 +81,18 @@ _log = Logger()
 #: Seconds a domain that did not speak DNA is reached by legacy streams
 #: straight away, without trying DNA first.
 DEFAULT_LEGACY_MEMORY = 3600.0
+
+
+@attr.s(frozen=True, slots=True)
+class _Target:
+    """
+    Where a legacy stream's TLS goes: an SRV target (or the domain) and its
+    port, and the usable TLSA records that decide its certificate, if any.
+    """
+
+    serverName = attr.ib()
+    port = attr.ib()
+    tlsa = attr.ib(converter=tuple)
 
 
 class LegacyConnectAuthenticator(DNAConnectAuthenticator):
@@ -94,7 +112,9 @@ class PeerCheckInitializer:
     """
     After TLS on a legacy stream: refuse a peer that speaks DNA (no
     downgrade), and note in C{xs.peerVerified} whether its certificate
-    proves the target domain.
+    proves the target domain: by PKIX, or by the TLSA records of the SRV
+    target it was reached through (L{dna.legacy.dane}), which prove the
+    target domain alone.
     """
 
     def __init__(self, xs, target):
@@ -113,6 +133,14 @@ class PeerCheckInitializer:
                 target=self._target,
             )
             raise DowngradeRefused(self._target)
+        dane = daneIdentity(xs.transport)
+        if dane is not None:
+            noteDANE(xs.transport, [self._target])
+            _log.info(
+                "The certificate of {target} is authenticated by DANE "
+                "(TLSA records of {serverName}:{port})",
+                target=self._target, serverName=dane[0], port=dane[1],
+            )
         xs.peerVerified = peerVerified(xs.transport, self._target)
         if not xs.peerVerified:
             _log.info(
@@ -147,7 +175,7 @@ class LegacyConnector:
 
     def __init__(self, checker, addressResolver, policy, keys, certificates, trustRoot,
                  reactor, chains=None, connectTimeout=DEFAULT_CONNECT_TIMEOUT,
-                 onConnected=None):
+                 onConnected=None, dane=None, counters=None):
         """
         @param checker: An L{IDelegationChecker}, for the domains' SRV records.
         @param addressResolver: (host name, port) -> L{Deferred} of
@@ -162,7 +190,15 @@ class LegacyConnector:
             with.
         @param chains: C{{name: [Certificate]}} of intermediates.
         @param onConnected: Called with every new stream.
+        @param dane: A L{dna.legacy.dane.LegacyDANE}, or L{None} for no
+            DANE: with one, the TLSA records of a secure SRV target decide
+            its certificate (RFC 7673).
+        @param counters: A L{collections.Counter} the connections DANE
+            refused are counted in (C{"tls-failed-dane-mismatch"},
+            C{"tls-failed-dane-unavailable"}).
         """
+        self._dane = dane
+        self.counters = collections.Counter() if counters is None else counters
         self._checker = checker
         self._resolve = addressResolver
         self._policy = policy
@@ -198,20 +234,50 @@ class LegacyConnector:
             (address, port), or failing with L{dna.legacy.policy.NoLegacyRoute}
             or L{dna.dns.addresses.NoAddress}.
         """
-        d = self._checker.check(domain)
-        d.addCallback(legacyTargets)
+        d = self._routes(domain)
+        return d.addCallback(lambda routes: [(host, port) for host, port, tls in routes])
 
-        def resolveAll(targets):
-            lookups = [self._resolve(name, port) for name, port in targets]
+    def _routes(self, domain):
+        """
+        L{addresses}, each with what its TLS checks: a L{_Target}.
+
+        @return: A L{Deferred} firing with a non-empty list of
+            (address, port, L{_Target}); failing as L{addresses} does, or
+            with L{DANEUnavailable} when no target is left whose TLSA
+            records could be learnt.
+        """
+        d = self._checker.check(domain)
+
+        def resolveAll(result):
+            lookups = [self._target(result, name, port) for name, port in legacyTargets(result)]
             return defer.DeferredList(lookups, consumeErrors=True).addCallback(collect)
 
         def collect(results):
-            addresses = [a for ok, found in results if ok for a in found]
-            if not addresses:
+            routes = [route for ok, found in results if ok for route in found]
+            if not routes:
                 return results[0][1]
-            return addresses
+            return routes
 
         return d.addCallback(resolveAll)
+
+    def _target(self, result, name, port):
+        resolved = self._resolve(name, port)
+        if self._dane is None:
+            tlsa = defer.succeed(())
+        else:
+            tlsa = self._dane.recordsFor(result, name, port)
+
+        def both(outcomes):
+            (addresses, records) = outcomes
+            target = _Target(name, port, records)
+            return [(host, hostPort, target) for host, hostPort in addresses]
+
+        def firstError(failure):
+            failure.trap(defer.FirstError)
+            return failure.value.subFailure
+
+        return defer.gatherResults([resolved, tlsa], consumeErrors=True).addCallbacks(
+            both, firstError)
 
     def connect(self, sender, target):
         """
@@ -232,12 +298,10 @@ class LegacyConnector:
                 )
             )
 
-        def initializers():
+        def initializers(route):
             return [
                 lambda xs: StartTLSInitializer(
-                    xs, legacyClientCreator(
-                        target, self._trustRoot, certificate, chain, verify=verify
-                    ),
+                    xs, self._tls(target, route, certificate, chain, verify)
                 ),
                 lambda xs: PeerCheckInitializer(xs, target),
                 LegacyBidiInitializer,
@@ -258,16 +322,20 @@ class LegacyConnector:
         """
         certificate, chain, covers = self._credentials(local)
 
-        def initializers():
+        def initializers(route):
             return [
                 lambda xs: StartTLSInitializer(
-                    xs, legacyClientCreator(
-                        remote, self._trustRoot, certificate, chain, verify=False
-                    ),
+                    xs, self._tls(remote, route, certificate, chain, False)
                 ),
             ]
 
         return self._connect(local, remote, initializers)
+
+    def _tls(self, domain, route, certificate, chain, verify):
+        return legacyClientCreator(
+            domain, self._trustRoot, certificate, chain, verify=verify, tlsa=route.tlsa,
+            serverName=route.serverName, port=route.port, clock=self._reactor,
+        )
 
     def _connect(self, local, remote, initializers):
         """
@@ -278,12 +346,12 @@ class LegacyConnector:
             network or stream error (which the peer, or anyone on the path
             before TLS, may cause: expected, not a bug).
         """
-        d = self.addresses(remote)
+        d = self._routes(remote)
         attempts, reasons = [], []
 
         def tryAll(addresses):
             addresses = list(addresses)
-            host, port = addresses.pop(0)
+            host, port, route = addresses.pop(0)
 
             def failed(failure):
                 attempts.append(("{}:{}".format(host, port), failure.getErrorMessage()))
@@ -294,9 +362,30 @@ class LegacyConnector:
                     return failure
                 raise ConnectFailed(remote, attempts, reasons)
 
-            return self._connectOne(host, port, local, remote, initializers()).addErrback(failed)
+            return self._connectOne(
+                host, port, local, remote, initializers(route)).addErrback(failed)
 
-        return d.addCallback(tryAll)
+        return d.addCallback(tryAll).addErrback(self._daneRefused, remote)
+
+    def _daneRefused(self, failure, remote):
+        """
+        Count and log a connection DANE refused: the certificate matched
+        none of the TLSA records (L{DANEMismatch}), or the records could
+        not be learnt (L{DANEUnavailable}).
+        """
+        reasons = failure.value.reasons if failure.check(ConnectFailed) else [failure.value]
+        for reason in reasons:
+            if isinstance(reason, (DANEMismatch, DANEUnavailable)):
+                label = "dane-mismatch" if isinstance(reason, DANEMismatch) else "dane-unavailable"
+                self.counters["tls-failed-" + label] += 1
+                _log.info(
+                    "Legacy stream to {remote} refused by DANE: {reason}",
+                    event="connect-failed",
+                    condition=label,
+                    remote=remote,
+                    reason=str(reason),
+                )
+        return failure
 
     def _connectOne(self, host, port, local, remote, initializers):
         authenticator = LegacyConnectAuthenticator(local, remote)
@@ -364,7 +453,7 @@ class Fallback:
                  trustRoot, defaultName, reactor, chains=None, secret=None,
                  domainCertificates=None, domainChains=None,
                  connectTimeout=DEFAULT_CONNECT_TIMEOUT, onConnected=None,
-                 memory=DEFAULT_LEGACY_MEMORY):
+                 memory=DEFAULT_LEGACY_MEMORY, tlsaLookup=None):
         """
         @param federation: The service's L{dna.app.federation.Federation}.
         @param certificates: C{{server name: PrivateCertificate}}.
@@ -377,6 +466,8 @@ class Fallback:
             certificates for hosted domains besides those the server names'
             certificates cover.
         @param memory: Seconds a legacy domain is remembered as such.
+        @param tlsaLookup: A L{dna.dns.tlsa.TLSALookup} for DANE on legacy
+            streams both ways (L{dna.legacy.dane}), or L{None} for none.
         """
         self.policy = policy
         self.counters = collections.Counter()
@@ -407,10 +498,11 @@ class Fallback:
         contexts = LegacyServerContexts(serving, trustRoot, chains=servingChains)
         byPreference = {defaultName: certificates[defaultName]}
         byPreference.update(ordered)
+        dane = None if tlsaLookup is None else LegacyDANE(checker, tlsaLookup, reactor)
         self.connector = LegacyConnector(
             checker, addressResolver, policy, self.keys, byPreference, trustRoot,
             chains=allChains, reactor=reactor, connectTimeout=connectTimeout,
-            onConnected=onConnected,
+            onConnected=onConnected, dane=dane, counters=federation.counters,
         )
         self.verifier = (
             Verifier(self.connector.connectForVerification, clock=reactor)
@@ -418,7 +510,7 @@ class Fallback:
         )
         self.listener = LegacyListener(
             federation.hostedDomains, frozenset(certificates), policy, self.responder,
-            contexts, self._incomingAuthenticated,
+            contexts, self._incomingAuthenticated, dane=dane, counters=federation.counters,
         )
         # domain -> time until which it is known not to speak DNA
         self._legacyUntil = {}

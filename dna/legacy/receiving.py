@@ -11,6 +11,14 @@ certificate (XEP-0344). The features also carry C{<dna/>}, so that a DNA
 server that fell back to a legacy stream by mistake, or because an attacker
 refused its first stream, learns it should not have.
 
+With DANE (RFC 7673, L{dna.legacy.dane}), a client certificate that PKIX
+does not accept for the stream's 'from' is checked against the TLSA records
+of that domain's secure SRV targets before the features are sent: a match
+certifies it as PKIX would; a mismatch, or a TLSA lookup that failed, closes
+the stream (C{<not-authorized/>}), logged and counted
+(C{"tls-refused-dane-mismatch"}, C{"tls-refused-dane-unavailable"}); where
+DANE does not apply, the policy decides as without it.
+
 The stream joins the service's tables only once a pair is authenticated
 (after SASL EXTERNAL, which restarts the stream and so gives it its final
 id) or about to be (its first C{<db:result/>}); from then on the
@@ -20,16 +28,17 @@ the pairs authenticated on it.
 
 from twisted.logger import Logger
 from twisted.words.protocols.jabber import error
+from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
 from twisted.words.xish import domish
 
 from dna.channel.features import bidiFeature, dnaFeature, watchBidiRequest
 from dna.channel.receiving import acceptHeader, offerStartTLS
 from dna.core.authorization import DB_RESULT
 from dna.core.names import normalizeDomain
-from dna.error import InvalidAddress
+from dna.error import DANEMismatch, DANEUnavailable, InvalidAddress
 from dna.legacy.dialback import dialbackFeature
 from dna.legacy.sasl import SASL_AUTH, checkExternalAuth, mechanismsFeature, saslElement
-from dna.legacy.tls import peerVerified
+from dna.legacy.tls import chainVerified, noteDANE, peerVerified
 from dna.namespaces import NS_SERVER, NS_STREAMS, NS_TLS, STANZA_NAMES
 
 _log = Logger()
@@ -40,7 +49,8 @@ class LegacyListener:
     Decide which incoming streams are legacy, and negotiate them.
     """
 
-    def __init__(self, hostedDomains, serverNames, policy, responder, contexts, onAuthenticated):
+    def __init__(self, hostedDomains, serverNames, policy, responder, contexts, onAuthenticated,
+                 dane=None, counters=None):
         """
         @param hostedDomains: Our normalised domains.
         @param serverNames: Our server names: streams to them are DNA's.
@@ -51,7 +61,13 @@ class LegacyListener:
         @param onAuthenticated: Called with (xs, local domain, remote
             domain, mechanism) when the stream joins the tables; returns its
             L{dna.legacy.authorization.LegacyAuthorization}.
+        @param dane: A L{dna.legacy.dane.LegacyDANE} checking the client
+            certificates PKIX does not accept, or L{None} for no DANE.
+        @param counters: A L{collections.Counter} for the streams DANE
+            refused, or L{None}.
         """
+        self.dane = dane
+        self.counters = counters
         self.hostedDomains = hostedDomains
         self._serverNames = serverNames
         self.policy = policy
@@ -109,13 +125,61 @@ class LegacyNegotiation:
         if not self._tls:
             offerStartTLS(xs, self._onStartTLS)
             return
-        features = domish.Element((NS_STREAMS, "features"))
         if self._externalDone:
-            xs.send(features)
+            xs.send(domish.Element((NS_STREAMS, "features")))
             self._join("EXTERNAL")
             return
         policy = self._listener.policy
         certified = policy.pkix and peerVerified(xs.transport, remote)
+        dane = self._listener.dane
+        if certified or not policy.pkix or dane is None or self._offered:
+            self._offer(remote, certified)
+            return
+        ended = []
+        xs.addOnetimeObserver(STREAM_END_EVENT, ended.append)
+        d = dane.verifyClient(xs.transport, remote, chainVerified(xs.transport))
+
+        def verified(target):
+            if ended:
+                return
+            if target is not None:
+                noteDANE(xs.transport, [remote])
+            self._offer(remote, target is not None)
+
+        def refused(failure):
+            failure.trap(DANEMismatch, DANEUnavailable)
+            if ended:
+                return
+            label = "dane-mismatch" if failure.check(DANEMismatch) else "dane-unavailable"
+            if self._listener.counters is not None:
+                self._listener.counters["tls-refused-" + label] += 1
+            _log.info(
+                "Refused legacy stream from {remote}: {reason}",
+                event="stream-refused",
+                condition=label,
+                reason=failure.getErrorMessage(),
+                remote=remote,
+            )
+            xs.sendStreamError(
+                error.StreamError("not-authorized", text="DANE refuses the certificate"))
+
+        def unexpected(failure):
+            _log.failure("While checking the certificate of {remote} by DANE", failure,
+                         remote=remote)
+            if not ended:
+                xs.sendStreamError(error.StreamError("internal-server-error"))
+
+        d.addCallbacks(verified, refused).addErrback(unexpected)
+
+    def _offer(self, remote, certified):
+        """
+        Send the features once the peer's certificate is judged.
+
+        @param certified: Whether it proves C{remote} (PKIX or DANE).
+        """
+        xs = self.xs
+        policy = self._listener.policy
+        features = domish.Element((NS_STREAMS, "features"))
         if not certified and not policy.dialback:
             _log.info(
                 "Refused legacy stream from {remote}: its certificate is not valid "

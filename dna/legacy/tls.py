@@ -15,6 +15,11 @@ TLS for legacy streams: streams between domains rather than server names
     it is valid for the stream's 'from' decides between SASL EXTERNAL and
     dialback, not the handshake (L{LegacyServerContexts}). Server names
     keep DNA's rules.
+  - DANE (RFC 7673, L{dna.legacy.dane}): when the target domain's SRV
+    target has secure TLSA records, they decide instead of PKIX, on both
+    sides, and a certificate they authenticate proves the domains whose
+    secure SRV records point at that target (L{noteDANE}), not the names it
+    carries.
 """
 
 import weakref
@@ -26,13 +31,21 @@ from twisted.internet.interfaces import (
 )
 from zope.interface import implementer
 
+from dna.channel.dane import usableRecords
 from dna.channel.identity import verifyPeerName
-from dna.channel.tls import ServerContextFactory, clientContextFactory, peerCertificate
+from dna.channel.tls import (
+    ServerContextFactory,
+    clientContextFactory,
+    daneIdentity,
+    peerCertificate,
+)
 from dna.core.names import normalizeServerName
 from dna.error import CertificateNameMismatch
 
 # SSL.Connection -> [(depth, errno)] of the certificate errors let through.
 _verificationErrors = weakref.WeakKeyDictionary()
+# SSL.Connection -> frozenset of the domains DANE proved for its peer.
+_daneProven = weakref.WeakKeyDictionary()
 
 
 def certificateFor(domain, certificates):
@@ -86,7 +99,26 @@ class _AcceptingCreator:
         return _recordFailures(self._creator.clientConnectionForTLS(tlsProtocol))
 
 
-def legacyClientCreator(domain, trustRoot, certificate, chain=(), verify=True):
+@implementer(IOpenSSLClientConnectionCreator)
+class _DomainSNICreator:
+    """
+    Client connections of another creator, made for the SRV target whose
+    TLSA records decide, that send the domain in SNI: the name a legacy
+    peer serves its certificate by.
+    """
+
+    def __init__(self, creator, domain):
+        self._creator = creator
+        self._domain = domain
+
+    def clientConnectionForTLS(self, tlsProtocol):
+        connection = self._creator.clientConnectionForTLS(tlsProtocol)
+        connection.set_tlsext_host_name(self._domain.encode("ascii"))
+        return connection
+
+
+def legacyClientCreator(domain, trustRoot, certificate, chain=(), verify=True,
+                        tlsa=(), serverName=None, port=None, clock=None):
     """
     TLS for an Originating Server's legacy stream to C{domain}: SNI
     C{domain}, our C{certificate}, the peer's certificate checked against
@@ -94,12 +126,49 @@ def legacyClientCreator(domain, trustRoot, certificate, chain=(), verify=True):
 
     @param verify: Whether a certificate that does not verify aborts the
         handshake; if not, L{peerVerified} says how it went.
+    @param tlsa: The usable TLSA records (L{dna.channel.dane.TLSARecord})
+        of C{serverName}, the SRV target connected to, on C{port}: when
+        there are some, they decide instead of PKIX and a mismatch always
+        aborts the handshake (L{dna.error.DANEMismatch}), whatever
+        C{verify} says.
+    @param clock: An L{IReactorTime}; required with C{tlsa}.
     @rtype: L{IOpenSSLClientConnectionCreator}
     """
+    if usableRecords(tlsa):
+        creator = clientContextFactory(serverName, trustRoot, certificate, chain=chain,
+                                       tlsa=tlsa, clock=clock, tlsaPort=port)
+        return _DomainSNICreator(creator, normalizeServerName(domain))
     creator = clientContextFactory(domain, trustRoot, certificate, chain=chain)
     if verify:
         return creator
     return _AcceptingCreator(creator)
+
+
+def _handle(transport):
+    try:
+        return transport.getHandle()
+    except (AttributeError, TypeError):
+        # A transport without an OpenSSL connection under it (a fake).
+        return None
+
+
+def noteDANE(transport, domains):
+    """
+    Record that DANE authenticated the peer of a TLS connection for
+    C{domains}, whose secure SRV records point at the server name its
+    certificate matched the TLSA records of: L{peerVerified} then holds for
+    them, and for no other name the certificate may carry.
+    """
+    _daneProven[transport.getHandle()] = frozenset(domains)
+
+
+def chainVerified(transport):
+    """
+    Whether PKIX accepted the chain a peer presented on a legacy stream we
+    accepted (names aside).
+    """
+    return (peerCertificate(transport) is not None
+            and not _verificationErrors.get(transport.getHandle()))
 
 
 def peerVerified(transport, name):
@@ -111,6 +180,13 @@ def peerVerified(transport, name):
     @param name: The domain the peer should be.
     @rtype: L{bool}
     """
+    handle = _handle(transport) if _daneProven else None
+    proven = None if handle is None else _daneProven.get(handle)
+    if proven is not None:
+        return name in proven
+    if daneIdentity(transport) is not None:
+        # TLSA records, not PKIX, judged this chain: its names prove nothing.
+        return False
     certificate = peerCertificate(transport)
     if certificate is None:
         return False

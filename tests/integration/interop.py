@@ -28,6 +28,7 @@ import subprocess
 import tempfile
 import time
 
+from dna.channel.dane import associationData
 from tests.integration.dnsenv import (
     DNSEnvironment,
     DNSEnvironmentError,
@@ -58,7 +59,7 @@ use_ipv6 = false
 admin_socket = "{run}/admin.sock"
 
 modules_enabled = {{
-    "tls"; "dialback"; "s2s_bidi"; "saslauth"; "disco"; "ping"; "roster";
+    "tls"; "dialback"; {bidi}"saslauth"; "disco"; "ping"; "roster";
     "presence"; "message"; "iq"; "admin_shell"; "admin_socket"; "dna_echo";
 }}
 modules_disabled = {{ "offline"; "c2s"; "posix" }}
@@ -67,7 +68,7 @@ s2s_require_encryption = true
 s2s_secure_auth = {secureAuth}
 s2s_insecure_domains = {{ {insecureDomains} }}
 s2s_timeout = 10
-use_dane = false
+use_dane = {dane}
 dialback_secret = "prosody dialback secret"
 
 certificates = "{run}/certs"
@@ -134,6 +135,21 @@ def xmppZone(serverName, address, domains=(), port=S2S_PORT):
     return records
 
 
+def tlsaRecord(serverName, certificate, port=S2S_PORT, digest=None):
+    """
+    The DANE-EE record (C{3 1 1}, RFC 7671 section 5.1) of a server's
+    certificate, relative to the zone as L{xmppZone}'s records are.
+
+    @param serverName: The server name (SRV target) inside the zone.
+    @param certificate: Its L{dna.testing.pki.IssuedCertificate}.
+    @param digest: Hex to publish instead of the certificate's SHA-256
+        SubjectPublicKeyInfo digest (a record that does not match).
+    """
+    if digest is None:
+        digest = associationData(certificate.certificate, 1, 1).hex()
+    return "_{}._tcp.{} TLSA 3 1 1 {}".format(port, serverName.split(".", 1)[0], digest)
+
+
 class InteropDNS(DNSEnvironment):
     """
     L{DNSEnvironment}'s tree plus more signed zones under C{example.}, for
@@ -178,7 +194,7 @@ class ProsodyServer:
 
     def __init__(self, hosts, address, certificate, authorities, resolver, anchorFile,
                  secureAuth=True, insecureDomains=(), rosters=None, port=S2S_PORT,
-                 logLevel="debug", extraConfig=""):
+                 logLevel="debug", extraConfig="", dane=False, bidi=True):
         """
         @param hosts: The domains it serves (VirtualHosts).
         @param certificate: Its L{dna.testing.pki.IssuedCertificate}.
@@ -189,7 +205,14 @@ class ProsodyServer:
             items to create, pre-approved (RFC 6121 section 3.4).
         @param extraConfig: More global configuration lines, such as
             C{network_settings = { nagle = false }}.
+        @param dane: Whether Prosody checks the certificates of the servers
+            it connects to against their TLSA records (C{use_dane}; Prosody
+            0.12 does so on outgoing connections only).
+        @param bidi: Whether it loads C{mod_s2s_bidi}; without it, Prosody
+            answers over a connection of its own.
         """
+        self._dane = dane
+        self._bidi = bidi
         self.hosts = list(hosts)
         self.address = address
         self.port = port
@@ -244,6 +267,8 @@ class ProsodyServer:
                 secureAuth="true" if self._secureAuth else "false",
                 insecureDomains="; ".join('"{}"'.format(d) for d in self._insecureDomains),
                 resolver="{}@{}".format(*self._resolver), hosts=hosts, extra=self._extraConfig,
+                dane="true" if self._dane else "false",
+                bidi='"s2s_bidi"; ' if self._bidi else "",
             ),
         )
         for root, dirs, files in os.walk(run):
@@ -341,6 +366,20 @@ class ProsodyServer:
             if not os.environ.get("DNA_KEEP_PROSODY"):
                 shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None
+
+
+def startService(testCase, service, address):
+    """
+    Start a L{dna.app.service.DNAService} listening for S2S on C{address},
+    port L{S2S_PORT}, stopped in the test's cleanup.
+
+    @return: The L{Deferred} of C{listen}.
+    """
+    from twisted.internet import endpoints, reactor
+
+    service.startService()
+    testCase.addCleanup(service.stopService)
+    return service.listen(endpoints.TCP4ServerEndpoint(reactor, S2S_PORT, interface=address))
 
 
 def startProsody(testCase, *args, **kwargs):
