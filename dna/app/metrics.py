@@ -24,6 +24,7 @@ from twisted.web.resource import Resource
 
 from dna.app.control import authentication
 from dna.channel.receiving import REFUSED_TLS_REASONS
+from dna.channel.tls import FAILED_TLS_REASONS
 from dna.core.tables import INCOMING, OUTGOING
 from dna.dns.delegation import LATENCY_BUCKETS
 from dna.dns.verdict import BOGUS, INDETERMINATE, INSECURE, SECURE
@@ -239,12 +240,12 @@ class ServiceCollector:
         failures = CounterMetricFamily(
             "dna_tls_failures",
             "Connections that failed in TLS, by reason: outgoing ones as certificate, "
-            "name-mismatch, handshake; incoming ones as incoming-certificate, "
+            "name-mismatch, dane-mismatch, dane-unavailable, handshake; incoming ones as incoming-certificate, "
             "incoming-handshake, incoming-name-mismatch (the client certificate does "
             "not cover the stream's 'from'), incoming-dane-mismatch, "
             "incoming-dane-unavailable.",
             labels=["reason"])
-        for reason in ("certificate", "name-mismatch", "handshake"):
+        for reason in FAILED_TLS_REASONS:
             failures.add_metric([reason], counters["tls-failed-" + reason])
         for reason in REFUSED_TLS_REASONS:
             failures.add_metric(["incoming-" + reason], counters["tls-refused-" + reason])

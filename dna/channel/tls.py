@@ -69,13 +69,25 @@ ALPN_XMPP_SERVER = b"xmpp-server"
 DEFAULT_TLSA_PORT = 5269
 
 
+#: Every answer of L{tlsFailure}: why an outgoing connection failed in TLS.
+FAILED_TLS_REASONS = (
+    "certificate", "name-mismatch", "dane-mismatch", "dane-unavailable", "handshake",
+)
+
+
 def tlsFailure(failure):
     """
     Why TLS failed on a connection, for the metrics: C{"certificate"} (the
     peer's certificate did not verify), C{"name-mismatch"} (it does not
-    name the server), C{"handshake"} (any other TLS error); L{None} when
-    C{failure} is not about TLS.
+    name the server), C{"dane-mismatch"} (it matches none of the TLSA
+    records), C{"dane-unavailable"} (the TLSA records could not be learnt
+    securely), C{"handshake"} (any other TLS error); L{None} when C{failure}
+    is not about TLS.
     """
+    if failure.check(DANEMismatch):
+        return "dane-mismatch"
+    if failure.check(DANEUnavailable):
+        return "dane-unavailable"
     if failure.check(CertificateNameMismatch):
         return "name-mismatch"
     if failure.check(SSL.Error):

@@ -40,13 +40,11 @@ from dna.channel.originating import (
     _StreamFactory,
     noteDowngrade,
 )
-from dna.channel.tls import daneIdentity
+from dna.channel.tls import daneIdentity, tlsFailure
 from dna.core.coalesce import Coalescer
 from dna.core.names import normalizeServerName
 from dna.error import (
     ConnectFailed,
-    DANEMismatch,
-    DANEUnavailable,
     DNAError,
     DowngradeAttempt,
     DowngradeRefused,
@@ -375,8 +373,8 @@ class LegacyConnector:
         """
         reasons = failure.value.reasons if failure.check(ConnectFailed) else [failure.value]
         for reason in reasons:
-            if isinstance(reason, (DANEMismatch, DANEUnavailable)):
-                label = "dane-mismatch" if isinstance(reason, DANEMismatch) else "dane-unavailable"
+            label = tlsFailure(Failure(reason))
+            if label in ("dane-mismatch", "dane-unavailable"):
                 self.counters["tls-failed-" + label] += 1
                 _log.info(
                     "Legacy stream to {remote} refused by DANE: {reason}",

@@ -212,6 +212,29 @@ class CollectorTests(SynchronousTestCase):
         figures = samples(self.server.registry)
         self.assertEqual(1, value(figures, "dna_tls_failures_total", reason="name-mismatch"))
 
+    def test_daneFailures(self):
+        """
+        Outgoing connections DANE refused, on DNA streams and legacy ones
+        alike, are classified by L{tlsFailure} and exported with their own
+        reasons.
+        """
+        from twisted.python.failure import Failure
+
+        from dna.app.service import tlsFailure
+        from dna.error import DANEMismatch, DANEUnavailable
+
+        reasons = [
+            tlsFailure(Failure(DANEMismatch("xmpp.b.example", "no record matched"))),
+            tlsFailure(Failure(DANEUnavailable("xmpp.b.example", "SERVFAIL"))),
+        ]
+        self.assertEqual(["dane-mismatch", "dane-unavailable"], reasons)
+        counters = self.server.service.federation.counters
+        counters["tls-failed-dane-mismatch"] += 2
+        counters["tls-failed-dane-unavailable"] += 1
+        figures = samples(self.server.registry)
+        self.assertEqual(2, value(figures, "dna_tls_failures_total", reason="dane-mismatch"))
+        self.assertEqual(1, value(figures, "dna_tls_failures_total", reason="dane-unavailable"))
+
     def test_separateRegistries(self):
         """
         Two services in one process have registries of their own.
