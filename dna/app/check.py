@@ -5,6 +5,18 @@ C{_xmpp-server._tcp} SRV records, their DNSSEC status and the chain of keys
 that proves it, and, given C{--server-name}, whether the domain is delegated
 to that server.
 
+With C{--connect}, it also connects to each SRV target (L{dna.app.probe}),
+fetches the certificate presented there without trusting it, and prints,
+per target, one verdict per prooftype of the configuration's vocabulary:
+C{dnssec-srv} (does the secure SRV record name the target), C{dane} (do the
+target's TLSA records match the certificate, L{dna.channel.dane}), C{posh}
+(is the certificate's fingerprint in the domain's POSH document,
+L{dna.dns.posh}), C{pkix} (does the chain verify under the trusted
+authorities, and is the certificate valid for the domain and for the target,
+L{dna.channel.identity}), then which prooftypes would authorise the domain
+at that server. The verdicts are pure functions of what was found
+(L{proofVerdicts}, L{authorisedBy}).
+
 Exit status: 0 when the domain is delegated under the policy given (by
 default only a secure delegation counts), 1 when it is not, 2 for a usage
 error.
@@ -14,23 +26,59 @@ import base64
 import sys
 
 from twisted.internet import defer
+from twisted.internet.ssl import platformTrust, trustRootFromCertificates
 from twisted.python import usage
 
-from dna.app.config import DEFAULT_DNS_TIMEOUT, DEFAULT_RESOLVERS, DNS_PORT
+from dna.app.certificates import authorities
+from dna.app.config import (
+    DEFAULT_DNS_TIMEOUT,
+    DEFAULT_RESOLVERS,
+    DNS_PORT,
+    PROOF_DANE,
+    PROOF_PKIX,
+)
 from dna.app.delegation import DNS_MODES, MODE_AD, makeDelegationChecker, makeTLSALookup
+from dna.app.probe import ProbeResult, probe
+from dna.app.schema import Invalid
 from dna.app.script import runCommand
+from dna.channel.dane import TLSARecord, verifyChain
+from dna.channel.identity import serverNamesFromCertificate, verifyPeerName
 from dna.core.hostport import parseAddressPort
 from dna.core.names import normalizeDomain, normalizeServerPattern
+from dna.core.proofs import PROOF_DNSSEC_SRV, PROOF_POSH
+from dna.dns.addresses import AddressResolver
 from dna.dns.client import DNSClient
 from dna.dns.dnssec.proofs import readAnchors
 from dna.dns.posh import POSHFetcher
+from dna.dns.posh import fingerprint as poshFingerprint
+from dna.dns.posh import matches as poshMatches
+from dna.dns.tlsa import DANE, DANE_FAILED
 from dna.dns.verdict import (
     ALLOW_INSECURE,
     INSECURE,
     REQUIRE_SECURE,
     SECURE,
 )
-from dna.error import InvalidAddress, InvalidHostPort
+from dna.error import (
+    CertificateNameMismatch,
+    InvalidAddress,
+    InvalidHostPort,
+    NoAddress,
+)
+
+#: The prooftypes C{--connect} judges, in the order printed: delegation
+#: (C{[policy] delegation-proofs}), then identity (C{identity-proofs}).
+PROOFTYPES = (PROOF_DNSSEC_SRV, PROOF_DANE, PROOF_POSH, PROOF_PKIX)
+
+#: The C{from} of C{--connect}'s stream headers, when none is given: a
+#: name that can be nobody's (RFC 6761).
+DEFAULT_FROM = "dna-check.invalid"
+
+#: A prooftype's verdict: it proves, it does not, it does not apply (or
+#: was not checked).
+YES = "yes"
+NO = "no"
+NOT_APPLICABLE = "n/a"
 
 
 def parseServer(text):
@@ -68,6 +116,11 @@ class Options(usage.Options):
          "File of DS or DNSKEY records in zone file syntax (--mode validate); the "
          "IANA root anchors by default."],
         ["timeout", "t", DEFAULT_DNS_TIMEOUT, "Seconds before giving up.", float],
+        ["from", None, DEFAULT_FROM,
+         "With --connect: the server name put in the stream headers' 'from'."],
+        ["ca", None, None,
+         "With --connect: PEM file of the certificate authorities PKIX trusts, "
+         "instead of the platform's."],
     ]
     optFlags = [
         ["allow-insecure", None, "Accept a provably unsigned delegation."],
@@ -75,6 +128,9 @@ class Options(usage.Options):
          "verified with the platform's trusted authorities."],
         ["trusted-path", None,
          "The path to a resolver off loopback is secured: allow --mode ad with it."],
+        ["connect", "c",
+         "Connect to each SRV target (STARTTLS, certificate not trusted) and print "
+         "every prooftype's verdict for the certificate it presents."],
     ]
 
     def __init__(self):
@@ -125,6 +181,21 @@ class Options(usage.Options):
                                    f"{e.__cause__}")
         if not self["resolvers"]:
             self["resolvers"] = list(DEFAULT_RESOLVERS)
+        try:
+            self["from"] = normalizeDomain(self["from"])
+        except InvalidAddress as e:
+            raise usage.UsageError(f"--from: {self['from']!r} is not a server name: "
+                                   f"{e.__cause__}")
+        self["trustRoot"] = None
+        if self["ca"] is not None:
+            if not self["connect"]:
+                raise usage.UsageError("--ca needs --connect")
+            try:
+                with open(self["ca"], "rb") as f:
+                    self["trustRoot"] = trustRootFromCertificates(
+                        list(authorities(self["ca"], f.read())))
+            except (OSError, Invalid) as e:
+                raise usage.UsageError(f"--ca: {e}")
         self["anchors"] = None
         if self["trust-anchor"] is not None:
             if self["mode"] != "validate":
@@ -175,7 +246,178 @@ def _poshData(result):
                 for algorithm, digest in document.fingerprints]}
 
 
-def reportData(result, delegations, allowInsecure, dane=(), posh=None):
+def _verdict(verdict, reason, **more):
+    return dict(verdict=verdict, reason=reason, **more)
+
+
+def _validFor(certificate, name):
+    try:
+        verifyPeerName(certificate, name)
+    except CertificateNameMismatch:
+        return False
+    return True
+
+
+def _srvTargets(result):
+    targets = []
+    for record in result.records:
+        try:
+            targets.append(normalizeDomain(record.target))
+        except InvalidAddress:
+            continue
+    return targets
+
+
+def proofVerdicts(domain, target, port, delegation, chain, pkixErrors, tlsa=None,
+                  posh=None, now=0):
+    """
+    Every prooftype's verdict on the certificate a target presented. Pure.
+
+    @param domain: The domain checked (normalized).
+    @param target: The SRV target connected to (normalized).
+    @param port: Its port, from the SRV record.
+    @param delegation: The L{IDelegationResult} of C{domain}.
+    @param chain: The presented certificates, leaf first
+        (L{cryptography.x509.Certificate}); empty when none came.
+    @param pkixErrors: Why PKIX refused the chain; empty when it verified.
+    @param tlsa: The L{dna.dns.tlsa.TLSAResult} of C{_PORT._tcp.TARGET},
+        or L{None} when it was not looked up (the SRV records are not
+        secure).
+    @param posh: The L{dna.dns.posh.POSHResult} of C{domain}, or L{None}
+        when it was not fetched.
+    @param now: Seconds since the epoch, for DANE-TA chains.
+    @return: C{{prooftype: {"verdict": YES, NO or NOT_APPLICABLE,
+        "reason": str}}} for each of L{PROOFTYPES}; the C{pkix} verdict
+        also has C{names}, those of C{domain} and C{target} the certificate
+        is valid for.
+    """
+    leaf = chain[0] if chain else None
+    verdicts = {}
+    if delegation.status != SECURE:
+        verdicts[PROOF_DNSSEC_SRV] = _verdict(
+            NO, f"the SRV records are {delegation.status}: {delegation.reason}")
+    elif target in _srvTargets(delegation):
+        verdicts[PROOF_DNSSEC_SRV] = _verdict(YES, f"a secure SRV record names {target}")
+    else:
+        verdicts[PROOF_DNSSEC_SRV] = _verdict(NO, f"no secure SRV record names {target}")
+
+    if tlsa is None:
+        verdicts[PROOF_DANE] = _verdict(NOT_APPLICABLE, "TLSA not looked up: the SRV "
+                                        "records are not secure (RFC 7673)")
+    elif tlsa.status == DANE_FAILED:
+        verdicts[PROOF_DANE] = _verdict(NO, f"TLSA unusable: {tlsa.reason}")
+    elif tlsa.status != DANE:
+        verdicts[PROOF_DANE] = _verdict(NOT_APPLICABLE, tlsa.reason)
+    elif leaf is None:
+        verdicts[PROOF_DANE] = _verdict(NO, "no certificate presented")
+    else:
+        dane = verifyChain([TLSARecord.fromRdata(rdata) for rdata in tlsa.records],
+                           chain, target, now)
+        if dane.authenticated and dane.needsPKIX and pkixErrors:
+            verdicts[PROOF_DANE] = _verdict(NO, f"{dane.reason}, but PKIX fails")
+        elif dane.authenticated:
+            verdicts[PROOF_DANE] = _verdict(YES, dane.reason)
+        else:
+            verdicts[PROOF_DANE] = _verdict(NO, dane.reason or "no TLSA record matches")
+
+    if posh is None:
+        verdicts[PROOF_POSH] = _verdict(NOT_APPLICABLE, "not fetched (use --posh)")
+    elif posh.document is None:
+        verdicts[PROOF_POSH] = _verdict(NO, f"not published: {posh.reason}")
+    elif leaf is None:
+        verdicts[PROOF_POSH] = _verdict(NO, "no certificate presented")
+    elif poshMatches(posh.document, leaf):
+        verdicts[PROOF_POSH] = _verdict(
+            YES, f"sha-256 {poshFingerprint(leaf)} is listed")
+    else:
+        verdicts[PROOF_POSH] = _verdict(
+            NO, f"sha-256 {poshFingerprint(leaf)} is not among the "
+                f"{len(posh.document.fingerprints)} fingerprints")
+
+    names = [] if leaf is None else [
+        name for name in dict.fromkeys([domain, target]) if _validFor(leaf, name)]
+    if leaf is None:
+        verdicts[PROOF_PKIX] = _verdict(NO, "no certificate presented", names=names)
+    elif pkixErrors:
+        verdicts[PROOF_PKIX] = _verdict(
+            NO, f"the chain does not verify: {'; '.join(pkixErrors)}", names=names)
+    elif names:
+        verdicts[PROOF_PKIX] = _verdict(
+            YES, f"the chain verifies; valid for {' and '.join(names)}", names=names)
+    else:
+        verdicts[PROOF_PKIX] = _verdict(
+            NO, f"the chain verifies, but valid for neither {domain} nor {target}",
+            names=names)
+    return verdicts
+
+
+def authorisedBy(verdicts, domain, target):
+    """
+    Which prooftypes would authorise C{domain} at the server of C{target},
+    from L{proofVerdicts}: a delegation by C{dnssec-srv} with the target's
+    identity proven by C{dane} or C{pkix} (C{"dnssec-srv+dane"}), a
+    C{posh} document listing the certificate, or a certificate valid for
+    the domain itself under C{pkix} (RFC 6120). Pure.
+
+    @rtype: L{list} of C{str}
+    """
+    def proven(proof):
+        return verdicts[proof]["verdict"] == YES
+
+    ways = []
+    if proven(PROOF_DNSSEC_SRV):
+        if proven(PROOF_DANE):
+            ways.append(f"{PROOF_DNSSEC_SRV}+{PROOF_DANE}")
+        if proven(PROOF_PKIX) and target in verdicts[PROOF_PKIX]["names"]:
+            ways.append(f"{PROOF_DNSSEC_SRV}+{PROOF_PKIX}")
+    if proven(PROOF_POSH):
+        ways.append(PROOF_POSH)
+    if proven(PROOF_PKIX) and domain in verdicts[PROOF_PKIX]["names"]:
+        ways.append(PROOF_PKIX)
+    return ways
+
+
+def certificateData(certificate):
+    """
+    What C{dna-check} shows of a presented certificate, as JSON values:
+    C{subject}, C{names} (the server names it presents), C{sha-256} (its
+    POSH fingerprint) and C{notAfter}.
+    """
+    return {"subject": certificate.subject.rfc4514_string(),
+            "names": sorted(serverNamesFromCertificate(certificate)),
+            "sha-256": poshFingerprint(certificate),
+            "notAfter": certificate.not_valid_after_utc.isoformat()}
+
+
+def connectionData(domain, target, port, delegation, probed, tlsa=None, posh=None, now=0):
+    """
+    One target's part of L{reportData} under C{--connect}. Pure.
+
+    @param probed: The L{dna.app.probe.ProbeResult} of the target (its
+        C{address} L{None} when it has none).
+    @param tlsa: See L{proofVerdicts}, as are C{posh} and C{now}.
+    @return: A L{dict} of JSON values: C{target}, C{port}, C{address}
+        (C{"host:port"} or L{None}), C{error}, C{certificate}
+        (L{certificateData} of the leaf, or L{None}), C{chainLength},
+        C{pkixErrors}, C{verdicts} (L{proofVerdicts}) and C{authorisedBy}
+        (L{authorisedBy}).
+    """
+    chain = list(probed.chain)
+    pkixErrors = list(probed.pkixErrors)
+    verdicts = proofVerdicts(domain, target, port, delegation, chain, pkixErrors, tlsa,
+                             posh, now)
+    address = None
+    if probed.address is not None:
+        host, hostPort = probed.address
+        address = f"[{host}]:{hostPort}" if ":" in host else f"{host}:{hostPort}"
+    return {"target": target, "port": port, "address": address,
+            "error": probed.error,
+            "certificate": certificateData(chain[0]) if chain else None,
+            "chainLength": len(chain), "pkixErrors": pkixErrors,
+            "verdicts": verdicts, "authorisedBy": authorisedBy(verdicts, domain, target)}
+
+
+def reportData(result, delegations, allowInsecure, dane=(), posh=None, connections=()):
     """
     What L{report} prints, as data: the control API's C{/v1/check} answers
     with it (L{dna.app.control}).
@@ -185,7 +427,10 @@ def reportData(result, delegations, allowInsecure, dane=(), posh=None):
     @param dane: The L{dna.dns.tlsa.TLSAResult} of each SRV target.
     @param posh: The L{dna.dns.posh.POSHResult} of the domain, or L{None}
         when it was not fetched.
-    @return: A L{dict} of JSON values: C{dane} (per target: C{target},
+    @param connections: With C{--connect}, the L{connectionData} of each
+        SRV target.
+    @return: A L{dict} of JSON values: C{connections} (L{connectionData}
+        each, empty without C{--connect}), C{dane} (per target: C{target},
         C{port}, C{status}, C{reason}, C{records}), C{posh} (C{reason},
         C{fingerprints}) or L{None}, C{domain}, C{records} (each with
         C{priority}, C{weight}, C{port}, C{target}), C{status}, C{chain}
@@ -209,19 +454,21 @@ def reportData(result, delegations, allowInsecure, dane=(), posh=None):
         "secure": result.status == SECURE,
         "dane": [_daneData(tlsa) for tlsa in dane],
         "posh": None if posh is None else _poshData(posh),
+        "connections": list(connections),
     }
 
 
-def report(result, delegations, allowInsecure, out, dane=(), posh=None):
+def report(result, delegations, allowInsecure, out, dane=(), posh=None, connections=()):
     """
     Print a lookup result and the delegation verdicts.
 
     @param result: The L{IDelegationResult}.
     @param delegations: C{[(server name, bool)]}.
-    @param dane: See L{reportData}, as is C{posh}.
+    @param dane: See L{reportData}, as are C{posh} and C{connections}.
     @return: The exit status.
     """
-    return printReport(reportData(result, delegations, allowInsecure, dane, posh), out)
+    return printReport(
+        reportData(result, delegations, allowInsecure, dane, posh, connections), out)
 
 
 def printReport(data, out):
@@ -255,12 +502,85 @@ def printReport(data, out):
         write(f"posh: {posh['reason']}")
         for line in posh["fingerprints"]:
             write(f"  {line}")
+    for connection in data.get("connections", ()):
+        printConnection(connection, data["domain"], write)
     if data["delegated"]:
         how = "securely " if data["secure"] else "insecurely (allowed) "
         write(f"result: {how}delegated")
         return 0
     write("result: not delegated")
     return 1
+
+
+def printConnection(connection, domain, write):
+    """
+    Print one target's L{connectionData}: the certificate, then one line
+    per prooftype (name, verdict, reason), then the authorising ones.
+
+    @param write: Called with each line.
+    """
+    where = f"{connection['target']}:{connection['port']}"
+    address = connection["address"]
+    write(f"connect {where}" + (f" ({address})" if address else "") + ":")
+    if connection["error"]:
+        write(f"  error: {connection['error']}")
+    certificate = connection["certificate"]
+    if certificate is None:
+        write("  certificate: none")
+    else:
+        write(f"  certificate: {certificate['subject']} "
+              f"(chain of {connection['chainLength']})")
+        write(f"    names: {', '.join(certificate['names']) or '(none)'}")
+        write(f"    sha-256: {certificate['sha-256']}")
+        write(f"    not after: {certificate['notAfter']}")
+    width = max(len(proof) for proof in PROOFTYPES)
+    for proof in PROOFTYPES:
+        verdict = connection["verdicts"][proof]
+        write(f"  {proof:<{width}}  {verdict['verdict']:<3}  {verdict['reason']}")
+    ways = connection["authorisedBy"]
+    if ways:
+        write(f"authorised: {domain} at {where} by {', '.join(ways)}")
+    else:
+        write(f"authorised: {domain} at {where} by no prooftype")
+
+
+@defer.inlineCallbacks
+def connectAll(reactor, options, result, client, tlsa, posh):
+    """
+    Under C{--connect}: look up the addresses of each SRV target, fetch its
+    certificate (L{dna.app.probe.probe}) and judge it.
+
+    @param result: The L{IDelegationResult} of the domain.
+    @param client: The L{IDNSClient} for addresses.
+    @param tlsa: The L{dna.dns.tlsa.TLSALookup}.
+    @param posh: The domain's L{dna.dns.posh.POSHResult} or L{None}.
+    @return: A L{Deferred} firing with the L{connectionData} of each target.
+    """
+    domain = options["domain"]
+    timeout = options["timeout"]
+    trustRoot = options["trustRoot"]
+    if trustRoot is None:
+        trustRoot = platformTrust()
+    resolve = AddressResolver(client)
+    connections = []
+    for record in result.records:
+        try:
+            target = normalizeDomain(record.target)
+        except InvalidAddress:
+            continue
+        records = None
+        if result.status == SECURE:
+            records = yield tlsa.lookup(target, record.port)
+        try:
+            addresses = yield resolve(target, record.port)
+        except NoAddress as e:
+            probed = ProbeResult(target, None, error=f"no address: {e}")
+        else:
+            probed = yield probe(reactor, options["from"], target, addresses[0], trustRoot,
+                                 timeout)
+        connections.append(connectionData(domain, target, record.port, result, probed,
+                                          records, posh, reactor.seconds()))
+    return connections
 
 
 @defer.inlineCallbacks
@@ -298,7 +618,11 @@ def run(reactor, options, out=None):
         from twisted.web.client import Agent
 
         posh = yield POSHFetcher(Agent(reactor), reactor, deadline=timeout).fetch(domain)
-    return report(result, delegations, options["allow-insecure"], out, dane, posh)
+    connections = ()
+    if options["connect"]:
+        connections = yield connectAll(reactor, options, result, client, tlsa, posh)
+    return report(result, delegations, options["allow-insecure"], out, dane, posh,
+                  connections)
 
 
 def main(argv=None, _reactor=None):

@@ -2,6 +2,7 @@
 Tests for L{dna.app.check}, the C{dna-check} console script.
 """
 
+import base64
 import io
 import sys
 
@@ -10,6 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from dna.app import check
 from dna.app.check import Options, main, parseServer, report, run
+from dna.dns.tlsa import DANE, DANE_FAILED, NO_DANE
 from dna.dns.verdict import BOGUS, INSECURE, SECURE, DelegationResult, SRVRecord
 from tests.unit.test_delegation import memoryChecker
 
@@ -176,3 +178,192 @@ class RunTests(SynchronousTestCase):
                                         (INSECURE, True, 0), (BOGUS, True, 1)]:
             result = DelegationResult("d.example", records, status)
             self.assertEqual(report(result, [], allow, io.StringIO()), expected)
+
+
+
+def _tlsa(status, *texts, reason=""):
+    import dns.rdata
+
+    from dna.dns.tlsa import TLSAResult
+
+    records = [dns.rdata.from_text("IN", "TLSA", text) for text in texts]
+    return TLSAResult(TARGET, 5269, status, records, reason)
+
+
+def _spki(certificate):
+    from dna.channel.dane import associationData
+
+    return associationData(certificate, 1, 1).hex()
+
+
+TARGET = "xmpp.probe.example"
+DOMAIN = "probe.example"
+
+
+class VerdictTests(SynchronousTestCase):
+    """
+    Tests for L{check.proofVerdicts}, L{check.authorisedBy} and the
+    C{--connect} report, pure.
+    """
+
+    def setUp(self):
+        from tests.unit.test_tls import CA
+
+        self.leaf = CA.issue(TARGET, dnsNames=[TARGET]).certificate
+        self.secure = DelegationResult(DOMAIN, [SRVRecord(0, 5, 5269, TARGET + ".")], SECURE)
+
+    def verdicts(self, chain=None, pkixErrors=(), tlsa=None, posh=None,
+                 delegation=None):
+        verdicts = check.proofVerdicts(
+            DOMAIN, TARGET, 5269, delegation or self.secure,
+            [self.leaf] if chain is None else chain, list(pkixErrors), tlsa, posh, 0)
+        return {proof: (v["verdict"], v["reason"]) for proof, v in verdicts.items()}, \
+            verdicts
+
+    def test_allProven(self):
+        """
+        A secure SRV record, a matching DANE-EE record, a listed POSH
+        fingerprint and a chain that verifies: each says yes.
+        """
+        from dna.dns.posh import POSHDocument, POSHResult, fingerprint
+
+        digest = base64.b64decode(fingerprint(self.leaf))
+        posh = POSHResult(DOMAIN, POSHDocument([("sha-256", digest)]))
+        summary, verdicts = self.verdicts(
+            tlsa=_tlsa(DANE, f"3 1 1 {_spki(self.leaf)}"), posh=posh)
+        self.assertEqual({proof: v for proof, (v, _) in summary.items()},
+                         dict.fromkeys(check.PROOFTYPES, check.YES))
+        self.assertEqual(summary["pkix"][1], f"the chain verifies; valid for {TARGET}")
+        self.assertEqual(check.authorisedBy(verdicts, DOMAIN, TARGET),
+                         ["dnssec-srv+dane", "dnssec-srv+pkix", "posh"])
+
+    def test_noneProven(self):
+        """
+        An insecure SRV record, a wrong TLSA record, a POSH document without
+        the fingerprint, a chain PKIX refuses: each says no, and why.
+        """
+        from dna.dns.posh import POSHDocument, POSHResult
+
+        posh = POSHResult(DOMAIN, POSHDocument([("sha-256", b"\0" * 32)]))
+        insecure = DelegationResult(DOMAIN, self.secure.records, INSECURE, reason="unsigned")
+        summary, verdicts = self.verdicts(
+            delegation=insecure, tlsa=_tlsa(DANE, "3 1 1 " + "00" * 32), posh=posh,
+            pkixErrors=["unable to get local issuer certificate (depth 0)"])
+        self.assertEqual(summary["dnssec-srv"],
+                         ("no", "the SRV records are insecure: unsigned"))
+        self.assertEqual(summary["dane"][0], "no")
+        self.assertIn("does not match", summary["dane"][1])
+        self.assertEqual(summary["posh"][0], "no")
+        self.assertIn("is not among the 1 fingerprints", summary["posh"][1])
+        self.assertEqual(summary["pkix"], (
+            "no", "the chain does not verify: unable to get local issuer certificate "
+                  "(depth 0)"))
+        self.assertEqual(check.authorisedBy(verdicts, DOMAIN, TARGET), [])
+
+    def test_notApplicable(self):
+        """
+        DANE without secure SRV records, or with a secure denial of TLSA,
+        and POSH not fetched do not apply; TLSA that cannot be learnt
+        securely is a no.
+        """
+        summary, _ = self.verdicts()
+        self.assertEqual(summary["dane"][0], "n/a")
+        self.assertEqual(summary["posh"], ("n/a", "not fetched (use --posh)"))
+        summary, _ = self.verdicts(tlsa=_tlsa(NO_DANE, reason="no TLSA (NSEC)"))
+        self.assertEqual(summary["dane"], ("n/a", "no TLSA (NSEC)"))
+        summary, _ = self.verdicts(tlsa=_tlsa(DANE_FAILED, reason="bogus"))
+        self.assertEqual(summary["dane"], ("no", "TLSA unusable: bogus"))
+
+    def test_noCertificate(self):
+        """
+        Without a certificate, DANE, POSH and PKIX say no.
+        """
+        from dna.dns.posh import POSHDocument, POSHResult
+
+        summary, verdicts = self.verdicts(
+            chain=[], tlsa=_tlsa(DANE, f"3 1 1 {_spki(self.leaf)}"),
+            posh=POSHResult(DOMAIN, POSHDocument([("sha-256", b"\0" * 32)])))
+        for proof in ["dane", "posh", "pkix"]:
+            self.assertEqual(summary[proof], ("no", "no certificate presented"))
+        self.assertEqual(check.authorisedBy(verdicts, DOMAIN, TARGET), [])
+
+    def test_pkixForDomain(self):
+        """
+        A certificate valid for the domain itself is authorised by PKIX
+        alone (RFC 6120), without a delegation.
+        """
+        from tests.unit.test_tls import CA
+
+        self.leaf = CA.issue(DOMAIN, dnsNames=[DOMAIN]).certificate
+        summary, verdicts = self.verdicts(delegation=DelegationResult(DOMAIN, [], BOGUS))
+        self.assertEqual(summary["pkix"], ("yes", f"the chain verifies; valid for {DOMAIN}"))
+        self.assertEqual(check.authorisedBy(verdicts, DOMAIN, TARGET), ["pkix"])
+
+    def test_report(self):
+        """
+        The report prints, per target, the certificate, one line per
+        prooftype and the authorising ones; the JSON form has them under
+        C{connections}, beside the fields it had.
+        """
+        from dna.app.probe import ProbeResult
+
+        connection = check.connectionData(
+            DOMAIN, TARGET, 5269, self.secure,
+            ProbeResult(TARGET, ("127.0.0.81", 5269), [self.leaf], []),
+            _tlsa(DANE, f"3 1 1 {_spki(self.leaf)}"))
+        data = check.reportData(self.secure, [], False, connections=[connection])
+        self.assertEqual(set(data), {
+            "domain", "records", "status", "chain", "reason", "delegations", "delegated",
+            "secure", "dane", "posh", "connections"})
+        self.assertEqual(data["connections"][0]["authorisedBy"],
+                         ["dnssec-srv+dane", "dnssec-srv+pkix"])
+        self.assertEqual(data["connections"][0]["certificate"]["names"], [TARGET])
+        out = io.StringIO()
+        self.assertEqual(check.printReport(data, out), 0)
+        text = out.getvalue()
+        self.assertIn(f"connect {TARGET}:5269 (127.0.0.81:5269):\n"
+                      f"  certificate: CN={TARGET} (chain of 1)\n"
+                      f"    names: {TARGET}\n", text)
+        self.assertIn(f"  dnssec-srv  yes  a secure SRV record names {TARGET}\n"
+                      f"  dane        yes  DANE-EE 3 1 1 {_spki(self.leaf)} matches the "
+                      f"certificate\n"
+                      f"  posh        n/a  not fetched (use --posh)\n"
+                      f"  pkix        yes  the chain verifies; valid for {TARGET}\n"
+                      f"authorised: {DOMAIN} at {TARGET}:5269 by dnssec-srv+dane, "
+                      f"dnssec-srv+pkix\n", text)
+
+    def test_reportError(self):
+        """
+        A target that could not be reached shows why, and no certificate.
+        """
+        from dna.app.probe import ProbeResult
+
+        connection = check.connectionData(
+            DOMAIN, TARGET, 5269, self.secure,
+            ProbeResult(TARGET, ("::1", 5269), error="connection refused"))
+        out = io.StringIO()
+        check.printConnection(connection, DOMAIN, lambda line: out.write(line + "\n"))
+        self.assertTrue(out.getvalue().startswith(
+            f"connect {TARGET}:5269 ([::1]:5269):\n  error: connection refused\n"
+            f"  certificate: none\n"), out.getvalue())
+        self.assertTrue(out.getvalue().endswith("by no prooftype\n"))
+
+    def test_connectOptions(self):
+        """
+        C{--ca} needs C{--connect} and a PEM file; C{--from} a server name.
+        """
+        from tests.unit.test_tls import CA
+
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(CA.certificatePEM)
+        options = parse("--connect", "--ca", path, "d.example")
+        self.assertIsNot(options["trustRoot"], None)
+        self.assertEqual(options["from"], check.DEFAULT_FROM)
+        self.assertRaises(usage.UsageError, parse, "--ca", path, "d.example")
+        self.assertRaises(usage.UsageError, parse, "--connect", "--ca", self.mktemp(),
+                          "d.example")
+        self.assertRaises(usage.UsageError, parse, "--connect", "--ca", __file__,
+                          "d.example")
+        self.assertRaises(usage.UsageError, parse, "--connect", "--from", "a..b",
+                          "d.example")
