@@ -367,3 +367,47 @@ class VerdictTests(SynchronousTestCase):
                           "d.example")
         self.assertRaises(usage.UsageError, parse, "--connect", "--from", "a..b",
                           "d.example")
+
+    def test_connectAll(self):
+        """
+        L{check.connectAll} looks up each target's TLSA records (secure SRV
+        records only) and addresses, probes the first address with the
+        options' C{from}, and reports a target without address.
+        """
+        from twisted.internet import defer
+        from twisted.internet.task import Clock
+
+        from dna.app.probe import ProbeResult
+        from dna.error import NoAddress
+
+        records = [SRVRecord(0, 5, 5269, TARGET + "."), SRVRecord(1, 5, 5270, "gone.example.")]
+        result = DelegationResult(DOMAIN, records, SECURE)
+        probed, looked = [], []
+
+        def resolve(name, port):
+            if name == TARGET:
+                return defer.succeed([("127.0.0.81", port), ("::1", port)])
+            return defer.fail(NoAddress(name, "NXDOMAIN"))
+
+        def fakeProbe(reactor, thisName, serverName, address, trustRoot, timeout):
+            probed.append((thisName, serverName, address, timeout))
+            return defer.succeed(ProbeResult(serverName, address, [self.leaf], []))
+
+        class FakeTLSA:
+            def lookup(self, name, port):
+                looked.append((name, port))
+                return defer.succeed(_tlsa(NO_DANE, reason="no TLSA"))
+
+        self.patch(check, "AddressResolver", lambda client: resolve)
+        self.patch(check, "probe", fakeProbe)
+        options = parse("--connect", "--from", "me.example", "--timeout", "2", DOMAIN)
+        options["trustRoot"] = object()
+        connections = self.successResultOf(
+            check.connectAll(Clock(), options, result, None, FakeTLSA(), None))
+        self.assertEqual(looked, [(TARGET, 5269), ("gone.example", 5270)])
+        self.assertEqual(probed, [("me.example", TARGET, ("127.0.0.81", 5269), 2.0)])
+        self.assertEqual([c["target"] for c in connections], [TARGET, "gone.example"])
+        self.assertEqual(connections[0]["verdicts"]["dane"]["verdict"], "n/a")
+        self.assertEqual(connections[1]["error"], "no address: "
+                         + str(NoAddress("gone.example", "NXDOMAIN")))
+        self.assertIsNone(connections[1]["address"])
