@@ -34,8 +34,6 @@ from dna.app.config import (
     DEFAULT_DNS_TIMEOUT,
     DEFAULT_RESOLVERS,
     DNS_PORT,
-    PROOF_DANE,
-    PROOF_PKIX,
 )
 from dna.app.delegation import DNS_MODES, MODE_AD, makeDelegationChecker, makeTLSALookup
 from dna.app.probe import ProbeResult, probe
@@ -45,7 +43,7 @@ from dna.channel.dane import TLSARecord, verifyChain
 from dna.channel.identity import serverNamesFromCertificate, verifyPeerName
 from dna.core.hostport import parseAddressPort
 from dna.core.names import normalizeDomain, normalizeServerPattern
-from dna.core.proofs import PROOF_DNSSEC_SRV, PROOF_POSH
+from dna.core.proofs import PROOF_DANE, PROOF_DNSSEC_SRV, PROOF_PKIX, PROOF_POSH
 from dna.dns.addresses import AddressResolver
 from dna.dns.client import DNSClient
 from dna.dns.dnssec.proofs import readAnchors

@@ -41,7 +41,13 @@ from dna.app.service import DEFAULT_IDLE_TIMEOUT
 from dna.channel.originating import DEFAULT_CONNECT_TIMEOUT
 from dna.core.authorization import DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT
 from dna.core.hostport import isLoopback, parseAddressPort
-from dna.core.proofs import DEFAULT_GRACE, PROOF_DNSSEC_SRV, PROOF_POSH
+from dna.core.proofs import (
+    DEFAULT_GRACE,
+    PROOF_DANE,
+    PROOF_DNSSEC_SRV,
+    PROOF_PKIX,
+    PROOF_POSH,
+)
 from dna.dns.client import DEFAULT_DEADLINE
 from dna.dns.dnssec.proofs import parseAnchors
 from dna.dns.lookup import offLoopback
@@ -149,10 +155,8 @@ _POLICY_KEYS = ("delegation", "allow-insecure", "srv-fallback", "fallback",
                 "delegation-proofs", "identity-proofs")
 
 #: Prooftypes of draft-ietf-xmpp-dna-10 (section 5) for delegations and for
-#: server identity, and the defaults: today's behaviour plus DANE when TLSA
-#: records exist.
-PROOF_DANE = "dane"
-PROOF_PKIX = "pkix"
+#: server identity (named in L{dna.core.proofs}), and the defaults: today's
+#: behaviour plus DANE when TLSA records exist.
 DELEGATION_PROOFS = (PROOF_DNSSEC_SRV, PROOF_POSH)
 IDENTITY_PROOFS = (PROOF_DANE, PROOF_PKIX)
 DEFAULT_DELEGATION_PROOFS = (PROOF_DNSSEC_SRV,)

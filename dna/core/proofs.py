@@ -57,6 +57,11 @@ DEFAULT_MAX_SPREAD = 60.0
 PROOF_DNSSEC_SRV = "dnssec-srv"
 PROOF_POSH = "posh"
 
+#: Prooftypes of a server's identity: DANE (RFC 7673: TLSA records of its
+#: DNSSEC-secure SRV target) and PKIX (a certificate authority).
+PROOF_DANE = "dane"
+PROOF_PKIX = "pkix"
+
 #: The longest a prooftype's reason is in a verdict's explanation.
 MAX_REASON = 160
 
