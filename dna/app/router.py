@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from twisted.words.protocols.jabber import error
 from wokkel.component import Router, XMPPComponentServerFactory
 
+from dna.channel.stream import ForwardingStream
 from dna.core.names import domainOf
 from dna.error import InvalidAddress
 
@@ -66,7 +67,13 @@ class ComponentServerFactory(XMPPComponentServerFactory):
     component link: with Nagle's algorithm on, each small write to a
     component waits for the acknowledgement of the previous one, which the
     component's delayed acknowledgement holds up to about 40 ms.
+
+    Its streams are L{ForwardingStream}s: a stanza a component sends is
+    forwarded to a peer as the component wrote it, and one from a peer is
+    written to the component as the peer wrote it, when neither changed.
     """
+
+    protocol = ForwardingStream
 
     def makeConnection(self, xs):
         XMPPComponentServerFactory.makeConnection(self, xs)

@@ -40,6 +40,7 @@ from twisted.words.xish import domish
 from twisted.words.xish.xmlstream import STREAM_ERROR_EVENT
 
 from dna.core.logthrottle import report
+from dna.namespaces import STANZA_NAMES
 
 _log = Logger()
 
@@ -121,11 +122,347 @@ def _restricted(what):
     return refuse
 
 
-class _GuardedElementStream(domish.ExpatElementStream):
+def _plainName(name):
     """
-    Twisted's expat element stream, with RFC 6120's restrictions and size
-    and depth limits. Its state lives as long as its parser: a stream
-    restart makes a new one.
+    An expat name reported with C{namespace_prefixes} on (C{"uri local
+    prefix"}) as domish expects it (C{"uri local"}).
+    """
+    if name.count(" ") == 2:
+        return name.rpartition(" ")[0]
+    return name
+
+
+def _plainAttributes(attrs):
+    """
+    Attributes reported with C{namespace_prefixes} on, as domish expects
+    them: qualified names as C{(uri, local)} keys.
+    """
+    for key in attrs:
+        if " " in key:
+            break
+    else:
+        return attrs
+    plain = {}
+    for key, value in attrs.items():
+        if " " in key:
+            uri, local = key.split(" ")[:2]
+            plain[(uri, local)] = value
+        else:
+            plain[key] = value
+    return plain
+
+
+class RawStanza(domish.Element):
+    """
+    A stanza as received, kept as the bytes it came in: its name, namespace
+    and attributes are parsed, its children only when something asks for
+    them (L{children}), by parsing those bytes again.
+
+    A stanza that forwards unchanged to another stream is written as it came
+    (L{verbatim}): parsing it into elements and serialising them again is
+    most of what forwarding costs.
+
+    @ivar raw: The stanza's bytes when they can be written verbatim on a
+        stream whose default namespace is the stanza's: they declare no
+        default namespace on the stanza, and every prefix they use is
+        declared inside them (or is C{xml:}); L{None} otherwise.
+    """
+
+    handled = False
+    raw = None
+    _children = None
+
+    def __init__(self, qname, attribs, localPrefixes, source, context, safe):
+        """
+        @param qname: C{(uri, name)} of the stanza.
+        @param attribs: Its attributes, as domish keys them.
+        @param localPrefixes: The prefixes it declares itself.
+        @param source: Its bytes, verbatim (UTF-8).
+        @param context: The prefixes in scope around it (on the stream's
+            root element), to parse C{source} again.
+        @param safe: Whether C{source} can be written verbatim.
+        """
+        # As domish.Element.__init__ sets them for a stanza in the stream's
+        # default namespace, without the children.
+        self.localPrefixes = localPrefixes
+        self.uri, self.name = qname
+        self.defaultUri = self.uri
+        self.attributes = attribs
+        self.parent = None
+        self._source = source
+        self._context = context
+        if safe:
+            self.raw = source
+            self._rawAttributes = dict(attribs)
+
+    @property
+    def children(self):
+        """
+        The stanza's children, parsed from its bytes the first time they
+        are asked for. From then on the stanza may change: it is no longer
+        written verbatim.
+        """
+        children = self._children
+        if children is None:
+            self.raw = None
+            children = self._children = self._parseChildren()
+        return children
+
+    @children.setter
+    def children(self, value):
+        self.raw = None
+        self._children = value
+
+    def _parseChildren(self):
+        """
+        Parse the stanza's bytes again, inside an element declaring the
+        stanza's current namespace as default and the prefixes in scope
+        around it, and return the stanza's children.
+        """
+        declarations = "".join(
+            " xmlns:%s='%s'" % (prefix, domish.escapeToXml(uri, 1))
+            for prefix, uri in self._context.items())
+        head = "<w xmlns='%s'%s>" % (domish.escapeToXml(self.uri or "", 1), declarations)
+        parsed = []
+        stream = domish.ExpatElementStream()
+        stream.DocumentStartEvent = lambda root: None
+        stream.ElementEvent = parsed.append
+        stream.DocumentEndEvent = lambda: None
+        stream.parse(head.encode("utf-8") + self._source + b"</w>")
+        children = parsed[0].children
+        for child in children:
+            if domish.IElement.providedBy(child):
+                child.parent = self
+        return children
+
+    def __getattr__(self, key):
+        if key.startswith("_"):
+            raise AttributeError(key)
+        return domish.Element.__getattr__(self, key)
+
+    def moveNamespace(self, old, new):
+        """
+        Move the stanza and every descendant in namespace C{old} to C{new},
+        without parsing the children when they have not been: they inherit
+        the stanza's namespace when they are.
+
+        @return: Whether it was done (otherwise walk the children).
+        """
+        if self._children is not None:
+            return False
+        self.uri = new
+        if self.defaultUri == old:
+            self.defaultUri = new
+        return True
+
+    def verbatim(self, namespace):
+        """
+        The stanza's bytes to write on a stream whose default namespace is
+        C{namespace}, or L{None} when it must be serialised: its bytes are
+        not verbatim-safe, or its attributes or children may have changed.
+        """
+        raw = self.raw
+        if raw is None or self._children is not None or (
+                self.attributes != self._rawAttributes):
+            return None
+        if self.uri == namespace:
+            return raw
+        # The stanza's namespace, declared where the stream's default would
+        # otherwise apply (its children without a declaration inherit it).
+        cut = len(self.name) + 1
+        return b"".join([raw[:cut], (" xmlns='%s'" % (
+            domish.escapeToXml(self.uri or "", 1),)).encode("utf-8"), raw[cut:]])
+
+
+class _RawElementStream(domish.ExpatElementStream):
+    """
+    Twisted's expat element stream, except that each stanza in the stream's
+    default namespace is dispatched as a L{RawStanza}: its children are not
+    built, and its bytes are kept.
+
+    Expat reports the byte offset of each event in the stream; the bytes fed
+    since the start of the pending top-level element are kept (a stanza may
+    span many reads) and sliced when it ends.
+    """
+
+    def __init__(self):
+        domish.ExpatElementStream.__init__(self)
+        parser = self.parser
+        # Names as "uri local prefix": a prefix used inside a stanza but
+        # declared outside it makes its bytes unsafe to copy.
+        parser.namespace_prefixes = True
+        parser.buffer_text = True
+        parser.CommentHandler = self._onUnsafe
+        parser.ProcessingInstructionHandler = self._onUnsafe
+        self._depth = 0
+        # The bytes fed that may still be needed, from stream offset _base.
+        self._pending = b""
+        self._base = 0
+        self._keep = 0
+        self._rootDefault = None
+        self._rootDefaults = 1
+        self._rootPrefixes = {}
+        # The stanza being received raw, where it began, whether nothing
+        # has come inside it yet, the prefixes declared inside it, and
+        # whether its bytes can still be copied.
+        self._stanza = None
+        self._stanzaStart = 0
+        self._fresh = False
+        self._declared = {}
+        self._safe = True
+
+    def parse(self, buffer):
+        self.stanzaSize += len(buffer)
+        self._feed(buffer)
+        if self.stanzaSize > self.maxStanzaSize:
+            raise domish.ParserError("Maximum stanza size exceeded")
+
+    def _feed(self, data):
+        """
+        Parse C{data}, keeping what the pending element may need of it.
+        """
+        if self._pending:
+            self._pending += data
+        else:
+            self._pending = data
+        try:
+            self.parser.Parse(data)
+        except self.error as e:
+            raise domish.ParserError(str(e))
+        done = self._keep - self._base
+        if done > 0:
+            self._pending = self._pending[done:]
+            self._base = self._keep
+
+    def _onUnsafe(self, *args):
+        self._safe = False
+
+    def _onStartElement(self, name, attrs):
+        depth = self._depth = self._depth + 1
+        if self._stanza is not None:
+            # Inside a raw stanza: nothing is built, prefixes are checked.
+            self._fresh = False
+            self.elementCount += 1
+            if self.elementCount > self.maxElementCount:
+                raise domish.ParserError("Maximum element count exceeded")
+            if self._safe:
+                declared = self._declared
+                if name.count(" ") == 2 and name.rpartition(" ")[2] not in declared:
+                    self._safe = False
+                for key in attrs:
+                    if " " in key and key.rpartition(" ")[2] not in declared:
+                        self._safe = False
+            return
+        if depth == 2:
+            index = self.parser.CurrentByteIndex
+            self._keep = index
+            parts = name.split(" ")
+            if (len(parts) == 2 and parts[1] in STANZA_NAMES
+                    and parts[0] == self._rootDefault
+                    and len(self.defaultNsStack) == self._rootDefaults):
+                self._startStanza(parts, attrs, index)
+                return
+        elif depth == 1:
+            self._keep = self.parser.CurrentByteIndex
+            self._rootPrefixes = dict(self.localPrefixes)
+        domish.ExpatElementStream._onStartElement(
+            self, _plainName(name), _plainAttributes(attrs))
+        if depth == 1:
+            self._rootDefault = self.defaultNsStack[-1]
+            self._rootDefaults = len(self.defaultNsStack)
+
+    def _startStanza(self, parts, attrs, index):
+        """
+        A stanza begins at stream offset C{index}: keep it raw.
+        """
+        localPrefixes = self.localPrefixes
+        self.localPrefixes = {}
+        safe = True
+        plain = attrs
+        for key in attrs:
+            if " " in key:
+                plain = _plainAttributes(attrs)
+                for key in attrs:
+                    prefix = key.rpartition(" ")[2]
+                    if " " in key and prefix != "xml" and prefix not in localPrefixes:
+                        safe = False
+                break
+        if self._rootDefault in localPrefixes.values():
+            safe = False
+        self._stanza = RawStanza(
+            (parts[0], parts[1]), plain, localPrefixes, None, self._rootPrefixes, False)
+        self._stanzaStart = index
+        self._fresh = True
+        self._declared = dict.fromkeys(localPrefixes, 1)
+        self._declared["xml"] = 1
+        self._safe = safe
+
+    def _onEndElement(self, name):
+        depth = self._depth
+        self._depth = depth - 1
+        stanza = self._stanza
+        if stanza is None:
+            if depth == 2:
+                self._keep = self.parser.CurrentByteIndex
+            domish.ExpatElementStream._onEndElement(self, name)
+            return
+        if depth > 2:
+            return
+        self._stanza = None
+        index = self.parser.CurrentByteIndex
+        self._keep = index
+        pending = self._pending
+        start = self._stanzaStart - self._base
+        end = index - self._base
+        if self._fresh and pending[end - 2:end] == b"/>":
+            # <message .../>: nothing inside.
+            stanza._children = []
+        else:
+            end = pending.index(b">", end) + 1
+            source = pending[start:end]
+            stanza._source = source
+            if self._safe:
+                stanza.raw = source
+                stanza._rawAttributes = dict(stanza.attributes)
+        self.elementCount = 0
+        self.stanzaSize = 0
+        self.ElementEvent(stanza)
+
+    def _onCdata(self, data):
+        self._fresh = False
+        if self.currElem is not None:
+            self.currElem.addContent(data)
+
+    def _onStartNamespace(self, prefix, uri):
+        if self._stanza is None:
+            domish.ExpatElementStream._onStartNamespace(self, prefix, uri)
+            return
+        if uri == self._rootDefault:
+            # Redeclared inside: a change of the stanza's namespace would
+            # not move what it names.
+            self._safe = False
+        if prefix is not None:
+            declared = self._declared
+            declared[prefix] = declared.get(prefix, 0) + 1
+
+    def _onEndNamespace(self, prefix):
+        if self._stanza is None:
+            domish.ExpatElementStream._onEndNamespace(self, prefix)
+            return
+        if prefix is not None:
+            declared = self._declared
+            count = declared[prefix] - 1
+            if count:
+                declared[prefix] = count
+            else:
+                del declared[prefix]
+
+
+class _GuardedElementStream(_RawElementStream):
+    """
+    The raw element stream, with RFC 6120's restrictions and size and depth
+    limits. Its state lives as long as its parser: a stream restart makes a
+    new one.
     """
 
     def __init__(self, limitOf, depthOf):
@@ -134,9 +471,8 @@ class _GuardedElementStream(domish.ExpatElementStream):
             (it grows when the stream is authenticated).
         @param depthOf: Returns how deep a stanza may nest.
         """
-        domish.ExpatElementStream.__init__(self)
+        _RawElementStream.__init__(self)
         parser = self.parser
-        parser.buffer_text = True
         parser.SetParamEntityParsing(pyexpat.XML_PARAM_ENTITY_PARSING_NEVER)
         parser.StartDoctypeDeclHandler = _restricted("DOCTYPE")
         parser.EntityDeclHandler = _restricted("entity declaration")
@@ -144,7 +480,6 @@ class _GuardedElementStream(domish.ExpatElementStream):
         parser.CommentHandler = _restricted("comment")
         self._limitOf = limitOf
         self._depthOf = depthOf
-        self._depth = 0
         self._fed = 0
         # Byte index where the pending top-level element (or, between
         # elements, the bytes since the last one) began.
@@ -163,10 +498,7 @@ class _GuardedElementStream(domish.ExpatElementStream):
             else:
                 piece, buffer = buffer[:room], buffer[room:]
             self._fed += len(piece)
-            try:
-                self.parser.Parse(piece)
-            except self.error as e:
-                raise domish.ParserError(str(e))
+            self._feed(piece)
             # Bytes fed and not yet part of a completed top-level element:
             # an element being received, or a tag expat is still buffering.
             self._checkSize(self._fed - self._start)
@@ -180,7 +512,7 @@ class _GuardedElementStream(domish.ExpatElementStream):
             )
 
     def _onStartElement(self, name, attrs):
-        depth = self._depth = self._depth + 1
+        depth = self._depth + 1
         if depth == 2:
             self._start = self.parser.CurrentByteIndex
         elif depth > 2:
@@ -191,16 +523,14 @@ class _GuardedElementStream(domish.ExpatElementStream):
                     "policy-violation",
                     "stanza nested more than {} deep".format(maxDepth),
                 )
-        domish.ExpatElementStream._onStartElement(self, name, attrs)
+        _RawElementStream._onStartElement(self, name, attrs)
 
     def _onEndElement(self, name):
-        depth = self._depth
-        self._depth = depth - 1
-        if depth == 2:
+        if self._depth == 2:
             end = self.parser.CurrentByteIndex
             self._checkSize(end - self._start)
             self._start = end
-        domish.ExpatElementStream._onEndElement(self, name)
+        _RawElementStream._onEndElement(self, name)
 
 
 def provenStream(xs):
@@ -249,7 +579,57 @@ def _simpleXml(element, namespace, write):
     return True
 
 
-class S2SStream(xmlstream.XmlStream):
+class ForwardingStream(xmlstream.XmlStream):
+    """
+    An XML stream that receives stanzas as L{RawStanza}s and writes those
+    that have not changed as they came: a stanza going from one stream to
+    another is parsed once, by expat, and neither built into elements nor
+    serialised again.
+
+    @ivar bytesSent: Bytes written on the stream so far.
+    """
+
+    bytesSent = 0
+
+    def _initializeStream(self):
+        """
+        Set up the raw element stream, as Twisted's method of this name sets
+        up its own (C{reset} calls it on every stream restart).
+        """
+        self.stream = _RawElementStream()
+        self.stream.DocumentStartEvent = self.onDocumentStart
+        self.stream.ElementEvent = self.onElement
+        self.stream.DocumentEndEvent = self.onDocumentEnd
+
+    def send(self, obj):
+        """
+        Write C{obj}: a L{RawStanza} verbatim when it can be, anything else
+        as Twisted's method of this name does; count the bytes in
+        L{bytesSent} (the acknowledgements' buffer bound is in bytes).
+        """
+        if obj.__class__ is RawStanza:
+            data = obj.verbatim(self.namespace)
+            if data is not None:
+                obj = data
+        if domish.IElement.providedBy(obj):
+            obj = self._serialise(obj)
+        if isinstance(obj, str):
+            obj = obj.encode("utf-8")
+        self.bytesSent += len(obj)
+        xmlstream.XmlStream.send(self, obj)
+
+    def _serialise(self, element):
+        """
+        Serialise an element for this stream, as Twisted does.
+        """
+        return element.toXml(
+            prefixes=self.prefixes,
+            defaultUri=self.namespace,
+            prefixesInScope=list(self.prefixes.values()),
+        )
+
+
+class S2SStream(ForwardingStream):
     """
     A server-to-server XML stream (RFC 6120), Receiving or Originating.
 
@@ -259,7 +639,6 @@ class S2SStream(xmlstream.XmlStream):
         L{None}.
     @ivar streamError: The condition of the stream error we sent, on any
         grounds, or L{None}: once set, nothing more is parsed or dispatched.
-    @ivar bytesSent: Bytes written on the stream so far.
     """
 
     maxStanzaSize = DEFAULT_MAX_STANZA_SIZE
@@ -300,7 +679,6 @@ class S2SStream(xmlstream.XmlStream):
     refusals = 0
     refusal = None
     streamError = None
-    bytesSent = 0
 
     footerSent = False
     """
@@ -428,27 +806,20 @@ class S2SStream(xmlstream.XmlStream):
             self.streamError = streamError.condition
         xmlstream.XmlStream.sendStreamError(self, streamError)
 
-    def send(self, obj):
+    def _serialise(self, element):
         """
-        Serialise and write C{obj} as Twisted's method of this name does,
-        counting the bytes in L{bytesSent} (the acknowledgements' buffer
-        bound is in bytes too).
+        Serialise an element as Twisted does, faster for the common stanza
+        (L{_simpleXml}).
         """
-        if domish.IElement.providedBy(obj):
-            pieces = []
-            if self.namespace not in self.prefixes and _simpleXml(
-                    obj, self.namespace, pieces.append):
-                obj = "".join(pieces)
-            else:
-                obj = obj.toXml(
-                    prefixes=self.prefixes,
-                    defaultUri=self.namespace,
-                    prefixesInScope=list(self.prefixes.keys()),
-                )
-        if isinstance(obj, str):
-            obj = obj.encode("utf-8")
-        self.bytesSent += len(obj)
-        xmlstream.XmlStream.send(self, obj)
+        pieces = []
+        if self.namespace not in self.prefixes and _simpleXml(
+                element, self.namespace, pieces.append):
+            return "".join(pieces)
+        return element.toXml(
+            prefixes=self.prefixes,
+            defaultUri=self.namespace,
+            prefixesInScope=list(self.prefixes.keys()),
+        )
 
     def sendFooter(self):
         """
