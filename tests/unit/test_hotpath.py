@@ -391,3 +391,84 @@ class RawStanzaTests(SynchronousTestCase):
         self.assertEqual(
             b"<message xmlns='jabber:server' to='v@b.example'><body>hi</body></message>",
             self.sent(stanza, "jabber:component:accept", ForwardingStream))
+
+
+class DefaultRouteTests(SynchronousTestCase):
+    """
+    Tests for L{dna.app.router.DefaultRoute}.
+    """
+
+    def test_routesToCallable(self):
+        """
+        What a router routes to its default route goes to the callable.
+        """
+        from twisted.words.xish import domish
+
+        from dna.app.router import DefaultRoute
+
+        router = QuietRouter()
+        sent = []
+        router.addRoute(None, DefaultRoute(sent.append))
+        stanza = domish.Element(("jabber:component:accept", "message"))
+        stanza["to"] = "juliet@remote.example"
+        router.route(stanza)
+        self.assertEqual([stanza], sent)
+        router.removeRoute(None, router.routes[None])
+        self.assertNotIn(None, router.routes)
+
+
+class DispatchTests(SynchronousTestCase):
+    """
+    L{ForwardingStream.dispatch} calls the same observers in the same
+    order as Twisted's.
+    """
+
+    def test_sameAsTwisted(self):
+        """
+        Observers of every kind (any element, another element, predicates,
+        child paths, priorities, one-time) are called as Twisted's
+        dispatcher calls them, and observers added while dispatching wait
+        for the next element.
+        """
+        from twisted.words.protocols.jabber import xmlstream
+        from twisted.words.xish import domish, utility
+
+        from dna.channel.stream import ForwardingStream
+
+        def observe(dispatcher, calls):
+            def observer(tag):
+                return lambda element: calls.append((tag, element.name))
+
+            dispatcher.addObserver("/*", observer("any"), -1)
+            dispatcher.addObserver("/message", observer("message"))
+            dispatcher.addObserver("/iq", observer("iq"), 5)
+            dispatcher.addObserver("/message[@type='chat']", observer("chat"), 5)
+            dispatcher.addObserver("/message/body", observer("body"))
+            dispatcher.addOnetimeObserver("/presence", observer("once"))
+
+            def adding(element):
+                calls.append(("adding", element.name))
+                dispatcher.addObserver("/presence", observer("added"))
+
+            dispatcher.addOnetimeObserver("/iq", adding, 1)
+
+        elements = []
+        for name, kind, body in [("message", "chat", True), ("iq", None, False),
+                                 ("presence", None, False), ("message", None, False),
+                                 ("presence", None, False)]:
+            element = domish.Element(("jabber:server", name))
+            if kind:
+                element["type"] = kind
+            if body:
+                element.addElement("body", content="hi")
+            elements.append(element)
+
+        ours, theirs = [], []
+        xs = ForwardingStream(xmlstream.Authenticator())
+        reference = utility.EventDispatcher()
+        observe(xs, ours)
+        observe(reference, theirs)
+        for element in elements:
+            self.assertEqual(reference.dispatch(element), xs.dispatch(element))
+        self.assertEqual(theirs, ours)
+        self.assertIn(("added", "presence"), ours)
