@@ -27,6 +27,13 @@ connections writes a few log lines, not one per connection.
 
 Once a stream error has been sent, on whatever grounds, the stream parses and
 dispatches nothing more (RFC 6120 section 4.9.1.1: the stream is closed).
+
+Forwarding (issue 13): each stanza in the stream's default namespace is
+dispatched as a L{RawStanza}, which keeps the bytes it came in and parses its
+children only when something asks for them; a stanza that did not change is
+written on the next stream as it came (L{ForwardingStream}, also the XEP-0114
+component streams' class). Expat still parses every byte, so the checks above
+and the stanza filter see every stanza as before.
 """
 
 import pyexpat
@@ -295,6 +302,11 @@ class _RawElementStream(domish.ExpatElementStream):
         parser.buffer_text = True
         parser.CommentHandler = self._onUnsafe
         parser.ProcessingInstructionHandler = self._onUnsafe
+        # A document type may declare entities and default attributes: the
+        # bytes would not mean the same without it, so stanzas after one are
+        # built as Twisted builds them (the guarded parser refuses it).
+        parser.StartDoctypeDeclHandler = self._onDoctype
+        self._doctype = False
         self._depth = 0
         # The bytes fed that may still be needed, from stream offset _base.
         self._pending = b""
@@ -338,6 +350,9 @@ class _RawElementStream(domish.ExpatElementStream):
     def _onUnsafe(self, *args):
         self._safe = False
 
+    def _onDoctype(self, *args):
+        self._doctype = True
+
     def _onStartElement(self, name, attrs):
         depth = self._depth = self._depth + 1
         if self._stanza is not None:
@@ -360,7 +375,8 @@ class _RawElementStream(domish.ExpatElementStream):
             parts = name.split(" ")
             if (len(parts) == 2 and parts[1] in STANZA_NAMES
                     and parts[0] == self._rootDefault
-                    and len(self.defaultNsStack) == self._rootDefaults):
+                    and len(self.defaultNsStack) == self._rootDefaults
+                    and not self._doctype):
                 self._startStanza(parts, attrs, index)
                 return
         elif depth == 1:

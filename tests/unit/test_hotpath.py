@@ -393,6 +393,21 @@ class RawStanzaTests(SynchronousTestCase):
             self.sent(stanza, "jabber:component:accept", ForwardingStream))
 
 
+    def test_doctype(self):
+        """
+        On a stream that declared a document type (a component's: S2S
+        streams refuse it), stanzas are built as Twisted builds them: their
+        entities and default attributes are not in their bytes.
+        """
+        from dna.channel.stream import ForwardingStream, RawStanza
+
+        header = (b"<!DOCTYPE stream:stream [<!ENTITY e 'x'>]>" + self.COMPONENT_HEADER)
+        [stanza] = self.received(
+            b"<message to='v@b.example'><body>&e;</body></message>", header, ForwardingStream)
+        self.assertNotIsInstance(stanza, RawStanza)
+        self.assertEqual(b"<message to='v@b.example'><body>x</body></message>",
+                         self.sent(stanza, "jabber:component:accept", ForwardingStream))
+
 class DefaultRouteTests(SynchronousTestCase):
     """
     Tests for L{dna.app.router.DefaultRoute}.
@@ -472,3 +487,4 @@ class DispatchTests(SynchronousTestCase):
             self.assertEqual(reference.dispatch(element), xs.dispatch(element))
         self.assertEqual(theirs, ours)
         self.assertIn(("added", "presence"), ours)
+
