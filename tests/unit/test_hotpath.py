@@ -19,6 +19,27 @@ class NoDelayTransport(StringTransport):
         self.noDelay = enabled
 
 
+def sentBy(testCase, element, namespace="jabber:server", streamClass=None):
+    """
+    What a stream (an L{S2SStream} unless C{streamClass}) whose default
+    namespace is C{namespace} writes for C{element}, checking that it
+    counts those bytes in C{bytesSent}.
+    """
+    from twisted.words.protocols.jabber import xmlstream
+
+    from dna.channel.stream import S2SStream
+
+    xs = (streamClass or S2SStream)(xmlstream.Authenticator())
+    xs.namespace = namespace
+    xs.prefixes = {"http://etherx.jabber.org/streams": "stream"}
+    xs.transport = StringTransport()
+    before = xs.bytesSent
+    xs.send(element)
+    text = xs.transport.value()
+    testCase.assertEqual(len(text), xs.bytesSent - before)
+    return text
+
+
 class ComponentServerFactoryTests(SynchronousTestCase):
     """
     Tests for L{ComponentServerFactory}.
@@ -94,20 +115,7 @@ class SimpleXmlTests(SynchronousTestCase):
     """
 
     def sentText(self, element):
-        from twisted.internet.testing import StringTransport
-        from twisted.words.protocols.jabber import xmlstream
-
-        from dna.channel.stream import S2SStream
-
-        xs = S2SStream(xmlstream.Authenticator())
-        xs.namespace = "jabber:server"
-        xs.prefixes = {"http://etherx.jabber.org/streams": "stream"}
-        xs.transport = StringTransport()
-        before = xs.bytesSent
-        xs.send(element)
-        text = xs.transport.value()
-        self.assertEqual(len(text), xs.bytesSent - before)
-        return text.decode("utf-8")
+        return sentBy(self, element).decode("utf-8")
 
     def expected(self, element):
         return element.toXml(
@@ -208,23 +216,7 @@ class RawStanzaTests(SynchronousTestCase):
         return elements
 
     def sent(self, element, namespace="jabber:server", streamClass=None):
-        """
-        What a stream whose default namespace is C{namespace} writes for
-        C{element}.
-        """
-        from twisted.words.protocols.jabber import xmlstream
-
-        from dna.channel.stream import S2SStream
-
-        xs = (streamClass or S2SStream)(xmlstream.Authenticator())
-        xs.namespace = namespace
-        xs.prefixes = {"http://etherx.jabber.org/streams": "stream"}
-        xs.transport = StringTransport()
-        before = xs.bytesSent
-        xs.send(element)
-        text = xs.transport.value()
-        self.assertEqual(len(text), xs.bytesSent - before)
-        return text
+        return sentBy(self, element, namespace, streamClass)
 
     def reparsed(self, data, header=SERVER_HEADER):
         """
