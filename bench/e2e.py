@@ -29,7 +29,9 @@ rounds):
     servers over the open connection (a window of 2,000 in flight, as a
     component with flow control sends). C{e2e_cpu_us_per_stanza_a}, C{_b}:
     CPU time of each server per stanza meanwhile (/proc/PID/stat), which
-    depends less on what else the machine runs. C{floor_stanzas_per_s}: the same
+    depends less on what else the machine runs; C{_bench}, this process's
+    (the components at both ends: on two cores the three processes share
+    the CPU, so their sum sets the rate). C{floor_stanzas_per_s}: the same
     stanzas, same window, over one bare Twisted TLS link to another process
     that parses them with an C{XmlStream}. C{e2e_vs_floor}: the ratio.
   - C{new_pair_ms_p50}, C{new_pair_ms_p99}: after unbound restarts (cold
