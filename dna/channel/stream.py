@@ -643,34 +643,69 @@ class ForwardingStream(xmlstream.XmlStream):
             self.rawDataOutFn(data)
         self.transport.write(data)
 
+    _plans = None
+
+    def _addObserver(self, onetime, event, observerfn, priority, *args, **kwargs):
+        # Observers change: the dispatch plans are stale (a change asked for
+        # while dispatching is queued, and comes back here when it is made).
+        self._plans = None
+        xmlstream.XmlStream._addObserver(
+            self, onetime, event, observerfn, priority, *args, **kwargs)
+
+    def removeObserver(self, event, observerfn):
+        self._plans = None
+        xmlstream.XmlStream.removeObserver(self, event, observerfn)
+
+    def _plan(self, name):
+        """
+        The XPath observers that may match an element named C{name}, as
+        C{(priority, query, callbacks)} in the order Twisted asks them:
+        those whose query names another element are left out (they would
+        not match). Kept per stanza name until the observers change.
+        """
+        plans = self._plans
+        if plans is None:
+            plans = self._plans = {}
+        plan = plans.get(name)
+        if plan is None:
+            plan = []
+            observers = self._xpathObservers
+            for priority in sorted(observers, reverse=True):
+                for query, callbacklist in observers[priority].items():
+                    location = getattr(query, "baseLocation", None)
+                    if location.__class__ is _Location and (
+                            location.elementName is not None
+                            and location.elementName != name):
+                        continue
+                    plan.append((priority, query, callbacklist))
+            if name in STANZA_NAMES:
+                # Other names come from the peer: not kept, so not bounded.
+                plans[name] = plan
+        return plan
+
     def dispatch(self, obj, event=None):
         """
         Dispatch as Twisted's L{EventDispatcher.dispatch} does, in the same
-        order with the same outcome, but without asking an XPath observer
-        whose query names another element than C{obj}'s: three calls each,
-        for every observer of the stream, on every stanza.
+        order with the same outcome, but asking only the XPath observers
+        that may match (L{_plan}): Twisted asks each observer of the stream
+        about each element, three calls each.
         """
         if event is not None:
             return xmlstream.XmlStream.dispatch(self, obj, event)
-        name = obj.name
         foundTarget = False
         self._dispatchDepth += 1
-        observers = self._xpathObservers
         emptyLists = []
-        for priority in sorted(observers, reverse=True):
-            for query, callbacklist in observers[priority].items():
-                location = getattr(query, "baseLocation", None)
-                if location.__class__ is _Location:
-                    wanted = location.elementName
-                    if wanted is not None and wanted != name:
-                        continue
-                if query.matches(obj):
-                    callbacklist.callback(obj)
-                    foundTarget = True
-                    if callbacklist.isEmpty():
-                        emptyLists.append((priority, query))
-        for priority, query in emptyLists:
-            del observers[priority][query]
+        for priority, query, callbacklist in self._plan(obj.name):
+            if query.matches(obj):
+                callbacklist.callback(obj)
+                foundTarget = True
+                if callbacklist.isEmpty():
+                    emptyLists.append((priority, query))
+        if emptyLists:
+            observers = self._xpathObservers
+            for priority, query in emptyLists:
+                observers[priority].pop(query, None)
+            self._plans = None
         self._dispatchDepth -= 1
         if self._dispatchDepth == 0:
             for update in self._updateQueue:

@@ -434,8 +434,9 @@ class DispatchTests(SynchronousTestCase):
         """
         Observers of every kind (any element, another element, predicates,
         child paths, priorities, one-time) are called as Twisted's
-        dispatcher calls them, and observers added while dispatching wait
-        for the next element.
+        dispatcher calls them; observers added while dispatching wait for
+        the next element, and observers added or removed between elements
+        count from the next.
         """
         from twisted.words.protocols.jabber import xmlstream
         from twisted.words.xish import domish, utility
@@ -447,7 +448,8 @@ class DispatchTests(SynchronousTestCase):
                 return lambda element: calls.append((tag, element.name))
 
             dispatcher.addObserver("/*", observer("any"), -1)
-            dispatcher.addObserver("/message", observer("message"))
+            dispatcher.observed = observer("message")
+            dispatcher.addObserver("/message", dispatcher.observed)
             dispatcher.addObserver("/iq", observer("iq"), 5)
             dispatcher.addObserver("/message[@type='chat']", observer("chat"), 5)
             dispatcher.addObserver("/message/body", observer("body"))
@@ -479,4 +481,14 @@ class DispatchTests(SynchronousTestCase):
             self.assertEqual(reference.dispatch(element), xs.dispatch(element))
         self.assertEqual(theirs, ours)
         self.assertIn(("added", "presence"), ours)
+
+        # Observers removed and added between elements count from the next.
+        for dispatcher in (xs, reference):
+            dispatcher.removeObserver("/message", dispatcher.observed)
+            dispatcher.addObserver("/message", lambda e: None, 10)
+        del ours[:], theirs[:]
+        for element in elements:
+            self.assertEqual(reference.dispatch(element), xs.dispatch(element))
+        self.assertEqual(theirs, ours)
+        self.assertNotIn(("message", "message"), ours)
 
