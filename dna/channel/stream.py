@@ -277,9 +277,19 @@ class RawStanza(domish.Element):
             return raw
         # The stanza's namespace, declared where the stream's default would
         # otherwise apply (its children without a declaration inherit it).
+        declaration = _declarations.get(self.uri)
+        if declaration is None:
+            declaration = (" xmlns='%s'" % (
+                domish.escapeToXml(self.uri or "", 1),)).encode("utf-8")
+            if len(_declarations) < 16:
+                _declarations[self.uri] = declaration
         cut = len(self.name) + 1
-        return b"".join([raw[:cut], (" xmlns='%s'" % (
-            domish.escapeToXml(self.uri or "", 1),)).encode("utf-8"), raw[cut:]])
+        return b"".join([raw[:cut], declaration, raw[cut:]])
+
+
+#: Namespace URI -> C{xmlns} declaration as bytes, for the few namespaces
+#: stanzas are in.
+_declarations = {}
 
 
 class _RawElementStream(domish.ExpatElementStream):
@@ -291,7 +301,15 @@ class _RawElementStream(domish.ExpatElementStream):
     Expat reports the byte offset of each event in the stream; the bytes fed
     since the start of the pending top-level element are kept (a stanza may
     span many reads) and sliced when it ends.
+
+    The size and depth limits of L{_GuardedElementStream} are checked here,
+    in the same handlers, when it sets them.
     """
+
+    #: Returns the size limit in bytes that applies now, or L{None}.
+    _limitOf = None
+    #: Returns how deep a stanza may nest, or L{None}.
+    _depthOf = None
 
     def __init__(self):
         domish.ExpatElementStream.__init__(self)
@@ -323,6 +341,9 @@ class _RawElementStream(domish.ExpatElementStream):
         self._fresh = False
         self._declared = {}
         self._safe = True
+        # Byte index where the pending top-level element (or, between
+        # elements, the bytes since the last one) began.
+        self._start = 0
 
     def parse(self, buffer):
         self.stanzaSize += len(buffer)
@@ -353,8 +374,26 @@ class _RawElementStream(domish.ExpatElementStream):
     def _onDoctype(self, *args):
         self._doctype = True
 
+    def _checkSize(self, size):
+        limit = self._limitOf()
+        if size > limit:
+            raise _Refusal(
+                "policy-violation",
+                "stanza of more than {} bytes".format(limit),
+            )
+
     def _onStartElement(self, name, attrs):
         depth = self._depth = self._depth + 1
+        if depth > 2:
+            # The stream's root is depth 1, a stanza 2.
+            depthOf = self._depthOf
+            if depthOf is not None:
+                maxDepth = depthOf()
+                if depth > maxDepth + 1:
+                    raise _Refusal(
+                        "policy-violation",
+                        "stanza nested more than {} deep".format(maxDepth),
+                    )
         if self._stanza is not None:
             # Inside a raw stanza: nothing is built, prefixes are checked.
             self._fresh = False
@@ -371,7 +410,7 @@ class _RawElementStream(domish.ExpatElementStream):
             return
         if depth == 2:
             index = self.parser.CurrentByteIndex
-            self._keep = index
+            self._keep = self._start = index
             parts = name.split(" ")
             if (len(parts) == 2 and parts[1] in STANZA_NAMES
                     and parts[0] == self._rootDefault
@@ -417,6 +456,11 @@ class _RawElementStream(domish.ExpatElementStream):
     def _onEndElement(self, name):
         depth = self._depth
         self._depth = depth - 1
+        if depth == 2 and self._limitOf is not None:
+            # Checked before anything is dispatched.
+            end = self.parser.CurrentByteIndex
+            self._checkSize(end - self._start)
+            self._start = end
         stanza = self._stanza
         if stanza is None:
             if depth == 2:
@@ -498,9 +542,6 @@ class _GuardedElementStream(_RawElementStream):
         self._limitOf = limitOf
         self._depthOf = depthOf
         self._fed = 0
-        # Byte index where the pending top-level element (or, between
-        # elements, the bytes since the last one) began.
-        self._start = 0
 
     def parse(self, buffer):
         # Feed expat no more than could still fit the size limit (and one
@@ -519,35 +560,6 @@ class _GuardedElementStream(_RawElementStream):
             # Bytes fed and not yet part of a completed top-level element:
             # an element being received, or a tag expat is still buffering.
             self._checkSize(self._fed - self._start)
-
-    def _checkSize(self, size):
-        limit = self._limitOf()
-        if size > limit:
-            raise _Refusal(
-                "policy-violation",
-                "stanza of more than {} bytes".format(limit),
-            )
-
-    def _onStartElement(self, name, attrs):
-        depth = self._depth + 1
-        if depth == 2:
-            self._start = self.parser.CurrentByteIndex
-        elif depth > 2:
-            # The stream's root is depth 1, a stanza 2.
-            maxDepth = self._depthOf()
-            if depth > maxDepth + 1:
-                raise _Refusal(
-                    "policy-violation",
-                    "stanza nested more than {} deep".format(maxDepth),
-                )
-        _RawElementStream._onStartElement(self, name, attrs)
-
-    def _onEndElement(self, name):
-        if self._depth == 2:
-            end = self.parser.CurrentByteIndex
-            self._checkSize(end - self._start)
-            self._start = end
-        _RawElementStream._onEndElement(self, name)
 
 
 def provenStream(xs):
