@@ -31,7 +31,7 @@ from twisted.words.protocols.jabber import error
 from dna.app.revalidation import Revalidator
 from dna.channel.acks import StreamAcks, peerOffersAcks
 from dna.channel.features import peerLimits
-from dna.channel.stream import provenStream
+from dna.channel.stream import RawStanza, provenStream
 from dna.core.authorization import (
     DEFAULT_MAX_PENDING,
     DEFAULT_REQUEST_TIMEOUT,
@@ -71,6 +71,8 @@ def toServerNamespace(stanza):
     stream's, so it changes when a stanza changes streams).
     """
     old = stanza.uri
+    if stanza.__class__ is RawStanza and stanza.moveNamespace(old, NS_SERVER):
+        return
     pending = [stanza]
     while pending:
         element = pending.pop()

@@ -10,13 +10,14 @@ content; L{QuietRouter} is a router whose routes use it, and
 L{ComponentServerFactory} accepts XEP-0114 components into it with Nagle's
 algorithm off. The service
 delivers accepted stanzas and bounces through L{route}, whatever router it
-is given.
+is given, and is the router's L{DefaultRoute}.
 """
 
 from twisted.logger import Logger
 from twisted.words.protocols.jabber import error
 from wokkel.component import Router, XMPPComponentServerFactory
 
+from dna.channel.stream import ForwardingStream
 from dna.core.names import domainOf
 from dna.error import InvalidAddress
 
@@ -60,13 +61,45 @@ class QuietRouter(Router):
         route(self, stanza)
 
 
+class DefaultRoute:
+    """
+    A router's default route that hands what it is given to a callable:
+    the stanzas for remote domains go straight to the S2S service, not
+    through an L{twisted.words.xish.utility.XmlPipe} (one more dispatch to every observer per stanza,
+    as wokkel's C{ServerService} does it).
+    """
+
+    def __init__(self, send):
+        """
+        @param send: Called with each stanza routed here.
+        """
+        self.send = send
+
+    def addObserver(self, event, observerfn, *args, **kwargs):
+        """
+        The router observes its routes to route what they send; this one
+        sends nothing to the router.
+        """
+
+    def removeObserver(self, event, observerfn):
+        """
+        See L{addObserver}.
+        """
+
+
 class ComponentServerFactory(XMPPComponentServerFactory):
     """
     wokkel's XEP-0114 component listener with C{TCP_NODELAY} on every
     component link: with Nagle's algorithm on, each small write to a
     component waits for the acknowledgement of the previous one, which the
     component's delayed acknowledgement holds up to about 40 ms.
+
+    Its streams are L{ForwardingStream}s: a stanza a component sends is
+    forwarded to a peer as the component wrote it, and one from a peer is
+    written to the component as the peer wrote it, when neither changed.
     """
+
+    protocol = ForwardingStream
 
     def makeConnection(self, xs):
         XMPPComponentServerFactory.makeConnection(self, xs)

@@ -16,12 +16,11 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.words.protocols.jabber import error
 from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
-from twisted.words.xish.utility import XmlPipe
 
 from dna.app.federation import DEFAULT_QUEUE_LIMIT, Federation
 from dna.app.flow import FlowControl
 from dna.app.limits import Limits
-from dna.app.router import route
+from dna.app.router import DefaultRoute, route
 from dna.channel.features import BIDI_REQUEST
 from dna.channel.originating import DEFAULT_CONNECT_TIMEOUT, Connector
 from dna.channel.receiving import S2SServerFactory, withBacklog
@@ -301,11 +300,9 @@ class DNAService(service.MultiService):
         self.streamObservers = []
         self._attempts = {}
         if router is not None:
-            # As wokkel.server.ServerService does: the router's default route
-            # is a pipe whose other end feeds send().
-            pipe = XmlPipe()
-            router.addRoute(None, pipe.sink)
-            pipe.source.addObserver("/*", self.send)
+            # The router's default route feeds send() (wokkel's
+            # ServerService puts a pipe there: one more dispatch per stanza).
+            router.addRoute(None, DefaultRoute(self.send))
 
     @classmethod
     def fromConfiguration(cls, configuration, router=None, deliver=None, reactor=None):

@@ -19,6 +19,27 @@ class NoDelayTransport(StringTransport):
         self.noDelay = enabled
 
 
+def sentBy(testCase, element, namespace="jabber:server", streamClass=None):
+    """
+    What a stream (an L{S2SStream} unless C{streamClass}) whose default
+    namespace is C{namespace} writes for C{element}, checking that it
+    counts those bytes in C{bytesSent}.
+    """
+    from twisted.words.protocols.jabber import xmlstream
+
+    from dna.channel.stream import S2SStream
+
+    xs = (streamClass or S2SStream)(xmlstream.Authenticator())
+    xs.namespace = namespace
+    xs.prefixes = {"http://etherx.jabber.org/streams": "stream"}
+    xs.transport = StringTransport()
+    before = xs.bytesSent
+    xs.send(element)
+    text = xs.transport.value()
+    testCase.assertEqual(len(text), xs.bytesSent - before)
+    return text
+
+
 class ComponentServerFactoryTests(SynchronousTestCase):
     """
     Tests for L{ComponentServerFactory}.
@@ -94,20 +115,7 @@ class SimpleXmlTests(SynchronousTestCase):
     """
 
     def sentText(self, element):
-        from twisted.internet.testing import StringTransport
-        from twisted.words.protocols.jabber import xmlstream
-
-        from dna.channel.stream import S2SStream
-
-        xs = S2SStream(xmlstream.Authenticator())
-        xs.namespace = "jabber:server"
-        xs.prefixes = {"http://etherx.jabber.org/streams": "stream"}
-        xs.transport = StringTransport()
-        before = xs.bytesSent
-        xs.send(element)
-        text = xs.transport.value()
-        self.assertEqual(len(text), xs.bytesSent - before)
-        return text.decode("utf-8")
+        return sentBy(self, element).decode("utf-8")
 
     def expected(self, element):
         return element.toXml(
@@ -168,3 +176,319 @@ class SimpleXmlTests(SynchronousTestCase):
         self.assertEqual(
             [True, True, False, False, False, False, False, False, True, False],
             [_simpleXml(e, "jabber:server", [].append) for e in self.elements()])
+
+
+class RawStanzaTests(SynchronousTestCase):
+    """
+    Stanzas received as L{RawStanza}s and forwarded as they came
+    (L{ForwardingStream}, L{S2SStream}).
+    """
+
+    SERVER_HEADER = (
+        b"<stream:stream xmlns='jabber:server' xmlns:db='jabber:server:dialback' "
+        b"xmlns:stream='http://etherx.jabber.org/streams' "
+        b"from='a.example' to='b.example' id='s1' version='1.0'>")
+    COMPONENT_HEADER = (
+        b"<stream:stream xmlns='jabber:component:accept' "
+        b"xmlns:stream='http://etherx.jabber.org/streams' to='c.example'>")
+
+    def received(self, data, header=SERVER_HEADER, streamClass=None, chunk=None):
+        """
+        Feed C{header} then C{data} to a new stream, C{chunk} bytes at a
+        time (all at once if L{None}), and return the top-level elements
+        it dispatched.
+        """
+        from twisted.words.protocols.jabber import xmlstream
+
+        from dna.channel.stream import S2SStream
+
+        xs = (streamClass or S2SStream)(xmlstream.Authenticator())
+        xs.makeConnection(StringTransport())
+        elements = []
+        xs.addObserver("/*", elements.append)
+        xs.dataReceived(header)
+        if chunk is None:
+            xs.dataReceived(data)
+        else:
+            for i in range(0, len(data), chunk):
+                xs.dataReceived(data[i:i + chunk])
+        self.assertEqual([], self.flushLoggedErrors())
+        return elements
+
+    def sent(self, element, namespace="jabber:server", streamClass=None):
+        return sentBy(self, element, namespace, streamClass)
+
+    def reparsed(self, data, header=SERVER_HEADER):
+        """
+        The elements Twisted's own parser makes of C{header} + C{data}.
+        """
+        from twisted.words.xish import domish
+
+        elements = []
+        stream = domish.ExpatElementStream()
+        stream.DocumentStartEvent = lambda root: None
+        stream.ElementEvent = elements.append
+        stream.DocumentEndEvent = lambda: None
+        stream.parse(header + data)
+        return elements
+
+    def test_verbatim(self):
+        """
+        A stanza in the stream's namespace is dispatched as a
+        L{RawStanza} with its attributes, and written as it came on a
+        stream with the same default namespace.
+        """
+        from dna.channel.stream import RawStanza
+
+        data = (b"<message from='u@a.example' to='v@b.example' type='chat' id='1'>"
+                b"<body>hi &amp; \xc3\xa9 > there</body>"
+                b"<x xmlns='urn:x'><y a='1'/></x></message>")
+        [stanza] = self.received(data)
+        self.assertIsInstance(stanza, RawStanza)
+        self.assertEqual(("jabber:server", "message"), (stanza.uri, stanza.name))
+        self.assertEqual("v@b.example", stanza.getAttribute("to"))
+        self.assertEqual(data, stanza.raw)
+        self.assertEqual(data, self.sent(stanza))
+
+    def test_splitAcrossReads(self):
+        """
+        A stanza split across reads, down to one byte per read, and
+        several stanzas in one read, are kept whole and apart.
+        """
+        one = b"<message to='v@b.example'><body>\xe2\x98\x83 one</body></message>"
+        two = b"<iq type='get' id='2' to='b.example'><ping xmlns='urn:xmpp:ping'/></iq>"
+        data = one + b"\n " + two
+        for chunk in (None, 1, 3, 7, 40):
+            stanzas = self.received(data, chunk=chunk)
+            self.assertEqual([one, two], [s.raw for s in stanzas])
+
+    def test_childrenOnDemand(self):
+        """
+        The children of a L{RawStanza} are parsed when asked for, the same
+        as Twisted's parser makes them; from then on it is serialised, not
+        copied.
+        """
+        data = (b"<message to='v@b.example' xml:lang='en'><body>h\xc3\xa9</body>"
+                b"<x xmlns='urn:x' xmlns:p='urn:p'><p:y p:a='1'>t</p:y></x></message>")
+        [stanza] = self.received(data)
+        [expected] = self.reparsed(data)
+        self.assertEqual(data, stanza.raw)
+        self.assertEqual(expected.toXml(), stanza.toXml())
+        self.assertEqual("h\u00e9", str(stanza.body))
+        self.assertIs(stanza, stanza.body.parent)
+        self.assertEqual(["urn:x"], [c.uri for c in stanza.elements() if c.name == "x"])
+        self.assertIsNone(stanza.verbatim("jabber:server"))
+        stanza.body.children[0] = "changed"
+        self.assertIn(b"<body>changed</body>", self.sent(stanza))
+
+    def test_changedAttributes(self):
+        """
+        A stanza whose attributes changed is serialised, not copied.
+        """
+        [stanza] = self.received(b"<message to='v@b.example'><body>hi</body></message>")
+        stanza["to"] = "w@b.example"
+        self.assertEqual(
+            b"<message to='w@b.example'><body>hi</body></message>", self.sent(stanza))
+
+    def test_explicitNamespace(self):
+        """
+        A stanza that declares its namespace itself is parsed as before,
+        into elements.
+        """
+        from dna.channel.stream import RawStanza
+
+        data = b"<message xmlns='jabber:server' to='v@b.example'><body>hi</body></message>"
+        [stanza] = self.received(data)
+        self.assertNotIsInstance(stanza, RawStanza)
+        self.assertEqual(self.reparsed(data)[0].toXml(), stanza.toXml())
+
+    def test_prefixFromStreamHeader(self):
+        """
+        A stanza that uses a prefix the stream header declares is not
+        copied (its bytes mean nothing without the header), and its
+        children are parsed with the header's prefixes.
+        """
+        data = b"<message to='v@b.example'><db:x db:a='1'>hi</db:x></message>"
+        [stanza] = self.received(data)
+        self.assertIsNone(stanza.raw)
+        [expected] = self.reparsed(data)
+        self.assertEqual(expected.toXml(), stanza.toXml())
+        self.assertEqual(("jabber:server:dialback", "x"), (stanza.x.uri, stanza.x.name))
+        self.assertNotIn(b"db:", self.sent(stanza).replace(b"xmlns:", b""))
+
+    def test_prefixOutOfScope(self):
+        """
+        A prefix declared inside the stanza but not where it is used (the
+        header's binding applies there) makes the stanza not copied.
+        """
+        data = (b"<message to='v@b.example'><a xmlns:db='urn:other'><db:y/></a>"
+                b"<db:z/></message>")
+        [stanza] = self.received(data)
+        self.assertIsNone(stanza.raw)
+        data = b"<message to='v@b.example'><a xmlns:p='urn:p'><p:y/></a></message>"
+        [stanza] = self.received(data)
+        self.assertEqual(data, stanza.raw)
+
+    def test_streamNamespaceInside(self):
+        """
+        A stanza that declares the stream's namespace inside itself is not
+        copied: moving the stanza to another namespace would not move what
+        that declaration names.
+        """
+        [stanza] = self.received(
+            b"<message to='v@b.example'><b xmlns='jabber:server'/></message>")
+        self.assertIsNone(stanza.raw)
+
+    def test_empty(self):
+        """
+        An empty stanza right before the stream's closing tag is received
+        whole, and written as Twisted writes it.
+        """
+        elements = self.received(b"<presence to='v@b.example'/></stream:stream>")
+        [stanza] = elements
+        self.assertEqual(b"<presence to='v@b.example'/>", self.sent(stanza))
+        self.assertEqual([], stanza.children)
+
+    def test_componentToServer(self):
+        """
+        A component's stanza, moved to C{jabber:server}, is written on an
+        S2S stream as the component wrote it; a comment in it makes it
+        serialised instead (a peer would refuse the stream).
+        """
+        from dna.app.federation import toServerNamespace
+        from dna.channel.stream import ForwardingStream
+        from dna.namespaces import NS_SERVER
+
+        data = b"<message to='v@b.example'><body>hi</body></message>"
+        [stanza] = self.received(data, self.COMPONENT_HEADER, ForwardingStream)
+        toServerNamespace(stanza)
+        self.assertEqual(NS_SERVER, stanza.uri)
+        self.assertEqual(data, self.sent(stanza))
+        self.assertEqual(NS_SERVER, stanza.body.uri)
+
+        [stanza] = self.received(
+            b"<message to='v@b.example'><!-- c --><body>hi</body></message>",
+            self.COMPONENT_HEADER, ForwardingStream)
+        toServerNamespace(stanza)
+        self.assertEqual(data, self.sent(stanza))
+
+    def test_serverToComponent(self):
+        """
+        A stanza from a peer is written to a component with its namespace
+        declared, as Twisted writes it.
+        """
+        from dna.channel.stream import ForwardingStream
+
+        [stanza] = self.received(b"<message to='v@b.example'><body>hi</body></message>")
+        self.assertEqual(
+            b"<message xmlns='jabber:server' to='v@b.example'><body>hi</body></message>",
+            self.sent(stanza, "jabber:component:accept", ForwardingStream))
+
+
+    def test_doctype(self):
+        """
+        On a stream that declared a document type (a component's: S2S
+        streams refuse it), stanzas are built as Twisted builds them: their
+        entities and default attributes are not in their bytes.
+        """
+        from dna.channel.stream import ForwardingStream, RawStanza
+
+        header = (b"<!DOCTYPE stream:stream [<!ENTITY e 'x'>]>" + self.COMPONENT_HEADER)
+        [stanza] = self.received(
+            b"<message to='v@b.example'><body>&e;</body></message>", header, ForwardingStream)
+        self.assertNotIsInstance(stanza, RawStanza)
+        self.assertEqual(b"<message to='v@b.example'><body>x</body></message>",
+                         self.sent(stanza, "jabber:component:accept", ForwardingStream))
+
+class DefaultRouteTests(SynchronousTestCase):
+    """
+    Tests for L{dna.app.router.DefaultRoute}.
+    """
+
+    def test_routesToCallable(self):
+        """
+        What a router routes to its default route goes to the callable.
+        """
+        from twisted.words.xish import domish
+
+        from dna.app.router import DefaultRoute
+
+        router = QuietRouter()
+        sent = []
+        router.addRoute(None, DefaultRoute(sent.append))
+        stanza = domish.Element(("jabber:component:accept", "message"))
+        stanza["to"] = "juliet@remote.example"
+        router.route(stanza)
+        self.assertEqual([stanza], sent)
+        router.removeRoute(None, router.routes[None])
+        self.assertNotIn(None, router.routes)
+
+
+class DispatchTests(SynchronousTestCase):
+    """
+    L{ForwardingStream.dispatch} calls the same observers in the same
+    order as Twisted's.
+    """
+
+    def test_sameAsTwisted(self):
+        """
+        Observers of every kind (any element, another element, predicates,
+        child paths, priorities, one-time) are called as Twisted's
+        dispatcher calls them; observers added while dispatching wait for
+        the next element, and observers added or removed between elements
+        count from the next.
+        """
+        from twisted.words.protocols.jabber import xmlstream
+        from twisted.words.xish import domish, utility
+
+        from dna.channel.stream import ForwardingStream
+
+        def observe(dispatcher, calls):
+            def observer(tag):
+                return lambda element: calls.append((tag, element.name))
+
+            dispatcher.addObserver("/*", observer("any"), -1)
+            dispatcher.observed = observer("message")
+            dispatcher.addObserver("/message", dispatcher.observed)
+            dispatcher.addObserver("/iq", observer("iq"), 5)
+            dispatcher.addObserver("/message[@type='chat']", observer("chat"), 5)
+            dispatcher.addObserver("/message/body", observer("body"))
+            dispatcher.addOnetimeObserver("/presence", observer("once"))
+
+            def adding(element):
+                calls.append(("adding", element.name))
+                dispatcher.addObserver("/presence", observer("added"))
+
+            dispatcher.addOnetimeObserver("/iq", adding, 1)
+
+        elements = []
+        for name, kind, body in [("message", "chat", True), ("iq", None, False),
+                                 ("presence", None, False), ("message", None, False),
+                                 ("presence", None, False)]:
+            element = domish.Element(("jabber:server", name))
+            if kind:
+                element["type"] = kind
+            if body:
+                element.addElement("body", content="hi")
+            elements.append(element)
+
+        ours, theirs = [], []
+        xs = ForwardingStream(xmlstream.Authenticator())
+        reference = utility.EventDispatcher()
+        observe(xs, ours)
+        observe(reference, theirs)
+        for element in elements:
+            self.assertEqual(reference.dispatch(element), xs.dispatch(element))
+        self.assertEqual(theirs, ours)
+        self.assertIn(("added", "presence"), ours)
+
+        # Observers removed and added between elements count from the next.
+        for dispatcher in (xs, reference):
+            dispatcher.removeObserver("/message", dispatcher.observed)
+            dispatcher.addObserver("/message", lambda e: None, 10)
+        del ours[:], theirs[:]
+        for element in elements:
+            self.assertEqual(reference.dispatch(element), xs.dispatch(element))
+        self.assertEqual(theirs, ours)
+        self.assertNotIn(("message", "message"), ours)
+
