@@ -73,6 +73,10 @@ MAX_SEQUENCES = 100000
 #: L{dna.core.tables.DEFAULT_DELIVERY_EXPIRY}); then they bounce.
 RESYNC_PATIENCE = 600.0
 
+#: How many of the peers' error replies are remembered, so that the
+#: stanzas they answer are not sent again.
+_REFUSALS_KEPT = 1024
+
 #: How many past generations of a sequence keep their cutoff.
 _GENERATIONS = 16
 
@@ -283,6 +287,8 @@ class Federation:
         self._resyncing = set()
         # pair -> when trying to resume it gives up
         self._resyncDeadlines = {}
+        # (id, from, to) of our stanzas the peers answered with an error
+        self._refused = {}
 
     # Streams
 
@@ -449,10 +455,26 @@ class Federation:
         authorization.delivered += 1
         if authorization.counted:
             authorization.countHandled(stanza)
+        if stanza.attributes.get("type") == "error":
+            self._noteRefusal(stanza)
         if stanza.handled:
             return
         stanza.handled = True
         self._deliver(stanza)
+
+    def _noteRefusal(self, reply):
+        """
+        Remember an error reply from a peer, so that the stanza it answers,
+        if it is still kept unacknowledged when its stream ends, is not sent
+        again: the peer handled it by refusing it, and its sender has heard.
+        """
+        stanzaID = reply.getAttribute("id")
+        if stanzaID is None:
+            return
+        refused = self._refused
+        refused[(stanzaID, reply.getAttribute("to"), reply.getAttribute("from"))] = None
+        if len(refused) > _REFUSALS_KEPT:
+            del refused[next(iter(refused))]
 
     def _transmit(self, authorization, stanza, sender, target):
         """
@@ -512,7 +534,13 @@ class Federation:
         """
         self.counters["acks-resent"] += len(stanzas)
         byPair = {}
+        refused = self._refused
         for stanza in stanzas:
+            if refused and (
+                stanza.getAttribute("id"), stanza.getAttribute("from"), stanza.getAttribute("to")
+            ) in refused:
+                self.counters["acks-refused-not-resent"] += 1
+                continue
             byPair.setdefault(self._pairOf(stanza), []).append(stanza)
         for pair, resent in byPair.items():
             sequence = self._sequences.get(pair)

@@ -24,8 +24,8 @@ Server drops the stanzas it kept that the count covers, and sends the rest
 before anything newer of the pair (L{dna.app.federation.Federation}). No
 byte is added to any stanza. Once a pair is counted on a stream, the
 Receiving Server also sends C{<a/>} unrequested after each read in which it
-handled stanzas (L{StreamAcks.eager}), so that little is left
-unacknowledged if it dies. Processes that die lose what they held: the
+handled stanzas of such pairs (L{StreamAcks.answerEagerly}), so that little
+is left unacknowledged if it dies. Processes that die lose what they held: the
 guarantee holds while both run.
 
 The Receiving Server offers C{<sm xmlns='urn:xmpp:sm:3'/>}; the Originating
@@ -148,6 +148,8 @@ class StreamAcks:
         self._deadline = None
         self._enabled = False
         self._lastAnswered = None
+        self._progress = None
+        self._lastProgress = None
         xs.addObserver(REQUEST, self._onRequest)
         xs.addObserver(ANSWER, self._onAnswer)
         xs.addOnetimeObserver(STREAM_CLOSING_EVENT, self._onClosing)
@@ -183,23 +185,33 @@ class StreamAcks:
         self._base = self._handledCount()
         self._lastAnswered = 0
 
+    def answerEagerly(self, progress):
+        """
+        From now on, send an unrequested C{<a/>} after each read in which
+        C{progress()} changed: once the peer resumes a pair's delivery on
+        this stream, C{progress} counts the stanzas of such pairs handled,
+        so that a Receiving Server that dies leaves as few of them
+        unacknowledged as it can.
+
+        @param progress: A callable returning a number.
+        """
+        self._progress = progress
+        self._lastProgress = progress()
+        self._xs.afterRead = self._afterRead
+
     @property
     def eager(self):
         """
-        Whether we send an unrequested C{<a/>} after each read in which we
-        handled stanzas: on once the peer resumes a pair's delivery on this
-        stream, so that a Receiving Server that dies leaves as few handled
-        stanzas unacknowledged as it can.
+        Whether L{answerEagerly} was called.
         """
         return self._xs.afterRead is not None
 
-    @eager.setter
-    def eager(self, value):
-        self._xs.afterRead = self._afterRead if value else None
-
     def _afterRead(self):
-        if self._enabled and self.handled != self._lastAnswered and self._xs.transport is not None:
-            self._answer()
+        progress = self._progress()
+        if progress != self._lastProgress:
+            self._lastProgress = progress
+            if self._enabled and self.handled != self._lastAnswered and self._xs.transport is not None:
+                self._answer()
 
     @property
     def enabled(self):

@@ -176,6 +176,8 @@ class StreamAuthorization:
     #: Called with (sender, target, count) when a grant with a count comes
     #: after its request timed out (the pair is then bound all the same).
     lateGrant = None
+    #: How many stanzas of pairs resumed with an epoch this stream counted.
+    countedHandled = 0
     #: The C{count} of the grant being handled, for L{_onValid}.
     _grantCount = None
     #: The valid C{epoch} of the request being handled, for L{_admitRequest}.
@@ -748,8 +750,8 @@ class StreamAuthorization:
                 self._tables.unbind(INCOMING, local, remote, other)
         grant[EPOCH] = epoch
         grant[COUNT] = str(entry.count)
-        if self.acks is not None:
-            self.acks.eager = True
+        if self.acks is not None and not self.acks.eager:
+            self.acks.answerEagerly(lambda: self.countedHandled)
         return grant
 
     def countHandled(self, stanza):
@@ -772,6 +774,7 @@ class StreamAuthorization:
             self._countedAddresses[key] = entry
         if entry.owner == self.streamID:
             entry.count += 1
+            self.countedHandled += 1
 
     def _pairEvent(self, counter, event, message, sender, target, incoming=False,
                    level=LogLevel.info, **fields):
