@@ -210,7 +210,10 @@ class Federation:
         decisions L{dna.app.metrics} reads: C{"stanza-refused-<reason>"},
         C{"result-<condition>"} (our answers), C{"answer-<condition>"}
         (the peer's), C{"revoked-local"}, C{"revoked-peer"},
-        C{"bounced-<condition>"}, C{"acks-resent"}, and the stanzas
+        C{"bounced-<condition>"}, C{"acks-resent"},
+        C{"acks-refused-not-resent"}, the resumption of pairs' delivery
+        (C{docs/delivery.rst}: C{"delivery-deduplicated"},
+        C{"delivery-moved"}, C{"delivery-resume-failed"}), and the stanzas
         delivered and sent on streams that ended (C{"stanzas-delivered"},
         C{"stanzas-sent"}).
     @type counters: L{collections.Counter}
