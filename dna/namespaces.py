@@ -28,6 +28,11 @@ NS_BIDI_FEATURE = "urn:xmpp:features:bidi"
 #: XEP-0198 Stream Management (acknowledgements only, see L{dna.channel.acks}).
 NS_SM = "urn:xmpp:sm:3"
 
+#: Resumption of a domain pair's delivery on a new stream (our own, see
+#: L{dna.channel.acks}): the C{<delivery/>} stream feature, and the C{epoch}
+#: and C{count} attributes of C{<db:result/>}.
+NS_DELIVERY = "urn:xmpp:dna:delivery:0"
+
 #: XEP-0478 Stream Limits Advertisement (see L{dna.channel.features}).
 NS_STREAM_LIMITS = "urn:xmpp:stream-limits:0"
 

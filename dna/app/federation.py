@@ -23,6 +23,7 @@ waiting for one stream take turns (round-robin), one stanza each.
 """
 
 import collections
+import secrets
 
 from twisted.internet import defer
 from twisted.logger import Logger, LogLevel
@@ -30,7 +31,7 @@ from twisted.words.protocols.jabber import error
 
 from dna.app.revalidation import Revalidator
 from dna.channel.acks import StreamAcks, peerOffersAcks
-from dna.channel.features import peerLimits
+from dna.channel.features import peerLimits, peerOffersDelivery
 from dna.channel.stream import RawStanza, provenStream
 from dna.core.authorization import (
     DEFAULT_MAX_PENDING,
@@ -40,7 +41,7 @@ from dna.core.authorization import (
 from dna.core.enforcement import errorResponse
 from dna.core.logthrottle import ThrottledLog
 from dna.core.names import domainOf, normalizeDomain
-from dna.core.tables import Tables
+from dna.core.tables import INCOMING, Tables
 from dna.error import (
     AuthorizationRefused,
     ConnectionLost,
@@ -48,6 +49,7 @@ from dna.error import (
     InvalidAddress,
     NoRoute,
     RequestTimedOut,
+    ServiceStopping,
 )
 from dna.namespaces import NS_SERVER, STANZA_NAMES
 
@@ -61,6 +63,89 @@ DEFAULT_WAITING_LIMIT = 10000
 #: How many streams a stanza may be sent on before it bounces, when each
 #: ends before the peer acknowledged it.
 MAX_ATTEMPTS = 3
+
+#: How many pairs' delivery sequences are kept (the oldest go first: their
+#: stanzas still kept are then sent again at least once).
+MAX_SEQUENCES = 100000
+#: How long, after a first failure to resume a pair, stanzas whose fate
+#: only the peer knows (numbered, unacknowledged, on a stream that ended)
+#: wait for it to be resumed (the Receiving Server keeps its counts as long,
+#: L{dna.core.tables.DEFAULT_DELIVERY_EXPIRY}); then they bounce.
+RESYNC_PATIENCE = 600.0
+
+#: How many of the peers' error replies are remembered, so that the
+#: stanzas they answer are not sent again.
+_REFUSALS_KEPT = 1024
+
+#: How many past generations of a sequence keep their cutoff.
+_GENERATIONS = 16
+
+
+class _Sequence:
+    """
+    The Originating Server's numbering of one pair's stanzas, for the
+    resumption of its delivery on a new stream (L{dna.channel.acks}).
+
+    Each grant with a count starts a generation: the stanzas sent on the
+    granted stream get the positions C{count}, C{count + 1}, ... of it. The
+    next grant's count is the generation's cutoff: the peer handled those of
+    its stanzas below it, and will never handle the others.
+
+    @ivar epoch: Random, chosen when the pair first asked with an epoch.
+    @ivar generation: The current generation.
+    @ivar next: The position of the next stanza sent.
+    @ivar streamID: The stream the current generation is counted on.
+    @ivar cutoffs: Past generation -> its cutoff.
+    """
+
+    __slots__ = ("epoch", "generation", "next", "streamID", "cutoffs")
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+        self.generation = 0
+        self.next = 0
+        self.streamID = None
+        self.cutoffs = {}
+
+    def resume(self, streamID, count):
+        """
+        The peer granted the pair on C{streamID}, having handled C{count}.
+        """
+        self.cutoffs[self.generation] = count
+        if len(self.cutoffs) > _GENERATIONS:
+            del self.cutoffs[min(self.cutoffs)]
+        self.generation += 1
+        self.next = count
+        self.streamID = streamID
+
+    def knows(self, stanza):
+        """
+        Whether C{stanza} was numbered in a generation with a cutoff: then
+        L{handled} says for sure whether the peer handled it.
+        """
+        position = stanza.__dict__.get("dnaPosition")
+        return (
+            position is not None and position[0] == self.epoch
+            and position[1] in self.cutoffs
+        )
+
+    def handled(self, stanza):
+        """
+        Whether the peer certainly handled C{stanza}.
+        """
+        position = stanza.__dict__.get("dnaPosition")
+        if position is None or position[0] != self.epoch:
+            return False
+        cutoff = self.cutoffs.get(position[1])
+        return cutoff is not None and position[2] < cutoff
+
+    def numbered(self, stanza):
+        """
+        Whether C{stanza} was numbered in this sequence (its fate can be
+        known at the next grant).
+        """
+        position = stanza.__dict__.get("dnaPosition")
+        return position is not None and position[0] == self.epoch
 
 
 def toServerNamespace(stanza):
@@ -127,7 +212,10 @@ class Federation:
         decisions L{dna.app.metrics} reads: C{"stanza-refused-<reason>"},
         C{"result-<condition>"} (our answers), C{"answer-<condition>"}
         (the peer's), C{"revoked-local"}, C{"revoked-peer"},
-        C{"bounced-<condition>"}, C{"acks-resent"}, and the stanzas
+        C{"bounced-<condition>"}, C{"acks-resent"},
+        C{"acks-refused-not-resent"}, the resumption of pairs' delivery
+        (C{docs/delivery.rst}: C{"delivery-deduplicated"},
+        C{"delivery-moved"}, C{"delivery-resume-failed"}), and the stanzas
         delivered and sent on streams that ended (C{"stanzas-delivered"},
         C{"stanzas-sent"}).
     @type counters: L{collections.Counter}
@@ -196,6 +284,16 @@ class Federation:
         self._paused = {}
         self.revalidator = Revalidator(self, checker, clock, **(revalidation or {}))
         self.flow = flow
+        # (sender, target) -> _Sequence of the pairs sent with an epoch
+        self._sequences = {}
+        # pairs being authorized, and those of them whose stanzas wait for
+        # the grant's count before anything of them is sent
+        self._authorizing = set()
+        self._resyncing = set()
+        # pair -> when trying to resume it gives up
+        self._resyncDeadlines = {}
+        # (id, from, to) of our stanzas the peers answered with an error
+        self._refused = {}
 
     # Streams
 
@@ -250,10 +348,19 @@ class Federation:
                 if peerOffersAcks(xs)
                 else None
             )
+            authorization.delivery = (
+                authorization.acks is not None and peerOffersDelivery(xs)
+                and not getattr(authorization, "legacy", False)
+            )
+            authorization.lateGrant = (
+                lambda sender, target, count:
+                self._resumeDelivery((sender, target), streamID, count)
+            )
         else:
             authorization.acks = StreamAcks.accept(
                 xs, handledCount, self._resend, self._clock, **acksOptions
             )
+            authorization.revokeElsewhere = self._revokeElsewhere
         if self.flow is not None:
             # Past the high-water mark the stream takes no more stanzas; the
             # components feeding it pause until what waited has gone.
@@ -264,7 +371,21 @@ class Federation:
         )
         if proven:
             provenStream(xs)
+        if initiating and self._resyncing:
+            self._retryResumes()
         return authorization
+
+    def _revokeElsewhere(self, streamID, local, remote):
+        """
+        A pair the peer resumed on another stream is revoked on
+        C{streamID}: what still arrives there for it is not handled.
+        """
+        self.counters["delivery-moved"] += 1
+        authorization = self.streams.get(streamID)
+        if authorization is None:
+            self.tables.unbind(INCOMING, local, remote, streamID)
+        else:
+            authorization.revoke(local, remote)
 
     def _onStreamEnd(self, reason, streamID):
         authorization = self.streams.pop(streamID, None)
@@ -292,7 +413,8 @@ class Federation:
             while ring and not self._isFull(authorization):
                 pair = ring.popleft()
                 waiting = self._waiting.get(pair)
-                if not waiting:
+                if not waiting or pair in self._resyncing:
+                    # (A resyncing pair is sent once granted.)
                     continue
                 if self.tables.route(*pair) != streamID:
                     # Revoked meanwhile: ask again, or bounce.
@@ -336,10 +458,28 @@ class Federation:
         if stanza.name not in STANZA_NAMES:
             return
         authorization.delivered += 1
+        if authorization.counted:
+            authorization.countHandled(stanza)
+        if stanza.attributes.get("type") == "error":
+            self._noteRefusal(stanza)
         if stanza.handled:
             return
         stanza.handled = True
         self._deliver(stanza)
+
+    def _noteRefusal(self, reply):
+        """
+        Remember an error reply from a peer, so that the stanza it answers,
+        if it is still kept unacknowledged when its stream ends, is not sent
+        again: the peer handled it by refusing it, and its sender has heard.
+        """
+        stanzaID = reply.getAttribute("id")
+        if stanzaID is None:
+            return
+        refused = self._refused
+        refused[(stanzaID, reply.getAttribute("to"), reply.getAttribute("from"))] = None
+        if len(refused) > _REFUSALS_KEPT:
+            del refused[next(iter(refused))]
 
     def _transmit(self, authorization, stanza, sender, target):
         """
@@ -351,6 +491,8 @@ class Federation:
         if stanza.getAttribute("type") != "error":
             # Remembered so that the peer's error reply to it gets through.
             authorization.rememberSent(stanza, sender, target)
+        if authorization.delivery:
+            self._number(authorization, stanza, (sender, target))
         xs = authorization.xs
         before = xs.bytesSent
         xs.send(stanza)
@@ -358,42 +500,140 @@ class Federation:
             authorization.acks.sent(stanza, xs.bytesSent - before)
         authorization.sent += 1
 
+    def _number(self, authorization, stanza, pair):
+        """
+        Give C{stanza} the next position of its pair, when the pair's
+        current generation is counted on the stream it goes on.
+        """
+        sequence = self._sequences.get(pair)
+        if sequence is not None and sequence.streamID == authorization.streamID:
+            stanza.__dict__["dnaPosition"] = (
+                sequence.epoch, sequence.generation, sequence.next
+            )
+            sequence.next += 1
+
+    def _sequence(self, pair):
+        """
+        The L{_Sequence} of C{pair}, with a new random epoch if it has none.
+        """
+        sequence = self._sequences.get(pair)
+        if sequence is None:
+            if len(self._sequences) >= MAX_SEQUENCES:
+                del self._sequences[next(iter(self._sequences))]
+            sequence = self._sequences[pair] = _Sequence("%016x" % secrets.randbits(64))
+        return sequence
+
     def _resend(self, stanzas):
         """
         Send again, over whatever stream now carries their pairs, the stanzas
-        a stream that ended never acknowledged; a stanza that has already
-        been on L{MAX_ATTEMPTS} streams bounces instead (a peer that drops
-        every connection must not make us loop).
+        a stream that ended never acknowledged. They go to the front of their
+        pair's waiting queue, and nothing of the pair is sent before them.
 
-        Stanzas whose pairs have stanzas waiting already go before those, in
-        their order, whatever the limits: they were accepted before them.
+        A stanza numbered in its pair's sequence (L{dna.channel.acks},
+        "Exactly once, in order") waits for the pair's next grant, whose
+        count says whether the peer handled it: only then is it dropped as
+        handled or sent again. Any other stanza that has already been on
+        L{MAX_ATTEMPTS} streams bounces instead (a peer that drops every
+        connection must not make us loop); numbered ones are counted at the
+        grant.
         """
         self.counters["acks-resent"] += len(stanzas)
-        waitedBefore = set(self._waiting)
-        front = collections.defaultdict(list)
+        byPair = {}
+        refused = self._refused
         for stanza in stanzas:
-            # domish.Element.__getattr__ answers child elements: use __dict__.
-            attempts = stanza.__dict__.get("dnaAttempts", 1) + 1
-            if attempts > MAX_ATTEMPTS:
-                _log.info(
-                    "Stanza from {sender!r} to {to!r} lost {attempts} streams: bouncing",
-                    event="stanza-bounced",
-                    condition="remote-server-timeout",
-                    sender=stanza.getAttribute("from"),
-                    to=stanza.getAttribute("to"),
-                    attempts=attempts - 1,
-                )
-                self._bounce([stanza], error.StanzaError("remote-server-timeout", type="wait"))
+            if refused and (
+                stanza.getAttribute("id"), stanza.getAttribute("from"), stanza.getAttribute("to")
+            ) in refused:
+                self.counters["acks-refused-not-resent"] += 1
                 continue
-            stanza.dnaAttempts = attempts
-            pair = self._pairOf(stanza)
-            if pair in waitedBefore:
-                front[pair].append(stanza)
+            byPair.setdefault(self._pairOf(stanza), []).append(stanza)
+        for pair, resent in byPair.items():
+            sequence = self._sequences.get(pair)
+            kept = []
+            numbered = False
+            for stanza in resent:
+                if sequence is not None and sequence.handled(stanza):
+                    self.counters["delivery-deduplicated"] += 1
+                    continue
+                # domish.Element.__getattr__ answers child elements: use __dict__.
+                attempts = stanza.__dict__.get("dnaAttempts", 1) + 1
+                if sequence is not None and sequence.numbered(stanza):
+                    numbered = True
+                elif attempts > MAX_ATTEMPTS:
+                    self._bounceAttempts(stanza, attempts - 1)
+                    continue
+                stanza.dnaAttempts = attempts
+                kept.append(stanza)
+            if not kept:
+                continue
+            waiting = self._waiting.get(pair)
+            if waiting is not None:
+                waiting.extendleft(reversed(kept))
+                self.waitingCount += len(kept)
             else:
-                self.send(stanza)
-        for pair, resent in front.items():
-            self._waiting[pair].extendleft(reversed(resent))
-            self.waitingCount += len(resent)
+                self._putBack(pair[0], pair[1], collections.deque(kept))
+            if numbered:
+                self._resyncing.add(pair)
+                self._authorize(*pair)
+            elif waiting is None:
+                self._flush(*pair)
+
+    def _bounceAttempts(self, stanza, attempts):
+        """
+        Bounce a stanza that was on C{attempts} streams, unacknowledged.
+        """
+        _log.info(
+            "Stanza from {sender!r} to {to!r} lost {attempts} streams: bouncing",
+            event="stanza-bounced",
+            condition="remote-server-timeout",
+            sender=stanza.getAttribute("from"),
+            to=stanza.getAttribute("to"),
+            attempts=attempts,
+        )
+        self._bounce([stanza], error.StanzaError("remote-server-timeout", type="wait"))
+
+    def _resumeDelivery(self, pair, streamID, count):
+        """
+        The peer granted C{pair} on C{streamID} having handled C{count} of
+        its epoch: drop what waits that it handled, bounce what it did not
+        and has been on L{MAX_ATTEMPTS} streams, and number the rest anew
+        on this stream.
+        """
+        sequence = self._sequences.get(pair)
+        if sequence is None:
+            return
+        sequence.resume(streamID, count)
+        waiting = self._waiting.get(pair)
+        if not waiting:
+            return
+        kept = collections.deque()
+        for stanza in waiting:
+            if sequence.handled(stanza):
+                self.counters["delivery-deduplicated"] += 1
+            elif sequence.knows(stanza) and stanza.__dict__.get("dnaAttempts", 1) > MAX_ATTEMPTS:
+                self._bounceAttempts(stanza, stanza.__dict__["dnaAttempts"] - 1)
+            else:
+                kept.append(stanza)
+        self.waitingCount -= len(waiting) - len(kept)
+        if kept:
+            self._waiting[pair] = kept
+        else:
+            del self._waiting[pair]
+        if not count:
+            # A first grant: nothing was resumed.
+            return
+        _log.info(
+            "Resumed {sender} -> {target} on stream {streamID}: the peer had "
+            "handled {count}; {dropped} kept stanzas dropped as handled, "
+            "{left} to send",
+            event="delivery-resumed",
+            sender=pair[0],
+            target=pair[1],
+            streamID=streamID,
+            count=count,
+            dropped=len(waiting) - len(kept),
+            left=len(kept),
+        )
 
     @staticmethod
     def _pairOf(stanza):
@@ -457,6 +697,9 @@ class Federation:
         elif not self._overLimit(len(waiting), sender, target, stanza):
             waiting.append(stanza)
             self.waitingCount += 1
+            if pair in self._resyncing and pair not in self._authorizing:
+                # Kept for a resumption that failed: try it again.
+                self._authorize(sender, target)
             streamID = self.tables.route(sender, target)
             if streamID is not None and pair in self._paused.get(streamID, ()):
                 self._waitForRoom(streamID, pair)
@@ -487,13 +730,36 @@ class Federation:
         """
         Get C{sender} -> C{target} bound on some stream, then flush its queue.
         """
+        pair = (sender, target)
+        if pair in self._authorizing:
+            # The grant on its way flushes what waits, or its failure
+            # bounces it.
+            return
+        self._authorizing.add(pair)
         d = self._establish(sender, target)
-        d.addCallback(lambda authorization: authorization.request(sender, target))
 
-        def granted(ignored):
+        def ask(authorization):
+            if not authorization.delivery:
+                request = authorization.request(sender, target)
+            else:
+                request = authorization.request(
+                    sender, target, self._sequence(pair).epoch
+                )
+            return request.addCallback(lambda count: (authorization.streamID, count))
+
+        d.addCallback(ask)
+
+        def granted(result):
+            self._authorizing.discard(pair)
+            self._resyncing.discard(pair)
+            self._resyncDeadlines.pop(pair, None)
+            streamID, count = result
+            if count is not None:
+                self._resumeDelivery(pair, streamID, count)
             self._flush(sender, target)
 
         def failed(failure):
+            self._authorizing.discard(pair)
             if failure.check(ConnectionLost) and attempts > 1:
                 _log.info(
                     "Stream lost while authorizing {sender} -> {target}: retrying",
@@ -502,6 +768,12 @@ class Federation:
                 )
                 self._authorize(sender, target, attempts - 1)
                 return
+            if pair in self._resyncing and self._keepForResume(pair, failure):
+                return
+            # What waits bounces (the sequence goes on: the next grant's
+            # count numbers what follows anew).
+            self._resyncing.discard(pair)
+            self._resyncDeadlines.pop(pair, None)
             if not failure.check(DNAError):
                 _log.failure(
                     "Authorizing {sender} -> {target} failed",
@@ -513,10 +785,62 @@ class Federation:
 
         d.addCallbacks(granted, failed)
 
+    def _keepForResume(self, pair, failure):
+        """
+        The pair could not be resumed: keep the stanzas whose fate only the
+        peer knows (numbered, unacknowledged, not yet covered by a grant's
+        count) for the next attempt, which the next stanza sent to the pair
+        or the next stream we open makes; bounce the others, which it did
+        not get. Unless the peer refused the pair, the service stops, or
+        L{RESYNC_PATIENCE} is over since the first failure: then everything
+        bounces (and what the peer handled may bounce too).
+
+        @return: Whether stanzas are kept.
+        """
+        if failure.check(AuthorizationRefused, ServiceStopping):
+            return False
+        now = self._clock.seconds()
+        if now >= self._resyncDeadlines.setdefault(pair, now + RESYNC_PATIENCE):
+            return False
+        sequence = self._sequences.get(pair)
+        waiting = self._takeWaiting(*pair)
+        kept = collections.deque()
+        others = []
+        for stanza in waiting:
+            if sequence is not None and sequence.numbered(stanza) and not sequence.knows(stanza):
+                kept.append(stanza)
+            else:
+                others.append(stanza)
+        if kept:
+            self._putBack(pair[0], pair[1], kept)
+        self._bounce(others, _bounceCondition(failure))
+        if not kept:
+            return False
+        self.counters["delivery-resume-failed"] += 1
+        _log.info(
+            "Cannot resume {sender} -> {target} now ({reason}): keeping {count} "
+            "stanzas the peer may have handled until it can be",
+            sender=pair[0],
+            target=pair[1],
+            reason=failure.getErrorMessage(),
+            count=len(kept),
+        )
+        return True
+
+    def _retryResumes(self):
+        """
+        Try again to resume the pairs whose stanzas wait for it.
+        """
+        for pair in [p for p in self._resyncing if p not in self._authorizing]:
+            self._authorize(*pair)
+
     def _flush(self, sender, target):
         """
         Send the stanzas waiting for a pair that is now bound, in order.
         """
+        if (sender, target) in self._resyncing:
+            # Sent once the pair's grant says what the peer handled.
+            return
         waiting = self._takeWaiting(sender, target)
         if not waiting:
             return

@@ -8,9 +8,25 @@ enabled acknowledgements, each counts the stanzas it has handled and answers
 C{<r/>} with C{<a h='N'/>}; the sender keeps what is not yet acknowledged and,
 when the stream ends, hands it back to be sent again over another stream
 (draft-ietf-xmpp-dna-01 section 4: when a connection closes, both servers
-remove it from the tables; the stanzas still go). Delivery is then at least
-once: a stanza handled just before the break, whose acknowledgement was lost,
-is sent twice.
+remove it from the tables; the stanzas still go), at the front of their
+pair's queue. With acknowledgements alone, delivery is at least once: a
+stanza handled just before the break, whose acknowledgement was lost, is
+sent twice.
+
+Exactly once, in order (issue 14; the whole protocol and its limits are in
+C{docs/delivery.rst}). A Receiving Server that also offers
+C{<delivery xmlns='urn:xmpp:dna:delivery:0'/>} inside C{<sm/>} counts, per
+(sender, target, epoch), the stanzas it handled, on one stream at a time,
+and keeps the counts after the stream ends (L{dna.core.tables.DeliveryLedger}).
+The Originating Server's C{<db:result/>} carries its random epoch of the
+pair (C{dnaq:epoch}), the grant the count (C{dnaq:count}): the Originating
+Server drops the stanzas it kept that the count covers, and sends the rest
+before anything newer of the pair (L{dna.app.federation.Federation}). No
+byte is added to any stanza. Once a pair is counted on a stream, the
+Receiving Server also sends C{<a/>} unrequested after each read in which it
+handled stanzas of such pairs (L{StreamAcks.answerEagerly}), so that little
+is left unacknowledged if it dies. Processes that die lose what they held: the
+guarantee holds while both run.
 
 The Receiving Server offers C{<sm xmlns='urn:xmpp:sm:3'/>}; the Originating
 Server sends C{<enable/>} and starts counting at once; the Receiving Server
@@ -36,7 +52,7 @@ from twisted.words.xish import domish
 
 from dna.channel.stream import STREAM_CLOSING_EVENT
 from dna.core.logthrottle import report
-from dna.namespaces import NS_SM
+from dna.namespaces import NS_DELIVERY, NS_SM
 
 _log = Logger()
 
@@ -62,11 +78,17 @@ ANSWER = "/a[@xmlns='%s']" % (NS_SM,)
 _REQUEST_ELEMENT = domish.Element((NS_SM, "r"))
 
 
-def smFeature():
+def smFeature(delivery=False):
     """
     The stream feature a Receiving Server offers.
+
+    @param delivery: Whether to offer the resumption of pairs' delivery in
+        it (L{dna.channel.features.deliveryFeature}).
     """
-    return domish.Element((NS_SM, "sm"))
+    sm = domish.Element((NS_SM, "sm"))
+    if delivery:
+        sm.addChild(domish.Element((NS_DELIVERY, "delivery")))
+    return sm
 
 
 def peerOffersAcks(xs):
@@ -125,6 +147,9 @@ class StreamAcks:
         self._timer = None
         self._deadline = None
         self._enabled = False
+        self._lastAnswered = None
+        self._progress = None
+        self._lastProgress = None
         xs.addObserver(REQUEST, self._onRequest)
         xs.addObserver(ANSWER, self._onAnswer)
         xs.addOnetimeObserver(STREAM_CLOSING_EVENT, self._onClosing)
@@ -158,6 +183,35 @@ class StreamAcks:
     def _enable(self):
         self._enabled = True
         self._base = self._handledCount()
+        self._lastAnswered = 0
+
+    def answerEagerly(self, progress):
+        """
+        From now on, send an unrequested C{<a/>} after each read in which
+        C{progress()} changed: once the peer resumes a pair's delivery on
+        this stream, C{progress} counts the stanzas of such pairs handled,
+        so that a Receiving Server that dies leaves as few of them
+        unacknowledged as it can.
+
+        @param progress: A callable returning a number.
+        """
+        self._progress = progress
+        self._lastProgress = progress()
+        self._xs.afterRead = self._afterRead
+
+    @property
+    def eager(self):
+        """
+        Whether L{answerEagerly} was called.
+        """
+        return self._xs.afterRead is not None
+
+    def _afterRead(self):
+        progress = self._progress()
+        if progress != self._lastProgress:
+            self._lastProgress = progress
+            if self._enabled and self.handled != self._lastAnswered and self._xs.transport is not None:
+                self._answer()
 
     @property
     def enabled(self):
@@ -233,7 +287,8 @@ class StreamAcks:
         Tell the peer how many stanzas we handled: C{<a h='N'/>}.
         """
         answer = domish.Element((NS_SM, "a"))
-        answer["h"] = str(self.handled % _MODULUS)
+        self._lastAnswered = self.handled
+        answer["h"] = str(self._lastAnswered % _MODULUS)
         self._xs.send(answer)
 
     def _onClosing(self, xs):
@@ -307,6 +362,7 @@ class StreamAcks:
         self._xs.removeObserver(REQUEST, self._onRequest)
         self._xs.removeObserver(ANSWER, self._onAnswer)
         self._xs.removeObserver(STREAM_CLOSING_EVENT, self._onClosing)
+        self._xs.afterRead = None
         unacked, self.unacked = list(self.unacked), collections.deque()
         self._sizes.clear()
         self.unackedBytes = 0

@@ -34,6 +34,7 @@ from dna.error import StartTLSStripped
 from dna.namespaces import (
     NS_BIDI,
     NS_BIDI_FEATURE,
+    NS_DELIVERY,
     NS_DNA,
     NS_SM,
     NS_STREAM_LIMITS,
@@ -121,8 +122,8 @@ def peerLimits(xs):
 def advertise(features, bidi=True, maxBytes=None, idleSeconds=None):
     """
     Add the DNA features to a C{<stream:features/>} element being built by a
-    Receiving Server: DNA, bidi, acknowledgements (L{dna.channel.acks}) and
-    the stream's limits.
+    Receiving Server: DNA, bidi, acknowledgements and the resumption of
+    pairs' delivery (L{dna.channel.acks}) and the stream's limits.
 
     @param features: The C{<stream:features/>} element.
     @param bidi: Whether to offer XEP-0288 too.
@@ -134,7 +135,8 @@ def advertise(features, bidi=True, maxBytes=None, idleSeconds=None):
     features.addChild(dnaFeature())
     if bidi:
         features.addChild(bidiFeature())
-    features.addChild(domish.Element((NS_SM, "sm")))
+    sm = features.addChild(domish.Element((NS_SM, "sm")))
+    sm.addChild(deliveryFeature())
     if maxBytes is not None:
         features.addChild(limitsFeature(maxBytes, idleSeconds))
     return features
@@ -145,6 +147,26 @@ def peerOffersDNA(xs):
     Whether the Receiving Server advertised the DNA feature on C{xs}.
     """
     return (NS_DNA, "dna") in xs.features
+
+
+def deliveryFeature():
+    """
+    The feature saying that C{<db:result/>} requests may carry an epoch and
+    grants a delivery count (L{dna.channel.acks}). It needs
+    acknowledgements, so it is advertised inside their C{<sm/>} feature,
+    where peers that do not know it ignore it.
+    """
+    return domish.Element((NS_DELIVERY, "delivery"))
+
+
+def peerOffersDelivery(xs):
+    """
+    Whether the Receiving Server advertised L{deliveryFeature} on C{xs}.
+    """
+    sm = (getattr(xs, "features", None) or {}).get((NS_SM, "sm"))
+    return sm is not None and any(
+        (child.uri, child.name) == (NS_DELIVERY, "delivery") for child in sm.elements()
+    )
 
 
 def peerOffersBidi(xs):

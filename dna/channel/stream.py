@@ -786,6 +786,13 @@ class S2SStream(ForwardingStream):
     stream's refusals; L{None}: each is logged.
     """
 
+    afterRead = None
+    """
+    Called with no arguments after each read has been parsed and
+    dispatched (L{dna.channel.acks}: one unrequested C{<a/>} per read), or
+    L{None}.
+    """
+
     refusals = 0
     refusal = None
     streamError = None
@@ -878,6 +885,8 @@ class S2SStream(ForwardingStream):
             self._refuse("not-well-formed", str(e), Failure())
         if self.streamError is not None:
             self._dropParser()
+        elif self.afterRead is not None:
+            self.afterRead()
 
     def _dropParser(self):
         """

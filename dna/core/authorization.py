@@ -33,7 +33,7 @@ from twisted.words.xish import domish
 
 from dna.core.enforcement import StanzaFilter
 from dna.core.logthrottle import ThrottledLog
-from dna.core.names import normalizeDomain
+from dna.core.names import domainOf, normalizeDomain
 from dna.core.proofs import MAX_EXPLANATION, sanitize
 from dna.core.tables import INCOMING, OUTGOING
 from dna.error import (
@@ -43,7 +43,7 @@ from dna.error import (
     OneWayStream,
     RequestTimedOut,
 )
-from dna.namespaces import NS_DIALBACK, NS_STANZAS
+from dna.namespaces import NS_DELIVERY, NS_DIALBACK, NS_STANZAS
 
 _log = Logger()
 
@@ -80,6 +80,23 @@ MAX_REFUSAL = 640
 
 #: How many sent stanzas a stream remembers to recognise error replies.
 SENT_MEMORY = 1024
+
+#: The C{epoch} attribute of a request and the C{count} of its grant
+#: (L{dna.channel.acks}, "Exactly once, in order").
+EPOCH = (NS_DELIVERY, "epoch")
+COUNT = (NS_DELIVERY, "count")
+
+#: How many distinct (to, from) addresses a stream remembers the delivery
+#: count of, for counting without parsing them again.
+_COUNTED_ADDRESSES = 1024
+
+
+def validEpoch(text):
+    """
+    Whether C{text} may be an epoch: 1 to 32 ASCII letters and digits.
+    """
+    return text is not None and 0 < len(text) <= 32 and text.isascii() and text.isalnum()
+
 
 #: The XPath query for C{<db:result/>} elements.
 DB_RESULT = "/result[@xmlns='%s']" % (NS_DIALBACK,)
@@ -183,6 +200,22 @@ class StreamAuthorization:
     acks = None
     #: The peer's certificate once read (L{_peerCertificate}).
     _certificate = _UNREAD
+    #: Whether our requests on this stream carry an epoch (the peer offered
+    #: the delivery feature and acknowledgements are on).
+    delivery = False
+    #: Called with (streamID, local, remote) to revoke a pair on another
+    #: stream when a request with an epoch moves it here; L{None} to unbind
+    #: it there without a word.
+    revokeElsewhere = None
+    #: Called with (sender, target, count) when a grant with a count comes
+    #: after its request timed out (the pair is then bound all the same).
+    lateGrant = None
+    #: How many stanzas of pairs resumed with an epoch this stream counted.
+    countedHandled = 0
+    #: The C{count} of the grant being handled, for L{_onValid}.
+    _grantCount = None
+    #: The valid C{epoch} of the request being handled, for L{_admitRequest}.
+    _requestEpoch = None
     #: How many of our requests may be out at once (see L{requestWindow}).
     window = INITIAL_REQUEST_WINDOW
 
@@ -257,6 +290,10 @@ class StreamAuthorization:
         self._revoked = set()
         # (from, to, id) of the last stanzas sent, for the peer's error replies
         self._sent = {}
+        # (local, remote) -> DeliveryCount of the pairs the peer sends on
+        # with an epoch, and (to, from) attributes -> the same, as counted
+        self.counted = {}
+        self._countedAddresses = {}
 
         tables.openConnection(self.streamID, serverNames)
         self.filter = StanzaFilter(
@@ -292,15 +329,20 @@ class StreamAuthorization:
 
     # Originating role
 
-    def request(self, sender, target):
+    def request(self, sender, target, epoch=None):
         """
         Ask the peer to authorize stanzas from C{sender} to C{target} on this
         stream (section 6, Originating Server steps 1-3).
 
         @param sender: A hosted domain of ours (normalised).
         @param target: The peer's domain (normalised).
-        @return: A L{Deferred} that fires with L{None} once the pair is bound
-            for sending on this stream, or fails with L{AuthorizationRefused},
+        @param epoch: Our epoch of the pair, on a stream with L{delivery}:
+            the request carries it, even for a pair bound already, and the
+            grant says how many stanzas of it the peer handled.
+        @return: A L{Deferred} that fires once the pair is bound for sending
+            on this stream, with the peer's delivery count (an C{int}) when
+            the request carried an epoch and the grant a count, L{None}
+            otherwise; or fails with L{AuthorizationRefused},
             L{RequestTimedOut} or L{ConnectionLost}. Requests for a pair
             already asked for share the one C{<db:result/>}.
         """
@@ -311,10 +353,18 @@ class StreamAuthorization:
                 OneWayStream(self.streamID)
             )
         pair = (sender, target)
-        if self._tables.outgoing.accepts(self.streamID, sender, target):
+        if epoch is not None and self.delivery:
+            def makeRequest():
+                element = resultElement(sender, target)
+                element[EPOCH] = epoch
+                return element
+        elif self._tables.outgoing.accepts(self.streamID, sender, target):
             return defer.succeed(None)
+        else:
+            def makeRequest():
+                return resultElement(sender, target)
         self._lapsed.discard(pair)
-        return self._ask(pair, lambda: resultElement(sender, target))
+        return self._ask(pair, makeRequest)
 
     def _ask(self, pair, makeRequest):
         """
@@ -472,7 +522,9 @@ class StreamAuthorization:
             return
         if resultType is None:
             self._onRequest(sender, target, result)
+            self._requestEpoch = None
         elif resultType == "valid":
+            self._grantCount = result.getAttribute(COUNT)
             self._onValid(target, sender)
         elif resultType == "invalid":
             self._onInvalid(target, sender, result)
@@ -497,6 +549,9 @@ class StreamAuthorization:
             # revoked like any other).
             self._lapsed.discard(pair)
             self._tables.bind(OUTGOING, sender, target, self.streamID)
+            count = self._takeGrantCount()
+            if count is not None and self.lateGrant is not None:
+                self.lateGrant(sender, target, count)
             _log.info(
                 "Stream {streamID}: late grant of {sender} -> {target} taken",
                 streamID=self.streamID,
@@ -520,7 +575,17 @@ class StreamAuthorization:
             sender, target, level=LogLevel.debug,
         )
         self._adapt(True)
-        self._answered(pair, None)
+        self._answered(pair, self._takeGrantCount())
+
+    def _takeGrantCount(self):
+        """
+        The C{count} of the grant being handled, as an C{int}, or L{None}
+        when it has none (or nonsense).
+        """
+        count, self._grantCount = self._grantCount, None
+        if count is not None and count.isascii() and count.isdigit() and len(count) <= 20:
+            return int(count)
+        return None
 
     def _onInvalid(self, sender, target, result):
         """
@@ -576,6 +641,8 @@ class StreamAuthorization:
         The peer asks to send from C{sender} to C{target}: Receiving Server
         steps 1-5.
         """
+        epoch = result.getAttribute(EPOCH)
+        self._requestEpoch = epoch if validEpoch(epoch) else None
         if self._admitRequest(sender, target):
             self._checkRequest(sender, target, result)
 
@@ -608,7 +675,7 @@ class StreamAuthorization:
             # Coalesced: the answer to the first request covers this one.
             return False
         if self._tables.incoming.accepts(self.streamID, target, sender):
-            self.xs.send(resultElement(target, sender, "valid"))
+            self.xs.send(self._grant(target, sender, self._requestEpoch))
             return False
         if len(self._checking) >= self._maxPending:
             self._incidents.report(
@@ -638,6 +705,7 @@ class StreamAuthorization:
         pair = (target, sender)
         self._checking.add(pair)
         serverNames = self.serverNames
+        epoch = self._requestEpoch
         certificate = self._peerCertificate()
         if certificate is None:
             d = defer.maybeDeferred(self._checker.isDelegated, sender, serverNames)
@@ -663,7 +731,7 @@ class StreamAuthorization:
                 "Stream {streamID}: granted {sender} -> {target}",
                 sender, target, incoming=True,
             )
-            self.xs.send(resultElement(target, sender, "valid"))
+            self.xs.send(self._grant(target, sender, epoch))
 
         def failed(failure):
             _log.failure(
@@ -711,6 +779,60 @@ class StreamAuthorization:
                 if certificate is not None:
                     self._certificate = certificate.to_cryptography()
         return self._certificate
+
+    def _grant(self, local, remote, epoch):
+        """
+        The grant of C{remote} -> C{local}, bound on this stream already.
+        With an C{epoch}, the pair's delivery is counted on this stream from
+        now on, after what was counted on the streams before it, and no
+        longer on any other: the grant says how many were counted, and the
+        pair is revoked on every other stream, so that stanzas still on
+        their way there are not handled (they are sent again here).
+        """
+        grant = resultElement(local, remote, "valid")
+        if epoch is None:
+            return grant
+        entry = self._tables.delivery.claim(
+            local, remote, epoch, self.streamID, self._clock.seconds()
+        )
+        old = self.counted.get((local, remote))
+        if old is not entry:
+            self.counted[(local, remote)] = entry
+            self._countedAddresses.clear()
+        for other in self._tables.incoming.streams(local, remote):
+            if other == self.streamID:
+                continue
+            if self.revokeElsewhere is not None:
+                self.revokeElsewhere(other, local, remote)
+            else:
+                self._tables.unbind(INCOMING, local, remote, other)
+        grant[EPOCH] = epoch
+        grant[COUNT] = str(entry.count)
+        if self.acks is not None and not self.acks.eager:
+            self.acks.answerEagerly(lambda: self.countedHandled)
+        return grant
+
+    def countHandled(self, stanza):
+        """
+        Count a stanza handled on this stream in the delivery count of its
+        pair, when the pair's epoch is counted here.
+        """
+        attributes = stanza.attributes
+        key = (attributes.get("to"), attributes.get("from"))
+        entry = self._countedAddresses.get(key)
+        if entry is None:
+            try:
+                entry = self.counted.get((domainOf(key[0]), domainOf(key[1])))
+            except InvalidAddress:
+                return
+            if entry is None:
+                return
+            if len(self._countedAddresses) >= _COUNTED_ADDRESSES:
+                self._countedAddresses.clear()
+            self._countedAddresses[key] = entry
+        if entry.owner == self.streamID:
+            entry.count += 1
+            self.countedHandled += 1
 
     def _pairEvent(self, counter, event, message, sender, target, incoming=False,
                    level=LogLevel.info, **fields):
@@ -766,6 +888,10 @@ class StreamAuthorization:
         self.xs.removeObserver(STREAM_END_EVENT, self._onStreamEnd)
         self.filter.uninstall()
         self._tables.closeConnection(self.streamID)
+        if self.counted:
+            self._tables.delivery.retire(self.counted.values(), self._clock.seconds())
+            self.counted = {}
+            self._countedAddresses.clear()
         self._checking.clear()
         self._queued.clear()
         for pair in list(self._asked):

@@ -435,6 +435,103 @@ class BindingTable:
             _fail(f"{count} bindings but the count says {self._count}")
 
 
+#: How many (local, remote, epoch) delivery counts are kept at most.
+DEFAULT_DELIVERY_ENTRIES = 100000
+#: Seconds the count of a pair whose stream ended is kept for its return.
+DEFAULT_DELIVERY_EXPIRY = 600.0
+
+
+class DeliveryCount:
+    """
+    How many stanzas of one (local, remote) pair and one epoch of the
+    Originating Server the Receiving Server has handled, and the one stream
+    they are counted on (L{dna.channel.acks}, "Exactly once, in order").
+
+    @ivar count: Stanzas handled so far.
+    @ivar owner: The stream id the pair is counted on: stanzas of the pair
+        arriving on any other stream are not counted.
+    @ivar retired: When the owner stream ended (seconds), or L{None} while
+        it is open.
+    """
+
+    __slots__ = ("count", "owner", "retired")
+
+    def __init__(self, owner):
+        self.count = 0
+        self.owner = owner
+        self.retired = None
+
+
+class DeliveryLedger:
+    """
+    The Receiving Server's delivery counts, by (local, remote, epoch), kept
+    after their stream ends so that a new stream can resume the pair where
+    the old one stopped. Bounded: at most C{maxEntries} counts, and a count
+    whose stream ended is dropped C{expiry} seconds later. A dropped count
+    is a count of 0 for the next stream: the Originating Server then sends
+    again what it kept (at least once, as without this ledger).
+
+    @ivar evicted: How many counts were dropped for room before they expired.
+    """
+
+    def __init__(self, maxEntries=DEFAULT_DELIVERY_ENTRIES, expiry=DEFAULT_DELIVERY_EXPIRY):
+        self._maxEntries = maxEntries
+        self._expiry = expiry
+        # (local, remote, epoch) -> DeliveryCount, least recently claimed
+        # or retired first
+        self._entries = {}
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, local, remote, epoch):
+        """
+        @return: The L{DeliveryCount} of the pair and epoch, or L{None}.
+        """
+        return self._entries.get((local, remote, epoch))
+
+    def claim(self, local, remote, epoch, streamID, now):
+        """
+        Count the pair on C{streamID} from now on, keeping what was counted
+        on the streams before it.
+
+        @param now: The time in seconds, for the expiry of old counts.
+        @return: The L{DeliveryCount}.
+        """
+        key = (local, remote, epoch)
+        entries = self._entries
+        entry = entries.pop(key, None)
+        if entry is None:
+            entry = DeliveryCount(streamID)
+        entry.owner = streamID
+        entry.retired = None
+        entries[key] = entry
+        self._prune(now)
+        return entry
+
+    def retire(self, entries, now):
+        """
+        The stream that counted C{entries} ended: keep them C{expiry} more
+        seconds for a stream that resumes their pairs.
+        """
+        for entry in entries:
+            if entry.retired is None:
+                entry.retired = now
+        self._prune(now)
+
+    def _prune(self, now):
+        entries = self._entries
+        while entries:
+            key = next(iter(entries))
+            entry = entries[key]
+            if len(entries) > self._maxEntries:
+                self.evicted += 1
+            elif entry.retired is None or now - entry.retired < self._expiry:
+                return
+            del entries[key]
+
+
 class ClosedConnection(NamedTuple):
     """
     Everything L{Tables.closeConnection} removed.
@@ -470,6 +567,8 @@ class Tables:
         C{local} from C{remote} may be accepted on C{streamID}. This is
         L{BindingTable.accepts} of L{incoming}, bound here to save a call on
         every stanza received.
+    @ivar delivery: The L{DeliveryLedger} of the pairs we receive with
+        delivery counts.
     @ivar bindObservers: Callables called with C{(direction, local, remote,
         streamID)} after each new binding, such as the re-validation of its
         proof (L{dna.core.proofs}); a C{list}, empty by default.
@@ -483,6 +582,7 @@ class Tables:
         self.route = self.outgoing.route
         self.accepts = self.incoming.accepts
         self.bindObservers = []
+        self.delivery = DeliveryLedger()
 
     def _table(self, direction):
         """

@@ -139,7 +139,7 @@ class _Link:
         self.b.addObserver("/*", self._arrived, 1, side="b")
         if servers.acks:
             # B offered acknowledgements in its stream features.
-            self.a.features = {(NS_SM, "sm"): smFeature()}
+            self.a.features = {(NS_SM, "sm"): smFeature(delivery=servers.delivery)}
         self.aAuth = servers.a.streamAuthenticated(
             self.a, initiating=True, serverNames=[SERVER_B], bidi=False
         )
@@ -186,10 +186,13 @@ class TwoServers:
         delivery is at least once: the model allows duplicates on distinct
         streams and a bounce after a delivery whose acknowledgement was lost,
         and no longer checks the order across connection losses.
+    @ivar delivery: Whether B offers the resumption of pairs' delivery too
+        (needs C{acks}; L{tests.unit.test_delivery} checks what it adds).
     """
 
-    def __init__(self, acks=False):
+    def __init__(self, acks=False, delivery=False):
         self.acks = acks
+        self.delivery = delivery
         self.clock = Clock()
         self.checker = FakeDelegationChecker(
             {domain: [SERVER_A] for domain in DELEGATED}
