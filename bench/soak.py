@@ -72,7 +72,7 @@ connection):
     active at that moment (or less than C{SETTLE} seconds before), to
     C{delegation} for the moved pairs, else to C{unexplained}.
     C{bounced_and_delivered}: both happened to one stanza (a lie to its
-    sender).
+    sender); C{bounced_twice}: one stanza bounced more than once.
   - SIGKILL: the server keeps no durable queue, so what is inside a killed
     process is gone. The stanzas its own sending component had handed to it
     (written to its component connection) and that were neither delivered
@@ -94,8 +94,8 @@ from the end of the warm-up, a fifth of the stanzas, or from the restart,
 to the end), C{tracebacks} in every provider's log, C{wall_s}.
 
 Exits 1, with a line saying why, on any lost, lost_inbound_at_kill,
-duplicated, reordered, bounced_and_delivered, unauthorized_delivered or
-traceback. Every process and the temporary directory are removed at the
+unsent, duplicated, reordered, bounced_and_delivered, bounced_twice,
+unauthorized_delivered or traceback. Every process and the temporary directory are removed at the
 end, also on Ctrl-C (C{DNA_KEEP_SOAK=1} keeps the directory).
 """
 
@@ -277,6 +277,7 @@ class Soak:
         self.reordered = 0
         self.bounced = collections.Counter()
         self.bouncedAndDelivered = 0
+        self.bouncedTwice = 0
         self.unauthorized = 0
         self.next = [0] * k
         self.faults = []
@@ -415,7 +416,7 @@ class Soak:
             self.bouncedAndDelivered += 1
             return
         if self.state[i] == BOUNCED:
-            self.duplicated += 1
+            self.bouncedTwice += 1
             return
         self.state[i] = BOUNCED
         condition = "undefined-condition"
@@ -505,6 +506,18 @@ class Soak:
 
     # Monitoring
 
+    def tell(self):
+        """
+        A progress line every 10 s, on standard error.
+        """
+        now = time.monotonic()
+        last = getattr(self, "_told", (self.t0, 0))
+        rate = (self.delivered - last[1]) / max(now - last[0], 1e-9)
+        self._told = (now, self.delivered)
+        note(f"{now - self.t0:5.0f} s: sent {self.sent}, delivered {self.delivered}, "
+             f"bounced {sum(self.bounced.values())}, outstanding {self.outstanding}, "
+             f"{rate:.0f}/s")
+
     def sample(self):
         for p in self.providers:
             if p.twistd.process is None or p.twistd.process.poll() is not None:
@@ -535,6 +548,9 @@ class Soak:
         self.t0 = time.monotonic()
         ticker.start(0.02)
         self.cleanups.append(lambda: ticker.running and ticker.stop())
+        teller = task.LoopingCall(self.tell)
+        teller.start(10.0, now=False)
+        self.cleanups.append(lambda: teller.running and teller.stop())
         schedule = [(0.1, "streams"), (0.15, "delegation"), (0.25, "rst"), (0.33, "slow"),
                     (0.42, "stopread"), (0.5, "blackhole"), (0.6, "sigkill"),
                     (0.72, "resolver")]
@@ -585,6 +601,7 @@ class Soak:
         for (fault, condition), count in sorted(self.bounced.items()):
             emit(f"bounced.{fault}.{condition}", count)
         emit("bounced_and_delivered", self.bouncedAndDelivered)
+        emit("bounced_twice", self.bouncedTwice)
         emit("unauthorized_delivered", self.unauthorized)
         for p in self.providers:
             if p.samples:
@@ -609,6 +626,7 @@ class Soak:
                             ("unsent", unsent), ("duplicated", self.duplicated),
                             ("reordered", self.reordered),
                             ("bounced_and_delivered", self.bouncedAndDelivered),
+                            ("bounced_twice", self.bouncedTwice),
                             ("unauthorized_delivered", self.unauthorized),
                             ("tracebacks", sum(tracebacks.values()))]:
             if value:
