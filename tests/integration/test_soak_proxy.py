@@ -19,24 +19,24 @@ class Echo(protocol.Protocol):
 
 class Client(protocol.Protocol):
     """
-    Keeps what it receives, with when; fires C{lost} with the reason.
+    Keeps what it receives; fires C{lost} when the connection is lost, the
+    reason in C{reason}.
     """
 
     def __init__(self):
         self.received = bytearray()
-        self.times = []
         self.lost = defer.Deferred()
-        self.connected = defer.Deferred()
+        self.ready = defer.Deferred()
 
     def connectionMade(self):
-        self.connected.callback(self)
+        self.ready.callback(self)
 
     def dataReceived(self, data):
         self.received += data
-        self.times.append(time.monotonic())
 
     def connectionLost(self, reason):
-        self.lost.callback(reason)
+        self.reason = reason
+        self.lost.callback(None)
 
 
 def wait(seconds):
@@ -54,15 +54,23 @@ class ProxyFaultTests(unittest.TestCase):
         self.proxy = StrippingProxy(reactor, "127.0.0.1", echo.getHost().port)
         listening = reactor.listenTCP(0, self.proxy, interface="127.0.0.1")
         self.addCleanup(listening.stopListening)
-        self.addCleanup(self.proxy.dropAll)
         self.client = Client()
+        self.addCleanup(self.disconnect)
         factory = protocol.ClientFactory.forProtocol(lambda: self.client)
         reactor.connectTCP("127.0.0.1", listening.getHost().port, factory)
-        yield self.client.connected
+        yield self.client.ready
         self.client.transport.write(b"hello")
         yield self.until(lambda: bytes(self.client.received) == b"hello")
         [self.session] = self.proxy.sessions
         self.assertTrue(self.session.open)
+
+    @defer.inlineCallbacks
+    def disconnect(self):
+        self.proxy.dropAll()
+        if self.client.transport is not None:
+            self.client.transport.abortConnection()
+        yield self.client.lost
+        yield wait(0.05)
 
     @defer.inlineCallbacks
     def until(self, condition, timeout=5.0):
@@ -78,7 +86,8 @@ class ProxyFaultTests(unittest.TestCase):
         sees its connection reset, not a clean close.
         """
         self.session.reset()
-        reason = yield self.client.lost
+        yield self.client.lost
+        reason = self.client.reason
         self.assertTrue(reason.check(error.ConnectionLost, error.ConnectionDone))
         self.assertFalse(reason.check(error.ConnectionDone),
                          "an RST must not look like a clean close")
