@@ -91,7 +91,9 @@ Also printed: C{streams} (established S2S connections at the end of the
 warm-up), C{p99_latency_ms} (send to delivery), C{peak_rss_mb.P} and
 C{rss_growth_mb.P} of each provider (VmRSS sampled every second; growth
 from the end of the warm-up, a fifth of the stanzas, or from the restart,
-to the end), C{tracebacks} in every provider's log, C{wall_s}.
+to the end), C{cpu_s.P} (CPU seconds of each provider, over its
+restarts), C{tracebacks} in every provider's logs (twistd rotates them:
+all are read), C{wall_s}.
 
 Exits 1, with a line saying why, on any lost, lost_inbound_at_kill,
 unsent, duplicated, reordered, bounced_and_delivered, bounced_twice,
@@ -102,6 +104,7 @@ end, also on Ctrl-C (C{DNA_KEEP_SOAK=1} keeps the directory).
 import argparse
 import array
 import collections
+import glob
 import os
 import random
 import shutil
@@ -116,6 +119,7 @@ sys.path.insert(0, CHECKOUT)
 from twisted.internet import defer, reactor, task, threads  # noqa: E402
 from twisted.words.protocols.jabber import component, xmlstream  # noqa: E402
 
+from bench.e2e import cpuSeconds  # noqa: E402
 from dna.testing.pki import CertificateAuthority  # noqa: E402
 from dna.testing.proxy import StrippingProxy  # noqa: E402
 from tests.integration.flowpair import SECRET, Twistd, established, rss  # noqa: E402
@@ -131,12 +135,16 @@ SETTLE = 20.0
 UNSENT, SENT, DELIVERED, BOUNCED = 0, 1, 2, 3
 
 #: Limits of every provider: the proxies connect from one address (so more
-#: unauthenticated connections per address), and a black-holed stream is
-#: found out by its acknowledgements within seconds.
+#: unauthenticated connections per address); a black-holed stream is found
+#: out by its acknowledgements within seconds; a binding whose re-check
+#: finds the resolver down lives on 30 s past its proof (unbound caps every
+#: TTL at 5 s here), as an operator who wants to ride out a resolver restart
+#: sets it.
 LIMITS = (
     "max-unauthenticated-per-address = 512\n"
     "max-unacked = 200\n"
     "ack-timeout = 5.0\n"
+    "revalidation-grace = 30.0\n"
 )
 
 
@@ -164,6 +172,8 @@ class Provider:
         self.twistd = None
         self.proxy = None
         self.samples = []
+        #: incarnation -> CPU seconds it used (last sample)
+        self.cpu = {}
         self.warm = None
         self.incarnations = 0
 
@@ -527,6 +537,7 @@ class Soak:
             except (OSError, RuntimeError):
                 continue
             p.samples.append(value)
+            p.cpu[p.incarnations] = cpuSeconds(p.twistd.pid)
             warmAt = self.total / 5
             if p.incarnations > 1:
                 warmAt = getattr(p, "restartedAt", 0) + self.total / 10
@@ -608,6 +619,7 @@ class Soak:
                 emit(f"peak_rss_mb.{p.letter}", round(max(p.samples), 1))
                 if p.warm is not None:
                     emit(f"rss_growth_mb.{p.letter}", round(p.samples[-1] - p.warm, 1))
+                emit(f"cpu_s.{p.letter}", round(sum(p.cpu.values()), 1))
         latencies = sorted(self.latencies)
         if latencies:
             emit("p50_latency_ms", round(latencies[len(latencies) // 2] * 1000, 1))
@@ -615,9 +627,11 @@ class Soak:
                 latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] * 1000, 1))
         tracebacks = {}
         for p in self.providers:
-            with open(p.twistd.log, encoding="utf-8", errors="replace") as f:
-                text = f.read()
-            tracebacks[p.letter] = text.count("Traceback (most recent call last)")
+            # twistd rotates its log every megabyte: twistd.log, .1, .2, ...
+            tracebacks[p.letter] = 0
+            for path in glob.glob(glob.escape(p.twistd.log) + "*"):
+                with open(path, encoding="utf-8", errors="replace") as f:
+                    tracebacks[p.letter] += f.read().count("Traceback (most recent call last)")
             emit(f"tracebacks.{p.letter}", tracebacks[p.letter])
         emit("tracebacks", sum(tracebacks.values()))
         emit("wall_s", round(self.wall, 1))
