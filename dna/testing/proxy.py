@@ -67,6 +67,23 @@ class _ToReceiving(protocol.Protocol):
         self._session.receivingLost()
 
 
+class _ReceivingFactory(protocol.ClientFactory):
+    """
+    Connect one L{_ToReceiving}; when the Receiving Server cannot be
+    reached, drop the Originating Server's connection at once, as the
+    refused connection would have been without the proxy.
+    """
+
+    def __init__(self, toReceiving):
+        self._toReceiving = toReceiving
+
+    def buildProtocol(self, addr):
+        return self._toReceiving
+
+    def clientConnectionFailed(self, connector, reason):
+        self._toReceiving._session.receivingFailed()
+
+
 class ProxySession(protocol.Protocol):
     """
     One connection from the Originating Server, and its counterpart.
@@ -133,6 +150,10 @@ class ProxySession(protocol.Protocol):
         self._rewriting = False
         self._features = bytearray()
         self.transport.write(rewritten)
+
+    def receivingFailed(self):
+        if self.transport is not None:
+            self.transport.abortConnection()
 
     def receivingLost(self):
         if self.transport is not None:
@@ -296,7 +317,7 @@ class StrippingProxy(protocol.Factory):
         """
         Connect C{protocolInstance} to the Receiving Server.
         """
-        factory = protocol.ClientFactory.forProtocol(lambda: protocolInstance)
+        factory = _ReceivingFactory(protocolInstance)
         self._reactor.connectTCP(self._host, self._port, factory,
                                  bindAddress=self.bindAddress)
 

@@ -139,3 +139,27 @@ class ProxyFaultTests(unittest.TestCase):
         self.assertEqual(bytes(self.client.received), b"hello")
         self.session.resumeReading()
         yield self.until(lambda: bytes(self.client.received) == b"helloheld")
+
+
+class UnreachableTests(unittest.TestCase):
+
+    timeout = 20
+
+    @defer.inlineCallbacks
+    def test_refusedIsDropped(self):
+        """
+        When the Receiving Server refuses the proxy's connection, the
+        Originating Server's connection to the proxy is dropped at once.
+        """
+        probe = reactor.listenTCP(0, protocol.Factory(), interface="127.0.0.1")
+        port = probe.getHost().port
+        yield probe.stopListening()
+        proxy = StrippingProxy(reactor, "127.0.0.1", port)
+        listening = reactor.listenTCP(0, proxy, interface="127.0.0.1")
+        self.addCleanup(listening.stopListening)
+        client = Client()
+        factory = protocol.ClientFactory.forProtocol(lambda: client)
+        reactor.connectTCP("127.0.0.1", listening.getHost().port, factory)
+        t0 = time.monotonic()
+        yield client.lost
+        self.assertLess(time.monotonic() - t0, 2)
