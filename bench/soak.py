@@ -587,6 +587,7 @@ class Soak:
         Print the figures; return the reasons for failing.
         """
         lostOwn = lostInbound = lost = 0
+        where = collections.Counter()
         for i in range(self.total):
             if self.state[i] == SENT:
                 if self.killedOwn[i]:
@@ -595,6 +596,10 @@ class Soak:
                     lostInbound += 1
                 else:
                     lost += 1
+                    _, sender, _, target = self.pairs[i // self.options.stanzas]
+                    where[(sender.split(".", 1)[1], target)] += 1
+        for (zone, target), count in where.most_common(5):
+            note(f"lost {count} from {zone} to {target}")
         unsent = self.total - self.sent
         bounced = sum(self.bounced.values())
         emit("providers", len(self.providers))
