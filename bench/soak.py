@@ -37,7 +37,7 @@ C{<message id='PAIR-SEQ'>} with body C{"PAIR SEQ T"} (T: the send time, for
 the latency). A component whose connection breaks reconnects (every 0.5 s)
 until its provider is back; the sender sends only while connected, keeping
 at most C{--window} stanzas outstanding (sent, neither delivered nor
-bounced) and at most C{--rate} per second.
+bounced, not outstanding at a SIGKILL) and at most C{--rate} per second.
 
 Faults, each once, at fixed fractions of the stanzas sent:
 
@@ -87,8 +87,9 @@ connection):
   - C{lost}: every other stanza sent and neither delivered nor bounced once
     the run has drained (C{--drain} seconds without progress).
 
-Also printed: C{streams} (established S2S connections at the end of the
-warm-up), C{p99_latency_ms} (send to delivery), C{peak_rss_mb.P} and
+Also printed: C{streams} (established S2S connections to the providers'
+listeners when a tenth of the stanzas is sent), C{setup_all_pairs_s}
+(until every pair has a stanza delivered), C{p99_latency_ms} (send to delivery), C{peak_rss_mb.P} and
 C{rss_growth_mb.P} of each provider (VmRSS sampled every second; growth
 from the end of the warm-up, a fifth of the stanzas, or from the restart,
 to the end), C{cpu_s.P} (CPU seconds of each provider, over its
@@ -107,7 +108,6 @@ import collections
 import glob
 import os
 import random
-import shutil
 import signal
 import sys
 import tempfile
@@ -119,7 +119,7 @@ sys.path.insert(0, CHECKOUT)
 from twisted.internet import defer, reactor, task, threads  # noqa: E402
 from twisted.words.protocols.jabber import component, xmlstream  # noqa: E402
 
-from bench.e2e import cpuSeconds  # noqa: E402
+from bench.e2e import cleanUp, cpuSeconds, emit, note  # noqa: E402
 from dna.testing.pki import CertificateAuthority  # noqa: E402
 from dna.testing.proxy import StrippingProxy  # noqa: E402
 from tests.integration.flowpair import SECRET, Twistd, established, rss  # noqa: E402
@@ -146,14 +146,6 @@ LIMITS = (
     "ack-timeout = 5.0\n"
     "revalidation-grace = 30.0\n"
 )
-
-
-def emit(name, value):
-    print(f"{name}: {value}", flush=True)
-
-
-def note(text):
-    print(f"# {text}", file=sys.stderr, flush=True)
 
 
 class Provider:
@@ -288,6 +280,9 @@ class Soak:
         self.bounced = collections.Counter()
         self.bouncedAndDelivered = 0
         self.bouncedTwice = 0
+        self.writtenOff = 0
+        self.pairsUp = 0
+        self.setup = None
         self.unauthorized = 0
         self.next = [0] * k
         self.faults = []
@@ -326,16 +321,7 @@ class Soak:
             self.cleanups.append(p.twistd.stop)
 
     def cleanup(self):
-        for f in reversed(self.cleanups):
-            try:
-                f()
-            except Exception as e:  # cleanup goes on
-                note(f"cleanup: {e!r}")
-        del self.cleanups[:]
-        if os.environ.get("DNA_KEEP_SOAK"):
-            note(f"kept {self.workdir}")
-        else:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        cleanUp(self.cleanups, self.workdir, "DNA_KEEP_SOAK")
 
     # Sending
 
@@ -379,7 +365,18 @@ class Soak:
 
     @property
     def outstanding(self):
-        return self.sent - self.delivered - sum(self.bounced.values())
+        """
+        Stanzas sent, neither delivered nor bounced, less those outstanding
+        at a SIGKILL (accounted apart: they must not hold the window).
+        """
+        return self.sent - self.delivered - sum(self.bounced.values()) - self.writtenOff
+
+    def settled(self, i):
+        """
+        Stanza C{i} was delivered or bounced for the first time.
+        """
+        if self.killedOwn[i] or self.killedInbound[i]:
+            self.writtenOff -= 1
 
     # Receiving
 
@@ -409,8 +406,13 @@ class Soak:
         if seq < self.maxSeq[pair]:
             self.reordered += 1
         else:
+            if self.maxSeq[pair] < 0:
+                self.pairsUp += 1
+                if self.pairsUp == len(self.pairs):
+                    self.setup = now - self.t0
             self.maxSeq[pair] = seq
         self.state[i] = DELIVERED
+        self.settled(i)
         self.delivered += 1
         self.latencies.append(now - float(sentAt))
 
@@ -429,6 +431,7 @@ class Soak:
             self.bouncedTwice += 1
             return
         self.state[i] = BOUNCED
+        self.settled(i)
         condition = "undefined-condition"
         for child in stanza.elements():
             if child.name == "error":
@@ -487,11 +490,14 @@ class Soak:
             for pair, (p, _, q, _) in enumerate(self.pairs):
                 base = self.index(pair, 0)
                 for i in range(base, base + self.options.stanzas):
-                    if self.state[i] == SENT:
+                    if self.state[i] == SENT and not (
+                            self.killedOwn[i] or self.killedInbound[i]):
                         if pair in own:
                             self.killedOwn[i] = 1
+                            self.writtenOff += 1
                         elif q is victim:
                             self.killedInbound[i] = 1
+                            self.writtenOff += 1
             victim.twistd.process.send_signal(signal.SIGKILL)
             victim.twistd.process.wait()
             victim.warm = None
@@ -605,6 +611,7 @@ class Soak:
         emit("providers", len(self.providers))
         emit("streams", getattr(self, "streams", "not measured"))
         emit("pairs", len(self.pairs))
+        emit("setup_all_pairs_s", "never" if self.setup is None else round(self.setup, 1))
         emit("stanzas_sent", self.sent)
         emit("stanzas_unsent", unsent)
         emit("stanzas_delivered", self.delivered)
