@@ -498,6 +498,10 @@ class Soak:
                         elif q is victim:
                             self.killedInbound[i] = 1
                             self.writtenOff += 1
+            # Nothing more goes to the dead process's connections: what is
+            # written from here on would be lost without ever being handed.
+            for domain in victim.senders + victim.targets:
+                self.components[domain].xs = None
             victim.twistd.process.send_signal(signal.SIGKILL)
             victim.twistd.process.wait()
             victim.warm = None
