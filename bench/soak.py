@@ -37,7 +37,9 @@ C{<message id='PAIR-SEQ'>} with body C{"PAIR SEQ T"} (T: the send time, for
 the latency). A component whose connection breaks reconnects (every 0.5 s)
 until its provider is back; the sender sends only while connected, keeping
 at most C{--window} stanzas outstanding (sent, neither delivered nor
-bounced, not outstanding at a SIGKILL) and at most C{--rate} per second.
+bounced, not outstanding at a SIGKILL) and at most C{--rate} per second,
+the window split evenly between the providers (one provider's stalled
+stanzas do not stop the others').
 
 Faults, each once, at fixed fractions of the stanzas sent:
 
@@ -56,10 +58,13 @@ Faults, each once, at fixed fractions of the stanzas sent:
   - C{delegation}: one target domain of the last provider (not its first
     server name's) redelegated, in its signed zone (re-signed, knotd
     reload), to a server name whose address nothing listens on. Its pairs
-    must then be bounced, never delivered: a delivery later than
-    C{GRACE} seconds after knotd serves the change (unbound's 5 s cache,
-    then the binding's proof of at most 5 s and its re-check) counts as
-    C{unauthorized_delivered}.
+    must then be bounced, never delivered: a delivery of a stanza its
+    component sent more than C{GRACE} seconds after knotd served the change
+    (unbound's 5 s cache, then the binding's proof of at most 5 s and its
+    re-check) counts as C{unauthorized_delivered}; stanzas sent earlier
+    were taken while the binding was still proven (however late they
+    arrive). C{moved_sent_after_change_delivered}: those sent after the
+    change at all, delivered (within the grace).
 
 Accounting, per stanza (sent means: written to the sending component's
 connection):
@@ -280,10 +285,13 @@ class Soak:
         self.bounced = collections.Counter()
         self.bouncedAndDelivered = 0
         self.bouncedTwice = 0
-        self.writtenOff = 0
+        #: per sending provider: stanzas sent, neither delivered nor bounced,
+        #: not outstanding at a SIGKILL
+        self.open = [0] * k
         self.pairsUp = 0
         self.setup = None
         self.unauthorized = 0
+        self.movedDelivered = 0
         self.next = [0] * k
         self.faults = []
         self.moved = None
@@ -342,7 +350,7 @@ class Soak:
             side = self.bySide[i]
             if xs is None or xs.transport is None:
                 continue
-            budget = self.options.window - self.outstanding
+            budget = self.options.window // len(self.providers) - self.open[i]
             if self.options.rate:
                 allowed = int(self.options.rate * (now - self.t0) / len(self.providers))
                 budget = min(budget, allowed - self.next[i])
@@ -360,6 +368,7 @@ class Soak:
                     f"type='chat'><body>{pair} {seq} {now:.6f}</body></message>")
             self.next[i] += budget
             self.sent += budget
+            self.open[i] += budget
             xs.transport.write("".join(chunk).encode("utf-8"))
             self.progress = now
 
@@ -369,14 +378,20 @@ class Soak:
         Stanzas sent, neither delivered nor bounced, less those outstanding
         at a SIGKILL (accounted apart: they must not hold the window).
         """
-        return self.sent - self.delivered - sum(self.bounced.values()) - self.writtenOff
+        return sum(self.open)
+
+    def side(self, i):
+        """
+        The index of the provider that sends stanza C{i}.
+        """
+        return i // self.options.stanzas // len(self.bySide[0])
 
     def settled(self, i):
         """
         Stanza C{i} was delivered or bounced for the first time.
         """
-        if self.killedOwn[i] or self.killedInbound[i]:
-            self.writtenOff -= 1
+        if not (self.killedOwn[i] or self.killedInbound[i]):
+            self.open[self.side(i)] -= 1
 
     # Receiving
 
@@ -387,16 +402,18 @@ class Soak:
             self.bounce(stanza, now)
         else:
             self.deliver(stanza, now)
-        if self.outstanding < self.options.window // 2:
+        if min(self.open) < self.options.window // len(self.providers) // 2:
             self.pump()
 
     def deliver(self, stanza, now):
         pair, seq, sentAt = str(stanza.body).split()
         pair, seq = int(pair), int(seq)
         i = self.index(pair, seq)
-        if self.moved is not None and self.pairs[pair][3] == self.moved[0] \
-                and now > self.moved[1] + GRACE:
-            self.unauthorized += 1
+        if self.moved is not None and self.pairs[pair][3] == self.moved[0]:
+            if float(sentAt) > self.moved[1]:
+                self.movedDelivered += 1
+            if float(sentAt) > self.moved[1] + GRACE:
+                self.unauthorized += 1
         if self.state[i] == DELIVERED:
             self.duplicated += 1
             return
@@ -494,10 +511,10 @@ class Soak:
                             self.killedOwn[i] or self.killedInbound[i]):
                         if pair in own:
                             self.killedOwn[i] = 1
-                            self.writtenOff += 1
+                            self.open[side] -= 1
                         elif q is victim:
                             self.killedInbound[i] = 1
-                            self.writtenOff += 1
+                            self.open[self.side(i)] -= 1
             # Nothing more goes to the dead process's connections: what is
             # written from here on would be lost without ever being handed.
             for domain in victim.senders + victim.targets:
@@ -629,6 +646,7 @@ class Soak:
             emit(f"bounced.{fault}.{condition}", count)
         emit("bounced_and_delivered", self.bouncedAndDelivered)
         emit("bounced_twice", self.bouncedTwice)
+        emit("moved_sent_after_change_delivered", self.movedDelivered)
         emit("unauthorized_delivered", self.unauthorized)
         for p in self.providers:
             if p.samples:
