@@ -716,6 +716,10 @@ def main():
         d.addBoth(done)
 
     reactor.callWhenRunning(go)
+    # Ctrl-C stops the run and cleans up, even when started from a shell
+    # that ignores SIGINT for background jobs (the reactor only takes
+    # SIGINT over from Python's default handler).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         reactor.run()
         if not outcome:
