@@ -99,6 +99,24 @@ def note(text):
     print(f"# {text}", file=sys.stderr, flush=True)
 
 
+def cleanUp(cleanups, workdir, keep):
+    """
+    Call C{cleanups} last first (one failing does not stop the others),
+    empty the list, then remove C{workdir} unless the environment variable
+    C{keep} is set.
+    """
+    for f in reversed(cleanups):
+        try:
+            f()
+        except Exception as e:  # cleanup goes on
+            note(f"cleanup: {e!r}")
+    del cleanups[:]
+    if os.environ.get(keep):
+        note(f"kept {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def cpuSeconds(pid):
     """
     User + system CPU seconds a process has used (/proc/PID/stat).
@@ -222,15 +240,7 @@ class Bench:
         self.round = 0
 
     def cleanup(self):
-        for f in reversed(self.cleanups):
-            try:
-                f()
-            except Exception as e:  # cleanup goes on
-                note(f"cleanup: {e!r}")
-        if os.environ.get("DNA_KEEP_E2E"):
-            note(f"kept {self.workdir}")
-        else:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        cleanUp(self.cleanups, self.workdir, "DNA_KEEP_E2E")
 
     def record(self, name, value):
         self.results.setdefault(name, []).append(value)

@@ -12,9 +12,19 @@ moment:
   - L{INJECT_HOST_UNKNOWN}: never reach the Receiving Server; answer the
     Originating Server's stream header with a forged
     C{<stream:error><host-unknown/></stream:error>} in plaintext.
+
+Faults for the soak harness (C{bench/soak.py}, issue 14), per session at any
+moment: L{ProxySession.reset} (a TCP RST to both ends),
+L{ProxySession.blackhole} (silently drop everything from then on, both
+connections left open), L{ProxySession.slow} (delay and throttle both
+directions, order kept) and L{ProxySession.stopReading} (stop reading one
+or both ends, so that their writes back up: a peer that stops reading).
 """
 
+import collections
 import re
+import socket
+import struct
 
 from twisted.internet import protocol
 from twisted.logger import Logger
@@ -57,6 +67,23 @@ class _ToReceiving(protocol.Protocol):
         self._session.receivingLost()
 
 
+class _ReceivingFactory(protocol.ClientFactory):
+    """
+    Connect one L{_ToReceiving}; when the Receiving Server cannot be
+    reached, drop the Originating Server's connection at once, as the
+    refused connection would have been without the proxy.
+    """
+
+    def __init__(self, toReceiving):
+        self._toReceiving = toReceiving
+
+    def buildProtocol(self, addr):
+        return self._toReceiving
+
+    def clientConnectionFailed(self, connector, reason):
+        self._toReceiving._session.receivingFailed()
+
+
 class ProxySession(protocol.Protocol):
     """
     One connection from the Originating Server, and its counterpart.
@@ -80,6 +107,12 @@ class ProxySession(protocol.Protocol):
         self._pending = bytearray()
         self._features = bytearray()
         self._rewriting = mode == STRIP_STARTTLS
+        self.blackholed = False
+        self._latency = 0.0
+        self._rate = None
+        # direction (True: to the Receiving Server) -> deque of (due, bytes)
+        self._queues = {True: collections.deque(), False: collections.deque()}
+        self._timers = {True: None, False: None}
 
     def connectionMade(self):
         if self.mode != INJECT_HOST_UNKNOWN:
@@ -92,10 +125,7 @@ class ProxySession(protocol.Protocol):
                 self.transport.write(_FORGED_REFUSAL)
                 self.transport.loseConnection()
             return
-        if self._receiving is None:
-            self._pending += data
-        else:
-            self._receiving.write(data)
+        self._forward(True, data)
 
     def receivingConnected(self, transport):
         self._receiving = transport
@@ -109,7 +139,7 @@ class ProxySession(protocol.Protocol):
     def receivingData(self, data):
         self.fromReceiving += data
         if not self._rewriting:
-            self.transport.write(data)
+            self._forward(False, data)
             return
         # Hold the bytes until the first features are whole, then strip.
         self._features += data
@@ -120,6 +150,10 @@ class ProxySession(protocol.Protocol):
         self._rewriting = False
         self._features = bytearray()
         self.transport.write(rewritten)
+
+    def receivingFailed(self):
+        if self.transport is not None:
+            self.transport.abortConnection()
 
     def receivingLost(self):
         if self.transport is not None:
@@ -136,6 +170,117 @@ class ProxySession(protocol.Protocol):
         self.transport.abortConnection()
         if self._receiving is not None:
             self._receiving.abortConnection()
+
+    # Faults (bench/soak.py)
+
+    def _forward(self, toReceiving, data):
+        """
+        Pass C{data} on in one direction, unless black-holed; after the
+        delay and at the rate L{slow} set, in order.
+        """
+        if self.blackholed:
+            return
+        queue = self._queues[toReceiving]
+        if not self._latency and self._rate is None and not queue:
+            self._write(toReceiving, data)
+            return
+        clock = self._proxy._reactor
+        due = clock.seconds() + self._latency
+        if queue:
+            due = max(due, queue[-1][0])
+        if self._rate:
+            due += len(data) / self._rate
+        queue.append((due, data))
+        if self._timers[toReceiving] is None:
+            self._schedule(toReceiving)
+
+    def _schedule(self, toReceiving):
+        clock = self._proxy._reactor
+        queue = self._queues[toReceiving]
+        delay = max(0.0, queue[0][0] - clock.seconds())
+        self._timers[toReceiving] = clock.callLater(delay, self._drain, toReceiving)
+
+    def _drain(self, toReceiving):
+        self._timers[toReceiving] = None
+        queue = self._queues[toReceiving]
+        now = self._proxy._reactor.seconds()
+        while queue and queue[0][0] <= now:
+            self._write(toReceiving, queue.popleft()[1])
+        if queue:
+            self._schedule(toReceiving)
+
+    def _write(self, toReceiving, data):
+        if self.blackholed:
+            return
+        if not toReceiving:
+            if self.transport is not None:
+                self.transport.write(data)
+        elif self._receiving is None:
+            self._pending += data
+        else:
+            self._receiving.write(data)
+
+    def reset(self):
+        """
+        Cut both connections with a TCP RST (C{SO_LINGER} 0), as a middlebox
+        that forgets them does.
+        """
+        for transport in (self.transport, self._receiving):
+            if transport is None or not transport.connected:
+                continue
+            try:
+                transport.getHandle().setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+            transport.abortConnection()
+
+    def blackhole(self):
+        """
+        From now on, drop every byte both ways without a word: both ends
+        keep their connections open and hear nothing more.
+        """
+        self.blackholed = True
+        for toReceiving, queue in self._queues.items():
+            queue.clear()
+            timer, self._timers[toReceiving] = self._timers[toReceiving], None
+            if timer is not None:
+                timer.cancel()
+
+    def slow(self, latency=0.0, rate=None):
+        """
+        Delay both directions by C{latency} seconds and throttle each to
+        C{rate} bytes per second (L{None}: no limit); C{slow()} restores a
+        fast link for the bytes that arrive from then on.
+        """
+        self._latency = latency
+        self._rate = rate
+
+    def stopReading(self, originating=True, receiving=True):
+        """
+        Stop reading from the Originating and/or Receiving Server: its
+        writes back up in the kernel and then in its own buffers.
+        """
+        if originating and self.transport is not None:
+            self.transport.pauseProducing()
+        if receiving and self._receiving is not None:
+            self._receiving.pauseProducing()
+
+    def resumeReading(self):
+        """
+        Read both ends again.
+        """
+        for transport in (self.transport, self._receiving):
+            if transport is not None and transport.connected:
+                transport.resumeProducing()
+
+    @property
+    def open(self):
+        """
+        Whether both connections are up.
+        """
+        return (self.transport is not None and self.transport.connected
+                and self._receiving is not None and self._receiving.connected)
 
 
 class StrippingProxy(protocol.Factory):
@@ -159,6 +304,9 @@ class StrippingProxy(protocol.Factory):
         self._port = port
         self.mode = mode
         self.sessions = []
+        #: C{(host, port)} the connections to the Receiving Server come
+        #: from, or L{None} for the system's choice.
+        self.bindAddress = None
 
     def buildProtocol(self, addr):
         session = ProxySession(self, self.mode)
@@ -169,8 +317,9 @@ class StrippingProxy(protocol.Factory):
         """
         Connect C{protocolInstance} to the Receiving Server.
         """
-        factory = protocol.ClientFactory.forProtocol(lambda: protocolInstance)
-        self._reactor.connectTCP(self._host, self._port, factory)
+        factory = _ReceivingFactory(protocolInstance)
+        self._reactor.connectTCP(self._host, self._port, factory,
+                                 bindAddress=self.bindAddress)
 
     def fromOriginating(self):
         """
