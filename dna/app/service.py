@@ -540,6 +540,10 @@ class DNAService(service.MultiService):
             xs, initiating=False, serverNames=serverNames, bidi=False
         )
 
+        # The name the peer reached: our pairs ride this stream only when it
+        # is the one our own streams come from (L{_reuse}).
+        authorization.localName = ourName
+
         def onBidi(element):
             authorization.bidi = True
 
@@ -586,13 +590,19 @@ class DNAService(service.MultiService):
         certificate (or DANE), so an SRV target among them proves that the
         peer serves C{domain}, as the delegation check would
         (L{IDelegationChecker.isDelegated} with those names); a one-way
-        stream the peer opened is never used (C{canSend}).
+        stream the peer opened is never used (C{canSend}), nor one that
+        reached another of our server names than the one our own streams
+        come from (C{connector.localName}): the peer checks our sender
+        domains against the name it reached, and they are delegated to ours.
         """
         connections = self.federation.tables.connections
+        ourName = self.connector.localName
         for record in records:
             for streamID in connections.streamsForServerName(record.target):
                 authorization = self.federation.streams.get(streamID)
-                if authorization is not None and authorization.canSend:
+                if authorization is not None and authorization.canSend and (
+                        authorization.initiating
+                        or authorization.localName in (None, ourName)):
                     if getattr(self.checker, "usesPOSH", False):
                         return self._confirmDelegation(authorization, domain)
                     connections.addDelegatedNames(streamID, [domain])

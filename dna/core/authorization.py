@@ -198,6 +198,8 @@ class StreamAuthorization:
     delivered = 0
     sent = 0
     acks = None
+    #: On a stream the peer opened, which of our server names it reached.
+    localName = None
     #: The peer's certificate once read (L{_peerCertificate}).
     _certificate = _UNREAD
     #: Whether our requests on this stream carry an epoch (the peer offered

@@ -196,6 +196,21 @@ class ServicePiggybackTests(SynchronousTestCase):
                               or getattr(e, "name", None) == "result" and not e.hasAttribute("type")])
         self.assertEqual(set(), self.b.federation.tables.outgoing.pairs("s1"))
 
+    def test_otherOfOurNamesNotUsed(self):
+        """
+        A bidi stream that reached another of B's server names than the one
+        B's own streams come from is not piggybacked: A checks B's sender
+        domains against the name it reached, and they are delegated to the
+        one B's streams come from. B opens a connection of its own.
+        """
+        link = self.connect()
+        self.assertEqual(SERVER_B, link.bAuth.localName)
+        link.bAuth.localName = "xmpp2." + SERVER_B
+        self.b.service.send(chatMessage("juliet@target.tld", "romeo@sender.tld", "b1"))
+        [(host, port, *_)] = self.reactor.tcpClients
+        self.assertEqual(("127.0.0.11", 5269), (host, port))
+        self.assertEqual(set(), self.b.federation.tables.outgoing.pairs("s1"))
+
     def test_notBeforeBidi(self):
         """
         Until A's C{<bidi/>} arrives, the stream A opened is one-way for B.
