@@ -72,6 +72,10 @@ MAX_SEQUENCES = 100000
 #: wait for it to be resumed (the Receiving Server keeps its counts as long,
 #: L{dna.core.tables.DEFAULT_DELIVERY_EXPIRY}); then they bounce.
 RESYNC_PATIENCE = 600.0
+#: Seconds before trying again to resume such pairs on our own (without a
+#: new stanza for them or a new stream), doubling up to L{RESYNC_RETRY_MAX}.
+RESYNC_RETRY = 1.0
+RESYNC_RETRY_MAX = 30.0
 
 #: How many of the peers' error replies are remembered, so that the
 #: stanzas they answer are not sent again.
@@ -292,6 +296,10 @@ class Federation:
         self._resyncing = set()
         # pair -> when trying to resume it gives up
         self._resyncDeadlines = {}
+        # the call that tries again to resume them, and its next delay
+        self._resyncTimer = None
+        self._resyncDelay = RESYNC_RETRY
+        self._stopped = False
         # (id, from, to) of our stanzas the peers answered with an error
         self._refused = {}
 
@@ -817,6 +825,7 @@ class Federation:
         if not kept:
             return False
         self.counters["delivery-resume-failed"] += 1
+        self._scheduleResumes()
         _log.info(
             "Cannot resume {sender} -> {target} now ({reason}): keeping {count} "
             "stanzas the peer may have handled until it can be",
@@ -833,6 +842,39 @@ class Federation:
         """
         for pair in [p for p in self._resyncing if p not in self._authorizing]:
             self._authorize(*pair)
+
+    def _scheduleResumes(self):
+        """
+        Try again later to resume the pairs whose stanzas wait for it, even
+        if nothing new is sent to them (the peer that was down may be back):
+        after L{RESYNC_RETRY} seconds, doubling while they still wait, up to
+        L{RESYNC_RETRY_MAX}.
+        """
+        if self._resyncTimer is not None or self._stopped:
+            return
+        delay = self._resyncDelay
+        self._resyncDelay = min(delay * 2, RESYNC_RETRY_MAX)
+
+        def retry():
+            self._resyncTimer = None
+            if not self._resyncing:
+                self._resyncDelay = RESYNC_RETRY
+                return
+            self._retryResumes()
+            # A failure that keeps the stanzas again schedules the next try.
+
+        self._resyncTimer = self._clock.callLater(delay, retry)
+
+    def stop(self):
+        """
+        The service stops: no more tries of our own (what waits bounces as
+        the streams close).
+        """
+        self._stopped = True
+        if self._resyncTimer is not None:
+            self._resyncTimer.cancel()
+            self._resyncTimer = None
+        self.revalidator.stop()
 
     def _flush(self, sender, target):
         """

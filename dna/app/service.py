@@ -389,6 +389,7 @@ class DNAService(service.MultiService):
         fires once all are closed (aborted after a few seconds).
         """
         self._stopping = True
+        self.federation.stop()
         stopping = [defer.maybeDeferred(service.MultiService.stopService, self)]
         if self.port is not None:
             port, self.port = self.port, None

@@ -295,6 +295,48 @@ class ResumptionTests(SynchronousTestCase):
         self.assertEqual(["m1", "m2", "m3", "m4"], servers.order[("a1.tld", "b1.tld")])
         self.assertEqual(second.sid, servers.delivered["m4"])
 
+    def test_retriedWithoutNewStanza(self):
+        """
+        When the pair cannot be resumed at once (no stream: the peer is
+        down), its kept stanzas are tried again on a timer, doubling, and go
+        once a stream exists: nothing new need be sent to the pair.
+        """
+        from dna.app.federation import RESYNC_RETRY
+
+        servers = self.servers
+        attempts = []
+        establish = servers.a._establish
+
+        def counting(sender, target):
+            attempts.append(servers.clock.seconds())
+            return establish(sender, target)
+
+        servers.a._establish = counting
+        first = servers.connect()
+        servers.send("a1.tld", "b1.tld")
+        servers.pump()
+        servers.send("a1.tld", "b1.tld")
+        servers.moveBytes(first, "ab")
+        # B's <a/> for m2 is lost with the connection; no other is open.
+        servers.close(first)
+        self.assertEqual(1, servers.a.counters["delivery-resume-failed"])
+        tried = len(attempts)
+        servers.clock.advance(RESYNC_RETRY)
+        self.assertEqual(tried + 1, len(attempts))
+        servers.clock.advance(RESYNC_RETRY)
+        self.assertEqual(tried + 1, len(attempts), "the delay doubles")
+        servers.clock.advance(RESYNC_RETRY)
+        self.assertEqual(tried + 2, len(attempts))
+        # The peer is back: the next try resumes the pair on its own.
+        servers.connect()
+        servers.clock.advance(4 * RESYNC_RETRY)
+        servers.pump()
+        self.assertEqual({"m1": first.sid, "m2": first.sid}, servers.delivered)
+        self.assertEqual(1, servers.a.counters["delivery-deduplicated"])
+        servers.a.stop()
+        servers.b.stop()
+        self.assertEqual([], servers.clock.getDelayedCalls())
+
     def test_halfOpenOldStream(self):
         """
         When A has given up on a connection B still holds, the pair moves to
