@@ -5,7 +5,8 @@ draft-ietf-xmpp-dna-01 section 5, the eight steps: look up the target
 domain's SRV records and require them to be DNSSEC-secure (steps 1-2); reuse a
 connection whose server names include an SRV target (step 3); otherwise
 connect to the targets in RFC 2782 order, open a stream from our server name
-to the target's, require STARTTLS with SNI and our client certificate, and
+(the one the sender domain is delegated to: the peer checks it against that
+name) to the target's, require STARTTLS with SNI and our client certificate, and
 check the peer's certificate against the target name (steps 4-8). The
 connection then carries C{<db:result/>} requests for every domain pair
 between us and the names it serves (section 6).
