@@ -183,7 +183,8 @@ class DNAService(service.MultiService):
         """
         @param hostedDomains: The domains we serve.
         @param certificates: C{{serverName: PrivateCertificate}}: our server
-            names; the first is the 'from' of the streams we open.
+            names. The streams we open for a sender domain come from the one
+            it is delegated to (L{localNameFor}), or from the first.
         @param trustRoot: CAs trusted for peers' certificates.
         @param checker: An L{IDelegationChecker}.
         @param addressResolver: (serverName, port) -> L{Deferred} of
@@ -262,6 +263,8 @@ class DNAService(service.MultiService):
             policy=fallback,
             tlsaLookup=tlsaLookup,
             pkix=pkix,
+            certificates=certificates,
+            chains=chains,
         )
         self.contextFactory = ServerContextFactory(
             certificates, trustRoot, localName, chains=chains, dane=tlsaLookup is not None
@@ -566,22 +569,59 @@ class DNAService(service.MultiService):
             return defer.fail(ServiceStopping())
         if self.legacy is not None and self.legacy.isKnownLegacy(target):
             return self.legacy.establish(sender, target)
-        d = self.connector.delegation(target)
+        d = self.localNameFor(sender)
 
-        def reuseOrConnect(result):
+        def delegation(localName):
+            lookup = self.connector.delegation(target)
+            return lookup.addCallback(reuseOrConnect, localName)
+
+        def reuseOrConnect(result, localName):
             targets = [record for record in result.records if record.target]
-            authorization = self._reuse(targets, target)
+            authorization = self._reuse(targets, target, localName)
             if authorization is not None:
                 return authorization
-            return self._connectInOrder(targets, target, [])
+            return self._connectInOrder(targets, target, [], localName=localName)
 
-        d.addCallback(reuseOrConnect)
+        d.addCallback(delegation)
         if self.legacy is not None:
             # Section 7: peers without DNA get streams between domains.
             d.addErrback(self.legacy.fallBack, sender, target)
         return d
 
-    def _reuse(self, records, domain):
+    def localNameFor(self, sender):
+        """
+        The server name our streams for C{sender} come from: the one of ours
+        its SRV records name (the peer checks C{sender} against the name our
+        stream comes from), our first (C{connector.localName}) when they
+        name it among others, or name none of ours, or cannot be trusted
+        (bogus or indeterminate), or when we have one name only.
+        The delegation checker's cache makes it cheap.
+
+        @param sender: One of our hosted domains, normalised.
+        @return: A L{Deferred} firing with the server name.
+        """
+        first = self.connector.localName
+        if len(self.serverNames) == 1:
+            return defer.succeed(first)
+        d = defer.maybeDeferred(self.checker.check, sender)
+
+        def chosen(result):
+            if result.status not in ("secure", "insecure"):
+                return first
+            targets = [record.target for record in result.records
+                       if record.target in self.serverNames]
+            if not targets or first in targets:
+                return first
+            return targets[0]
+
+        def failed(failure):
+            _log.failure("Could not tell which server name {sender} is delegated to",
+                         failure, sender=sender)
+            return first
+
+        return d.addCallbacks(chosen, failed)
+
+    def _reuse(self, records, domain, localName=None):
         """
         Step 3: an open stream whose server names include an SRV target.
 
@@ -592,18 +632,22 @@ class DNAService(service.MultiService):
         peer serves C{domain}, as the delegation check would
         (L{IDelegationChecker.isDelegated} with those names); a one-way
         stream the peer opened is never used (C{canSend}), nor one that
-        reached another of our server names than the one our own streams
-        come from (C{connector.localName}): the peer checks our sender
-        domains against the name it reached, and they are delegated to ours.
+        comes from or reached another of our server names than
+        C{localName}, the one the sender is delegated to
+        (L{localNameFor}): the peer checks our sender domains against the
+        name our stream comes from or it reached.
+
+        @param localName: Our server name the stream must come from, or
+            L{None} for the first (C{connector.localName}).
         """
         connections = self.federation.tables.connections
-        ourName = self.connector.localName
+        first = self.connector.localName
+        ourName = first if localName is None else localName
         for record in records:
             for streamID in connections.streamsForServerName(record.target):
                 authorization = self.federation.streams.get(streamID)
                 if authorization is not None and authorization.canSend and (
-                        authorization.initiating
-                        or authorization.localName in (None, ourName)):
+                        (authorization.localName or first) == ourName):
                     if getattr(self.checker, "usesPOSH", False):
                         return self._confirmDelegation(authorization, domain)
                     connections.addDelegatedNames(streamID, [domain])
@@ -644,13 +688,14 @@ class DNAService(service.MultiService):
 
         return d.addCallback(decided)
 
-    def _connectInOrder(self, records, domain, attempts, reasons=None):
+    def _connectInOrder(self, records, domain, attempts, reasons=None, localName=None):
         """
-        Steps 4-8: connect to the SRV targets in order until one works.
+        Steps 4-8: connect to the SRV targets in order until one works, from
+        our server name C{localName} (L{None}: the first).
         """
         reasons = [] if reasons is None else reasons
         record = records[0]
-        d = self.connector.connect(record.target, record.port)
+        d = self.connector.connect(record.target, record.port, localName)
 
         def connected(xs):
             authorization = self.federation.streams.get(xs.sid)
@@ -662,6 +707,7 @@ class DNAService(service.MultiService):
                 authorization = self.federation.streamAuthenticated(
                     xs, initiating=True, serverNames=names, bidi=xs.bidi
                 )
+                authorization.localName = getattr(xs, "localName", None)
                 _log.info(
                     "Stream {streamID} to {target} ({names}) authenticated",
                     event="stream-authenticated",
@@ -691,7 +737,7 @@ class DNAService(service.MultiService):
                 condition=tls,
             )
             if len(records) > 1 and not self._stopping:
-                return self._connectInOrder(records[1:], domain, attempts, reasons)
+                return self._connectInOrder(records[1:], domain, attempts, reasons, localName)
             raise ConnectFailed(domain, attempts, reasons)
 
         return d.addCallbacks(connected, failed)

@@ -5,7 +5,8 @@ draft-ietf-xmpp-dna-01 section 5, the eight steps: look up the target
 domain's SRV records and require them to be DNSSEC-secure (steps 1-2); reuse a
 connection whose server names include an SRV target (step 3); otherwise
 connect to the targets in RFC 2782 order, open a stream from our server name
-to the target's, require STARTTLS with SNI and our client certificate, and
+(the one the sender domain is delegated to: the peer checks it against that
+name) to the target's, require STARTTLS with SNI and our client certificate, and
 check the peer's certificate against the target name (steps 4-8). The
 connection then carries C{<db:result/>} requests for every domain pair
 between us and the names it serves (section 6).
@@ -234,6 +235,8 @@ class Connector:
         dnaMemory=DEFAULT_DNA_MEMORY,
         tlsaLookup=None,
         pkix=True,
+        certificates=None,
+        chains=None,
     ):
         """
         @param checker: An L{IDelegationChecker} whose C{check} gives SRV
@@ -241,7 +244,8 @@ class Connector:
             insecure delegation is allowed for a domain.
         @param addressResolver: A callable (serverName, port) -> L{Deferred}
             firing with a list of (host, port) to connect to.
-        @param localName: Our server name, the stream 'from'.
+        @param localName: Our server name, the stream 'from' unless
+            L{connect} is given another of C{certificates}.
         @param clientCertificate: Our L{PrivateCertificate} for C{localName}.
         @param trustRoot: CAs trusted for peers' certificates.
         @param reactor: An L{IReactorTCP} and L{IReactorTime}.
@@ -256,18 +260,25 @@ class Connector:
             connection (L{DANEUnavailable}).
         @param pkix: Whether PKIX decides for a target without TLSA
             records; if not, such a target is refused (L{DANEUnavailable}).
+        @param certificates: C{{serverName: PrivateCertificate}} of our other
+            server names, which streams may come from too (L{connect}).
+        @param chains: C{{serverName: [Certificate]}}, their intermediates.
         """
         self._pkix = pkix
         self._checker = checker
         self._resolve = addressResolver
         self.localName = localName
-        self._certificate = clientCertificate
-        self._chain = chain
+        # server name -> (client certificate, intermediates)
+        self._credentials = {
+            name: (certificate, tuple((chains or {}).get(name, ())))
+            for name, certificate in (certificates or {}).items()
+        }
+        self._credentials[localName] = (clientCertificate, tuple(chain))
         self._trustRoot = trustRoot
         self._reactor = reactor
         self._connectTimeout = connectTimeout
         self._onConnected = onConnected
-        # (server name, port) -> the connection attempt in progress
+        # (local name, server name, port) -> the connection attempt in progress
         self._connecting = Coalescer()
         self._policy = policy
         self._dnaMemory = dnaMemory
@@ -289,7 +300,10 @@ class Connector:
             return False
         return True
 
-    def _learnDNA(self, xs, serverName):
+    def _learnDNA(self, xs, serverName, localName=None):
+        # The name it comes from, for reuse (which our sender domains it
+        # may carry: the peer checks them against that name).
+        xs.localName = localName if localName is not None else self.localName
         now = self._reactor.seconds()
         # Forget the expired names, so that the memory holds only the peers
         # of the last dnaMemory seconds.
@@ -331,19 +345,36 @@ class Connector:
 
         return d.addCallback(decide)
 
-    def connect(self, serverName, port):
+    @property
+    def localNames(self):
         """
-        Steps 4-8 for one SRV target: an authenticated stream to
-        C{serverName}; concurrent calls for one name share the attempt.
-
-        @return: A L{Deferred} firing with the authenticated L{XmlStream}.
+        The server names our streams may come from.
         """
-        return self._connecting.wait((serverName, port), self._attempt, serverName, port)
+        return frozenset(self._credentials)
 
-    def _attempt(self, serverName, port):
+    def connect(self, serverName, port, localName=None):
+        """
+        Steps 4-8 for one SRV target: an authenticated stream from
+        C{localName} to C{serverName}; concurrent calls for one pair of
+        names share the attempt.
+
+        @param localName: The server name the stream comes from (its 'from'
+            and client certificate), one of L{localNames}; L{None} for
+            L{localName}.
+        @return: A L{Deferred} firing with the authenticated L{XmlStream};
+            its C{localName} is the name it comes from.
+        """
+        if localName is None:
+            localName = self.localName
+        if localName not in self._credentials:
+            raise ValueError(f"not one of our server names: {localName!r}")
+        return self._connecting.wait(
+            (localName, serverName, port), self._attempt, serverName, port, localName)
+
+    def _attempt(self, serverName, port, localName):
         d = self._resolve(serverName, port)
         if self._tlsaLookup is None:
-            return d.addCallback(self._tryAddresses, serverName, ())
+            return d.addCallback(self._tryAddresses, serverName, (), localName=localName)
 
         def withTLSA(addresses):
             lookup = self._tlsaLookup.lookup(serverName, port)
@@ -356,24 +387,28 @@ class Connector:
             if not self._pkix and not usableRecords(records):
                 raise DANEUnavailable(serverName, f"{result.reason}, and PKIX is not "
                                       f"an accepted identity proof")
-            return self._tryAddresses(addresses, serverName, records, port)
+            return self._tryAddresses(addresses, serverName, records, port, localName)
 
         return d.addCallback(withTLSA)
 
-    def _tryAddresses(self, addresses, serverName, tlsa, tlsaPort=None):
+    def _tryAddresses(self, addresses, serverName, tlsa, tlsaPort=None, localName=None):
         addresses = list(addresses)
         if not addresses:
             return defer.fail(NoAddress(serverName, "no address"))
         host, port = addresses.pop(0)
-        d = self._connectOne(host, port, serverName, tlsa, tlsaPort)
+        d = self._connectOne(host, port, serverName, tlsa, tlsaPort, localName)
         if addresses:
-            d.addErrback(lambda f: self._tryAddresses(addresses, serverName, tlsa, tlsaPort))
+            d.addErrback(lambda f: self._tryAddresses(
+                addresses, serverName, tlsa, tlsaPort, localName))
         return d
 
-    def _connectOne(self, host, port, serverName, tlsa=(), tlsaPort=None):
-        authenticator = DNAConnectAuthenticator(self.localName, serverName)
+    def _connectOne(self, host, port, serverName, tlsa=(), tlsaPort=None, localName=None):
+        if localName is None:
+            localName = self.localName
+        certificate, chain = self._credentials[localName]
+        authenticator = DNAConnectAuthenticator(localName, serverName)
         context = clientContextFactory(
-            serverName, self._trustRoot, self._certificate, chain=self._chain,
+            serverName, self._trustRoot, certificate, chain=chain,
             tlsa=tlsa, clock=self._reactor, tlsaPort=tlsaPort,
         )
         initializers = [
@@ -398,7 +433,7 @@ class Connector:
 
         authenticated.addBoth(cancelTimer)
         authenticated.addCallbacks(
-            self._learnDNA, self._explain, callbackArgs=(serverName,),
+            self._learnDNA, self._explain, callbackArgs=(serverName, localName),
             errbackArgs=(serverName, factory),
         )
         return authenticated

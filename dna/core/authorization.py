@@ -198,7 +198,8 @@ class StreamAuthorization:
     delivered = 0
     sent = 0
     acks = None
-    #: On a stream the peer opened, which of our server names it reached.
+    #: Which of our server names the stream comes from (we opened it) or
+    #: reached (the peer opened it); L{None}: our first.
     localName = None
     #: The peer's certificate once read (L{_peerCertificate}).
     _certificate = _UNREAD
