@@ -8,9 +8,9 @@ delivered without authorization.
 
 Topology. C{--providers} (default 2) C{twistd dna} processes on loopback, one
 knotd serving a DNSSEC-signed zone per provider (C{soaka.example}, ...) and
-one validating unbound, all real processes. A provider opens its streams
-from its first server name only (C{[[server.names]]}: "its name is the
-C{from} of the streams we open") and a stream goes to one server name of the
+one validating unbound, all real processes. A stream comes from the server
+name its sender domain is delegated to (the senders C{sNNN}: a provider's
+first name) and goes to one server name of the
 peer (one certificate per name, so that no stream is reused for another
 name): with K providers of N server names each there are K(K-1)N streams.
 C{dna.app.config} sets no bound on the number of C{[[server.names]]} (each
