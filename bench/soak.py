@@ -88,7 +88,16 @@ connection):
     with the live sender (which must send again what the killed peer did
     not acknowledge) or acknowledged by the killed process and gone with
     it; the harness cannot tell which, so it prints them apart and counts
-    them as a failure like C{lost}.
+    them as a failure like C{lost}. And a killed Receiving Server loses its
+    delivery counts (L{dna.core.tables.DeliveryLedger}, in memory): the
+    stanzas it handed to its components in its last moments whose
+    acknowledgement never left it are sent again to the restarted process,
+    which delivers them again (C{duplicated_at_kill}), or, when they cannot
+    be, bounced (C{bounced_and_delivered_at_kill}). Only stanzas the killed
+    provider delivered C{KILL_WINDOW} seconds or less before the kill count
+    there; both are printed and are not failures (the limit of a server
+    without a durable ledger, C{docs/delivery.rst}); any other duplicate or
+    bounce after delivery is.
   - C{lost}: every other stanza sent and neither delivered nor bounced once
     the run has drained (C{--drain} seconds without progress).
 
@@ -135,6 +144,9 @@ from tests.integration.interop import S2S_PORT, InteropDNS, pickAddresses, xmppZ
 GRACE = 15.0
 #: Seconds after a fault ends during which a bounce is still put down to it.
 SETTLE = 20.0
+#: Stanzas a provider delivered this many seconds or less before it was
+#: killed may have gone unacknowledged (L{Soak.deliver}).
+KILL_WINDOW = 5.0
 
 #: States of a stanza.
 UNSENT, SENT, DELIVERED, BOUNCED = 0, 1, 2, 3
@@ -276,6 +288,12 @@ class Soak:
         self.state = bytearray(total)
         self.killedOwn = bytearray(total)
         self.killedInbound = bytearray(total)
+        #: when each stanza was first delivered, and whether a provider
+        #: delivered it just before it was killed
+        self.deliveredAt = array.array("d", [0.0]) * total
+        self.deliveredByKilled = bytearray(total)
+        self.duplicatedAtKill = 0
+        self.bouncedAndDeliveredAtKill = 0
         self.maxSeq = array.array("i", [-1]) * len(self.pairs)
         self.latencies = array.array("d")
         self.sent = 0
@@ -415,7 +433,10 @@ class Soak:
             if float(sentAt) > self.moved[1] + GRACE:
                 self.unauthorized += 1
         if self.state[i] == DELIVERED:
-            self.duplicated += 1
+            if self.deliveredByKilled[i]:
+                self.duplicatedAtKill += 1
+            else:
+                self.duplicated += 1
             return
         if self.state[i] == BOUNCED:
             self.bouncedAndDelivered += 1
@@ -429,6 +450,7 @@ class Soak:
                     self.setup = now - self.t0
             self.maxSeq[pair] = seq
         self.state[i] = DELIVERED
+        self.deliveredAt[i] = now
         self.settled(i)
         self.delivered += 1
         self.latencies.append(now - float(sentAt))
@@ -442,7 +464,10 @@ class Soak:
             return
         i = self.index(pair, seq)
         if self.state[i] == DELIVERED:
-            self.bouncedAndDelivered += 1
+            if self.deliveredByKilled[i]:
+                self.bouncedAndDeliveredAtKill += 1
+            else:
+                self.bouncedAndDelivered += 1
             return
         if self.state[i] == BOUNCED:
             self.bouncedTwice += 1
@@ -504,9 +529,13 @@ class Soak:
         elif name == "sigkill":
             side = self.providers.index(victim)
             own = set(self.bySide[side])
+            recent = time.monotonic() - KILL_WINDOW
             for pair, (p, _, q, _) in enumerate(self.pairs):
                 base = self.index(pair, 0)
                 for i in range(base, base + self.options.stanzas):
+                    if (q is victim and self.state[i] == DELIVERED
+                            and self.deliveredAt[i] >= recent):
+                        self.deliveredByKilled[i] = 1
                     if self.state[i] == SENT and not (
                             self.killedOwn[i] or self.killedInbound[i]):
                         if pair in own:
@@ -640,11 +669,13 @@ class Soak:
         emit("lost_in_killed_process", lostOwn)
         emit("lost_inbound_at_kill", lostInbound)
         emit("duplicated", self.duplicated)
+        emit("duplicated_at_kill", self.duplicatedAtKill)
         emit("reordered", self.reordered)
         emit("bounced", bounced)
         for (fault, condition), count in sorted(self.bounced.items()):
             emit(f"bounced.{fault}.{condition}", count)
         emit("bounced_and_delivered", self.bouncedAndDelivered)
+        emit("bounced_and_delivered_at_kill", self.bouncedAndDeliveredAtKill)
         emit("bounced_twice", self.bouncedTwice)
         emit("moved_sent_after_change_delivered", self.movedDelivered)
         emit("unauthorized_delivered", self.unauthorized)
