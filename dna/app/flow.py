@@ -14,6 +14,12 @@ full is the one being read at that moment: L{FlowControl.hold} pauses it
 L{FlowControl.release} resumes every source a sink held once the sink has
 room again. A source held by several sinks resumes when the last lets go.
 
+A source's data is handed to the parser in slices, one per reactor turn
+(L{Source}), so that what each slice produced is written, and the next
+process works on it, while the rest is handled: the processes on a path
+overlap instead of taking turns (issue 13). A source held by a sink handles
+no more slices until released.
+
 So a burst from a component that the federation link cannot carry stops
 that component, not the others, and a receiving component that stops reading
 stops the S2S stream feeding it, whose peer then stops its own components:
@@ -159,9 +165,9 @@ class Source:
         transport = self.xs.transport
         if transport is None or getattr(transport, "disconnecting", False):
             # Closing (a stream error, say): what was read goes on at once,
-            # as if read whole.
+            # as if read whole; and the transport is read again (TLS reads
+            # the peer's close_notify to close).
             self.flush()
-            return
         if not self._pending:
             if self._yielding and not self.holders:
                 self._yielding = False

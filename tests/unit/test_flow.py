@@ -197,6 +197,16 @@ class Turns:
             call.func(*call.args, **call.kw)
 
 
+class ClosingTransport(StringTransport):
+    """
+    A L{StringTransport} that, as TCP and TLS transports do, may be paused
+    and resumed once told to close.
+    """
+
+    def _checkState(self):
+        pass
+
+
 class SliceTests(SynchronousTestCase):
     """
     A source's data goes to the parser a slice per reactor turn, so that
@@ -296,12 +306,17 @@ class SliceTests(SynchronousTestCase):
     def test_closingHandlesAtOnce(self):
         """
         Once the stream is told to close (a stream error, say), the rest of
-        what was read is handled at once, not in later turns.
+        what was read is handled at once, not in later turns, and the
+        transport is read again (a TLS close reads the peer's
+        C{close_notify}).
         """
-        self.source.addObserver("/message", lambda e: self.source.transport.loseConnection())
+        self.source.transport = ClosingTransport()
         receive(self.source, self.messages("a", "b", "c", "d"))
+        self.source.transport.loseConnection()
+        self.clock.turn()
         self.assertEqual(["a", "b", "c", "d"], self.handled)
         self.assertEqual([], self.clock.calls)
+        self.assertEqual(["producing"], [self.source.transport.producerState])
 
 
 class FederationFlowTests(SynchronousTestCase):
