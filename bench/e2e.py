@@ -53,6 +53,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -124,6 +125,48 @@ def cpuSeconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Sampler:
+    """
+    Samples the CPU of some processes every C{interval} seconds in a thread
+    (C{DNA_E2E_SAMPLE=1}): each process's utilisation over the run, and how
+    often each was idle (under 20% of a core in a sample) while another
+    was busy, to see whether the pipeline overlaps.
+    """
+
+    def __init__(self, pids, interval=0.1):
+        self.pids = pids
+        self.interval = interval
+        self.samples = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self._thread.start()
+
+    def _run(self):
+        last = [cpuSeconds(pid) for pid in self.pids.values()]
+        t = time.perf_counter()
+        while not self._stop.wait(self.interval):
+            now = [cpuSeconds(pid) for pid in self.pids.values()]
+            t2 = time.perf_counter()
+            self.samples.append([(b - a) / (t2 - t) for a, b in zip(last, now)])
+            last, t = now, t2
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+        names = list(self.pids)
+        n = len(self.samples) or 1
+        for i, name in enumerate(names):
+            busy = [s[i] for s in self.samples]
+            note(f"sample {name}: utilisation {sum(busy) / n:.2f}, "
+                 f"idle in {sum(1 for b in busy if b < 0.2) / n:.0%} of samples")
+        note("sample sum of utilisations: "
+             f"{sum(sum(s) for s in self.samples) / n:.2f} (of 2 cores)")
+        note("samples: " + " ".join(
+            "/".join(f"{x:.1f}" for x in s) for s in self.samples[:40]))
 
 
 def median(values):
@@ -285,6 +328,10 @@ class Bench:
             before = inbox.count
             cpu0 = [cpuSeconds(pid) for pid in (a.pid, b.pid)]
             own0 = time.process_time()
+            sampler = None
+            if os.environ.get("DNA_E2E_SAMPLE"):
+                sampler = Sampler({"a": a.pid, "b": b.pid, "bench": os.getpid()})
+                sampler.start()
             t0 = time.perf_counter()
             yield sendAll(xs, stanzas, inbox, before)
             yield self.expect(inbox, before + n, "throughput", timeout=60)
@@ -293,6 +340,8 @@ class Bench:
             for name, pid, start in zip("ab", (a.pid, b.pid), cpu0):
                 self.record(f"e2e_cpu_us_per_stanza_{name}",
                             (cpuSeconds(pid) - start) / n * 1e6)
+            if sampler is not None:
+                sampler.stop()
 
             # A new pair on the open connection, cold resolver cache.
             self.dns.restartResolver()

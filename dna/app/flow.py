@@ -14,6 +14,12 @@ full is the one being read at that moment: L{FlowControl.hold} pauses it
 L{FlowControl.release} resumes every source a sink held once the sink has
 room again. A source held by several sinks resumes when the last lets go.
 
+A source's data is handed to the parser in slices, one per reactor turn
+(L{Source}), so that what each slice produced is written, and the next
+process works on it, while the rest is handled: the processes on a path
+overlap instead of taking turns (issue 13). A source held by a sink handles
+no more slices until released.
+
 So a burst from a component that the federation link cannot carry stops
 that component, not the others, and a receiving component that stops reading
 stops the S2S stream feeding it, whose peer then stops its own components:
@@ -21,6 +27,8 @@ what each server buffers stays near the marks. Pauses and resumptions are
 counted in L{dna.app.federation.Federation.counters} (C{"flow-paused"},
 C{"flow-resumed"}).
 """
+
+import collections
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
@@ -32,6 +40,10 @@ _log = Logger()
 #: Bytes a transport we write to may buffer before we stop feeding it
 #: (C{[limits] high-water}).
 DEFAULT_HIGH_WATER = 256 * 1024
+
+#: Bytes of a source's data handed to the parser per reactor turn (see
+#: L{Source}).
+DEFAULT_SLICE = 16 * 1024
 
 
 def _unregisterOnClose(transport):
@@ -93,14 +105,93 @@ class Sink:
 
 class Source:
     """
-    A connection we read from, paused while any sink holds it.
+    A connection we read from, paused while any sink holds it, and read in
+    slices: its data goes to the parser at most L{FlowControl.slice} bytes
+    per reactor turn.
+
+    Twisted hands a protocol all it read at once (up to the transport's
+    C{bufferSize}, the high-water mark: a few hundred stanzas), and what
+    handling them writes reaches the sockets only when the reactor runs
+    again. Handled whole, a read leaves the next process (the peer server,
+    a component) idle until its last stanza is handled, then this one idle
+    while that one works: the processes take turns. Between slices the
+    reactor writes what the slice produced, so the next process works on it
+    while we handle the rest.
 
     @ivar holders: The keys of the sinks holding it.
     """
 
-    def __init__(self, xs):
+    def __init__(self, flow, xs, handle):
+        """
+        @param flow: The L{FlowControl}.
+        @param xs: The stream read.
+        @param handle: Hands data to the stream's parser.
+        """
         self.xs = xs
         self.holders = set()
+        self._flow = flow
+        self._handle = handle
+        # Data read and not yet handed to the parser, oldest first.
+        self._pending = collections.deque()
+        self._call = None
+        # Whether we stopped reading to come back to what waits.
+        self._yielding = False
+
+    def dataReceived(self, data):
+        """
+        Hand C{data} to the parser, a slice now and the rest in later turns;
+        behind what waits already, if anything does.
+        """
+        if self._pending:
+            # A TLS transport hands on all it decrypted, paused or not.
+            self._pending.append(data)
+            return
+        self._pending.append(data)
+        self._next()
+
+    def _next(self):
+        """
+        Hand the parser the next slice; if more waits, stop reading and
+        come back in the next reactor turn (unless a sink holds us: its
+        release comes back).
+        """
+        self._call = None
+        data = self._pending.popleft()
+        size = self._flow.slice
+        if len(data) > size:
+            self._pending.appendleft(data[size:])
+            data = data[:size]
+        self._handle(data)
+        transport = self.xs.transport
+        if transport is None or getattr(transport, "disconnecting", False):
+            # Closing (a stream error, say): what was read goes on at once,
+            # as if read whole; and the transport is read again (TLS reads
+            # the peer's close_notify to close).
+            self.flush()
+        if not self._pending:
+            if self._yielding and not self.holders:
+                self._yielding = False
+                self.resume()
+            return
+        self._yielding = True
+        self.pause()
+        if not self.holders:
+            self._schedule()
+
+    def _schedule(self):
+        if self._call is None:
+            self._call = self._flow.clock.callLater(0, self._next)
+
+    def flush(self):
+        """
+        Hand the parser all that waits, now (the connection is lost: what
+        was read is handled as if read whole).
+        """
+        if self._call is not None:
+            self._call.cancel()
+            self._call = None
+        while self._pending:
+            self._handle(self._pending.popleft())
 
     def pause(self):
         transport = self.xs.transport
@@ -108,6 +199,12 @@ class Source:
             transport.pauseProducing()
 
     def resume(self):
+        """
+        Go on: with what waits, if anything does, else read again.
+        """
+        if self._pending:
+            self._schedule()
+            return
         transport = self.xs.transport
         if transport is not None:
             transport.resumeProducing()
@@ -118,18 +215,24 @@ class FlowControl:
     Which source feeds which full sink, across all connections of a server.
 
     @ivar highWater: See L{DEFAULT_HIGH_WATER}.
+    @ivar slice: See L{DEFAULT_SLICE}.
+    @ivar clock: The L{IReactorTime} that schedules the next slice.
     @ivar current: The L{Source} whose data is being handled, or L{None}.
     @ivar sinks: Key -> L{Sink} of every connection we write to.
     """
 
-    def __init__(self, counters, highWater=DEFAULT_HIGH_WATER):
+    def __init__(self, counters, clock, highWater=DEFAULT_HIGH_WATER, slice=DEFAULT_SLICE):
         """
         @param counters: The L{collections.Counter} of pauses and
             resumptions.
+        @param clock: The L{IReactorTime} that schedules the next slice.
         @param highWater: Bytes a transport may buffer before its sink is
             full.
+        @param slice: See L{slice}.
         """
         self.highWater = highWater
+        self.slice = slice
+        self.clock = clock
         self.current = None
         self.sinks = {}
         self._counters = counters
@@ -143,17 +246,24 @@ class FlowControl:
 
         @rtype: L{Source}
         """
-        source = Source(xs)
         inner = xs.dataReceived
 
-        def dataReceived(data):
+        def handle(data):
             previous, self.current = self.current, source
             try:
                 inner(data)
             finally:
                 self.current = previous
 
-        xs.dataReceived = dataReceived
+        source = Source(self, xs, handle)
+        xs.dataReceived = source.dataReceived
+        connectionLost = xs.connectionLost
+
+        def flushThenLose(reason):
+            source.flush()
+            connectionLost(reason)
+
+        xs.connectionLost = flushThenLose
         xs.addOnetimeObserver(STREAM_END_EVENT, lambda reason: self._sourceGone(source))
         return source
 

@@ -248,7 +248,7 @@ class DNAService(service.MultiService):
             revalidation={"grace": revalidationGrace, "tlsaLookup": tlsaLookup},
             clock=reactor,
         )
-        self.flow = FlowControl(self.federation.counters, self.limits.highWater)
+        self.flow = FlowControl(self.federation.counters, reactor, self.limits.highWater)
         self.federation.flow = self.flow
         self.connector = Connector(
             checker,

@@ -67,7 +67,7 @@ class FlowControlTests(SynchronousTestCase):
 
     def setUp(self):
         self.counters = collections.Counter()
-        self.flow = FlowControl(self.counters, highWater=1000)
+        self.flow = FlowControl(self.counters, Clock(), highWater=1000)
 
     def sinkStream(self, transport):
         xs = xmlstream.XmlStream(xmlstream.Authenticator())
@@ -175,6 +175,150 @@ class FlowControlTests(SynchronousTestCase):
         self.assertEqual("producing", source.transport.producerState)
 
 
+class Turns:
+    """
+    An C{IReactorTime} whose calls run a reactor turn at a time: what a call
+    schedules runs in the next turn, not in the same L{turn}.
+    """
+
+    def __init__(self):
+        self.calls = []
+
+    def callLater(self, delay, f, *args, **kwargs):
+        call = Clock().callLater(delay, f, *args, **kwargs)
+        call.canceller = self.calls.remove
+        self.calls.append(call)
+        return call
+
+    def turn(self):
+        due, self.calls = self.calls, []
+        for call in due:
+            call.called = True
+            call.func(*call.args, **call.kw)
+
+
+class ClosingTransport(StringTransport):
+    """
+    A L{StringTransport} that, as TCP and TLS transports do, may be paused
+    and resumed once told to close.
+    """
+
+    def _checkState(self):
+        pass
+
+
+class SliceTests(SynchronousTestCase):
+    """
+    A source's data goes to the parser a slice per reactor turn, so that
+    what each slice produced is written before the next is handled.
+    """
+
+    def setUp(self):
+        self.clock = Turns()
+        self.counters = collections.Counter()
+        self.flow = FlowControl(self.counters, self.clock, highWater=1000, slice=100)
+        self.source = componentStream()
+        self.flow.source(self.source)
+        self.handled = []
+        self.source.addObserver("/message", lambda e: self.handled.append(e["id"]))
+
+    def messages(self, *ids):
+        return "".join("<message id='%s'>%s</message>" % (i, "x" * 40) for i in ids)
+
+    def test_onePerTurn(self):
+        """
+        Data longer than a slice is handled a slice now and the rest in the
+        next turns, with the transport paused until all went; then it is
+        read again.
+        """
+        receive(self.source, self.messages("a", "b", "c", "d"))
+        self.assertEqual(["a"], self.handled)
+        self.assertEqual("paused", self.source.transport.producerState)
+        self.clock.turn()
+        self.assertEqual(["a", "b", "c"], self.handled)
+        self.clock.turn()
+        self.assertEqual(["a", "b", "c", "d"], self.handled)
+        self.assertEqual("producing", self.source.transport.producerState)
+        self.assertEqual([], self.clock.calls)
+        self.assertEqual(0, self.counters["flow-paused"])
+
+    def test_shortDataAtOnce(self):
+        """
+        Data no longer than a slice is handled at once, and the transport is
+        not paused.
+        """
+        receive(self.source, self.messages("a"))
+        self.assertEqual(["a"], self.handled)
+        self.assertEqual("producing", self.source.transport.producerState)
+        self.assertEqual([], self.clock.calls)
+
+    def test_moreDataWaitsItsTurn(self):
+        """
+        Data arriving while earlier data waits (a TLS transport hands on
+        all it decrypted, paused or not) goes after it, in order.
+        """
+        receive(self.source, self.messages("a", "b", "c"))
+        receive(self.source, self.messages("d"))
+        self.assertEqual(["a"], self.handled)
+        while self.clock.calls:
+            self.clock.turn()
+        self.assertEqual(["a", "b", "c", "d"], self.handled)
+        self.assertEqual("producing", self.source.transport.producerState)
+
+    def test_heldSourceWaits(self):
+        """
+        A source held by a full sink in the middle of its data handles no
+        more of it until the sink releases it, and is read again only once
+        all went.
+        """
+        self.source.addObserver("/message", lambda e: self.flow.hold("sink"))
+        receive(self.source, self.messages("a", "b", "c", "d"))
+        self.assertEqual(["a"], self.handled)
+        self.assertEqual([], self.clock.calls)
+        self.assertEqual("paused", self.source.transport.producerState)
+        self.assertEqual(1, self.counters["flow-paused"])
+        self.flow.release("sink")
+        self.assertEqual(["a"], self.handled)
+        self.clock.turn()
+        self.assertEqual(["a", "b", "c"], self.handled)
+        self.assertEqual([], self.clock.calls)
+        self.assertEqual("paused", self.source.transport.producerState)
+        self.flow.release("sink")
+        self.clock.turn()
+        self.assertEqual(["a", "b", "c", "d"], self.handled)
+        self.assertEqual("paused", self.source.transport.producerState)
+        self.flow.release("sink")
+        self.assertEqual("producing", self.source.transport.producerState)
+
+    def test_connectionLostHandlesWhatWaits(self):
+        """
+        When the connection is lost, what was read and waits is handled
+        before the stream ends, as if read whole.
+        """
+        ended = []
+        self.source.addObserver(
+            xmlstream.STREAM_END_EVENT, lambda reason: ended.append(list(self.handled)))
+        receive(self.source, self.messages("a", "b", "c", "d"))
+        self.source.connectionLost(None)
+        self.assertEqual([["a", "b", "c", "d"]], ended)
+        self.assertEqual([], self.clock.calls)
+
+    def test_closingHandlesAtOnce(self):
+        """
+        Once the stream is told to close (a stream error, say), the rest of
+        what was read is handled at once, not in later turns, and the
+        transport is read again (a TLS close reads the peer's
+        C{close_notify}).
+        """
+        self.source.transport = ClosingTransport()
+        receive(self.source, self.messages("a", "b", "c", "d"))
+        self.source.transport.loseConnection()
+        self.clock.turn()
+        self.assertEqual(["a", "b", "c", "d"], self.handled)
+        self.assertEqual([], self.clock.calls)
+        self.assertEqual(["producing"], [self.source.transport.producerState])
+
+
 class FederationFlowTests(SynchronousTestCase):
     """
     L{Federation} with a L{FlowControl}: a full stream takes no stanzas, the
@@ -188,7 +332,7 @@ class FederationFlowTests(SynchronousTestCase):
             ["sender.tld", "sender2.tld"], FakeDelegationChecker(), self.delivered.append,
             clock=self.clock,
         )
-        self.flow = FlowControl(self.federation.counters, highWater=1000)
+        self.flow = FlowControl(self.federation.counters, self.clock, highWater=1000)
         self.federation.flow = self.flow
         self.xs = makeStream("s1", us="xmpp1.originating.tld", peer="xmpp1.receiving.tld")
         self.federation.streamAuthenticated(
