@@ -106,7 +106,8 @@ listeners when a tenth of the stanzas is sent), C{setup_all_pairs_s}
 (until every pair has a stanza delivered), C{p99_latency_ms} (send to delivery), C{peak_rss_mb.P} and
 C{rss_growth_mb.P} of each provider (VmRSS sampled every second; growth
 from the end of the warm-up, a fifth of the stanzas, or from the restart,
-to the end), C{cpu_s.P} (CPU seconds of each provider, over its
+to the end), C{rss_profile_mb.P} (VmRSS when each fifth of the stanzas
+had been sent, the last at the end), C{cpu_s.P} (CPU seconds of each provider, over its
 restarts), C{tracebacks} in every provider's logs (twistd rotates them:
 all are read), C{wall_s}.
 
@@ -184,6 +185,9 @@ class Provider:
         #: incarnation -> CPU seconds it used (last sample)
         self.cpu = {}
         self.warm = None
+        #: VmRSS when each fifth of the stanzas had been sent (the last: at
+        #: the end), to see whether it levels off
+        self.profile = []
         self.incarnations = 0
 
     def records(self, moved=None):
@@ -599,6 +603,9 @@ class Soak:
                 warmAt = getattr(p, "restartedAt", 0) + self.total / 10
             if p.warm is None and self.sent >= warmAt:
                 p.warm = value
+            fifth = len(p.profile) + 1
+            if fifth <= 4 and self.sent >= self.total * fifth / 5:
+                p.profile.append(value)
 
     # The run
 
@@ -684,6 +691,8 @@ class Soak:
                 emit(f"peak_rss_mb.{p.letter}", round(max(p.samples), 1))
                 if p.warm is not None:
                     emit(f"rss_growth_mb.{p.letter}", round(p.samples[-1] - p.warm, 1))
+                profile = p.profile[:4] + [p.samples[-1]]
+                emit(f"rss_profile_mb.{p.letter}", " ".join(f"{v:.0f}" for v in profile))
                 emit(f"cpu_s.{p.letter}", round(sum(p.cpu.values()), 1))
         latencies = sorted(self.latencies)
         if latencies:
