@@ -441,6 +441,12 @@ class Soak:
                 self.duplicatedAtKill += 1
             else:
                 self.duplicated += 1
+                if self.duplicated <= 5:
+                    p, sender, q, target = self.pairs[pair]
+                    note(f"duplicate {sender} -> {target} #{seq}: first delivered "
+                         f"{self.deliveredAt[i] - self.t0:.1f} s into the run "
+                         f"({self.explain(pair, self.deliveredAt[i])}), again at "
+                         f"{now - self.t0:.1f} s ({self.explain(pair, now)})")
             return
         if self.state[i] == BOUNCED:
             self.bouncedAndDelivered += 1
