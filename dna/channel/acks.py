@@ -67,6 +67,11 @@ DEFAULT_MAX_UNACKED = 5000
 DEFAULT_MAX_UNACKED_BYTES = 8 * 1024 * 1024
 #: Seconds a peer has, once the bound is reached, to acknowledge something.
 DEFAULT_ACK_TIMEOUT = 30.0
+#: Seconds a stream closed for want of acknowledgements has to finish
+#: closing before its connection is aborted: over TLS the close waits for the
+#: peer's close_notify, which a black hole never sends, and what the stream
+#: kept is handed back only once the connection is gone.
+CLOSE_GRACE = 3.0
 
 _MODULUS = 2 ** 32
 
@@ -146,6 +151,7 @@ class StreamAcks:
         self._sinceRequest = 0
         self._timer = None
         self._deadline = None
+        self._abort = None
         self._enabled = False
         self._lastAnswered = None
         self._progress = None
@@ -344,6 +350,9 @@ class StreamAcks:
         self._xs.sendStreamError(
             error.StreamError("connection-timeout", text="no acknowledgement")
         )
+        transport = self._xs.transport
+        if transport is not None and getattr(transport, "connected", True):
+            self._abort = self._clock.callLater(CLOSE_GRACE, transport.abortConnection)
 
     def _stopDeadline(self):
         if self._deadline is not None and self._deadline.active():
@@ -358,6 +367,9 @@ class StreamAcks:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        if self._abort is not None and self._abort.active():
+            self._abort.cancel()
+        self._abort = None
         self._stopDeadline()
         self._xs.removeObserver(REQUEST, self._onRequest)
         self._xs.removeObserver(ANSWER, self._onAnswer)

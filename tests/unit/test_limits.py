@@ -415,6 +415,26 @@ class AckBoundTests(SynchronousTestCase):
         self.assertEqual(["0", "1", "2"], [s["id"] for s in self.returned])
         self.assertEqual([], self.clock.getDelayedCalls())
 
+    def test_timeoutAborts(self):
+        """
+        A stream closed for want of acknowledgements whose connection does
+        not close (over TLS the close waits for the peer's close_notify,
+        which a black hole never sends) is aborted after
+        L{acks.CLOSE_GRACE} seconds, so that what it kept goes again.
+        """
+        from dna.channel.acks import CLOSE_GRACE
+
+        for i in range(3):
+            self.acks.sent(stanza(stanzaID=str(i)), 10)
+        self.clock.advance(30)
+        self.assertEqual("connection-timeout", self.xs.streamError)
+        self.assertFalse(self.xs.transport.disconnected)
+        self.clock.advance(CLOSE_GRACE)
+        self.assertTrue(self.xs.transport.disconnected)
+        close(self.xs)
+        self.assertEqual(["0", "1", "2"], [s["id"] for s in self.returned])
+        self.assertEqual([], self.clock.getDelayedCalls())
+
     def test_progressExtends(self):
         """
         An answer that acknowledges some but leaves the stream full gives the
