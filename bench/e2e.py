@@ -70,6 +70,7 @@ from tests.integration.flowpair import (  # noqa: E402
     connectComponents,
     disconnectComponents,
     established,
+    matrix,
     rss,
 )
 from tests.integration.interop import (  # noqa: E402
@@ -236,12 +237,7 @@ def sendAll(xs, stanzas, inbox, base, window=WINDOW):
 
 
 def spawnMatrix(senders, targets, start=0):
-    stanzas, n = [], start
-    for s in senders:
-        for t in targets:
-            stanzas.append(message(s, t, n))
-            n += 1
-    return stanzas
+    return matrix(senders, targets, start, make=message)
 
 
 class Bench:

@@ -265,13 +265,14 @@ def disconnectComponents(attached):
         connector.disconnect()
 
 
-def matrix(senders, targets, start=0):
+def matrix(senders, targets, start=0, make=message):
     """
-    One message for each (sender, target) pair.
+    One message for each (sender, target) pair, written by C{make} (called
+    with the sender, the target and a number counting from C{start}).
     """
     stanzas, n = [], start
     for s in senders:
         for t in targets:
-            stanzas.append(message(s, t, n))
+            stanzas.append(make(s, t, n))
             n += 1
     return stanzas
