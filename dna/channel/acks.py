@@ -150,7 +150,8 @@ class StreamAcks:
         self._acked = 0
         self._sinceRequest = 0
         self._timer = None
-        self._deadline = None
+        # whether the stream is full and waits for room (L{_onRoom})
+        self._paused = False
         self._abort = None
         # the time-out of an unanswered request (L{_request})
         self._silence = None
@@ -258,7 +259,7 @@ class StreamAcks:
         self._sizes.append(size)
         self.unackedBytes += size
         self._sinceRequest += 1
-        if self._deadline is None and self.full:
+        if not self._paused and self.full:
             self._report(
                 "acks-full",
                 "Stream {streamID}: {count} stanzas ({size} bytes) unacknowledged: "
@@ -266,7 +267,8 @@ class StreamAcks:
                 count=len(self.unacked),
                 size=self.unackedBytes,
             )
-            self._deadline = self._clock.callLater(self._ackTimeout, self._timedOut)
+            self._paused = True
+            # The request's answer time-out (L{_request}) is the deadline.
             self._request()
         elif self._sinceRequest >= self._every:
             # One request per `every` stanzas, however many are unanswered:
@@ -334,16 +336,17 @@ class StreamAcks:
             self.unacked.popleft()
             self.unackedBytes -= self._sizes.popleft()
         self._acked = h
-        if newly:
-            self._stopSilence()
-        if newly and self._deadline is not None:
-            self._stopDeadline()
+        if not newly:
+            return
+        self._stopSilence()
+        if self._paused:
             if self.full:
                 # Progress, but still no room: the peer has another while.
-                self._deadline = self._clock.callLater(self._ackTimeout, self._timedOut)
                 self._request()
-            elif self._onRoom is not None:
-                self._onRoom()
+            else:
+                self._paused = False
+                if self._onRoom is not None:
+                    self._onRoom()
 
     def _stopSilence(self):
         if self._silence is not None and self._silence.active():
@@ -351,8 +354,7 @@ class StreamAcks:
         self._silence = None
 
     def _timedOut(self):
-        self._stopDeadline()
-        self._stopSilence()
+        self._silence = None
         self._report(
             "ack-timeout",
             "Stream {streamID}: nothing acknowledged in {timeout:.0f} s with "
@@ -368,11 +370,6 @@ class StreamAcks:
         if transport is not None and getattr(transport, "connected", True):
             self._abort = self._clock.callLater(CLOSE_GRACE, transport.abortConnection)
 
-    def _stopDeadline(self):
-        if self._deadline is not None and self._deadline.active():
-            self._deadline.cancel()
-        self._deadline = None
-
     def _report(self, name, message, level=LogLevel.info, **fields):
         report(self._incidents, name, _log, message, level=level,
                streamID=self._xs.sid, **fields)
@@ -385,7 +382,6 @@ class StreamAcks:
             self._abort.cancel()
         self._abort = None
         self._stopSilence()
-        self._stopDeadline()
         self._xs.removeObserver(REQUEST, self._onRequest)
         self._xs.removeObserver(ANSWER, self._onAnswer)
         self._xs.removeObserver(STREAM_CLOSING_EVENT, self._onClosing)
