@@ -150,8 +150,7 @@ class StreamAcks:
         self._acked = 0
         self._sinceRequest = 0
         self._timer = None
-        # whether the stream is full and waits for room (L{_onRoom})
-        self._paused = False
+        self._deadline = None
         self._abort = None
         # the time-out of an unanswered request (L{_request})
         self._silence = None
@@ -259,7 +258,7 @@ class StreamAcks:
         self._sizes.append(size)
         self.unackedBytes += size
         self._sinceRequest += 1
-        if not self._paused and self.full:
+        if self._deadline is None and self.full:
             self._report(
                 "acks-full",
                 "Stream {streamID}: {count} stanzas ({size} bytes) unacknowledged: "
@@ -267,8 +266,7 @@ class StreamAcks:
                 count=len(self.unacked),
                 size=self.unackedBytes,
             )
-            self._paused = True
-            # The request's answer time-out (L{_request}) is the deadline.
+            self._deadline = self._clock.callLater(self._ackTimeout, self._timedOut)
             self._request()
         elif self._sinceRequest >= self._every:
             # One request per `every` stanzas, however many are unanswered:
@@ -336,17 +334,16 @@ class StreamAcks:
             self.unacked.popleft()
             self.unackedBytes -= self._sizes.popleft()
         self._acked = h
-        if not newly:
-            return
-        self._stopSilence()
-        if self._paused:
+        if newly:
+            self._stopSilence()
+        if newly and self._deadline is not None:
+            self._stopDeadline()
             if self.full:
                 # Progress, but still no room: the peer has another while.
+                self._deadline = self._clock.callLater(self._ackTimeout, self._timedOut)
                 self._request()
-            else:
-                self._paused = False
-                if self._onRoom is not None:
-                    self._onRoom()
+            elif self._onRoom is not None:
+                self._onRoom()
 
     def _stopSilence(self):
         if self._silence is not None and self._silence.active():
@@ -354,7 +351,8 @@ class StreamAcks:
         self._silence = None
 
     def _timedOut(self):
-        self._silence = None
+        self._stopDeadline()
+        self._stopSilence()
         self._report(
             "ack-timeout",
             "Stream {streamID}: nothing acknowledged in {timeout:.0f} s with "
@@ -370,6 +368,11 @@ class StreamAcks:
         if transport is not None and getattr(transport, "connected", True):
             self._abort = self._clock.callLater(CLOSE_GRACE, transport.abortConnection)
 
+    def _stopDeadline(self):
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+
     def _report(self, name, message, level=LogLevel.info, **fields):
         report(self._incidents, name, _log, message, level=level,
                streamID=self._xs.sid, **fields)
@@ -382,6 +385,7 @@ class StreamAcks:
             self._abort.cancel()
         self._abort = None
         self._stopSilence()
+        self._stopDeadline()
         self._xs.removeObserver(REQUEST, self._onRequest)
         self._xs.removeObserver(ANSWER, self._onAnswer)
         self._xs.removeObserver(STREAM_CLOSING_EVENT, self._onClosing)
