@@ -152,6 +152,8 @@ class StreamAcks:
         self._timer = None
         self._deadline = None
         self._abort = None
+        # the time-out of an unanswered request (L{_request})
+        self._silence = None
         self._enabled = False
         self._lastAnswered = None
         self._progress = None
@@ -283,6 +285,10 @@ class StreamAcks:
         # the document to the peer, which then refuses the whole stream).
         if self._xs.transport is not None and not getattr(self._xs, "footerSent", False):
             self._xs.send(_REQUEST_ELEMENT)
+            if self.unacked and self._silence is None:
+                # A peer that answers nothing for ackTimeout while we keep
+                # stanzas is gone (a black hole), full or not.
+                self._silence = self._clock.callLater(self._ackTimeout, self._timedOut)
 
     def _onRequest(self, element):
         element.handled = True
@@ -328,6 +334,8 @@ class StreamAcks:
             self.unacked.popleft()
             self.unackedBytes -= self._sizes.popleft()
         self._acked = h
+        if newly:
+            self._stopSilence()
         if newly and self._deadline is not None:
             self._stopDeadline()
             if self.full:
@@ -337,8 +345,14 @@ class StreamAcks:
             elif self._onRoom is not None:
                 self._onRoom()
 
+    def _stopSilence(self):
+        if self._silence is not None and self._silence.active():
+            self._silence.cancel()
+        self._silence = None
+
     def _timedOut(self):
-        self._deadline = None
+        self._stopDeadline()
+        self._stopSilence()
         self._report(
             "ack-timeout",
             "Stream {streamID}: nothing acknowledged in {timeout:.0f} s with "
@@ -370,6 +384,7 @@ class StreamAcks:
         if self._abort is not None and self._abort.active():
             self._abort.cancel()
         self._abort = None
+        self._stopSilence()
         self._stopDeadline()
         self._xs.removeObserver(REQUEST, self._onRequest)
         self._xs.removeObserver(ANSWER, self._onAnswer)

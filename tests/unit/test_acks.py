@@ -8,7 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.protocols.jabber.error import StreamError
 from twisted.words.xish import domish
 
-from dna.channel.acks import StreamAcks, peerOffersAcks
+from dna.channel.acks import DEFAULT_ACK_TIMEOUT, StreamAcks, peerOffersAcks
 from dna.namespaces import NS_SM
 from tests.unit.streams import close, makeStream, receive, stanza
 
@@ -45,7 +45,28 @@ class StreamAcksTests(SynchronousTestCase):
         for i in range(3):
             self.acks.sent(stanza(stanzaID=str(i)))
         self.assertEqual(1, len(smElements(self.xs, "r")))
-        self.assertEqual([], self.clock.getDelayedCalls())
+        # The delay's timer is gone; the request's answer time-out runs.
+        [call] = self.clock.getDelayedCalls()
+        self.assertEqual(DEFAULT_ACK_TIMEOUT, call.getTime())
+
+    def test_unansweredRequestCloses(self):
+        """
+        A peer that answers no request for C{ackTimeout} seconds while
+        stanzas are unacknowledged is taken as gone (a black hole), however
+        few they are: the stream is closed with C{<connection-timeout/>} and
+        what it kept goes again. An answer that acknowledges something
+        stops the clock.
+        """
+        for i in range(3):
+            self.acks.sent(stanza(stanzaID=str(i)))
+        self.clock.advance(DEFAULT_ACK_TIMEOUT - 1)
+        receive(self.xs, "<a xmlns='urn:xmpp:sm:3' h='1'/>")
+        self.clock.advance(1)
+        self.assertIsNone(self.xs.streamError)
+        self.acks.sent(stanza(stanzaID="3"))
+        self.clock.advance(0.1)
+        self.clock.advance(DEFAULT_ACK_TIMEOUT)
+        self.assertEqual("connection-timeout", self.xs.streamError)
 
     def test_oneRequestPerEvery(self):
         """
