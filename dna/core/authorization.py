@@ -34,7 +34,7 @@ from twisted.words.xish import domish
 from dna.core.enforcement import StanzaFilter
 from dna.core.logthrottle import ThrottledLog
 from dna.core.names import domainOf, normalizeDomain
-from dna.core.proofs import MAX_EXPLANATION, sanitize
+from dna.core.proofs import INDETERMINATE, MAX_EXPLANATION, sanitize
 from dna.core.tables import INCOMING, OUTGOING
 from dna.error import (
     AuthorizationRefused,
@@ -721,8 +721,14 @@ class StreamAuthorization:
             if self._closed:
                 return
             if not delegated:
+                if getattr(delegated, "status", None) == INDETERMINATE:
+                    # Could not tell (a resolver down, a document not
+                    # fetched): the peer may ask again later.
+                    condition, errorType = "remote-server-timeout", "wait"
+                else:
+                    condition, errorType = "not-authorized", "auth"
                 self._refuse(
-                    sender, target, "not-authorized", "auth",
+                    sender, target, condition, errorType,
                     refusalText(sender, serverNames, delegated),
                 )
                 return

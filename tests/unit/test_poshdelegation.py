@@ -342,6 +342,26 @@ class RefusalTests(SynchronousTestCase):
         [event] = [e for e in self.log if e.get("event") == "pair-refused"]
         self.assertEqual(text, event["reason"])
 
+    def test_indeterminateRefusalIsTemporary(self):
+        """
+        When no prooftype could tell (DNS down, no document fetched), the
+        refusal is C{<remote-server-timeout/>} of type C{wait}, not
+        C{<not-authorized/>}: the Originating Server may ask again, and
+        keeps what it must resume.
+        """
+        dns = FakeDelegationChecker({}, indeterminate=["down.tld"])
+        self.checker = ProofChecker(dns, self.clock, ["dnssec-srv"])
+        xs = self.attach(OTHER)
+        receive(xs, result("down.tld", "target.tld"))
+        [answer] = self.answers(xs)
+        self.assertEqual("invalid", answer["type"])
+        [error] = [e for e in answer.elements() if e.name == "error"]
+        self.assertEqual("wait", error["type"])
+        condition, text = errorFromResult(answer)
+        self.assertEqual("remote-server-timeout", condition)
+        self.assertIn("dnssec-srv: indeterminate", text)
+        self.assertFalse(self.tables.incoming.accepts("s1", "target.tld", "down.tld"))
+
     def test_noTLS(self):
         """
         Without TLS there is no certificate: POSH says so.
