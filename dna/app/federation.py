@@ -176,6 +176,11 @@ def toServerNamespace(stanza):
                 pending.append(child)
 
 
+#: The conditions of a refusal that says the peer could not check the
+#: delegation now (a resolver down): asking again later may succeed.
+_TEMPORARY_REFUSALS = frozenset(["remote-server-timeout", "internal-server-error"])
+
+
 def _bounceCondition(failure):
     """
     The stanza error for stanzas that could not be sent because of C{failure}.
@@ -187,7 +192,7 @@ def _bounceCondition(failure):
                 "remote-server-not-found", type="cancel",
                 text="the remote server does not host the target domain",
             )
-        if failure.value.condition in ("remote-server-timeout", "internal-server-error"):
+        if failure.value.condition in _TEMPORARY_REFUSALS:
             return error.StanzaError(
                 "remote-server-timeout", type="wait",
                 text="the remote server could not check the delegation",
@@ -799,13 +804,17 @@ class Federation:
         peer knows (numbered, unacknowledged, not yet covered by a grant's
         count) for the next attempt, which the next stanza sent to the pair
         or the next stream we open makes; bounce the others, which it did
-        not get. Unless the peer refused the pair, the service stops, or
-        L{RESYNC_PATIENCE} is over since the first failure: then everything
-        bounces (and what the peer handled may bounce too).
+        not get. Unless the peer refused the pair for good (not a refusal
+        that says it could not check the delegation now), the service
+        stops, or L{RESYNC_PATIENCE} is over since the first failure: then
+        everything bounces (and what the peer handled may bounce too).
 
         @return: Whether stanzas are kept.
         """
-        if failure.check(AuthorizationRefused, ServiceStopping):
+        if failure.check(ServiceStopping) or (
+            failure.check(AuthorizationRefused)
+            and failure.value.condition not in _TEMPORARY_REFUSALS
+        ):
             return False
         now = self._clock.seconds()
         if now >= self._resyncDeadlines.setdefault(pair, now + RESYNC_PATIENCE):

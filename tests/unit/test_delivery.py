@@ -337,6 +337,42 @@ class ResumptionTests(SynchronousTestCase):
         servers.b.stop()
         self.assertEqual([], servers.clock.getDelayedCalls())
 
+    def test_keptWhileThePeerCannotCheck(self):
+        """
+        A resumption the peer refuses because it cannot check the
+        delegation now (its resolver is down: C{<remote-server-timeout/>})
+        keeps the stanzas whose fate only the peer knows and tries again;
+        once the peer can check, the grant's count drops what it had
+        handled. Nothing bounces, nothing goes twice.
+        """
+        from twisted.internet.defer import succeed
+
+        from dna.app.federation import RESYNC_RETRY
+        from dna.core.proofs import INDETERMINATE, DelegationVerdict
+
+        servers = self.servers
+        first = servers.connect()
+        servers.send("a1.tld", "b1.tld")
+        servers.pump()
+        servers.send("a1.tld", "b1.tld")
+        servers.moveBytes(first, "ab")
+        # B handled m2; its <a/> is lost with the connection, and B's
+        # resolver is down when A asks again.
+        isDelegated = servers.checker.isDelegated
+        servers.checker.isDelegated = lambda *a, **kw: succeed(DelegationVerdict(
+            INDETERMINATE, None, None, [("dnssec-srv", "indeterminate: timed out")]))
+        servers.connect()
+        servers.close(first)
+        servers.pump()
+        self.assertEqual(1, servers.a.counters["delivery-resume-failed"])
+        self.assertEqual({}, servers.bounced)
+        servers.checker.isDelegated = isDelegated
+        servers.clock.advance(RESYNC_RETRY)
+        servers.pump()
+        self.assertEqual({"m1": first.sid, "m2": first.sid}, servers.delivered)
+        self.assertEqual(1, servers.a.counters["delivery-deduplicated"])
+        self.assertEqual({}, servers.bounced)
+
     def test_halfOpenOldStream(self):
         """
         When A has given up on a connection B still holds, the pair moves to
