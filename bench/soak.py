@@ -41,7 +41,14 @@ bounced, not outstanding at a SIGKILL) and at most C{--rate} per second,
 the window split evenly between the providers (one provider's stalled
 stanzas do not stop the others').
 
-Faults, each once, at fixed fractions of the stanzas sent:
+Faults, each once, at fixed fractions of the stanzas sent, one at a time (a
+fault that is due waits for the one before it to be over), in this order:
+delegation, sigkill, rst, slow, stopread, blackhole, resolver. The kill
+comes before the faults that hold acknowledgements back (slow, stopread,
+blackhole): a Receiving Server killed while its acknowledgements cannot
+reach the sender loses its delivery counts with them, which is the limit
+of a server without a durable ledger (below, C{duplicated_at_kill}), not
+something this run can tell apart from a fault of its own.
 
   - C{rst}: one proxied S2S connection cut with a TCP RST (both ends);
   - C{blackhole}: one proxied connection silently drops everything from then
@@ -166,6 +173,18 @@ LIMITS = (
 )
 
 
+def errorCondition(stanza):
+    """
+    The defined condition of an error stanza.
+    """
+    for child in stanza.elements():
+        if child.name == "error":
+            for c in child.elements():
+                if c.name != "text":
+                    return c.name
+    return "undefined-condition"
+
+
 class Provider:
     """
     One provider: its names, domains, certificates, proxy and process.
@@ -185,6 +204,8 @@ class Provider:
         #: incarnation -> CPU seconds it used (last sample)
         self.cpu = {}
         self.warm = None
+        # every component attached (since the last start)
+        self.attached = False
         #: VmRSS when each fifth of the stanzas had been sent (the last: at
         #: the end), to see whether it levels off
         self.profile = []
@@ -295,6 +316,7 @@ class Soak:
         #: when each stanza was first delivered, and whether a provider
         #: delivered it just before it was killed
         self.deliveredAt = array.array("d", [0.0]) * total
+        self.bouncedAt = array.array("d", [0.0]) * total
         self.deliveredByKilled = bytearray(total)
         self.duplicatedAtKill = 0
         self.bouncedAndDeliveredAtKill = 0
@@ -361,7 +383,9 @@ class Soak:
     def pump(self):
         """
         Send what the window and the rate allow, from every provider whose
-        sending component is connected.
+        components are all connected (after a restart, the sending one may
+        be back before those that receive its bounces: a bounce to a domain
+        whose component is not attached is dropped, as the server must).
         """
         if self.t0 is None:
             return
@@ -372,6 +396,12 @@ class Soak:
             side = self.bySide[i]
             if xs is None or xs.transport is None:
                 continue
+            if not p.attached:
+                if not all(self.components[d].xs is not None
+                           and self.components[d].xs.transport is not None
+                           for d in p.senders + p.targets):
+                    continue
+                p.attached = True
             budget = self.options.window // len(self.providers) - self.open[i]
             if self.options.rate:
                 allowed = int(self.options.rate * (now - self.t0) / len(self.providers))
@@ -450,6 +480,7 @@ class Soak:
             return
         if self.state[i] == BOUNCED:
             self.bouncedAndDelivered += 1
+            self.noteBoth(pair, seq, "bounced", self.bouncedAt[i], "delivered", now)
             return
         if seq < self.maxSeq[pair]:
             self.reordered += 1
@@ -478,20 +509,28 @@ class Soak:
                 self.bouncedAndDeliveredAtKill += 1
             else:
                 self.bouncedAndDelivered += 1
+                self.noteBoth(pair, seq, "delivered", self.deliveredAt[i],
+                              f"bounced ({errorCondition(stanza)})", now)
             return
         if self.state[i] == BOUNCED:
             self.bouncedTwice += 1
             return
         self.state[i] = BOUNCED
         self.settled(i)
-        condition = "undefined-condition"
-        for child in stanza.elements():
-            if child.name == "error":
-                for c in child.elements():
-                    if c.name != "text":
-                        condition = c.name
-                        break
-        self.bounced[(self.explain(pair, now), condition)] += 1
+        self.bouncedAt[i] = now
+        self.bounced[(self.explain(pair, now), errorCondition(stanza))] += 1
+
+    def noteBoth(self, pair, seq, first, firstAt, then, now):
+        """
+        Say, for the first few, when a stanza was both delivered and
+        bounced, and under which faults.
+        """
+        if self.bouncedAndDelivered > 5:
+            return
+        _, sender, _, target = self.pairs[pair]
+        note(f"both {sender} -> {target} #{seq}: {first} {firstAt - self.t0:.1f} s into "
+             f"the run ({self.explain(pair, firstAt)}), {then} at {now - self.t0:.1f} s "
+             f"({self.explain(pair, now)})")
 
     def explain(self, pair, now):
         if self.moved is not None and self.pairs[pair][3] == self.moved[0] \
@@ -561,6 +600,7 @@ class Soak:
             victim.twistd.process.send_signal(signal.SIGKILL)
             victim.twistd.process.wait()
             victim.warm = None
+            victim.attached = False
             yield task.deferLater(reactor, 2, lambda: None)
             self.startProcess(victim)
             yield threads.deferToThread(victim.twistd.waitListening)
@@ -631,19 +671,25 @@ class Soak:
         teller = task.LoopingCall(self.tell)
         teller.start(10.0, now=False)
         self.cleanups.append(lambda: teller.running and teller.stop())
-        schedule = [(0.1, "streams"), (0.15, "delegation"), (0.25, "rst"), (0.33, "slow"),
-                    (0.42, "stopread"), (0.5, "blackhole"), (0.6, "sigkill"),
+        schedule = [(0.1, "streams"), (0.15, "delegation"), (0.25, "sigkill"), (0.33, "rst"),
+                    (0.42, "slow"), (0.5, "stopread"), (0.6, "blackhole"),
                     (0.72, "resolver")]
         running = []
         while True:
             yield task.deferLater(reactor, 0.1, lambda: None)
-            while schedule and self.sent >= schedule[0][0] * self.total:
+            # One fault at a time: each is due at its share of the stanzas
+            # sent, and waits for the one before it to be over (the short
+            # run sends fast enough to overlap them otherwise, and a peer
+            # killed while a stopped reader holds its acknowledgements is
+            # two faults' worth of doubt).
+            while (schedule and self.sent >= schedule[0][0] * self.total
+                   and all(f[2] is not None for f in self.faults)):
                 _, name = schedule.pop(0)
                 if name == "streams":
                     self.streams = established([p.address for p in self.providers])
                 else:
                     running.append(self.fault(name))
-            done = self.sent == self.total and self.outstanding == 0
+            done = self.sent == self.total and self.outstanding == 0 and not schedule
             stalled = time.monotonic() - self.progress > self.options.drain
             if done or stalled:
                 break
