@@ -40,7 +40,10 @@ for their pairs), an acknowledgement is requested at once, and the peer has
 C{ackTimeout} seconds to acknowledge something; when it does, the sender is
 told there is room again, and when it does not, the stream is closed with
 C{<connection-timeout/>}, so that what it kept goes the way of every stream
-that ends unacknowledged: sent again on another stream, or bounced.
+that ends unacknowledged: sent again on another stream, or bounced. Any
+C{<r/>} sent while stanzas are kept has the same C{ackTimeout}, full or not:
+a black hole under light traffic never fills the stream, and must not keep
+its stanzas until the peer restarts (which would deliver them again).
 """
 
 import collections
