@@ -101,8 +101,9 @@ connection):
     acknowledgement never left it are sent again to the restarted process,
     which delivers them again (C{duplicated_at_kill}), or, when they cannot
     be, bounced (C{bounced_and_delivered_at_kill}). Only stanzas the killed
-    provider delivered C{KILL_WINDOW} seconds or less before the kill count
-    there; both are printed and are not failures (the limit of a server
+    provider delivered C{KILL_WINDOW} seconds or less before the kill (or
+    that its components read after it: they were on their way from the
+    dead process) count there; both are printed and are not failures (the limit of a server
     without a durable ledger, C{docs/delivery.rst}); any other duplicate or
     bounce after delivery is.
   - C{lost}: every other stanza sent and neither delivered nor bounced once
@@ -269,7 +270,8 @@ class Component:
 
     def _authenticated(self, xs):
         self.xs = xs
-        xs.addObserver("/message", self._soak.received)
+        xs.killed = False
+        xs.addObserver("/message", lambda stanza: self._soak.received(stanza, xs))
         if not self.ready.called:
             self.ready.callback(self)
         self._soak.pump()
@@ -447,20 +449,28 @@ class Soak:
 
     # Receiving
 
-    def received(self, stanza):
+    def received(self, stanza, xs):
+        """
+        A stanza reached a component, on its stream C{xs} (C{xs.killed}:
+        its provider was killed since, and this was in flight from the
+        dead process).
+        """
         now = time.monotonic()
         self.progress = now
         if stanza.getAttribute("type") == "error":
             self.bounce(stanza, now)
         else:
-            self.deliver(stanza, now)
+            self.deliver(stanza, now, xs.killed)
         if min(self.open) < self.options.window // len(self.providers) // 2:
             self.pump()
 
-    def deliver(self, stanza, now):
+    def deliver(self, stanza, now, byKilled=False):
         pair, seq, sentAt = str(stanza.body).split()
         pair, seq = int(pair), int(seq)
         i = self.index(pair, seq)
+        if byKilled and self.state[i] != DELIVERED:
+            # Handed over by the killed process in its last moment.
+            self.deliveredByKilled[i] = 1
         if self.moved is not None and self.pairs[pair][3] == self.moved[0]:
             if float(sentAt) > self.moved[1]:
                 self.movedDelivered += 1
@@ -595,7 +605,11 @@ class Soak:
                             self.open[self.side(i)] -= 1
             # Nothing more goes to the dead process's connections: what is
             # written from here on would be lost without ever being handed.
+            # What still arrives on them was handed over by the dead one.
             for domain in victim.senders + victim.targets:
+                xs = self.components[domain].xs
+                if xs is not None:
+                    xs.killed = True
                 self.components[domain].xs = None
             victim.twistd.process.send_signal(signal.SIGKILL)
             victim.twistd.process.wait()
