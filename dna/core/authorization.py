@@ -729,10 +729,12 @@ class StreamAuthorization:
             # Step 4: record; step 5: answer.
             self._tables.connections.addDelegatedNames(self.streamID, [sender])
             self._tables.bind(INCOMING, target, sender, self.streamID)
+            # Routine, one per pair: at debug, which the server's log
+            # does not write by default (refusals stay at info).
             self._pairEvent(
                 "result-valid", "pair-granted",
                 "Stream {streamID}: granted {sender} -> {target}",
-                sender, target, incoming=True,
+                sender, target, incoming=True, level=LogLevel.debug,
             )
             self.xs.send(self._grant(target, sender, epoch))
 
