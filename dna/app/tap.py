@@ -5,6 +5,7 @@ The configuration file (L{dna.app.config}, docs/configuration.rst) says
 everything; a few options override it for one run.
 """
 
+import gc
 import sys
 
 from twisted.application import service
@@ -250,6 +251,30 @@ def logObserver(logfile, nodaemon, logFormat=config.LOG_TEXT, level=config.DEFAU
     return filtering
 
 
+class HeapFreeze(service.Service):
+    """
+    Once the server has started, move every object it holds to the
+    permanent generation of the garbage collector (L{gc.freeze}): modules,
+    classes, certificates, configuration, tables. They live as long as the
+    process, yet each full collection walked them all, tens of
+    milliseconds in which no stream is read (twice or more while the first
+    thousand pairs are set up). Objects made afterwards, per stream and per
+    stanza, are collected as before.
+    """
+
+    name = "heap-freeze"
+
+    def __init__(self, freeze=gc.freeze):
+        """
+        @param freeze: Called once the service starts; L{gc.freeze}.
+        """
+        self._freeze = freeze
+
+    def startService(self):
+        service.Service.startService(self)
+        self._freeze()
+
+
 def makeService(options):
     """
     Build the service from parsed L{Options}: the DNA S2S service, default
@@ -258,6 +283,9 @@ def makeService(options):
     XMPP services connecting as XEP-0114 components for the hosted domains.
     Both listen with the backlog of C{[limits] listen-backlog} unless their
     description sets one.
+
+    The last child is a L{HeapFreeze}: once the others have started, what
+    they hold is out of the garbage collector's way.
 
     @return: A L{service.MultiService} named C{dna}; its C{configuration} is
         the checked configuration and its C{s2s} the L{DNAService}; with
@@ -288,6 +316,8 @@ def makeService(options):
         _addControl(root, configuration)
     if configuration.metricsListen is not None:
         _addMetrics(root, configuration)
+    # Last: it starts once the others have, with what they built.
+    HeapFreeze().setServiceParent(root)
     return root
 
 
