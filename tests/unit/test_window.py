@@ -45,7 +45,7 @@ class RequestWindowTests(AuthorizationTestMixin, SynchronousTestCase):
 
     def test_defaultsBelowPeerLimit(self):
         """
-        The window starts small and never exceeds a limit well below the
+        The window starts small and never exceeds a limit below the
         C{max-pending} a DNA peer enforces.
         """
         self.assertLess(DEFAULT_REQUEST_WINDOW, DEFAULT_MAX_PENDING)
