@@ -84,6 +84,12 @@ LOG_TEXT = "text"
 LOG_JSON = "json"
 LOG_FORMATS = (LOG_TEXT, LOG_JSON)
 
+#: The least level of the events written (twisted.logger's level names):
+#: routine events, such as each pair granted, are at debug, the decisions
+#: and incidents an operator acts on at info and above.
+LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
+DEFAULT_LOG_LEVEL = "info"
+
 
 def checkListen(value):
     """
@@ -167,7 +173,7 @@ _identityProofs = schema.array(schema.word(IDENTITY_PROOFS),
                                "name at least one prooftype", "identity prooftypes")
 _COMPONENTS_KEYS = ("listen", "secret")
 _CONTROL_KEYS = ("socket", "listen", "token-file")
-_LOG_KEYS = ("format",)
+_LOG_KEYS = ("format", "level")
 _METRICS_KEYS = ("listen",)
 
 #: The keys of C{[limits]}, the L{Limits} attributes they set, and their
@@ -498,6 +504,8 @@ class Configuration:
     @ivar control: Where the control endpoint listens, a
         L{ControlSettings}; L{None} (no C{[control]}): nowhere.
     @ivar logFormat: L{LOG_TEXT} or L{LOG_JSON} (C{[log] format}).
+    @ivar logLevel: The least level of the events written, one of
+        L{LOG_LEVELS} (C{[log] level}).
     @ivar metricsListen: Where Prometheus metrics are served
         (C{[metrics] listen}), a loopback TCP description; L{None}: nowhere.
     @ivar limits: The limits of connections, streams and buffers
@@ -540,6 +548,7 @@ class Configuration:
     dialbackSecret = attr.ib(default=None, repr=False)
     control = attr.ib(default=None)
     logFormat = attr.ib(default=LOG_TEXT)
+    logLevel = attr.ib(default=DEFAULT_LOG_LEVEL)
     metricsListen = attr.ib(default=None)
     limits = attr.ib(default=Limits())
     revalidationGrace = attr.ib(default=DEFAULT_GRACE)
@@ -644,6 +653,7 @@ _OVERRIDABLE = {
     "delegationProofs": ("[policy]", "delegation-proofs", _delegationProofs),
     "identityProofs": ("[policy]", "identity-proofs", _identityProofs),
     "logFormat": ("[log]", "format", schema.word(LOG_FORMATS)),
+    "logLevel": ("[log]", "level", schema.word(LOG_LEVELS)),
 }
 
 
@@ -745,6 +755,7 @@ def _configuration(document, path, now):
                         _COMPONENTS_KEYS, _ALL_KEYS)
     limitsTable = schema.Table("[limits]", document.get("limits"), _LIMITS_KEYS, _ALL_KEYS)
     limits = _limits(limitsTable)
+    logTable = schema.Table("[log]", document.get("log"), _LOG_KEYS, _ALL_KEYS)
     componentListen = components.value("listen", checkListen, None)
     componentSecret = components.value("secret", schema.string, None)
     if componentListen is not None and not componentSecret:
@@ -818,8 +829,8 @@ def _configuration(document, path, now):
         domainCertificates=domainCertificates,
         dialbackSecret=dialbackSecret,
         control=_control(document.get("control"), base),
-        logFormat=schema.Table("[log]", document.get("log"), _LOG_KEYS, _ALL_KEYS)
-        .value("format", schema.word(LOG_FORMATS), LOG_TEXT),
+        logFormat=logTable.value("format", schema.word(LOG_FORMATS), LOG_TEXT),
+        logLevel=logTable.value("level", schema.word(LOG_LEVELS), DEFAULT_LOG_LEVEL),
         metricsListen=schema.Table("[metrics]", document.get("metrics"), _METRICS_KEYS,
                                    _ALL_KEYS).value("listen", checkMetricsListen, None),
         limits=limits,

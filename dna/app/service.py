@@ -32,6 +32,7 @@ from dna.channel.tls import (
     tlsFailure,
 )
 from dna.core.authorization import DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT
+from dna.core.coalesce import Coalescer
 from dna.core.enforcement import errorResponse
 from dna.core.names import domainOf, normalizeServerName
 from dna.core.proofs import DEFAULT_GRACE
@@ -302,6 +303,8 @@ class DNAService(service.MultiService):
         self._stopping = False
         self.streamObservers = []
         self._attempts = {}
+        # (local name, target) -> the search for a stream to it in flight
+        self._reaching = Coalescer()
         if router is not None:
             # The router's default route feeds send() (wokkel's
             # ServerService puts a pipe there: one more dispatch per stanza).
@@ -571,22 +574,35 @@ class DNAService(service.MultiService):
             return self.legacy.establish(sender, target)
         d = self.localNameFor(sender)
 
-        def delegation(localName):
-            lookup = self.connector.delegation(target)
-            return lookup.addCallback(reuseOrConnect, localName)
+        def reach(localName):
+            return self._reaching.wait((localName, target), self._reach, target, localName)
 
-        def reuseOrConnect(result, localName):
+        d.addCallback(reach)
+        if self.legacy is not None:
+            # Section 7: peers without DNA get streams between domains.
+            d.addErrback(self.legacy.fallBack, sender, target)
+        return d
+
+    def _reach(self, target, localName):
+        """
+        Steps 1-8 for C{target}, from our server name C{localName}: its
+        delegation, then an open stream to reuse or a new one. The pairs of
+        one target share one such attempt while it is in flight (L{_reaching}):
+        a burst of new pairs checks each target's delegation once, not once
+        per pair.
+
+        @return: A L{Deferred} firing with the L{StreamAuthorization}.
+        """
+        lookup = self.connector.delegation(target)
+
+        def reuseOrConnect(result):
             targets = [record for record in result.records if record.target]
             authorization = self._reuse(targets, target, localName)
             if authorization is not None:
                 return authorization
             return self._connectInOrder(targets, target, [], localName=localName)
 
-        d.addCallback(delegation)
-        if self.legacy is not None:
-            # Section 7: peers without DNA get streams between domains.
-            d.addErrback(self.legacy.fallBack, sender, target)
-        return d
+        return lookup.addCallback(reuseOrConnect)
 
     def localNameFor(self, sender):
         """

@@ -5,6 +5,7 @@ The configuration file (L{dna.app.config}, docs/configuration.rst) says
 everything; a few options override it for one run.
 """
 
+import gc
 import sys
 
 from twisted.application import service
@@ -47,6 +48,7 @@ class Options(usage.Options):
         ["request-timeout", None, None, "Seconds to wait for a peer's answer to a <db:result/> request ([server] request-timeout)", _positive(float)],
         ["queue-limit", None, None, "Most stanzas that may wait for one domain pair ([server] queue-limit)", _positive(int)],
         ["log-format", None, None, "text or json: one JSON object a line, for log shippers ([log] format)"],
+        ["log-level", None, None, "debug, info, warn, error or critical: the least level written ([log] level)"],
     ]
 
     #: Options and the L{config.Configuration} attributes they override.
@@ -61,6 +63,7 @@ class Options(usage.Options):
         "request-timeout": "requestTimeout",
         "queue-limit": "queueLimit",
         "log-format": "logFormat",
+        "log-level": "logLevel",
     }
 
     def __init__(self):
@@ -145,56 +148,131 @@ class Options(usage.Options):
                 self["config"]).override(**changes)
         except config.ConfigurationError as e:
             raise usage.UsageError(str(e))
-        self._chooseLogFormat(self["configuration"].logFormat)
+        self._chooseLogObserver(self["configuration"])
 
-    def _chooseLogFormat(self, logFormat):
+    def _chooseLogObserver(self, configuration):
         """
-        For C{json}, have twistd (our C{parent} options) log through
-        L{twistdJSONLogObserver}, unless C{--logger} chose an observer
-        already. twistd parses its options, ours among them, and only then
-        builds its logger from them; its C{--logger} takes the name of a
-        factory called without arguments, so where twistd would write is
-        kept in L{_twistdLogDestination}.
+        Have twistd (our C{parent} options) log through
+        L{twistdLogObserver}: in the format of C{[log] format}, the events
+        of C{[log] level} and above; unless its C{--logger} or C{--syslog}
+        chose where to log (then twistd writes every event as it does).
+        twistd parses its options, ours among them, and only then builds its
+        logger from them; its C{--logger} takes the name of a factory called
+        without arguments, so where twistd would write, and what, is kept in
+        L{_twistdLog}.
         """
-        global _twistdLogDestination
+        global _twistdLog
         parent = getattr(self, "parent", None)
-        if logFormat != config.LOG_JSON or parent is None or parent.get("logger"):
+        if parent is None or parent.get("logger") or parent.get("syslog"):
             return
-        _twistdLogDestination = (parent.get("logfile"), bool(parent.get("nodaemon")))
-        parent["logger"] = f"{__name__}.twistdJSONLogObserver"
+        _twistdLog = (parent.get("logfile"), bool(parent.get("nodaemon")),
+                      configuration.logFormat, configuration.logLevel)
+        parent["logger"] = f"{__name__}.twistdLogObserver"
 
 
-#: twistd's C{--logfile} and C{--nodaemon}, set when C{json} is chosen.
-_twistdLogDestination = (None, False)
+#: twistd's C{--logfile} and C{--nodaemon}, and the configuration's C{[log]
+#: format} and C{level}, kept for L{twistdLogObserver}.
+_twistdLog = (None, False, config.LOG_TEXT, config.DEFAULT_LOG_LEVEL)
 
 
-def twistdJSONLogObserver():
+def twistdLogObserver():
     """
-    The observer twistd's C{--logger} makes for C{--log-format json}.
+    The observer twistd's C{--logger} makes for C{twistd dna}
+    (L{logObserver} with what L{Options} kept). Writing to a file, it
+    reopens a new one on C{SIGUSR1}, as twistd does, unless that signal is
+    handled already.
     """
-    return jsonLogObserver(*_twistdLogDestination)
+    logfile, nodaemon, logFormat, level = _twistdLog
+    observer = logObserver(logfile, nodaemon, logFormat, level)
+    output = observer.output
+    if output is not sys.stdout:
+        import signal
+
+        if not signal.getsignal(signal.SIGUSR1):
+            def rotateLog(signum, frame):
+                from twisted.internet import reactor
+
+                reactor.callFromThread(output.rotate)
+
+            signal.signal(signal.SIGUSR1, rotateLog)
+    return observer
 
 
-def jsonLogObserver(logfile, nodaemon):
+def logObserver(logfile, nodaemon, logFormat=config.LOG_TEXT, level=config.DEFAULT_LOG_LEVEL):
     """
-    A log observer writing one JSON object a line (L{eventAsJSON}, as
+    A log observer writing the events of C{level} and above where twistd
+    writes: the C{--logfile} given, standard output for C{-} or, run with
+    C{-n}, none; C{twistd.log} otherwise. Text is twistd's own; C{json} is
+    one JSON object a line (L{eventAsJSON}, as
     L{twisted.logger.jsonFileLogObserver} does, without its record
-    separator, for line-oriented shippers) where twistd writes its text: the
-    C{--logfile} given, standard output for C{-} or, run with C{-n}, none;
-    C{twistd.log} otherwise.
+    separator, for line-oriented shippers). The events below C{level} are
+    dropped before they are formatted: the routine events at debug (one per
+    pair granted, on each side) would cost more than anything else the
+    server does to set up a pair.
 
     @param logfile: twistd's C{--logfile} value, or L{None}.
     @param nodaemon: Whether twistd runs in the foreground (C{-n}).
+    @param logFormat: L{config.LOG_TEXT} or L{config.LOG_JSON}.
+    @param level: One of L{config.LOG_LEVELS}.
+    @return: A L{twisted.logger.FilteringLogObserver}; its C{output} is the
+        file written.
     @rtype: L{twisted.logger.ILogObserver}
     """
-    from twisted.logger import FileLogObserver, eventAsJSON
+    from twisted.logger import (
+        FileLogObserver,
+        FilteringLogObserver,
+        LogLevel,
+        PredicateResult,
+        eventAsJSON,
+        textFileLogObserver,
+    )
     from twisted.python import logfile as logfiles
 
     if logfile == "-" or (not logfile and nodaemon):
         output = sys.stdout
     else:
         output = logfiles.LogFile.fromFullPath(logfile or "twistd.log")
-    return FileLogObserver(output, lambda event: eventAsJSON(event) + "\n")
+    if logFormat == config.LOG_JSON:
+        observer = FileLogObserver(output, lambda event: eventAsJSON(event) + "\n")
+    else:
+        observer = textFileLogObserver(output)
+    least = LogLevel.levelWithName(level)
+
+    def atLeast(event):
+        # Events without a level (none of ours) pass, unlike with
+        # LogLevelFilterPredicate.
+        eventLevel = event.get("log_level")
+        if eventLevel is not None and eventLevel < least:
+            return PredicateResult.no
+        return PredicateResult.maybe
+
+    filtering = FilteringLogObserver(observer, [atLeast])
+    filtering.output = output
+    return filtering
+
+
+class HeapFreeze(service.Service):
+    """
+    Once the server has started, move every object it holds to the
+    permanent generation of the garbage collector (L{gc.freeze}): modules,
+    classes, certificates, configuration, tables. They live as long as the
+    process, yet each full collection walked them all, tens of
+    milliseconds in which no stream is read (twice or more while the first
+    thousand pairs are set up). Objects made afterwards, per stream and per
+    stanza, are collected as before.
+    """
+
+    name = "heap-freeze"
+
+    def __init__(self, freeze=gc.freeze):
+        """
+        @param freeze: Called once the service starts; L{gc.freeze}.
+        """
+        self._freeze = freeze
+
+    def startService(self):
+        service.Service.startService(self)
+        self._freeze()
 
 
 def makeService(options):
@@ -205,6 +283,9 @@ def makeService(options):
     XMPP services connecting as XEP-0114 components for the hosted domains.
     Both listen with the backlog of C{[limits] listen-backlog} unless their
     description sets one.
+
+    The last child is a L{HeapFreeze}: once the others have started, what
+    they hold is out of the garbage collector's way.
 
     @return: A L{service.MultiService} named C{dna}; its C{configuration} is
         the checked configuration and its C{s2s} the L{DNAService}; with
@@ -235,6 +316,8 @@ def makeService(options):
         _addControl(root, configuration)
     if configuration.metricsListen is not None:
         _addMetrics(root, configuration)
+    # Last: it starts once the others have, with what they built.
+    HeapFreeze().setServiceParent(root)
     return root
 
 

@@ -375,9 +375,13 @@ class Connector:
         d = self._resolve(serverName, port)
         if self._tlsaLookup is None:
             return d.addCallback(self._tryAddresses, serverName, (), localName=localName)
+        # Whether DANE applies is looked up along with the addresses, not
+        # after them: on a cold resolver, round trips before the first
+        # connection are the longest wait of a set-up. (The addresses fail
+        # first, as before; the TLSA outcome is cached all the same.)
+        lookup = self._tlsaLookup.lookup(serverName, port)
 
         def withTLSA(addresses):
-            lookup = self._tlsaLookup.lookup(serverName, port)
             return lookup.addCallback(daneRecords, addresses)
 
         def daneRecords(result, addresses):

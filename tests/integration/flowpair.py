@@ -149,12 +149,14 @@ class FlowPair:
     @ivar senders: A's hosted domains; C{targets}: B's.
     """
 
-    def __init__(self, workdir, senders=40, targets=25, limits="", control=None):
+    def __init__(self, workdir, senders=40, targets=25, limits="", control=None, extra=""):
         """
         @param control: A directory for the control sockets of A and B
             (C{a.sock}, C{b.sock}: L{controlSocket}), or L{None} for no
             C{[control]}. UNIX socket paths are short: not
             under C{_trial_temp}.
+        @param extra: More sections of both configurations, such as
+            C{[log]}.
         """
         self.workdir = os.path.abspath(workdir)
         self.addressA, self.addressB = pickAddresses(2)
@@ -169,6 +171,7 @@ class FlowPair:
         self.dns = InteropDNS(os.path.join(workdir, "dns"), zones)
         self._limits = limits
         self._control = control
+        self._extra = extra
         self.a = self.b = None
         self._cleanups = []
 
@@ -202,8 +205,8 @@ class FlowPair:
 
     def _controlSection(self, name):
         if self._control is None:
-            return ""
-        return f'\n[control]\nsocket = "{self.controlSocket(name)}"\n'
+            return self._extra
+        return f'\n[control]\nsocket = "{self.controlSocket(name)}"\n' + self._extra
 
     def stop(self):
         for cleanup in reversed(self._cleanups):

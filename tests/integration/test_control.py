@@ -238,7 +238,9 @@ class ControlPairTests(unittest.TestCase):
         # AF_UNIX paths are short (< 108 bytes): not under _trial_temp.
         sockets = tempfile.mkdtemp(prefix="dna-ctl-", dir="/tmp")
         self.addCleanup(shutil.rmtree, sockets, True)
-        self.pair = FlowPair(self.mktemp(), senders=2, targets=2, control=sockets)
+        # At debug, B's log tells each pair it grants (test_revoke reads them).
+        self.pair = FlowPair(self.mktemp(), senders=2, targets=2, control=sockets,
+                             extra='\n[log]\nlevel = "debug"\n')
         self.addCleanup(self.pair.stop)
         self.pair.start()
         self.senders, self.targets = self.pair.senders, self.pair.targets

@@ -201,6 +201,55 @@ class DANEConnectorTests(SynchronousTestCase):
         [(host, port, _, _, _)] = self.reactor.tcpClients
         self.assertEqual(("127.0.0.2", 5269), (host, port))
 
+    def test_tlsaWithAddresses(self):
+        """
+        Whether DANE applies is asked along with the addresses, not after
+        them; the connection waits for both.
+        """
+        from dna.dns.tlsa import TLSAResult
+
+        self.reactor = MemoryReactorClock()
+        addresses = defer.Deferred()
+        outcome = defer.Deferred()
+        asked = []
+
+        class TLSA:
+            def lookup(self, serverName, port):
+                asked.append(("tlsa", serverName, port))
+                return outcome
+
+        def resolve(serverName, port):
+            asked.append(("addresses", serverName, port))
+            return addresses
+
+        connector = Connector(
+            FakeDelegationChecker({"target.tld": {"xmpp1.receiving.tld"}}), resolve,
+            "xmpp1.originating.tld", CERTIFICATE.toPrivateCertificate(),
+            trustRootFromCertificates([CA.toCertificate()]), reactor=self.reactor,
+            connectTimeout=10, tlsaLookup=TLSA(),
+        )
+        connector.connect("xmpp1.receiving.tld", 5269)
+        self.assertEqual([("addresses", "xmpp1.receiving.tld", 5269),
+                          ("tlsa", "xmpp1.receiving.tld", 5269)], asked)
+        outcome.callback(TLSAResult("xmpp1.receiving.tld", 5269, "no-dane"))
+        self.assertEqual([], self.reactor.tcpClients)
+        addresses.callback([("127.0.0.2", 5269)])
+        [(host, port, _, _, _)] = self.reactor.tcpClients
+        self.assertEqual(("127.0.0.2", 5269), (host, port))
+
+    def test_noAddressBeforeDANE(self):
+        """
+        A server name without an address fails the attempt as
+        L{NoAddress}, whatever the TLSA lookup says.
+        """
+        from dna.dns.tlsa import TLSAResult
+        from dna.error import NoAddress
+
+        connector = self.connector(("failed", (), "bogus TLSA"))
+        connector._tlsaLookup.results["unknown.tld"] = TLSAResult(
+            "unknown.tld", 5269, "failed", (), "bogus TLSA")
+        self.failureResultOf(connector.connect("unknown.tld", 5269), NoAddress)
+
     def test_noDANEWithoutPKIXRefused(self):
         """
         Without PKIX among the identity proofs, a target without TLSA

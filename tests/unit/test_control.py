@@ -6,6 +6,8 @@ L{twisted.web.client.Agent} connected to the API's L{Site} over L{iosim}.
 
 import io
 import json
+import os
+import signal
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import succeed
@@ -597,31 +599,124 @@ class ControlConfigurationTests(SynchronousTestCase):
 
         path = self.files.write("dna.toml", MINIMAL)
         logfile = self.files.path("twistd.log")
-        self.patch(tap, "_twistdLogDestination", tap._twistdLogDestination)
+        self.patch(tap, "_twistdLog", tap._twistdLog)
         options = ServerOptions()
         options.parseOptions(["--logfile", logfile, "dna", "--config", path,
                               "--log-format", "json"])
-        self.assertIs(tap.twistdJSONLogObserver, options["logger"])
+        self.assertIs(tap.twistdLogObserver, options["logger"])
         observer = options["logger"]()
         from twisted.logger import Logger
 
         Logger(observer=observer).info("Stream {streamID}: hello", streamID="s1",
                                        event="test")
-        observer._outFile.close()
+        observer.output.close()
         [line] = open(logfile).read().splitlines()
         event = json.loads(line)
         self.assertEqual(("s1", "test", "Stream {streamID}: hello"),
                          (event["streamID"], event["event"], event["log_format"]))
 
-    def test_logFormatTextLeavesTwistd(self):
+    def loggedLines(self, *arguments, config=""):
         """
-        The text format leaves twistd's logger alone.
+        The lines twistd's logger writes, as C{twistd dna} with
+        C{arguments} sets it up, for an event at each level.
+        """
+        from twisted.logger import Logger, LogLevel
+        from twisted.scripts.twistd import ServerOptions
+
+        from dna.app import tap
+        from tests.unit.test_config import MINIMAL
+
+        path = self.files.write("dna.toml", MINIMAL + config)
+        logfile = self.files.path("twistd.log")
+        if os.path.exists(logfile):
+            os.remove(logfile)
+        self.patch(tap, "_twistdLog", tap._twistdLog)
+        options = ServerOptions()
+        options.parseOptions(["--logfile", logfile, "dna", "--config", path, *arguments])
+        self.assertIs(tap.twistdLogObserver, options["logger"])
+        self.patch(signal, "signal", lambda *args: None)
+        observer = options["logger"]()
+        log = Logger(observer=observer)
+        for level in LogLevel.iterconstants():
+            log.emit(level, "at {name}", name=level.name)
+        observer({"log_format": "no level", "log_time": 0})
+        observer.output.close()
+        return open(logfile).read().splitlines()
+
+    def test_logLevelDefault(self):
+        """
+        By default twistd writes the events at info and above, as text:
+        routine ones at debug, such as each pair granted, are not written.
+        Events without a level (none of ours) are.
+        """
+        lines = self.loggedLines()
+        self.assertEqual(["at info", "at warn", "at error", "at critical", "no level"],
+                         [line.split("] ", 1)[1] for line in lines])
+
+    def test_logLevelDebug(self):
+        """
+        C{[log] level = "debug"} writes the debug events too; C{--log-level}
+        overrides it.
+        """
+        lines = self.loggedLines(config='\n[log]\nlevel = "debug"\n')
+        self.assertEqual("at debug", lines[0].split("] ", 1)[1])
+        self.assertEqual(6, len(lines))
+        lines = self.loggedLines("--log-level", "error", config='\n[log]\nlevel = "debug"\n')
+        self.assertEqual(["at error", "at critical", "no level"],
+                         [line.split("] ", 1)[1] for line in lines])
+
+    def test_logLevelWord(self):
+        """
+        C{[log] level} is one of twisted.logger's level names.
+        """
+        self.assertEqual("info", self.load("").logLevel)
+        self.assertEqual("warn", self.load('\n[log]\nlevel = "warn"\n').logLevel)
+        self.assertIn("[log] level: unknown word", self.refused('\n[log]\nlevel = "loud"\n'))
+
+    def test_logRotatesOnSIGUSR1(self):
+        """
+        Writing to a file, the observer has twistd's C{SIGUSR1} reopen it,
+        unless the signal is handled already.
         """
         from twisted.scripts.twistd import ServerOptions
 
+        from dna.app import tap
         from tests.unit.test_config import MINIMAL
 
         path = self.files.write("dna.toml", MINIMAL)
+        self.patch(tap, "_twistdLog", tap._twistdLog)
         options = ServerOptions()
-        options.parseOptions(["dna", "--config", path])
+        options.parseOptions(["--logfile", self.files.path("twistd.log"), "dna",
+                              "--config", path])
+        installed = []
+        self.patch(signal, "getsignal", lambda number: None)
+        self.patch(signal, "signal", lambda number, handler: installed.append(number))
+        observer = options["logger"]()
+        observer.output.close()
+        self.assertEqual([signal.SIGUSR1], installed)
+        self.patch(signal, "getsignal", lambda number: signal.default_int_handler)
+        del installed[:]
+        options["logger"]().output.close()
+        self.assertEqual([], installed)
+
+    def test_logTwistdChoiceWins(self):
+        """
+        twistd's own C{--logger} or C{--syslog} win: twistd logs as it
+        does.
+        """
+        from twisted.scripts.twistd import ServerOptions
+
+        from dna.app import tap
+        from tests.unit.test_config import MINIMAL
+
+        path = self.files.write("dna.toml", MINIMAL)
+        self.patch(tap, "_twistdLog", tap._twistdLog)
+        options = ServerOptions()
+        options.parseOptions(["--logger", "twisted.logger.globalLogPublisher", "dna",
+                              "--config", path])
+        from twisted.logger import globalLogPublisher
+
+        self.assertIs(globalLogPublisher, options["logger"])
+        options = ServerOptions()
+        options.parseOptions(["--syslog", "dna", "--config", path])
         self.assertIsNone(options["logger"])

@@ -261,8 +261,8 @@ class QueryTests(ClientTestsMixin, unittest.TestCase):
 
     def test_answer(self):
         """
-        The Deferred fires with the response, AD bit included, once the
-        port is closed and the timers cancelled.
+        The Deferred fires with the response, AD bit included; the port is
+        closed and the timers cancelled.
         """
         d = self.makeClient().query(NAME, "SRV")
         [port] = self.reactor.udpPorts
@@ -270,6 +270,28 @@ class QueryTests(ClientTestsMixin, unittest.TestCase):
         response = self.successResultOf(d)
         self.assertTrue(response.flags & dns.flags.AD)
         self.assertEqual(response.answer[0].rdtype, dns.rdatatype.SRV)
+        self.assertClean()
+
+    def test_answerBeforePortClosed(self):
+        """
+        The answer does not wait for the port to finish closing (a reactor
+        turn later with a real port): the Deferred fires as it is asked to
+        close.
+        """
+        d = self.makeClient().query(NAME, "SRV")
+        [port] = self.reactor.udpPorts
+        closing = []
+
+        def stopListening():
+            port.stopped = True
+            closing.append(defer.Deferred())
+            return closing[-1]
+
+        port.stopListening = stopListening
+        self.reply(port, makeResponse(port.query()))
+        self.assertEqual(dns.rcode.NOERROR, self.successResultOf(d).rcode())
+        self.assertEqual(1, len(closing))
+        closing[0].callback(None)
         self.assertClean()
 
     def test_anyRcode(self):

@@ -376,14 +376,14 @@ class DecisionLogTests(SynchronousTestCase):
         """
         Grants and refusals of pairs, refused stanzas and revocations carry
         C{event}, C{streamID}, C{local}, C{remote}, C{condition} and
-        C{reason} as they apply.
+        C{reason} as they apply; a grant, routine, is at debug level.
         """
         from twisted.logger import LogLevel
 
         xs = self.server.incoming()
         receive(xs, resultElement("sender.tld", "target.tld"))
         granted = self._event("pair-granted")
-        self.assertEqual(("s1", "target.tld", "sender.tld", LogLevel.info),
+        self.assertEqual(("s1", "target.tld", "sender.tld", LogLevel.debug),
                          (granted["streamID"], granted["local"], granted["remote"],
                           granted["log_level"]))
         receive(xs, resultElement("stranger.tld", "target.tld"))
@@ -527,6 +527,9 @@ class _RefusingDANE:
 
     def __init__(self, refusal):
         self._refusal = refusal
+
+    def prefetch(self, name):
+        pass
 
     def verify(self, transport, name):
         return fail(self._refusal)

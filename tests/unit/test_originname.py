@@ -135,6 +135,43 @@ class OriginNameTests(SynchronousTestCase):
         self.send("second.tld", "c")
         self.assertEqual([FIRST, SECOND], self.opened())
 
+    def test_targetCheckedOncePerLocalName(self):
+        """
+        While the way to a target is being found (its delegation checked,
+        a stream to it reused or opened), the pairs of that target from
+        senders of one name share the search: the target's delegation is
+        checked once per name, not once per pair.
+        """
+        from twisted.internet.defer import Deferred
+
+        held = []
+        check = self.checker.check
+
+        def holdTarget(domain, after=None):
+            # The target's records come when the test says.
+            answer = check(domain, after)
+            if domain != "target.tld":
+                return answer
+            waiting = Deferred()
+            answer.addCallback(lambda result: held.append((waiting, result)))
+            return waiting
+
+        self.checker.check = holdTarget
+        self.send("sender.tld", "a")
+        self.send("other.tld", "b")
+        self.send("sender.tld", "c")
+        self.send("second.tld", "d")
+        self.assertEqual(2, self.checker.checked.count("target.tld"))
+        for waiting, result in held:
+            waiting.callback(result)
+        # Each search checked the target's SRV records, then its verdict.
+        self.assertEqual(4, self.checker.checked.count("target.tld"))
+        # The connections are still being opened: a new pair waits for its
+        # name's, without a check or an attempt of its own.
+        self.send("other.tld", "e")
+        self.assertEqual(4, self.checker.checked.count("target.tld"))
+        self.assertEqual([FIRST, SECOND], self.opened())
+
     def authenticated(self, sid, localName):
         """
         An initiating stream to the peer, authenticated as if the

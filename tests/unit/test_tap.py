@@ -324,6 +324,27 @@ class MakeServiceTests(SynchronousTestCase):
         [listener] = [c for c in root if isinstance(c, StreamServerEndpointService)]
         self.assertEqual(511, listener.endpoint._backlog)
 
+    def test_heapFrozenLast(self):
+        """
+        The root's last child is a L{tap.HeapFreeze}: it starts after the
+        S2S service and the listeners.
+        """
+        options = tap.Options()
+        options.parseOptions(["--config", self.path])
+        root = tap.makeService(options)
+        self.assertIsInstance(list(root)[-1], tap.HeapFreeze)
+
+    def test_heapFreezeOnStart(self):
+        """
+        L{tap.HeapFreeze} freezes the heap when it starts, not before.
+        """
+        calls = []
+        freeze = tap.HeapFreeze(freeze=lambda: calls.append("freeze"))
+        self.assertEqual([], calls)
+        freeze.startService()
+        self.assertEqual(["freeze"], calls)
+        self.assertTrue(freeze.running)
+
     def test_quietRouter(self):
         """
         The router logs no stanza: it is a L{dna.app.router.QuietRouter},

@@ -27,13 +27,19 @@ class _Validator:
     def __init__(self, answers):
         self.answers = answers
         self.asked = []
-        self.waiting = None
+        #: Whether questions wait to be answered (through L{pending}).
+        self.waiting = False
+        self.pending = {}
+        self.cancelled = []
 
     def validate(self, qname, rdtype, now):
-        self.asked.append((qname.to_text(), dns.rdatatype.to_text(rdtype)))
-        if self.waiting is not None:
-            return self.waiting
-        return defer.succeed(self.answers[qname.to_text(), dns.rdatatype.to_text(rdtype)])
+        question = (qname.to_text(), dns.rdatatype.to_text(rdtype))
+        self.asked.append(question)
+        if self.waiting:
+            d = self.pending[question] = defer.Deferred(
+                lambda d: self.cancelled.append(question))
+            return d
+        return defer.succeed(self.answers[question])
 
 
 class DecideTests(SynchronousTestCase):
@@ -84,6 +90,7 @@ class TLSALookupTests(SynchronousTestCase):
             ("_5269._tcp.xmpp1.example.", "TLSA"): Validation(SECURE, TLSA, ttl=60),
             ("v6.example.", "A"): Validation(SECURE, None, "NODATA", ttl=300),
             ("v6.example.", "AAAA"): Validation(INSECURE, None, "unsigned", ttl=300),
+            ("_5269._tcp.v6.example.", "TLSA"): Validation(INSECURE, None, "unsigned", ttl=300),
             ("bad.example.", "A"): Validation(SECURE, A, ttl=300),
             ("_5269._tcp.bad.example.", "TLSA"): Validation(BOGUS, None, "bogus", ttl=300),
         })
@@ -117,8 +124,8 @@ class TLSALookupTests(SynchronousTestCase):
         """
         result = self.successResultOf(self.lookup.lookup("v6.example", 5269))
         self.assertEqual(NO_DANE, result.status)
-        self.assertEqual([("v6.example.", "A"), ("v6.example.", "AAAA")],
-                         self.validator.asked)
+        self.assertEqual([("_5269._tcp.v6.example.", "TLSA"), ("v6.example.", "A"),
+                          ("v6.example.", "AAAA")], self.validator.asked)
 
     def test_static(self):
         """
@@ -132,12 +139,53 @@ class TLSALookupTests(SynchronousTestCase):
         """
         Concurrent lookups of one target share one.
         """
-        self.validator.waiting = defer.Deferred()
+        self.validator.waiting = True
         first = self.lookup.lookup(TARGET, 5269)
         second = self.lookup.lookup(TARGET, 5269)
-        self.assertEqual(1, len(self.validator.asked))
-        self.validator.waiting.callback(Validation(INSECURE, A, "unsigned"))
+        self.assertEqual(2, len(self.validator.asked))
+        self.validator.pending["xmpp1.example.", "A"].callback(
+            Validation(INSECURE, A, "unsigned"))
         self.assertEqual(self.successResultOf(first), self.successResultOf(second))
+
+    def test_tlsaWithAddresses(self):
+        """
+        The TLSA records are asked along with the addresses, before the
+        addresses' answer: the outcome waits for both.
+        """
+        self.validator.waiting = True
+        d = self.lookup.lookup(TARGET, 5269)
+        self.assertEqual([("_5269._tcp.xmpp1.example.", "TLSA"), ("xmpp1.example.", "A")],
+                         self.validator.asked)
+        self.validator.pending["_5269._tcp.xmpp1.example.", "TLSA"].callback(
+            Validation(SECURE, TLSA, ttl=60))
+        self.assertNoResult(d)
+        self.validator.pending["xmpp1.example.", "A"].callback(Validation(SECURE, A, ttl=300))
+        self.assertEqual(DANE, self.successResultOf(d).status)
+        self.assertEqual([], self.validator.cancelled)
+
+    def test_tlsaWithdrawn(self):
+        """
+        When the addresses are not secure, the outcome does not wait for
+        the TLSA records: their question is withdrawn.
+        """
+        self.validator.waiting = True
+        d = self.lookup.lookup(TARGET, 5269)
+        self.validator.pending["xmpp1.example.", "A"].callback(
+            Validation(BOGUS, None, "bogus", ttl=60))
+        result = self.successResultOf(d)
+        self.assertEqual((DANE_FAILED, BOGUS), (result.status, result.dnssec))
+        self.assertEqual([("_5269._tcp.xmpp1.example.", "TLSA")], self.validator.cancelled)
+
+    def test_cancelWithdrawsBoth(self):
+        """
+        Cancelling the lookup withdraws both questions.
+        """
+        self.validator.waiting = True
+        d = self.lookup.lookup(TARGET, 5269)
+        d.cancel()
+        self.failureResultOf(d, defer.CancelledError)
+        self.assertEqual(sorted([("_5269._tcp.xmpp1.example.", "TLSA"), ("xmpp1.example.", "A")]),
+                         sorted(self.validator.cancelled))
 
     def test_expires(self):
         """

@@ -45,7 +45,7 @@ class RequestWindowTests(AuthorizationTestMixin, SynchronousTestCase):
 
     def test_defaultsBelowPeerLimit(self):
         """
-        The window starts small and never exceeds a limit well below the
+        The window starts small and never exceeds a limit below the
         C{max-pending} a DNA peer enforces.
         """
         self.assertLess(DEFAULT_REQUEST_WINDOW, DEFAULT_MAX_PENDING)
@@ -100,6 +100,27 @@ class RequestWindowTests(AuthorizationTestMixin, SynchronousTestCase):
         for sender in names[2:100]:
             self.grant(sender)
         self.assertEqual(DEFAULT_REQUEST_WINDOW, self.authorization.window)
+
+    def test_growsFromInitial(self):
+        """
+        A new stream's window starts at L{INITIAL_REQUEST_WINDOW}, below
+        L{DEFAULT_REQUEST_WINDOW}, and grows by one per grant up to it:
+        each grant lets the next two waiting requests go until then.
+        """
+        self.assertLess(INITIAL_REQUEST_WINDOW, DEFAULT_REQUEST_WINDOW)
+        names = senders(300)
+        for sender in names:
+            self.authorization.request(sender, "sender.tld")
+        self.assertEqual(INITIAL_REQUEST_WINDOW, len(self.requests()))
+        self.grant(names[0])
+        self.assertEqual(INITIAL_REQUEST_WINDOW + 2, len(self.requests()))
+        for sender in names[1:DEFAULT_REQUEST_WINDOW]:
+            self.grant(sender)
+        self.assertEqual(DEFAULT_REQUEST_WINDOW, self.authorization.window)
+        answered = DEFAULT_REQUEST_WINDOW
+        self.assertEqual(answered + DEFAULT_REQUEST_WINDOW, len(self.requests()))
+        self.grant(names[answered])
+        self.assertEqual(answered + 1 + DEFAULT_REQUEST_WINDOW, len(self.requests()))
 
     def test_overloadHalves(self):
         """
