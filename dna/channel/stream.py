@@ -611,6 +611,47 @@ def _simpleXml(element, namespace, write):
     return True
 
 
+class WriteBatch:
+    """
+    Holds the stanzas that streams send while it is open, and writes each
+    stream's in one piece when it closes (L{ForwardingStream.send}).
+
+    Forwarding a stanza is little work beside writing it: each transport
+    write is a call through the TLS layer, and over TLS a record of its own,
+    or a socket write to a component. The reads of a server open a batch
+    around handling their data (L{dna.app.flow}), so that what one read makes
+    goes out as one write per stream.
+
+    @ivar depth: How many times it is open (a read handled while another is
+        being handled does not close it).
+    @ivar holding: The streams holding stanzas, in the order they first did.
+    """
+
+    def __init__(self):
+        self.depth = 0
+        self.holding = []
+
+    def open(self):
+        self.depth += 1
+
+    def close(self):
+        """
+        Close it once; the last close writes what every stream held.
+        """
+        self.depth -= 1
+        if self.depth == 0:
+            self.flush()
+
+    def flush(self):
+        """
+        Write what every stream holds, now.
+        """
+        while self.holding:
+            holding, self.holding = self.holding, []
+            for xs in holding:
+                xs.flushWrites()
+
+
 class ForwardingStream(xmlstream.XmlStream):
     """
     An XML stream that receives stanzas as L{RawStanza}s and writes those
@@ -622,6 +663,15 @@ class ForwardingStream(xmlstream.XmlStream):
     """
 
     bytesSent = 0
+
+    writeBatch = None
+    """
+    The L{WriteBatch} that holds the stanzas this stream sends while a read
+    is handled, to write them at once when it ends; L{None}: each is written
+    when sent.
+    """
+
+    _held = None
 
     def _initializeStream(self):
         """
@@ -638,25 +688,63 @@ class ForwardingStream(xmlstream.XmlStream):
         Write C{obj}: a L{RawStanza} verbatim when it can be, anything else
         as Twisted's method of this name does; count the bytes in
         L{bytesSent} (the acknowledgements' buffer bound is in bytes).
+
+        A stanza sent while the L{writeBatch} is open is held, and written
+        with the others when it closes (one transport write, so one TLS
+        record, per stream per read instead of one per stanza). Anything
+        else (a stream header or footer, a stream error, a stream feature,
+        an acknowledgement) writes what is held first, then itself: nothing
+        is reordered, and what changes the connection (STARTTLS, a close)
+        never leaves a stanza behind.
         """
         kind = obj.__class__
+        stanza = False
         if kind is RawStanza:
             data = obj.verbatim(self.namespace)
             if data is None:
                 data = self._serialise(obj)
+            stanza = True
         elif kind is bytes or kind is str:
             data = obj
         elif domish.IElement.providedBy(obj):
             data = self._serialise(obj)
+            stanza = obj.name in STANZA_NAMES
         else:
             data = obj
         if isinstance(data, str):
             data = data.encode("utf-8")
         self.bytesSent += len(data)
+        if stanza:
+            batch = self.writeBatch
+            if batch is not None and batch.depth:
+                held = self._held
+                if held is None:
+                    self._held = [data]
+                    batch.holding.append(self)
+                else:
+                    held.append(data)
+                return
+        if self._held is not None:
+            self.flushWrites()
+        self._write(data)
+
+    def flushWrites(self):
+        """
+        Write the stanzas the L{writeBatch} held, in one piece.
+        """
+        held = self._held
+        if held is None:
+            return
+        self._held = None
+        self._write(held[0] if len(held) == 1 else b"".join(held))
+
+    def _write(self, data):
         # As Twisted's send does with bytes.
         if self.rawDataOutFn:
             self.rawDataOutFn(data)
-        self.transport.write(data)
+        transport = self.transport
+        if transport is not None:
+            transport.write(data)
 
     _plans = None
 

@@ -492,3 +492,135 @@ class DispatchTests(SynchronousTestCase):
         self.assertEqual(theirs, ours)
         self.assertNotIn(("message", "message"), ours)
 
+
+
+class WriteBatchTests(SynchronousTestCase):
+    """
+    L{WriteBatch}: the stanzas a stream sends while a read is handled go out
+    in one write when it ends, in order with everything else it sends.
+    """
+
+    HEADER = RawStanzaTests.SERVER_HEADER
+
+    def stream(self, batch):
+        from twisted.words.protocols.jabber import xmlstream
+
+        from dna.channel.stream import S2SStream
+
+        class Recording(StringTransport):
+            def __init__(self):
+                StringTransport.__init__(self)
+                self.writes = []
+
+            def write(self, data):
+                self.writes.append(data)
+                StringTransport.write(self, data)
+
+        xs = S2SStream(xmlstream.Authenticator())
+        xs.namespace = "jabber:server"
+        xs.prefixes = {"http://etherx.jabber.org/streams": "stream"}
+        xs.makeConnection(Recording())
+        xs.writeBatch = batch
+        return xs
+
+    def message(self, n):
+        from twisted.words.xish import domish
+
+        element = domish.Element(("jabber:server", "message"))
+        element["to"] = "v@b.example"
+        element["id"] = str(n)
+        return element
+
+    def test_heldUntilClosed(self):
+        """
+        Stanzas sent while the batch is open are counted in C{bytesSent} at
+        once, and written in one piece, stream by stream, when it closes;
+        once closed, each goes out when sent.
+        """
+        from dna.channel.stream import WriteBatch
+
+        batch = WriteBatch()
+        one, two = self.stream(batch), self.stream(batch)
+        batch.open()
+        one.send(self.message(1))
+        two.send(self.message(2))
+        one.send(self.message(3))
+        self.assertEqual(([], []), (one.transport.writes, two.transport.writes))
+        expected = (b"<message to='v@b.example' id='1'/>"
+                    b"<message to='v@b.example' id='3'/>")
+        self.assertEqual(len(expected), one.bytesSent)
+        batch.close()
+        self.assertEqual([expected], one.transport.writes)
+        self.assertEqual([b"<message to='v@b.example' id='2'/>"], two.transport.writes)
+        one.send(self.message(4))
+        self.assertEqual(b"<message to='v@b.example' id='4'/>", one.transport.writes[-1])
+
+    def test_nested(self):
+        """
+        A batch opened again while open writes when the outer one closes.
+        """
+        from dna.channel.stream import WriteBatch
+
+        batch = WriteBatch()
+        xs = self.stream(batch)
+        batch.open()
+        batch.open()
+        xs.send(self.message(1))
+        batch.close()
+        self.assertEqual([], xs.transport.writes)
+        batch.close()
+        self.assertEqual(1, len(xs.transport.writes))
+
+    def test_othersWriteHeldFirst(self):
+        """
+        What is not a stanza (an acknowledgement request, a stream error, a
+        footer) is written when sent, after the stanzas held: nothing is
+        reordered, and nothing is left behind when the stream closes.
+        """
+        from twisted.words.protocols.jabber import error
+        from twisted.words.xish import domish
+
+        from dna.channel.stream import WriteBatch
+
+        batch = WriteBatch()
+        xs = self.stream(batch)
+        xs.sendHeader()
+        batch.open()
+        xs.send(self.message(1))
+        xs.send(domish.Element(("urn:xmpp:sm:3", "r")))
+        xs.send(self.message(2))
+        xs.sendStreamError(error.StreamError("system-shutdown"))
+        written = b"".join(xs.transport.writes)
+        self.assertLess(written.index(b"id='1'"), written.index(b"<r xmlns"))
+        self.assertLess(written.index(b"<r xmlns"), written.index(b"id='2'"))
+        self.assertLess(written.index(b"id='2'"), written.index(b"system-shutdown"))
+        self.assertTrue(xs.transport.disconnecting)
+        batch.close()
+        self.assertEqual(written, b"".join(xs.transport.writes))
+
+    def test_flowSourceBatchesItsReads(self):
+        """
+        What handling one read of a L{dna.app.flow} source sends goes out as
+        one write per stream, before the read returns.
+        """
+        import collections
+
+        from twisted.internet.task import Clock
+        from twisted.words.protocols.jabber import xmlstream
+
+        from dna.app.flow import FlowControl
+        from dna.channel.stream import S2SStream
+
+        flow = FlowControl(collections.Counter(), Clock())
+        out = self.stream(None)
+        flow.sink(out)
+        source = S2SStream(xmlstream.Authenticator())
+        source.makeConnection(StringTransport())
+        flow.source(source)
+        source.addObserver("/message", out.send)
+        source.dataReceived(self.HEADER)
+        source.dataReceived(b"".join(
+            b"<message from='u@a.example' to='v@b.example' id='%d'/>" % (n,)
+            for n in range(5)))
+        self.assertEqual(1, len(out.transport.writes))
+        self.assertEqual(5, out.transport.writes[0].count(b"<message "))
