@@ -41,6 +41,7 @@ from sys import intern
 
 import attr
 from twisted.logger import Logger
+from twisted.python import log
 from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import error, xmlstream
 from twisted.words.xish import domish
@@ -762,9 +763,11 @@ class ForwardingStream(xmlstream.XmlStream):
     def _plan(self, name):
         """
         The XPath observers that may match an element named C{name}, as
-        C{(priority, query, callbacks)} in the order Twisted asks them:
-        those whose query names another element are left out (they would
-        not match). Kept per stanza name until the observers change.
+        C{(priority, query, callbacks, check)} in the order Twisted asks
+        them: those whose query names another element are left out (they
+        would not match); C{check} is the query to ask, or L{None} for those
+        that match every element of that name (C{"/*"}, C{"/message"}: no
+        predicate, no child). Kept per stanza name until the observers change.
         """
         plans = self._plans
         if plans is None:
@@ -776,11 +779,14 @@ class ForwardingStream(xmlstream.XmlStream):
             for priority in sorted(observers, reverse=True):
                 for query, callbacklist in observers[priority].items():
                     location = getattr(query, "baseLocation", None)
-                    if location.__class__ is _Location and (
-                            location.elementName is not None
-                            and location.elementName != name):
-                        continue
-                    plan.append((priority, query, callbacklist))
+                    if location.__class__ is _Location:
+                        if (location.elementName is not None
+                                and location.elementName != name):
+                            continue
+                        if not location.predicates and location.childLocation is None:
+                            plan.append((priority, query, callbacklist, None))
+                            continue
+                    plan.append((priority, query, callbacklist, query))
             if name in STANZA_NAMES:
                 # Other names come from the peer: not kept, so not bounded.
                 plans[name] = plan
@@ -791,19 +797,34 @@ class ForwardingStream(xmlstream.XmlStream):
         Dispatch as Twisted's L{EventDispatcher.dispatch} does, in the same
         order with the same outcome, but asking only the XPath observers
         that may match (L{_plan}): Twisted asks each observer of the stream
-        about each element, three calls each.
+        about each element, three calls each. Each observer is called as
+        Twisted's L{CallbackList.callback} calls it (its own arguments
+        first, an exception logged), without the wrapper's copies.
         """
         if event is not None:
             return xmlstream.XmlStream.dispatch(self, obj, event)
         foundTarget = False
         self._dispatchDepth += 1
         emptyLists = []
-        for priority, query, callbacklist in self._plan(obj.name):
-            if query.matches(obj):
-                callbacklist.callback(obj)
-                foundTarget = True
-                if callbacklist.isEmpty():
-                    emptyLists.append((priority, query))
+        for priority, query, callbacklist, check in self._plan(obj.name):
+            if check is not None and not check.matches(obj):
+                continue
+            callbacks = callbacklist.callbacks
+            for key, (wrapper, onetime) in list(callbacks.items()):
+                try:
+                    if wrapper.kwargs:
+                        wrapper.method(*wrapper.args, obj, **wrapper.kwargs)
+                    elif wrapper.args:
+                        wrapper.method(*wrapper.args, obj)
+                    else:
+                        wrapper.method(obj)
+                except BaseException:
+                    log.err()
+                if onetime:
+                    del callbacks[key]
+            foundTarget = True
+            if not callbacks:
+                emptyLists.append((priority, query))
         if emptyLists:
             observers = self._xpathObservers
             for priority, query in emptyLists:

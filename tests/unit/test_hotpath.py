@@ -461,6 +461,18 @@ class DispatchTests(SynchronousTestCase):
 
             dispatcher.addOnetimeObserver("/iq", adding, 1)
 
+            def withArguments(first, element, second=None):
+                calls.append(("arguments", first, element.name, second))
+
+            dispatcher.addObserver("/message", withArguments, 2, "one", second="two")
+            dispatcher.addObserver("/presence", withArguments, 2, "three")
+
+            def failing(element):
+                calls.append(("failing", element.name))
+                raise ZeroDivisionError()
+
+            dispatcher.addObserver("/iq", failing, 3)
+
         elements = []
         for name, kind, body in [("message", "chat", True), ("iq", None, False),
                                  ("presence", None, False), ("message", None, False),
@@ -481,6 +493,11 @@ class DispatchTests(SynchronousTestCase):
             self.assertEqual(reference.dispatch(element), xs.dispatch(element))
         self.assertEqual(theirs, ours)
         self.assertIn(("added", "presence"), ours)
+        self.assertIn(("arguments", "one", "message", "two"), ours)
+        self.assertIn(("arguments", "three", "presence", None), ours)
+        # Logged, each time, by both; the observers after it still ran.
+        self.assertEqual(2, len(self.flushLoggedErrors(ZeroDivisionError)))
+        self.assertIn(("iq", "iq"), ours)
 
         # Observers removed and added between elements count from the next.
         for dispatcher in (xs, reference):
@@ -491,6 +508,7 @@ class DispatchTests(SynchronousTestCase):
             self.assertEqual(reference.dispatch(element), xs.dispatch(element))
         self.assertEqual(theirs, ours)
         self.assertNotIn(("message", "message"), ours)
+        self.flushLoggedErrors(ZeroDivisionError)
 
 
 
