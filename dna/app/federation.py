@@ -496,7 +496,7 @@ class Federation:
         """
         if stanza.uri != NS_SERVER:
             toServerNamespace(stanza)
-        if stanza.getAttribute("type") != "error":
+        if stanza.attributes.get("type") != "error":
             # Remembered so that the peer's error reply to it gets through.
             authorization.rememberSent(stanza, sender, target)
         if authorization.delivery:

@@ -456,9 +456,10 @@ class DNAService(service.MultiService):
         is for one of our domains, nothing here serves its recipient, and the
         sender gets C{<service-unavailable/>} (RFC 6120 section 8.3.3.19).
         """
+        attributes = stanza.attributes
         try:
-            sender = domainOf(stanza.getAttribute("from"))
-            target = domainOf(stanza.getAttribute("to"))
+            sender = domainOf(attributes.get("from"))
+            target = domainOf(attributes.get("to"))
         except InvalidAddress as e:
             _log.info("Not routing stanza with bad address {address!r}", address=e.address)
             return

@@ -256,7 +256,9 @@ class StreamAcks:
         self._sizes.append(size)
         self.unackedBytes += size
         self._sinceRequest += 1
-        if self._deadline is None and self.full:
+        if self._deadline is None and (
+                len(self.unacked) >= self._maxUnacked
+                or self.unackedBytes >= self._maxUnackedBytes):
             self._report(
                 "acks-full",
                 "Stream {streamID}: {count} stanzas ({size} bytes) unacknowledged: "

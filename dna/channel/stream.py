@@ -806,7 +806,11 @@ class ForwardingStream(xmlstream.XmlStream):
         foundTarget = False
         self._dispatchDepth += 1
         emptyLists = []
-        for priority, query, callbacklist, check in self._plan(obj.name):
+        plans = self._plans
+        plan = None if plans is None else plans.get(obj.name)
+        if plan is None:
+            plan = self._plan(obj.name)
+        for priority, query, callbacklist, check in plan:
             if check is not None and not check.matches(obj):
                 continue
             callbacks = callbacklist.callbacks
@@ -836,6 +840,10 @@ class ForwardingStream(xmlstream.XmlStream):
                 update()
             self._updateQueue = []
         return foundTarget
+
+    #: What the parser calls with each top-level element: Twisted's
+    #: C{onElement} only dispatches it.
+    onElement = dispatch
 
     def _serialise(self, element):
         """

@@ -292,7 +292,9 @@ class StreamAuthorization:
         # (sender, target) the peer revoked on this stream, for its replies
         self._revoked = set()
         # (from, to, id) of the last stanzas sent, for the peer's error replies
-        self._sent = {}
+        # Oldest first: dropping the oldest of a dict is a scan past what
+        # was deleted before it.
+        self._sent = collections.OrderedDict()
         # (local, remote) -> DeliveryCount of the pairs the peer sends on
         # with an epoch, and (to, from) attributes -> the same, as counted
         self.counted = {}
@@ -457,13 +459,13 @@ class StreamAuthorization:
         C{target}, so that the peer's error reply to it is recognised
         (L{_isReply}). The last L{SENT_MEMORY} are kept.
         """
-        stanzaID = stanza.getAttribute("id")
+        stanzaID = stanza.attributes.get("id")
         if stanzaID is None:
             return
         sent = self._sent
         sent[(stanzaID, sender, target)] = None
         if len(sent) > SENT_MEMORY:
-            del sent[next(iter(sent))]
+            sent.popitem(last=False)
 
     def _isReply(self, sender, target, stanzaID):
         """
