@@ -218,8 +218,9 @@ class SentMemoryTests(AuthorizationTestMixin, SynchronousTestCase):
 
     def test_lastRemembered(self):
         """
-        Of more stanzas than L{SENT_MEMORY}, the newest are remembered and
-        the oldest forgotten; a stanza without an id is not remembered.
+        Of more than twice L{SENT_MEMORY} stanzas, the newest L{SENT_MEMORY}
+        are remembered and the oldest forgotten; a stanza without an id is
+        not remembered.
         """
         from twisted.words.xish import domish
 
@@ -227,7 +228,8 @@ class SentMemoryTests(AuthorizationTestMixin, SynchronousTestCase):
 
         pair = ("target.tld", "sender.tld")
         self.authorization._revoked.add(pair)
-        for n in range(SENT_MEMORY + 10):
+        total = 2 * SENT_MEMORY + 10
+        for n in range(total):
             stanza = domish.Element(("jabber:server", "message"))
             stanza["id"] = "m%d" % (n,)
             self.authorization.rememberSent(stanza, *pair)
@@ -235,5 +237,5 @@ class SentMemoryTests(AuthorizationTestMixin, SynchronousTestCase):
         self.assertEqual(
             [False, False, True, True],
             [self.authorization._isReply(*pair, "m%d" % (n,))
-             for n in (0, 9, 10, SENT_MEMORY + 9)])
+             for n in (0, SENT_MEMORY - 1, total - SENT_MEMORY, total - 1)])
         self.assertFalse(self.authorization._isReply(*pair, None))
