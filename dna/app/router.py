@@ -57,8 +57,7 @@ class QuietRouter(Router):
     A L{Router} that routes with L{route}: no stanza content in the log.
     """
 
-    def route(self, stanza):
-        route(self, stanza)
+    route = route
 
 
 class DefaultRoute:

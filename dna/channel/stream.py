@@ -665,6 +665,12 @@ class ForwardingStream(xmlstream.XmlStream):
 
     bytesSent = 0
 
+    footerSent = False
+    """
+    Whether our closing tag went out (L{S2SStream.sendFooter}): nothing is
+    written after it.
+    """
+
     writeBatch = None
     """
     The L{WriteBatch} that holds the stanzas this stream sends while a read
@@ -697,7 +703,13 @@ class ForwardingStream(xmlstream.XmlStream):
         an acknowledgement) writes what is held first, then itself: nothing
         is reordered, and what changes the connection (STARTTLS, a close)
         never leaves a stanza behind.
+
+        Nothing goes after our closing tag: that would be junk after the
+        document to the peer, which would refuse the stream; what we would
+        have sent is unacknowledged, and goes again on another stream.
         """
+        if self.footerSent and obj is not _FOOTER:
+            return
         kind = obj.__class__
         stanza = False
         if kind is RawStanza:
@@ -1041,17 +1053,6 @@ class S2SStream(ForwardingStream):
         if self.streamError is None:
             self.streamError = streamError.condition
         xmlstream.XmlStream.sendStreamError(self, streamError)
-
-    def send(self, obj):
-        """
-        Write C{obj} as L{ForwardingStream.send} does, but nothing after our
-        closing tag: that would be junk after the document to the peer,
-        which would refuse the stream; what we would have sent is
-        unacknowledged, and goes again on another stream.
-        """
-        if self.footerSent and obj is not _FOOTER:
-            return
-        ForwardingStream.send(self, obj)
 
     def _serialise(self, element):
         """
