@@ -326,9 +326,17 @@ class StreamAcks:
                 error.StreamError("undefined-condition", text="handled-count-too-high")
             )
             return
-        for _ in range(newly):
-            self.unacked.popleft()
-            self.unackedBytes -= self._sizes.popleft()
+        if newly == len(self.unacked):
+            self.unacked.clear()
+            self._sizes.clear()
+            self.unackedBytes = 0
+        elif newly:
+            dropStanza, dropSize = self.unacked.popleft, self._sizes.popleft
+            dropped = 0
+            for _ in range(newly):
+                dropStanza()
+                dropped += dropSize()
+            self.unackedBytes -= dropped
         self._acked = h
         if newly and self._deadline is not None:
             self._stopDeadline()

@@ -296,6 +296,10 @@ class RawStanza(domish.Element):
 _declarations = {}
 
 
+#: The prefixes declared in a stanza that declares none (never changed).
+_ONLY_XML = {"xml": 1}
+
+
 class _RawElementStream(domish.ExpatElementStream):
     """
     Twisted's expat element stream, except that each stanza in the stream's
@@ -453,8 +457,13 @@ class _RawElementStream(domish.ExpatElementStream):
             (parts[0], parts[1]), plain, localPrefixes, None, self._rootPrefixes, False)
         self._stanzaStart = index
         self._fresh = True
-        self._declared = dict.fromkeys(localPrefixes, 1)
-        self._declared["xml"] = 1
+        if localPrefixes:
+            declared = dict.fromkeys(localPrefixes, 1)
+            declared["xml"] = 1
+        else:
+            # Shared until a declaration inside the stanza changes it.
+            declared = _ONLY_XML
+        self._declared = declared
         self._safe = safe
 
     def _onEndElement(self, name):
@@ -508,6 +517,8 @@ class _RawElementStream(domish.ExpatElementStream):
             self._safe = False
         if prefix is not None:
             declared = self._declared
+            if declared is _ONLY_XML:
+                declared = self._declared = dict(_ONLY_XML)
             declared[prefix] = declared.get(prefix, 0) + 1
 
     def _onEndNamespace(self, prefix):

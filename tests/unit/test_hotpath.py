@@ -329,6 +329,17 @@ class RawStanzaTests(SynchronousTestCase):
         [stanza] = self.received(data)
         self.assertEqual(data, stanza.raw)
 
+    def test_prefixDeclaredInEarlierStanza(self):
+        """
+        A prefix declared inside one stanza is not taken as declared in the
+        next: a prefix the next uses from the header makes it not copied.
+        """
+        data = (b"<message to='v@b.example'><a xmlns:db='urn:other'><db:y/></a></message>"
+                b"<message to='v@b.example'><db:z/></message>")
+        first, second = self.received(data)
+        self.assertIsNotNone(first.raw)
+        self.assertIsNone(second.raw)
+
     def test_streamNamespaceInside(self):
         """
         A stanza that declares the stream's namespace inside itself is not
