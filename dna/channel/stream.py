@@ -36,6 +36,7 @@ component streams' class). Expat still parses every byte, so the checks above
 and the stanza filter see every stanza as before.
 """
 
+import collections
 import pyexpat
 from sys import intern
 
@@ -641,7 +642,7 @@ class WriteBatch:
 
     def __init__(self):
         self.depth = 0
-        self.holding = []
+        self.holding = collections.deque()
 
     def open(self):
         self.depth += 1
@@ -656,12 +657,13 @@ class WriteBatch:
 
     def flush(self):
         """
-        Write what every stream holds, now.
+        Write what every stream holds, now. A stream leaves L{holding} only
+        as its stanzas are written: if a write raises, the streams after it
+        are written at the next close, and none is forgotten.
         """
-        while self.holding:
-            holding, self.holding = self.holding, []
-            for xs in holding:
-                xs.flushWrites()
+        holding = self.holding
+        while holding:
+            holding.popleft().flushWrites()
 
 
 class ForwardingStream(xmlstream.XmlStream):

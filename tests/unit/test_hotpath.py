@@ -653,3 +653,27 @@ class WriteBatchTests(SynchronousTestCase):
             for n in range(5)))
         self.assertEqual(1, len(out.transport.writes))
         self.assertEqual(5, out.transport.writes[0].count(b"<message "))
+
+    def test_failedWriteForgetsNoStream(self):
+        """
+        When writing what one stream held raises, the streams after it are
+        written at the next close, and the failing one holds nothing more.
+        """
+        from dna.channel.stream import WriteBatch
+
+        batch = WriteBatch()
+        one, two = self.stream(batch), self.stream(batch)
+
+        def broken(data):
+            raise OSError("broken")
+
+        one.transport.write = broken
+        batch.open()
+        one.send(self.message(1))
+        two.send(self.message(2))
+        self.assertRaises(OSError, batch.close)
+        self.assertEqual([], two.transport.writes)
+        batch.open()
+        batch.close()
+        self.assertEqual([b"<message to='v@b.example' id='2'/>"], two.transport.writes)
+        self.assertIsNone(one._held)
