@@ -238,7 +238,7 @@ class DNAService(service.MultiService):
         self.federation = Federation(
             hostedDomains,
             checker,
-            self._deliverStanza,
+            self._deliver,
             establish=self._establishUntilStopped,
             maxPending=maxPending,
             requestTimeout=requestTimeout,
@@ -480,9 +480,6 @@ class DNAService(service.MultiService):
                 sender=stanza.getAttribute("from"),
                 to=stanza.getAttribute("to"),
             )
-
-    def _deliverStanza(self, stanza):
-        self._deliver(stanza)
 
     # Streams
 
