@@ -473,7 +473,8 @@ class _RawElementStream(domish.ExpatElementStream):
         if depth == 2 and self._limitOf is not None:
             # Checked before anything is dispatched.
             end = self.parser.CurrentByteIndex
-            self._checkSize(end - self._start)
+            if end - self._start > self._limitOf():
+                self._checkSize(end - self._start)
             self._start = end
         stanza = self._stanza
         if stanza is None:
