@@ -789,11 +789,14 @@ class ForwardingStream(xmlstream.XmlStream):
     def _plan(self, name):
         """
         The XPath observers that may match an element named C{name}, as
-        C{(priority, query, callbacks, check)} in the order Twisted asks
-        them: those whose query names another element are left out (they
-        would not match); C{check} is the query to ask, or L{None} for those
-        that match every element of that name (C{"/*"}, C{"/message"}: no
-        predicate, no child). Kept per stanza name until the observers change.
+        C{(priority, query, callbacks, check, calls)} in the order Twisted
+        asks them: those whose query names another element are left out
+        (they would not match); C{check} is the query to ask, or L{None} for
+        those that match every element of that name (C{"/*"},
+        C{"/message"}: no predicate, no child); C{calls} are the callbacks
+        as C{(key, method, args, kwargs, onetime)}, as Twisted would list
+        them. Kept per stanza name until the observers change (one-time
+        observers that fire change them).
         """
         plans = self._plans
         if plans is None:
@@ -805,14 +808,17 @@ class ForwardingStream(xmlstream.XmlStream):
             for priority in sorted(observers, reverse=True):
                 for query, callbacklist in observers[priority].items():
                     location = getattr(query, "baseLocation", None)
+                    check = query
                     if location.__class__ is _Location:
                         if (location.elementName is not None
                                 and location.elementName != name):
                             continue
                         if not location.predicates and location.childLocation is None:
-                            plan.append((priority, query, callbacklist, None))
-                            continue
-                    plan.append((priority, query, callbacklist, query))
+                            check = None
+                    calls = tuple(
+                        (key, wrapper.method, wrapper.args, wrapper.kwargs, onetime)
+                        for key, (wrapper, onetime) in callbacklist.callbacks.items())
+                    plan.append((priority, query, callbacklist, check, calls))
             if name in STANZA_NAMES:
                 # Other names come from the peer: not kept, so not bounded.
                 plans[name] = plan
@@ -829,39 +835,44 @@ class ForwardingStream(xmlstream.XmlStream):
         """
         if event is not None:
             return xmlstream.XmlStream.dispatch(self, obj, event)
-        foundTarget = False
-        self._dispatchDepth += 1
-        emptyLists = []
         plans = self._plans
         plan = None if plans is None else plans.get(obj.name)
         if plan is None:
             plan = self._plan(obj.name)
-        for priority, query, callbacklist, check in plan:
+        foundTarget = False
+        emptyLists = None
+        self._dispatchDepth += 1
+        for priority, query, callbacklist, check, calls in plan:
             if check is not None and not check.matches(obj):
                 continue
-            callbacks = callbacklist.callbacks
-            for key, (wrapper, onetime) in list(callbacks.items()):
+            foundTarget = True
+            for key, method, args, kwargs, onetime in calls:
+                if onetime and key not in callbacklist.callbacks:
+                    # Fired already, by a dispatch inside an observer.
+                    continue
                 try:
-                    if wrapper.kwargs:
-                        wrapper.method(*wrapper.args, obj, **wrapper.kwargs)
-                    elif wrapper.args:
-                        wrapper.method(*wrapper.args, obj)
+                    if kwargs:
+                        method(*args, obj, **kwargs)
+                    elif args:
+                        method(*args, obj)
                     else:
-                        wrapper.method(obj)
+                        method(obj)
                 except BaseException:
                     log.err()
                 if onetime:
+                    callbacks = callbacklist.callbacks
                     del callbacks[key]
-            foundTarget = True
-            if not callbacks:
-                emptyLists.append((priority, query))
+                    self._plans = None
+                    if not callbacks:
+                        if emptyLists is None:
+                            emptyLists = []
+                        emptyLists.append((priority, query))
         if emptyLists:
             observers = self._xpathObservers
             for priority, query in emptyLists:
                 observers[priority].pop(query, None)
-            self._plans = None
         self._dispatchDepth -= 1
-        if self._dispatchDepth == 0:
+        if self._dispatchDepth == 0 and self._updateQueue:
             for update in self._updateQueue:
                 update()
             self._updateQueue = []

@@ -523,6 +523,33 @@ class DispatchTests(SynchronousTestCase):
 
 
 
+    def test_oneTimeFiredInside(self):
+        """
+        A one-time observer fired by an element dispatched from inside
+        another observer is not called again for the outer element.
+        """
+        from twisted.words.protocols.jabber import xmlstream
+        from twisted.words.xish import domish
+
+        from dna.channel.stream import ForwardingStream
+
+        xs = ForwardingStream(xmlstream.Authenticator())
+        calls = []
+        inner = domish.Element(("jabber:server", "iq"))
+
+        def first(element):
+            calls.append(("first", element.name))
+            if element.name == "message":
+                xs.dispatch(inner)
+
+        xs.addObserver("/*", first, 10)
+        xs.addOnetimeObserver("/*", lambda element: calls.append(("once", element.name)))
+        xs.dispatch(domish.Element(("jabber:server", "message")))
+        xs.dispatch(domish.Element(("jabber:server", "message")))
+        self.assertEqual(
+            [("first", "message"), ("first", "iq"), ("once", "iq"),
+             ("first", "message"), ("first", "iq")], calls)
+
 class WriteBatchTests(SynchronousTestCase):
     """
     L{WriteBatch}: the stanzas a stream sends while a read is handled go out
@@ -677,3 +704,4 @@ class WriteBatchTests(SynchronousTestCase):
         batch.close()
         self.assertEqual([b"<message to='v@b.example' id='2'/>"], two.transport.writes)
         self.assertIsNone(one._held)
+
