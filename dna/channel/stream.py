@@ -335,6 +335,9 @@ class _RawElementStream(domish.ExpatElementStream):
         parser.StartDoctypeDeclHandler = self._onDoctype
         self._doctype = False
         self._depth = 0
+        # Expat's name of a top-level element -> its (uri, name) when that
+        # is a stanza's, else False (a few names: the first 16 are kept).
+        self._stanzaNames = {}
         # The bytes fed that may still be needed, from stream offset _base.
         self._pending = b""
         self._base = 0
@@ -420,12 +423,17 @@ class _RawElementStream(domish.ExpatElementStream):
         if depth == 2:
             index = self.parser.CurrentByteIndex
             self._keep = self._start = index
-            parts = name.split(" ")
-            if (len(parts) == 2 and parts[1] in STANZA_NAMES
-                    and parts[0] == self._rootDefault
+            qname = self._stanzaNames.get(name)
+            if qname is None:
+                # (uri, name) of an unprefixed stanza name, or False.
+                parts = name.split(" ")
+                qname = len(parts) == 2 and parts[1] in STANZA_NAMES and tuple(parts)
+                if len(self._stanzaNames) < 16:
+                    self._stanzaNames[name] = qname
+            if (qname and qname[0] == self._rootDefault
                     and len(self.defaultNsStack) == self._rootDefaults
                     and not self._doctype):
-                self._startStanza(parts, attrs, index)
+                self._startStanza(qname, attrs, index)
                 return
         elif depth == 1:
             self._keep = self.parser.CurrentByteIndex
@@ -436,9 +444,10 @@ class _RawElementStream(domish.ExpatElementStream):
             self._rootDefault = self.defaultNsStack[-1]
             self._rootDefaults = len(self.defaultNsStack)
 
-    def _startStanza(self, parts, attrs, index):
+    def _startStanza(self, qname, attrs, index):
         """
-        A stanza begins at stream offset C{index}: keep it raw.
+        A stanza C{(uri, name)} begins at stream offset C{index}: keep it
+        raw.
         """
         localPrefixes = self.localPrefixes
         self.localPrefixes = {}
@@ -452,10 +461,10 @@ class _RawElementStream(domish.ExpatElementStream):
                     if " " in key and prefix != "xml" and prefix not in localPrefixes:
                         safe = False
                 break
-        if self._rootDefault in localPrefixes.values():
+        if localPrefixes and self._rootDefault in localPrefixes.values():
             safe = False
         self._stanza = RawStanza(
-            (parts[0], parts[1]), plain, localPrefixes, None, self._rootPrefixes, False)
+            qname, plain, localPrefixes, None, self._rootPrefixes, False)
         self._stanzaStart = index
         self._fresh = True
         if localPrefixes:
