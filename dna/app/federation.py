@@ -501,7 +501,7 @@ class Federation:
         """
         if stanza.uri != NS_SERVER:
             toServerNamespace(stanza)
-        if stanza.getAttribute("type") != "error":
+        if stanza.attributes.get("type") != "error":
             # Remembered so that the peer's error reply to it gets through.
             authorization.rememberSent(stanza, sender, target)
         if authorization.delivery:
@@ -696,9 +696,15 @@ class Federation:
         waiting = self._waiting.get(pair)
         if waiting is None:
             streamID = self.tables.route(sender, target)
-            if streamID is not None and not self._isFull(self.streams[streamID]):
-                self._transmit(self.streams[streamID], stanza, sender, target)
-                return
+            if streamID is not None:
+                authorization = self.streams[streamID]
+                acks = authorization.acks
+                flow = self.flow
+                if not ((acks is not None and acks.full)
+                        or (flow is not None and flow.isFull(streamID))):
+                    # As _isFull says, without the call.
+                    self._transmit(authorization, stanza, sender, target)
+                    return
             if self._overLimit(0, sender, target, stanza):
                 return
             self._waiting[pair] = collections.deque([stanza])

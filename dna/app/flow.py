@@ -20,6 +20,11 @@ process works on it, while the rest is handled: the processes on a path
 overlap instead of taking turns (issue 13). A source held by a sink handles
 no more slices until released.
 
+What handling a slice sends is written when the slice is done, one write per
+stream (L{dna.channel.stream.WriteBatch}): a read of a few hundred stanzas
+makes one TLS record per S2S stream and one socket write per component, not
+one of each per stanza.
+
 So a burst from a component that the federation link cannot carry stops
 that component, not the others, and a receiving component that stops reading
 stops the S2S stream feeding it, whose peer then stops its own components:
@@ -34,6 +39,8 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
 from zope.interface import implementer
+
+from dna.channel.stream import WriteBatch
 
 _log = Logger()
 
@@ -219,6 +226,7 @@ class FlowControl:
     @ivar clock: The L{IReactorTime} that schedules the next slice.
     @ivar current: The L{Source} whose data is being handled, or L{None}.
     @ivar sinks: Key -> L{Sink} of every connection we write to.
+    @ivar batch: The L{WriteBatch} open while a source's data is handled.
     """
 
     def __init__(self, counters, clock, highWater=DEFAULT_HIGH_WATER, slice=DEFAULT_SLICE):
@@ -235,6 +243,7 @@ class FlowControl:
         self.clock = clock
         self.current = None
         self.sinks = {}
+        self.batch = WriteBatch()
         self._counters = counters
         # sink key -> the Sources it holds
         self._held = {}
@@ -247,13 +256,21 @@ class FlowControl:
         @rtype: L{Source}
         """
         inner = xs.dataReceived
+        batch = self.batch
+        xs.writeBatch = batch
 
         def handle(data):
             previous, self.current = self.current, source
+            batch.open()
             try:
                 inner(data)
             finally:
-                self.current = previous
+                # Written while this source is current: a sink that fills
+                # holds it.
+                try:
+                    batch.close()
+                finally:
+                    self.current = previous
 
         source = Source(self, xs, handle)
         xs.dataReceived = source.dataReceived
@@ -284,6 +301,7 @@ class FlowControl:
         @rtype: L{Sink}
         """
         key = xs if key is None else key
+        xs.writeBatch = self.batch
         sink = Sink(self, key, xs, onFull, onRoom)
         transport = xs.transport
         if getattr(transport, "producer", None) is not None:

@@ -34,7 +34,7 @@ def route(router, stanza):
     @param stanza: The stanza, a L{domish.Element}.
     """
     try:
-        domain = domainOf(stanza.getAttribute("to"))
+        domain = domainOf(stanza.attributes.get("to"))
     except InvalidAddress as e:
         _log.info("Not routing a stanza with bad address {address!r}", address=e.address)
         return
@@ -57,8 +57,7 @@ class QuietRouter(Router):
     A L{Router} that routes with L{route}: no stanza content in the log.
     """
 
-    def route(self, stanza):
-        route(self, stanza)
+    route = route
 
 
 class DefaultRoute:

@@ -239,7 +239,7 @@ class DNAService(service.MultiService):
         self.federation = Federation(
             hostedDomains,
             checker,
-            self._deliverStanza,
+            self._deliver,
             establish=self._establishUntilStopped,
             maxPending=maxPending,
             requestTimeout=requestTimeout,
@@ -459,9 +459,10 @@ class DNAService(service.MultiService):
         is for one of our domains, nothing here serves its recipient, and the
         sender gets C{<service-unavailable/>} (RFC 6120 section 8.3.3.19).
         """
+        attributes = stanza.attributes
         try:
-            sender = domainOf(stanza.getAttribute("from"))
-            target = domainOf(stanza.getAttribute("to"))
+            sender = domainOf(attributes.get("from"))
+            target = domainOf(attributes.get("to"))
         except InvalidAddress as e:
             _log.info("Not routing stanza with bad address {address!r}", address=e.address)
             return
@@ -482,9 +483,6 @@ class DNAService(service.MultiService):
                 sender=stanza.getAttribute("from"),
                 to=stanza.getAttribute("to"),
             )
-
-    def _deliverStanza(self, stanza):
-        self._deliver(stanza)
 
     # Streams
 

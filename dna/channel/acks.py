@@ -261,7 +261,9 @@ class StreamAcks:
         self._sizes.append(size)
         self.unackedBytes += size
         self._sinceRequest += 1
-        if self._deadline is None and self.full:
+        if self._deadline is None and (
+                len(self.unacked) >= self._maxUnacked
+                or self.unackedBytes >= self._maxUnackedBytes):
             self._report(
                 "acks-full",
                 "Stream {streamID}: {count} stanzas ({size} bytes) unacknowledged: "
@@ -333,9 +335,17 @@ class StreamAcks:
                 error.StreamError("undefined-condition", text="handled-count-too-high")
             )
             return
-        for _ in range(newly):
-            self.unacked.popleft()
-            self.unackedBytes -= self._sizes.popleft()
+        if newly == len(self.unacked):
+            self.unacked.clear()
+            self._sizes.clear()
+            self.unackedBytes = 0
+        elif newly:
+            dropStanza, dropSize = self.unacked.popleft, self._sizes.popleft
+            dropped = 0
+            for _ in range(newly):
+                dropStanza()
+                dropped += dropSize()
+            self.unackedBytes -= dropped
         self._acked = h
         if newly:
             self._stopSilence()

@@ -36,11 +36,13 @@ component streams' class). Expat still parses every byte, so the checks above
 and the stanza filter see every stanza as before.
 """
 
+import collections
 import pyexpat
 from sys import intern
 
 import attr
 from twisted.logger import Logger
+from twisted.python import log
 from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import error, xmlstream
 from twisted.words.xish import domish
@@ -295,6 +297,10 @@ class RawStanza(domish.Element):
 _declarations = {}
 
 
+#: The prefixes declared in a stanza that declares none (never changed).
+_ONLY_XML = {"xml": 1}
+
+
 class _RawElementStream(domish.ExpatElementStream):
     """
     Twisted's expat element stream, except that each stanza in the stream's
@@ -329,6 +335,9 @@ class _RawElementStream(domish.ExpatElementStream):
         parser.StartDoctypeDeclHandler = self._onDoctype
         self._doctype = False
         self._depth = 0
+        # Expat's name of a top-level element -> its (uri, name) when that
+        # is a stanza's, else False (a few names: the first 16 are kept).
+        self._stanzaNames = {}
         # The bytes fed that may still be needed, from stream offset _base.
         self._pending = b""
         self._base = 0
@@ -414,12 +423,17 @@ class _RawElementStream(domish.ExpatElementStream):
         if depth == 2:
             index = self.parser.CurrentByteIndex
             self._keep = self._start = index
-            parts = name.split(" ")
-            if (len(parts) == 2 and parts[1] in STANZA_NAMES
-                    and parts[0] == self._rootDefault
+            qname = self._stanzaNames.get(name)
+            if qname is None:
+                # (uri, name) of an unprefixed stanza name, or False.
+                parts = name.split(" ")
+                qname = len(parts) == 2 and parts[1] in STANZA_NAMES and tuple(parts)
+                if len(self._stanzaNames) < 16:
+                    self._stanzaNames[name] = qname
+            if (qname and qname[0] == self._rootDefault
                     and len(self.defaultNsStack) == self._rootDefaults
                     and not self._doctype):
-                self._startStanza(parts, attrs, index)
+                self._startStanza(qname, attrs, index)
                 return
         elif depth == 1:
             self._keep = self.parser.CurrentByteIndex
@@ -430,9 +444,10 @@ class _RawElementStream(domish.ExpatElementStream):
             self._rootDefault = self.defaultNsStack[-1]
             self._rootDefaults = len(self.defaultNsStack)
 
-    def _startStanza(self, parts, attrs, index):
+    def _startStanza(self, qname, attrs, index):
         """
-        A stanza begins at stream offset C{index}: keep it raw.
+        A stanza C{(uri, name)} begins at stream offset C{index}: keep it
+        raw.
         """
         localPrefixes = self.localPrefixes
         self.localPrefixes = {}
@@ -446,14 +461,19 @@ class _RawElementStream(domish.ExpatElementStream):
                     if " " in key and prefix != "xml" and prefix not in localPrefixes:
                         safe = False
                 break
-        if self._rootDefault in localPrefixes.values():
+        if localPrefixes and self._rootDefault in localPrefixes.values():
             safe = False
         self._stanza = RawStanza(
-            (parts[0], parts[1]), plain, localPrefixes, None, self._rootPrefixes, False)
+            qname, plain, localPrefixes, None, self._rootPrefixes, False)
         self._stanzaStart = index
         self._fresh = True
-        self._declared = dict.fromkeys(localPrefixes, 1)
-        self._declared["xml"] = 1
+        if localPrefixes:
+            declared = dict.fromkeys(localPrefixes, 1)
+            declared["xml"] = 1
+        else:
+            # Shared until a declaration inside the stanza changes it.
+            declared = _ONLY_XML
+        self._declared = declared
         self._safe = safe
 
     def _onEndElement(self, name):
@@ -462,7 +482,8 @@ class _RawElementStream(domish.ExpatElementStream):
         if depth == 2 and self._limitOf is not None:
             # Checked before anything is dispatched.
             end = self.parser.CurrentByteIndex
-            self._checkSize(end - self._start)
+            if end - self._start > self._limitOf():
+                self._checkSize(end - self._start)
             self._start = end
         stanza = self._stanza
         if stanza is None:
@@ -507,6 +528,8 @@ class _RawElementStream(domish.ExpatElementStream):
             self._safe = False
         if prefix is not None:
             declared = self._declared
+            if declared is _ONLY_XML:
+                declared = self._declared = dict(_ONLY_XML)
             declared[prefix] = declared.get(prefix, 0) + 1
 
     def _onEndNamespace(self, prefix):
@@ -611,6 +634,48 @@ def _simpleXml(element, namespace, write):
     return True
 
 
+class WriteBatch:
+    """
+    Holds the stanzas that streams send while it is open, and writes each
+    stream's in one piece when it closes (L{ForwardingStream.send}).
+
+    Forwarding a stanza is little work beside writing it: each transport
+    write is a call through the TLS layer, and over TLS a record of its own,
+    or a socket write to a component. The reads of a server open a batch
+    around handling their data (L{dna.app.flow}), so that what one read makes
+    goes out as one write per stream.
+
+    @ivar depth: How many times it is open (a read handled while another is
+        being handled does not close it).
+    @ivar holding: The streams holding stanzas, in the order they first did.
+    """
+
+    def __init__(self):
+        self.depth = 0
+        self.holding = collections.deque()
+
+    def open(self):
+        self.depth += 1
+
+    def close(self):
+        """
+        Close it once; the last close writes what every stream held.
+        """
+        self.depth -= 1
+        if self.depth == 0:
+            self.flush()
+
+    def flush(self):
+        """
+        Write what every stream holds, now. A stream leaves L{holding} only
+        as its stanzas are written: if a write raises, the streams after it
+        are written at the next close, and none is forgotten.
+        """
+        holding = self.holding
+        while holding:
+            holding.popleft().flushWrites()
+
+
 class ForwardingStream(xmlstream.XmlStream):
     """
     An XML stream that receives stanzas as L{RawStanza}s and writes those
@@ -622,6 +687,21 @@ class ForwardingStream(xmlstream.XmlStream):
     """
 
     bytesSent = 0
+
+    footerSent = False
+    """
+    Whether our closing tag went out (L{S2SStream.sendFooter}): nothing is
+    written after it.
+    """
+
+    writeBatch = None
+    """
+    The L{WriteBatch} that holds the stanzas this stream sends while a read
+    is handled, to write them at once when it ends; L{None}: each is written
+    when sent.
+    """
+
+    _held = None
 
     def _initializeStream(self):
         """
@@ -638,25 +718,69 @@ class ForwardingStream(xmlstream.XmlStream):
         Write C{obj}: a L{RawStanza} verbatim when it can be, anything else
         as Twisted's method of this name does; count the bytes in
         L{bytesSent} (the acknowledgements' buffer bound is in bytes).
+
+        A stanza sent while the L{writeBatch} is open is held, and written
+        with the others when it closes (one transport write, so one TLS
+        record, per stream per read instead of one per stanza). Anything
+        else (a stream header or footer, a stream error, a stream feature,
+        an acknowledgement) writes what is held first, then itself: nothing
+        is reordered, and what changes the connection (STARTTLS, a close)
+        never leaves a stanza behind.
+
+        Nothing goes after our closing tag: that would be junk after the
+        document to the peer, which would refuse the stream; what we would
+        have sent is unacknowledged, and goes again on another stream.
         """
+        if self.footerSent and obj is not _FOOTER:
+            return
         kind = obj.__class__
+        stanza = False
         if kind is RawStanza:
             data = obj.verbatim(self.namespace)
             if data is None:
                 data = self._serialise(obj)
+            stanza = True
         elif kind is bytes or kind is str:
             data = obj
         elif domish.IElement.providedBy(obj):
             data = self._serialise(obj)
+            stanza = obj.name in STANZA_NAMES
         else:
             data = obj
         if isinstance(data, str):
             data = data.encode("utf-8")
         self.bytesSent += len(data)
+        if stanza:
+            batch = self.writeBatch
+            if batch is not None and batch.depth:
+                held = self._held
+                if held is None:
+                    self._held = [data]
+                    batch.holding.append(self)
+                else:
+                    held.append(data)
+                return
+        if self._held is not None:
+            self.flushWrites()
+        self._write(data)
+
+    def flushWrites(self):
+        """
+        Write the stanzas the L{writeBatch} held, in one piece.
+        """
+        held = self._held
+        if held is None:
+            return
+        self._held = None
+        self._write(held[0] if len(held) == 1 else b"".join(held))
+
+    def _write(self, data):
         # As Twisted's send does with bytes.
         if self.rawDataOutFn:
             self.rawDataOutFn(data)
-        self.transport.write(data)
+        transport = self.transport
+        if transport is not None:
+            transport.write(data)
 
     _plans = None
 
@@ -674,9 +798,14 @@ class ForwardingStream(xmlstream.XmlStream):
     def _plan(self, name):
         """
         The XPath observers that may match an element named C{name}, as
-        C{(priority, query, callbacks)} in the order Twisted asks them:
-        those whose query names another element are left out (they would
-        not match). Kept per stanza name until the observers change.
+        C{(priority, query, callbacks, check, calls)} in the order Twisted
+        asks them: those whose query names another element are left out
+        (they would not match); C{check} is the query to ask, or L{None} for
+        those that match every element of that name (C{"/*"},
+        C{"/message"}: no predicate, no child); C{calls} are the callbacks
+        as C{(key, method, args, kwargs, onetime)}, as Twisted would list
+        them. Kept per stanza name until the observers change (one-time
+        observers that fire change them).
         """
         plans = self._plans
         if plans is None:
@@ -688,11 +817,17 @@ class ForwardingStream(xmlstream.XmlStream):
             for priority in sorted(observers, reverse=True):
                 for query, callbacklist in observers[priority].items():
                     location = getattr(query, "baseLocation", None)
-                    if location.__class__ is _Location and (
-                            location.elementName is not None
-                            and location.elementName != name):
-                        continue
-                    plan.append((priority, query, callbacklist))
+                    check = query
+                    if location.__class__ is _Location:
+                        if (location.elementName is not None
+                                and location.elementName != name):
+                            continue
+                        if not location.predicates and location.childLocation is None:
+                            check = None
+                    calls = tuple(
+                        (key, wrapper.method, wrapper.args, wrapper.kwargs, onetime)
+                        for key, (wrapper, onetime) in callbacklist.callbacks.items())
+                    plan.append((priority, query, callbacklist, check, calls))
             if name in STANZA_NAMES:
                 # Other names come from the peer: not kept, so not bounded.
                 plans[name] = plan
@@ -703,30 +838,58 @@ class ForwardingStream(xmlstream.XmlStream):
         Dispatch as Twisted's L{EventDispatcher.dispatch} does, in the same
         order with the same outcome, but asking only the XPath observers
         that may match (L{_plan}): Twisted asks each observer of the stream
-        about each element, three calls each.
+        about each element, three calls each. Each observer is called as
+        Twisted's L{CallbackList.callback} calls it (its own arguments
+        first, an exception logged), without the wrapper's copies.
         """
         if event is not None:
             return xmlstream.XmlStream.dispatch(self, obj, event)
+        plans = self._plans
+        plan = None if plans is None else plans.get(obj.name)
+        if plan is None:
+            plan = self._plan(obj.name)
         foundTarget = False
+        emptyLists = None
         self._dispatchDepth += 1
-        emptyLists = []
-        for priority, query, callbacklist in self._plan(obj.name):
-            if query.matches(obj):
-                callbacklist.callback(obj)
-                foundTarget = True
-                if callbacklist.isEmpty():
-                    emptyLists.append((priority, query))
+        for priority, query, callbacklist, check, calls in plan:
+            if check is not None and not check.matches(obj):
+                continue
+            foundTarget = True
+            for key, method, args, kwargs, onetime in calls:
+                if onetime and key not in callbacklist.callbacks:
+                    # Fired already, by a dispatch inside an observer.
+                    continue
+                try:
+                    if kwargs:
+                        method(*args, obj, **kwargs)
+                    elif args:
+                        method(*args, obj)
+                    else:
+                        method(obj)
+                except BaseException:
+                    log.err()
+                if onetime:
+                    callbacks = callbacklist.callbacks
+                    del callbacks[key]
+                    self._plans = None
+                    if not callbacks:
+                        if emptyLists is None:
+                            emptyLists = []
+                        emptyLists.append((priority, query))
         if emptyLists:
             observers = self._xpathObservers
             for priority, query in emptyLists:
                 observers[priority].pop(query, None)
-            self._plans = None
         self._dispatchDepth -= 1
-        if self._dispatchDepth == 0:
+        if self._dispatchDepth == 0 and self._updateQueue:
             for update in self._updateQueue:
                 update()
             self._updateQueue = []
         return foundTarget
+
+    #: What the parser calls with each top-level element: Twisted's
+    #: C{onElement} only dispatches it.
+    onElement = dispatch
 
     def _serialise(self, element):
         """
@@ -924,17 +1087,6 @@ class S2SStream(ForwardingStream):
         if self.streamError is None:
             self.streamError = streamError.condition
         xmlstream.XmlStream.sendStreamError(self, streamError)
-
-    def send(self, obj):
-        """
-        Write C{obj} as L{ForwardingStream.send} does, but nothing after our
-        closing tag: that would be junk after the document to the peer,
-        which would refuse the stream; what we would have sent is
-        unacknowledged, and goes again on another stream.
-        """
-        if self.footerSent and obj is not _FOOTER:
-            return
-        ForwardingStream.send(self, obj)
 
     def _serialise(self, element):
         """

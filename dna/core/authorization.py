@@ -296,8 +296,11 @@ class StreamAuthorization:
         self._lapsed = set()
         # (sender, target) the peer revoked on this stream, for its replies
         self._revoked = set()
-        # (from, to, id) of the last stanzas sent, for the peer's error replies
+        # (id, from, to) of the last stanzas sent, for the peer's error
+        # replies: the newest, and the SENT_MEMORY before them (two dicts
+        # that take turns, rather than dropping the oldest one by one).
         self._sent = {}
+        self._sentBefore = {}
         # (local, remote) -> DeliveryCount of the pairs the peer sends on
         # with an epoch, and (to, from) attributes -> the same, as counted
         self.counted = {}
@@ -460,15 +463,16 @@ class StreamAuthorization:
         """
         Note a stanza we send on this stream from domain C{sender} to domain
         C{target}, so that the peer's error reply to it is recognised
-        (L{_isReply}). The last L{SENT_MEMORY} are kept.
+        (L{_isReply}). The last L{SENT_MEMORY} are kept, at least.
         """
-        stanzaID = stanza.getAttribute("id")
+        stanzaID = stanza.attributes.get("id")
         if stanzaID is None:
             return
         sent = self._sent
+        if len(sent) >= SENT_MEMORY:
+            self._sentBefore = sent
+            sent = self._sent = {}
         sent[(stanzaID, sender, target)] = None
-        if len(sent) > SENT_MEMORY:
-            del sent[next(iter(sent))]
 
     def _isReply(self, sender, target, stanzaID):
         """
@@ -478,7 +482,8 @@ class StreamAuthorization:
         L{StanzaFilter}).
         """
         pair = (sender, target)
-        return (stanzaID, sender, target) in self._sent and (
+        key = (stanzaID, sender, target)
+        return (key in self._sent or key in self._sentBefore) and (
             pair in self._asked
             or pair in self._revoked
             or self._tables.outgoing.accepts(self.streamID, sender, target)

@@ -326,6 +326,12 @@ def _prepared(profile, part, address):
     return prepared
 
 
+#: JID text -> its normalised domainpart, for L{domainOf} (cleared when
+#: full): one look-up per stanza address on the forwarding path.
+_domains = {}
+_DOMAINS_KEPT = 16384
+
+
 def domainOf(address):
     """
     Return the normalised domainpart of a JID.
@@ -338,4 +344,12 @@ def domainOf(address):
     @raise InvalidAddress: When C{address} is not a valid JID (see
         L{splitJID}).
     """
+    if address.__class__ is str:
+        domain = _domains.get(address)
+        if domain is None:
+            domain = _splitJID(address)[1]
+            if len(_domains) >= _DOMAINS_KEPT:
+                _domains.clear()
+            _domains[address] = domain
+        return domain
     return splitJID(address)[1]

@@ -233,10 +233,13 @@ class FlowPair:
                 if "policy-violation" in line or "requests pending" in line]
 
 
-def connectComponent(port, domain, inbox=None):
+def connectComponent(port, domain, inbox=None, attach=None):
     """
     An XEP-0114 component for C{domain}, Nagle off.
 
+    @param inbox: Observes the messages it receives, or L{None}.
+    @param attach: Called with the stream each time it is authenticated
+        (it reconnects), or L{None}: to read it some other way.
     @return: A L{Deferred} firing with (stream, factory, connector).
     """
     factory = component.componentFactory(domain, SECRET)
@@ -249,6 +252,8 @@ def connectComponent(port, domain, inbox=None):
     def onAuthenticated(xs):
         if inbox is not None:
             xs.addObserver("/message", inbox)
+        if attach is not None:
+            attach(xs)
         if not authenticated.called:
             authenticated.callback(xs)
 
@@ -258,8 +263,8 @@ def connectComponent(port, domain, inbox=None):
     return authenticated.addCallback(lambda xs: (xs, factory, connector))
 
 
-def connectComponents(port, domains, inbox=None):
-    return defer.gatherResults([connectComponent(port, d, inbox) for d in domains])
+def connectComponents(port, domains, inbox=None, attach=None):
+    return defer.gatherResults([connectComponent(port, d, inbox, attach) for d in domains])
 
 
 def disconnectComponents(attached):

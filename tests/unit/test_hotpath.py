@@ -329,6 +329,17 @@ class RawStanzaTests(SynchronousTestCase):
         [stanza] = self.received(data)
         self.assertEqual(data, stanza.raw)
 
+    def test_prefixDeclaredInEarlierStanza(self):
+        """
+        A prefix declared inside one stanza is not taken as declared in the
+        next: a prefix the next uses from the header makes it not copied.
+        """
+        data = (b"<message to='v@b.example'><a xmlns:db='urn:other'><db:y/></a></message>"
+                b"<message to='v@b.example'><db:z/></message>")
+        first, second = self.received(data)
+        self.assertIsNotNone(first.raw)
+        self.assertIsNone(second.raw)
+
     def test_streamNamespaceInside(self):
         """
         A stanza that declares the stream's namespace inside itself is not
@@ -461,6 +472,18 @@ class DispatchTests(SynchronousTestCase):
 
             dispatcher.addOnetimeObserver("/iq", adding, 1)
 
+            def withArguments(first, element, second=None):
+                calls.append(("arguments", first, element.name, second))
+
+            dispatcher.addObserver("/message", withArguments, 2, "one", second="two")
+            dispatcher.addObserver("/presence", withArguments, 2, "three")
+
+            def failing(element):
+                calls.append(("failing", element.name))
+                raise ZeroDivisionError()
+
+            dispatcher.addObserver("/iq", failing, 3)
+
         elements = []
         for name, kind, body in [("message", "chat", True), ("iq", None, False),
                                  ("presence", None, False), ("message", None, False),
@@ -481,6 +504,11 @@ class DispatchTests(SynchronousTestCase):
             self.assertEqual(reference.dispatch(element), xs.dispatch(element))
         self.assertEqual(theirs, ours)
         self.assertIn(("added", "presence"), ours)
+        self.assertIn(("arguments", "one", "message", "two"), ours)
+        self.assertIn(("arguments", "three", "presence", None), ours)
+        # Logged, each time, by both; the observers after it still ran.
+        self.assertEqual(2, len(self.flushLoggedErrors(ZeroDivisionError)))
+        self.assertIn(("iq", "iq"), ours)
 
         # Observers removed and added between elements count from the next.
         for dispatcher in (xs, reference):
@@ -491,4 +519,189 @@ class DispatchTests(SynchronousTestCase):
             self.assertEqual(reference.dispatch(element), xs.dispatch(element))
         self.assertEqual(theirs, ours)
         self.assertNotIn(("message", "message"), ours)
+        self.flushLoggedErrors(ZeroDivisionError)
+
+
+
+    def test_oneTimeFiredInside(self):
+        """
+        A one-time observer fired by an element dispatched from inside
+        another observer is not called again for the outer element.
+        """
+        from twisted.words.protocols.jabber import xmlstream
+        from twisted.words.xish import domish
+
+        from dna.channel.stream import ForwardingStream
+
+        xs = ForwardingStream(xmlstream.Authenticator())
+        calls = []
+        inner = domish.Element(("jabber:server", "iq"))
+
+        def first(element):
+            calls.append(("first", element.name))
+            if element.name == "message":
+                xs.dispatch(inner)
+
+        xs.addObserver("/*", first, 10)
+        xs.addOnetimeObserver("/*", lambda element: calls.append(("once", element.name)))
+        xs.dispatch(domish.Element(("jabber:server", "message")))
+        xs.dispatch(domish.Element(("jabber:server", "message")))
+        self.assertEqual(
+            [("first", "message"), ("first", "iq"), ("once", "iq"),
+             ("first", "message"), ("first", "iq")], calls)
+
+class WriteBatchTests(SynchronousTestCase):
+    """
+    L{WriteBatch}: the stanzas a stream sends while a read is handled go out
+    in one write when it ends, in order with everything else it sends.
+    """
+
+    HEADER = RawStanzaTests.SERVER_HEADER
+
+    def stream(self, batch):
+        from twisted.words.protocols.jabber import xmlstream
+
+        from dna.channel.stream import S2SStream
+
+        class Recording(StringTransport):
+            def __init__(self):
+                StringTransport.__init__(self)
+                self.writes = []
+
+            def write(self, data):
+                self.writes.append(data)
+                StringTransport.write(self, data)
+
+        xs = S2SStream(xmlstream.Authenticator())
+        xs.namespace = "jabber:server"
+        xs.prefixes = {"http://etherx.jabber.org/streams": "stream"}
+        xs.makeConnection(Recording())
+        xs.writeBatch = batch
+        return xs
+
+    def message(self, n):
+        from twisted.words.xish import domish
+
+        element = domish.Element(("jabber:server", "message"))
+        element["to"] = "v@b.example"
+        element["id"] = str(n)
+        return element
+
+    def test_heldUntilClosed(self):
+        """
+        Stanzas sent while the batch is open are counted in C{bytesSent} at
+        once, and written in one piece, stream by stream, when it closes;
+        once closed, each goes out when sent.
+        """
+        from dna.channel.stream import WriteBatch
+
+        batch = WriteBatch()
+        one, two = self.stream(batch), self.stream(batch)
+        batch.open()
+        one.send(self.message(1))
+        two.send(self.message(2))
+        one.send(self.message(3))
+        self.assertEqual(([], []), (one.transport.writes, two.transport.writes))
+        expected = (b"<message to='v@b.example' id='1'/>"
+                    b"<message to='v@b.example' id='3'/>")
+        self.assertEqual(len(expected), one.bytesSent)
+        batch.close()
+        self.assertEqual([expected], one.transport.writes)
+        self.assertEqual([b"<message to='v@b.example' id='2'/>"], two.transport.writes)
+        one.send(self.message(4))
+        self.assertEqual(b"<message to='v@b.example' id='4'/>", one.transport.writes[-1])
+
+    def test_nested(self):
+        """
+        A batch opened again while open writes when the outer one closes.
+        """
+        from dna.channel.stream import WriteBatch
+
+        batch = WriteBatch()
+        xs = self.stream(batch)
+        batch.open()
+        batch.open()
+        xs.send(self.message(1))
+        batch.close()
+        self.assertEqual([], xs.transport.writes)
+        batch.close()
+        self.assertEqual(1, len(xs.transport.writes))
+
+    def test_othersWriteHeldFirst(self):
+        """
+        What is not a stanza (an acknowledgement request, a stream error, a
+        footer) is written when sent, after the stanzas held: nothing is
+        reordered, and nothing is left behind when the stream closes.
+        """
+        from twisted.words.protocols.jabber import error
+        from twisted.words.xish import domish
+
+        from dna.channel.stream import WriteBatch
+
+        batch = WriteBatch()
+        xs = self.stream(batch)
+        xs.sendHeader()
+        batch.open()
+        xs.send(self.message(1))
+        xs.send(domish.Element(("urn:xmpp:sm:3", "r")))
+        xs.send(self.message(2))
+        xs.sendStreamError(error.StreamError("system-shutdown"))
+        written = b"".join(xs.transport.writes)
+        self.assertLess(written.index(b"id='1'"), written.index(b"<r xmlns"))
+        self.assertLess(written.index(b"<r xmlns"), written.index(b"id='2'"))
+        self.assertLess(written.index(b"id='2'"), written.index(b"system-shutdown"))
+        self.assertTrue(xs.transport.disconnecting)
+        batch.close()
+        self.assertEqual(written, b"".join(xs.transport.writes))
+
+    def test_flowSourceBatchesItsReads(self):
+        """
+        What handling one read of a L{dna.app.flow} source sends goes out as
+        one write per stream, before the read returns.
+        """
+        import collections
+
+        from twisted.internet.task import Clock
+        from twisted.words.protocols.jabber import xmlstream
+
+        from dna.app.flow import FlowControl
+        from dna.channel.stream import S2SStream
+
+        flow = FlowControl(collections.Counter(), Clock())
+        out = self.stream(None)
+        flow.sink(out)
+        source = S2SStream(xmlstream.Authenticator())
+        source.makeConnection(StringTransport())
+        flow.source(source)
+        source.addObserver("/message", out.send)
+        source.dataReceived(self.HEADER)
+        source.dataReceived(b"".join(
+            b"<message from='u@a.example' to='v@b.example' id='%d'/>" % (n,)
+            for n in range(5)))
+        self.assertEqual(1, len(out.transport.writes))
+        self.assertEqual(5, out.transport.writes[0].count(b"<message "))
+
+    def test_failedWriteForgetsNoStream(self):
+        """
+        When writing what one stream held raises, the streams after it are
+        written at the next close, and the failing one holds nothing more.
+        """
+        from dna.channel.stream import WriteBatch
+
+        batch = WriteBatch()
+        one, two = self.stream(batch), self.stream(batch)
+
+        def broken(data):
+            raise OSError("broken")
+
+        one.transport.write = broken
+        batch.open()
+        one.send(self.message(1))
+        two.send(self.message(2))
+        self.assertRaises(OSError, batch.close)
+        self.assertEqual([], two.transport.writes)
+        batch.open()
+        batch.close()
+        self.assertEqual([b"<message to='v@b.example' id='2'/>"], two.transport.writes)
+        self.assertIsNone(one._held)
 

@@ -53,6 +53,22 @@ class DomainOfTests(SynchronousTestCase):
                     "a..b", ".", "x@" + "a" * 64 + ".tld", "a." * 600 + "tld", 42]:
             self.assertRaises(InvalidAddress, domainOf, bad)
 
+    def test_remembered(self):
+        """
+        Addresses asked for again give the same domain, and an invalid one is
+        refused again; what is remembered is bounded.
+        """
+        from dna.core import names
+
+        self.patch(names, "_DOMAINS_KEPT", 3)
+        self.patch(names, "_domains", {})
+        for _ in range(2):
+            for n in range(5):
+                self.assertEqual("t%d.tld" % (n,), domainOf("u@T%d.tld/r" % (n,)))
+            self.assertRaises(InvalidAddress, domainOf, "romeo@")
+            self.assertLessEqual(len(names._domains), 3)
+        self.assertNotIn("romeo@", names._domains)
+
     def test_sameAsNormalizeDomain(self):
         """
         The domainpart of a JID is the domain L{normalizeDomain} gives for it

@@ -227,3 +227,36 @@ class LegacyWindowTests(SynchronousTestCase):
         self.failureResultOf(ds[0], AuthorizationRefused)
         sent = [r[0] for r in results(xs) if r[2] is None]
         self.assertEqual(names[:5], sent)
+
+
+class SentMemoryTests(AuthorizationTestMixin, SynchronousTestCase):
+    """
+    The ids of the last stanzas sent on a stream are remembered, so that
+    the peer's error replies to them are recognised.
+    """
+
+    initiating = True
+
+    def test_lastRemembered(self):
+        """
+        Of more than twice L{SENT_MEMORY} stanzas, the newest L{SENT_MEMORY}
+        are remembered and the oldest forgotten; a stanza without an id is
+        not remembered.
+        """
+        from twisted.words.xish import domish
+
+        from dna.core.authorization import SENT_MEMORY
+
+        pair = ("target.tld", "sender.tld")
+        self.authorization._revoked.add(pair)
+        total = 2 * SENT_MEMORY + 10
+        for n in range(total):
+            stanza = domish.Element(("jabber:server", "message"))
+            stanza["id"] = "m%d" % (n,)
+            self.authorization.rememberSent(stanza, *pair)
+        self.authorization.rememberSent(domish.Element(("jabber:server", "message")), *pair)
+        self.assertEqual(
+            [False, False, True, True],
+            [self.authorization._isReply(*pair, "m%d" % (n,))
+             for n in (0, SENT_MEMORY - 1, total - SENT_MEMORY, total - 1)])
+        self.assertFalse(self.authorization._isReply(*pair, None))
