@@ -327,9 +327,13 @@ def _prepared(profile, part, address):
 
 
 #: JID text -> its normalised domainpart, for L{domainOf} (cleared when
-#: full): one look-up per stanza address on the forwarding path.
+#: full): one look-up per stanza address on the forwarding path. Only
+#: addresses of at most L{_DOMAINS_KEY_MAX} characters are kept, so that a
+#: peer sending long distinct addresses (up to 3,071 octets each) cannot
+#: make it hold tens of megabytes: at most about 4 MB.
 _domains = {}
 _DOMAINS_KEPT = 16384
+_DOMAINS_KEY_MAX = 128
 
 
 def domainOf(address):
@@ -348,8 +352,9 @@ def domainOf(address):
         domain = _domains.get(address)
         if domain is None:
             domain = _splitJID(address)[1]
-            if len(_domains) >= _DOMAINS_KEPT:
-                _domains.clear()
-            _domains[address] = domain
+            if len(address) <= _DOMAINS_KEY_MAX:
+                if len(_domains) >= _DOMAINS_KEPT:
+                    _domains.clear()
+                _domains[address] = domain
         return domain
     return splitJID(address)[1]

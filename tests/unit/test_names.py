@@ -69,6 +69,21 @@ class DomainOfTests(SynchronousTestCase):
             self.assertLessEqual(len(names._domains), 3)
         self.assertNotIn("romeo@", names._domains)
 
+    def test_longAddressesNotRemembered(self):
+        """
+        Long addresses are answered but not remembered: a peer sending
+        distinct ones of thousands of octets cannot fill the memory with
+        them.
+        """
+        from dna.core import names
+
+        self.patch(names, "_domains", {})
+        address = "romeo@sender.tld/" + "r" * 1000
+        self.assertEqual("sender.tld", domainOf(address))
+        self.assertEqual({}, names._domains)
+        self.assertEqual("sender.tld", domainOf("romeo@sender.tld/r"))
+        self.assertEqual(["romeo@sender.tld/r"], list(names._domains))
+
     def test_sameAsNormalizeDomain(self):
         """
         The domainpart of a JID is the domain L{normalizeDomain} gives for it
