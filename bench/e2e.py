@@ -28,15 +28,17 @@ rounds):
   - C{e2e_stanzas_per_s}: N messages component to component through both
     servers over the open connection (a window of 2,000 in flight, as a
     component with flow control sends). The receiving components are real
-    XEP-0114 components (Twisted's, handshake and all), but once
-    authenticated they read with a bare expat parser that counts the
+    XEP-0114 components (Twisted's, handshake and all) that parse every
+    message with their C{XmlStream}, as the floor's receiver does, so that
+    the ratio compares like with like. With C{--lean-components} they
+    read, once authenticated, with a bare expat parser that counts the
     top-level C{<message/>} elements (L{MessageCounter}) instead of building
     a domish tree for each and dispatching it: every message is still
     received, parsed and counted, with 2 Python calls per message instead
-    of about 45 (C{_bench} fell from 11-17 to 4-5 us per stanza), so that
+    of about 45 (C{_bench} falls from 11-17 to 4-5 us per stanza), so that
     the bench process takes less of the two cores from the servers
-    measured. Prosody's components read the same way; the floor's receiver
-    still parses with an C{XmlStream}. C{e2e_cpu_us_per_stanza_a}, C{_b}:
+    measured; the floor's receiver still parses with an C{XmlStream}, so
+    C{e2e_vs_floor} is then not like for like. C{e2e_cpu_us_per_stanza_a}, C{_b}:
     CPU time of each server per stanza meanwhile (/proc/PID/stat), which
     depends less on what else the machine runs; C{_bench}, this process's
     (the components at both ends: on two cores the three processes share
@@ -210,12 +212,21 @@ class Inbox:
                 self._waiters.remove(waiter)
                 waiter[1].callback(None)
 
+    #: Whether the receiving components count with L{MessageCounter}
+    #: (C{--lean-components}) rather than parse with their C{XmlStream}.
+    lean = False
+
     def attach(self, xs):
         """
         Count the messages that reach C{xs}, an authenticated component
-        stream, from now on (L{MessageCounter}).
+        stream, from now on: with its own C{XmlStream} parsing each into a
+        domish tree and dispatching it, as the floor's receiver does; or,
+        when L{lean}, with a L{MessageCounter}.
         """
-        MessageCounter(xs, self)
+        if self.lean:
+            MessageCounter(xs, self)
+        else:
+            xs.addObserver("/message", lambda stanza: self.reached(self.count + 1))
 
     def waitFor(self, count, timeout):
         d = defer.Deferred()
@@ -664,9 +675,14 @@ def main():
                         help="rounds that also time Prosody as shipped (Nagle on)")
     parser.add_argument("--memory-rounds", type=int, default=1,
                         help="rounds that also measure RSS (10,000 bindings, 100 connections)")
+    parser.add_argument("--lean-components", action="store_true",
+                        help="the receiving components count messages with a bare expat "
+                             "parser instead of parsing them with their XmlStream (less CPU "
+                             "for the bench; the floor's receiver still uses an XmlStream)")
     parser.add_argument("--only", help=argparse.SUPPRESS)
     parser.add_argument("--floor-receiver", type=int, help=argparse.SUPPRESS)
     options, rest = parser.parse_known_args()
+    Inbox.lean = options.lean_components
     if options.floor_receiver:
         floorReceiver(options.floor_receiver, rest[0])
         return
