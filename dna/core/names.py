@@ -281,11 +281,27 @@ def splitJID(address):
     """
     if not isinstance(address, str):
         raise InvalidAddress(address)
+    if len(address) > _CACHED_MAX:
+        return _splitJIDText(address)
     return _splitJID(address)
+
+
+#: The longest address whose parts L{splitJID} and L{domainOf} remember:
+#: a peer sending distinct long addresses (up to 3,071 octets each) must
+#: not make the caches hold tens of megabytes (16,384 entries each, keys of
+#: at most 128 characters: a few megabytes).
+_CACHED_MAX = 128
 
 
 @functools.lru_cache(maxsize=16384)
 def _splitJID(address):
+    """
+    L{splitJID} for text of at most L{_CACHED_MAX} characters, remembered.
+    """
+    return _splitJIDText(address)
+
+
+def _splitJIDText(address):
     """
     L{splitJID} for text.
     """
@@ -328,12 +344,9 @@ def _prepared(profile, part, address):
 
 #: JID text -> its normalised domainpart, for L{domainOf} (cleared when
 #: full): one look-up per stanza address on the forwarding path. Only
-#: addresses of at most L{_DOMAINS_KEY_MAX} characters are kept, so that a
-#: peer sending long distinct addresses (up to 3,071 octets each) cannot
-#: make it hold tens of megabytes: at most about 4 MB.
+#: addresses of at most L{_CACHED_MAX} characters are kept.
 _domains = {}
 _DOMAINS_KEPT = 16384
-_DOMAINS_KEY_MAX = 128
 
 
 def domainOf(address):
@@ -351,10 +364,11 @@ def domainOf(address):
     if address.__class__ is str:
         domain = _domains.get(address)
         if domain is None:
+            if len(address) > _CACHED_MAX:
+                return _splitJIDText(address)[1]
             domain = _splitJID(address)[1]
-            if len(address) <= _DOMAINS_KEY_MAX:
-                if len(_domains) >= _DOMAINS_KEPT:
-                    _domains.clear()
-                _domains[address] = domain
+            if len(_domains) >= _DOMAINS_KEPT:
+                _domains.clear()
+            _domains[address] = domain
         return domain
     return splitJID(address)[1]

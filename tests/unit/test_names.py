@@ -78,9 +78,12 @@ class DomainOfTests(SynchronousTestCase):
         from dna.core import names
 
         self.patch(names, "_domains", {})
+        names._splitJID.cache_clear()
         address = "romeo@sender.tld/" + "r" * 1000
         self.assertEqual("sender.tld", domainOf(address))
+        self.assertEqual(("romeo", "sender.tld", "r" * 1000), splitJID(address))
         self.assertEqual({}, names._domains)
+        self.assertEqual(0, names._splitJID.cache_info().currsize)
         self.assertEqual("sender.tld", domainOf("romeo@sender.tld/r"))
         self.assertEqual(["romeo@sender.tld/r"], list(names._domains))
 
