@@ -349,6 +349,11 @@ class StreamAcks:
         self._acked = h
         if newly:
             self._stopSilence()
+            if self.unacked:
+                # Progress, but stanzas are still kept (a request went out
+                # after each): the peer has another while to acknowledge
+                # them, or it went silent after this answer.
+                self._silence = self._clock.callLater(self._ackTimeout, self._timedOut)
         if newly and self._deadline is not None:
             self._stopDeadline()
             if self.full:

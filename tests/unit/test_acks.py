@@ -68,6 +68,31 @@ class StreamAcksTests(SynchronousTestCase):
         self.clock.advance(DEFAULT_ACK_TIMEOUT)
         self.assertEqual("connection-timeout", self.xs.streamError)
 
+    def test_silentAfterPartialAnswer(self):
+        """
+        A peer that acknowledges part of what is kept, then goes silent (a
+        black hole starting in the middle of a burst), is noticed too: the
+        partial answer gives it another C{ackTimeout}, not forever.
+        """
+        for i in range(6):
+            self.acks.sent(stanza(stanzaID=str(i)))
+        self.assertEqual(2, len(smElements(self.xs, "r")))
+        receive(self.xs, "<a xmlns='urn:xmpp:sm:3' h='3'/>")
+        self.assertEqual(3, len(self.acks.unacked))
+        self.clock.advance(DEFAULT_ACK_TIMEOUT - 1)
+        self.assertIsNone(self.xs.streamError)
+        self.clock.advance(1)
+        self.assertEqual("connection-timeout", self.xs.streamError)
+
+    def test_answerOfAllStopsTheClock(self):
+        """
+        Once everything kept is acknowledged, no time-out runs.
+        """
+        for i in range(3):
+            self.acks.sent(stanza(stanzaID=str(i)))
+        receive(self.xs, "<a xmlns='urn:xmpp:sm:3' h='3'/>")
+        self.assertEqual([], self.clock.getDelayedCalls())
+
     def test_oneRequestPerEvery(self):
         """
         A burst asks once per C{every} stanzas, not once per stanza while
