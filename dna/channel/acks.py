@@ -157,6 +157,8 @@ class StreamAcks:
         self._abort = None
         # the time-out of an unanswered request (L{_request})
         self._silence = None
+        # whether an <r/> went out since the last answer
+        self._askedSinceAnswer = False
         self._enabled = False
         self._lastAnswered = None
         self._progress = None
@@ -290,10 +292,11 @@ class StreamAcks:
         # the document to the peer, which then refuses the whole stream).
         if self._xs.transport is not None and not getattr(self._xs, "footerSent", False):
             self._xs.send(_REQUEST_ELEMENT)
+            self._askedSinceAnswer = True
             if self.unacked and self._silence is None:
                 # A peer that answers nothing for ackTimeout while we keep
                 # stanzas is gone (a black hole), full or not.
-                self._silence = self._clock.callLater(self._ackTimeout, self._timedOut)
+                self._silence = self._clock.callLater(self._ackTimeout, self._silent)
 
     def _onRequest(self, element):
         element.handled = True
@@ -347,13 +350,15 @@ class StreamAcks:
                 dropped += dropSize()
             self.unackedBytes -= dropped
         self._acked = h
+        self._askedSinceAnswer = False
         if newly:
             self._stopSilence()
             if self.unacked:
-                # Progress, but stanzas are still kept (a request went out
-                # after each): the peer has another while to acknowledge
-                # them, or it went silent after this answer.
-                self._silence = self._clock.callLater(self._ackTimeout, self._timedOut)
+                # Progress, but stanzas are still kept: if the peer says
+                # nothing more for ackTimeout, ask once more (it may have
+                # answered before the rest arrived, and a plain XEP-0198
+                # peer answers only requests), then give up after another.
+                self._silence = self._clock.callLater(self._ackTimeout, self._silent)
         if newly and self._deadline is not None:
             self._stopDeadline()
             if self.full:
@@ -362,6 +367,19 @@ class StreamAcks:
                 self._request()
             elif self._onRoom is not None:
                 self._onRoom()
+
+    def _silent(self):
+        """
+        Nothing acknowledged for ackTimeout while stanzas are kept: closed
+        if a request went unanswered all that time, else asked once more.
+        """
+        self._silence = None
+        if self._askedSinceAnswer or self._xs.transport is None:
+            self._timedOut()
+            return
+        self._request()
+        if self._silence is None and self.unacked:
+            self._silence = self._clock.callLater(self._ackTimeout, self._silent)
 
     def _stopSilence(self):
         if self._silence is not None and self._silence.active():

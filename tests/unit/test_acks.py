@@ -71,18 +71,37 @@ class StreamAcksTests(SynchronousTestCase):
     def test_silentAfterPartialAnswer(self):
         """
         A peer that acknowledges part of what is kept, then goes silent (a
-        black hole starting in the middle of a burst), is noticed too: the
-        partial answer gives it another C{ackTimeout}, not forever.
+        black hole starting in the middle of a burst), is noticed too: after
+        C{ackTimeout} without a word it is asked again (the answer may have
+        left before the rest arrived), and after another the stream closes.
         """
         for i in range(6):
             self.acks.sent(stanza(stanzaID=str(i)))
         self.assertEqual(2, len(smElements(self.xs, "r")))
         receive(self.xs, "<a xmlns='urn:xmpp:sm:3' h='3'/>")
         self.assertEqual(3, len(self.acks.unacked))
+        self.clock.advance(DEFAULT_ACK_TIMEOUT)
+        self.assertIsNone(self.xs.streamError)
+        self.assertEqual(3, len(smElements(self.xs, "r")))
         self.clock.advance(DEFAULT_ACK_TIMEOUT - 1)
         self.assertIsNone(self.xs.streamError)
         self.clock.advance(1)
         self.assertEqual("connection-timeout", self.xs.streamError)
+
+    def test_partialAnswerThenRest(self):
+        """
+        A peer that answers only requests, and answered one before the rest
+        arrived, is asked again and keeps its stream by answering.
+        """
+        for i in range(3):
+            self.acks.sent(stanza(stanzaID=str(i)))
+        receive(self.xs, "<a xmlns='urn:xmpp:sm:3' h='1'/>")
+        self.clock.advance(DEFAULT_ACK_TIMEOUT)
+        self.assertEqual(2, len(smElements(self.xs, "r")))
+        receive(self.xs, "<a xmlns='urn:xmpp:sm:3' h='3'/>")
+        self.clock.advance(10 * DEFAULT_ACK_TIMEOUT)
+        self.assertIsNone(self.xs.streamError)
+        self.assertEqual([], list(self.acks.unacked))
 
     def test_answerOfAllStopsTheClock(self):
         """
