@@ -197,10 +197,6 @@ class DNAListenAuthenticator(xmlstream.ListenAuthenticator):
         if names is None:
             return
         ourName, peerName = names
-        if not self._tls and self._dane is not None:
-            # The TLSA records of the name it gives are looked up during
-            # the handshake, not after it (the check after TLS is unchanged).
-            self._dane.prefetch(peerName)
         if self._tls and self._dane is not None:
             d = self._dane.verify(xs.transport, peerName)
             d.addCallbacks(self._checked, self._refuse, callbackArgs=(xs, ourName),

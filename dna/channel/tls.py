@@ -591,17 +591,6 @@ class DANEPeerVerifier:
         self._clock = clock
         self._port = port
 
-    def prefetch(self, peerName):
-        """
-        Start looking up the TLSA records of C{peerName}, named by the
-        peer's stream header before TLS: L{verify}, once the handshake is
-        done and the header repeated, finds the outcome cached or on its
-        way instead of asking DNS only then (a round trip or more to a cold
-        resolver, after the handshake). Nothing is decided here: L{verify}
-        checks the name given after TLS, whatever this one was.
-        """
-        self._tlsa.lookup(peerName, self._port)
-
     def verify(self, transport, peerName):
         """
         Check the peer's certificate for C{peerName}.

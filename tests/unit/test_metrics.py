@@ -528,8 +528,5 @@ class _RefusingDANE:
     def __init__(self, refusal):
         self._refusal = refusal
 
-    def prefetch(self, name):
-        pass
-
     def verify(self, transport, name):
         return fail(self._refusal)

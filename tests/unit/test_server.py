@@ -75,38 +75,6 @@ class ListenAuthenticatorTests(SynchronousTestCase):
         self.assertIn("<proceed xmlns='%s'/>" % (NS_TLS,), self.output())
         self.assertIs(self.context, self.transport.tlsStarted)
 
-    def test_daneLookedUpDuringHandshake(self):
-        """
-        With DANE, the TLSA records of the name the peer gives before TLS
-        are looked up at once, before C{<starttls/>}: the check after TLS
-        need not wait for DNS. Nothing is verified then.
-        """
-        from twisted.internet.defer import Deferred
-        from twisted.internet.task import Clock
-
-        from dna.channel.tls import DANEPeerVerifier
-
-        asked = []
-
-        class TLSA:
-            def lookup(self, serverName, port):
-                asked.append((serverName, port))
-                return Deferred()
-
-        verifier = DANEPeerVerifier(TLSA(), object(), Clock())
-        verified = []
-        self.patch(verifier, "verify", lambda *args: verified.append(args))
-        authenticator = DNAListenAuthenticator(
-            frozenset(["xmpp1.receiving.tld"]), self.context,
-            lambda *args: self.authenticated.append(args), dane=verifier)
-        self.xs = S2SStream(authenticator)
-        self.transport = TLSStringTransport()
-        self.xs.makeConnection(self.transport)
-        self.header(to="xmpp1.receiving.tld", from_="xmpp1.originating.tld")
-        self.assertEqual([("xmpp1.originating.tld", 5269)], asked)
-        self.assertEqual([], verified)
-        self.assertIn("<starttls", self.output())
-
     def test_unknownHost(self):
         """
         A stream to a name we do not serve is refused with
