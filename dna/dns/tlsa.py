@@ -98,7 +98,10 @@ def decide(serverName, port, addresses, tlsa=None):
         were not asked (insecure or failed addresses).
     @rtype: L{TLSAResult}
     """
-    where = f"{tlsaName(serverName, port).to_text(omit_final_dot=True)} TLSA"
+    try:
+        where = f"{tlsaName(serverName, port).to_text(omit_final_dot=True)} TLSA"
+    except dns.name.NameTooLong:
+        where = None
     if addresses.status == INSECURE:
         return TLSAResult(serverName, port, NO_DANE,
                           reason=f"the address records of {serverName} are insecure: "
@@ -108,6 +111,11 @@ def decide(serverName, port, addresses, tlsa=None):
                           reason=f"the address records of {serverName} are "
                           f"{addresses.status}: {addresses.reason}", ttl=addresses.ttl,
                           dnssec=addresses.status)
+    if where is None:
+        return TLSAResult(serverName, port, NO_DANE,
+                          reason=f"_{int(port)}._tcp.{serverName} is longer than a DNS "
+                          f"name may be: no TLSA record can exist, no DANE",
+                          ttl=addresses.ttl)
     ttl = min(addresses.ttl, tlsa.ttl)
     if tlsa.status == INSECURE:
         return TLSAResult(serverName, port, NO_DANE,
@@ -205,17 +213,25 @@ class TLSALookup:
         # them: one round trip instead of two to a cold resolver, on the way
         # of every first connection. They count only when the addresses are
         # secure (decide); otherwise the question is withdrawn.
-        tlsaAsked = self._validator.validate(tlsaName(serverName, port),
-                                             dns.rdatatype.TLSA, now)
+        try:
+            owner = tlsaName(serverName, port)
+        except dns.name.NameTooLong:
+            # No TLSA record can exist (decide says so).
+            owner = None
+        tlsaAsked = None
+        if owner is not None:
+            tlsaAsked = self._validator.validate(owner, dns.rdatatype.TLSA, now)
         try:
             addresses = yield self._validator.validate(name, dns.rdatatype.A, now)
             if addresses.status == SECURE and addresses.rrset is None:
                 addresses = yield self._validator.validate(name, dns.rdatatype.AAAA, now)
         except BaseException:
-            _withdraw(tlsaAsked)
+            if tlsaAsked is not None:
+                _withdraw(tlsaAsked)
             raise
-        if addresses.status != SECURE:
-            _withdraw(tlsaAsked)
+        if addresses.status != SECURE or tlsaAsked is None:
+            if tlsaAsked is not None:
+                _withdraw(tlsaAsked)
             return decide(serverName, port, addresses)
         tlsa = yield tlsaAsked
         result = decide(serverName, port, addresses, tlsa)

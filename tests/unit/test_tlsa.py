@@ -163,6 +163,23 @@ class TLSALookupTests(SynchronousTestCase):
         self.assertEqual(DANE, self.successResultOf(d).status)
         self.assertEqual([], self.validator.cancelled)
 
+    def test_nameTooLongForTLSA(self):
+        """
+        A server name too long to carry C{_5269._tcp.} in front (a valid
+        domain of about 250 octets) has no TLSA record: the lookup does not
+        fail, asks only for the addresses, and says there is no DANE.
+        """
+        name = ".".join(["a" * 63] * 3 + ["b" * 50, "example"])
+        self.validator.answers[(name + ".", "A")] = Validation(SECURE, A, ttl=300)
+        result = self.successResultOf(self.lookup.lookup(name, 5269))
+        self.assertEqual(NO_DANE, result.status)
+        self.assertIn("no TLSA record can exist", result.reason)
+        self.assertEqual([(name + ".", "A")], self.validator.asked)
+        self.validator.answers[("x." + name + ".", "A")] = Validation(
+            INSECURE, None, "unsigned", ttl=300)
+        self.assertEqual(NO_DANE, self.successResultOf(
+            self.lookup.lookup("x." + name, 5269)).status)
+
     def test_tlsaWithdrawn(self):
         """
         When the addresses are not secure, the outcome does not wait for
