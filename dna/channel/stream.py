@@ -634,6 +634,11 @@ def _simpleXml(element, namespace, write):
     return True
 
 
+#: The most bytes a stream holds in a L{WriteBatch} before writing them
+#: (flow control sees only what reaches the transport).
+HOLD_LIMIT = 64 * 1024
+
+
 class WriteBatch:
     """
     Holds the stanzas that streams send while it is open, and writes each
@@ -756,9 +761,16 @@ class ForwardingStream(xmlstream.XmlStream):
                 held = self._held
                 if held is None:
                     self._held = [data]
+                    self._heldBytes = len(data)
                     batch.holding.append(self)
-                else:
-                    held.append(data)
+                    return
+                held.append(data)
+                self._heldBytes += len(data)
+                if self._heldBytes < HOLD_LIMIT:
+                    return
+                # Past the limit, what is held goes to the transport now, so
+                # that its buffer, which flow control watches, says it.
+                self.flushWrites()
                 return
         if self._held is not None:
             self.flushWrites()

@@ -611,6 +611,28 @@ class WriteBatchTests(SynchronousTestCase):
         one.send(self.message(4))
         self.assertEqual(b"<message to='v@b.example' id='4'/>", one.transport.writes[-1])
 
+    def test_heldBounded(self):
+        """
+        A stream holds at most L{HOLD_LIMIT} bytes: past it, what it holds
+        is written at once (flow control watches the transport's buffer,
+        which must say how much waits), and it holds anew after.
+        """
+        from dna.channel import stream
+        from dna.channel.stream import WriteBatch
+
+        self.patch(stream, "HOLD_LIMIT", 100)
+        size = len(b"<message to='v@b.example' id='1'/>")
+        batch = WriteBatch()
+        xs = self.stream(batch)
+        batch.open()
+        for n in range(1, 4):
+            xs.send(self.message(n))
+        self.assertEqual([size * 3], [len(w) for w in xs.transport.writes])
+        xs.send(self.message(4))
+        self.assertEqual(1, len(xs.transport.writes))
+        batch.close()
+        self.assertEqual([size * 3, size], [len(w) for w in xs.transport.writes])
+
     def test_nested(self):
         """
         A batch opened again while open writes when the outer one closes.
