@@ -43,7 +43,9 @@ C{<connection-timeout/>}, so that what it kept goes the way of every stream
 that ends unacknowledged: sent again on another stream, or bounced. Any
 C{<r/>} sent while stanzas are kept has the same C{ackTimeout}, full or not:
 a black hole under light traffic never fills the stream, and must not keep
-its stanzas until the peer restarts (which would deliver them again).
+its stanzas until the peer restarts (which would deliver them again). After
+an answer that leaves stanzas kept, C{ackTimeout} of silence brings one more
+C{<r/>}, and that one's C{ackTimeout} the close.
 """
 
 import collections
