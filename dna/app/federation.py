@@ -365,15 +365,15 @@ class Federation:
                 authorization.acks is not None and peerOffersDelivery(xs)
                 and not getattr(authorization, "legacy", False)
             )
-            authorization.lateGrant = (
-                lambda sender, target, count:
-                self._resumeDelivery((sender, target), streamID, count)
-            )
         else:
             authorization.acks = StreamAcks.accept(
                 xs, handledCount, self._resend, self._clock, **acksOptions
             )
             authorization.revokeElsewhere = self._revokeElsewhere
+        authorization.lateGrant = (
+            lambda sender, target, count:
+            self._resumeDelivery((sender, target), streamID, count)
+        )
         if self.flow is not None:
             # Past the high-water mark the stream takes no more stanzas; the
             # components feeding it pause until what waited has gone.

@@ -209,7 +209,8 @@ class StreamAuthorization:
     #: The peer's certificate once read (L{_peerCertificate}).
     _certificate = _UNREAD
     #: Whether our requests on this stream carry an epoch (the peer offered
-    #: the delivery feature and acknowledgements are on).
+    #: the delivery feature and acknowledgements are on; on a stream the
+    #: peer opened, once it asked us with an epoch).
     delivery = False
     #: Called with (streamID, local, remote) to revoke a pair on another
     #: stream when a request with an epoch moves it here; L{None} to unbind
@@ -656,6 +657,14 @@ class StreamAuthorization:
         """
         epoch = result.getAttribute(EPOCH)
         self._requestEpoch = epoch if validEpoch(epoch) else None
+        if (self._requestEpoch is not None and not self.initiating
+                and not self.delivery and self.acks is not None):
+            # On a stream the peer opened, nobody offers us the delivery
+            # feature: a peer that asks with epochs counts deliveries as a
+            # Receiving Server too, so what we piggyback here (bidi) is
+            # counted and resumed like on a stream we open, not sent twice
+            # after a break.
+            self.delivery = True
         if self._admitRequest(sender, target):
             self._checkRequest(sender, target, result)
 

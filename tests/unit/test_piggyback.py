@@ -98,12 +98,12 @@ class _Connection:
     stream, set up as the service does after negotiation.
     """
 
-    def __init__(self, a, b, sid, bidi=True, acks=True):
+    def __init__(self, a, b, sid, bidi=True, acks=True, delivery=False):
         self.sid = sid
         self.a = _started(sid, SERVER_A, SERVER_B)
         self.b = _started(sid, SERVER_B, SERVER_A)
         if acks:
-            self.a.features = {(NS_SM, "sm"): smFeature()}
+            self.a.features = {(NS_SM, "sm"): smFeature(delivery)}
         a.service._streamConnected(self.a)
         self.aAuth = a.federation.streamAuthenticated(
             self.a, initiating=True, serverNames=[SERVER_B], bidi=bidi)
@@ -319,6 +319,43 @@ class ServicePiggybackTests(SynchronousTestCase):
         self.assertEqual([], self.reactor.tcpClients)
         self.assertEqual([], [s for s in self.b.delivered if s.getAttribute("type") == "error"])
         self.assertEqual(4, self.b.federation.counters["acks-resent"])
+
+    def test_piggybackedResumedByCount(self):
+        """
+        A peer that asks with epochs on the bidi stream it opened counts
+        deliveries: B's requests there carry epochs too, so a stanza A
+        handled whose acknowledgement the break swallowed is not sent again
+        on the next stream (the grant's count says A had it).
+        """
+        self.link = link = _Connection(self.a, self.b, "s1", delivery=True)
+        self.a.service.send(chatMessage("romeo@sender.tld", "juliet@target.tld", "a1"))
+        link.pump()
+        self.assertTrue(link.bAuth.delivery)
+        self.b.service.send(chatMessage("juliet@target.tld", "romeo@sender.tld", "b1"))
+        link.pump()
+        self.b.service.send(chatMessage("juliet@target.tld", "romeo@sender.tld", "b2"))
+        # b2 reaches A; A's acknowledgement is lost with the connection.
+        # B's delegation look-up for a stream of its own takes a while.
+        data = link.b.transport.value()
+        link.b.transport.clear()
+        link.a.dataReceived(data)
+        link.a.transport.clear()
+        self.b.checker.paused = True
+        link.close()
+        self.assertEqual(["b1", "b2"], self.a.ids())
+        # Meanwhile A connects again, with bidi, and asks with an epoch.
+        second = _Connection(self.a, self.b, "s2", delivery=True)
+        self.a.service.send(chatMessage("romeo@sender.tld", "juliet@target.tld", "a2"))
+        second.pump()
+        self.b.checker.release()
+        second.pump()
+        self.reactor.advance(1)
+        second.pump()
+        self.b.service.send(chatMessage("juliet@target.tld", "romeo@sender.tld", "b3"))
+        second.pump()
+        self.assertEqual(["b1", "b2", "b3"], self.a.ids())
+        self.assertEqual(1, self.b.federation.counters["delivery-deduplicated"])
+        self.assertEqual([], [s for s in self.b.delivered if s.getAttribute("type") == "error"])
 
     def test_closeUnregistersProducer(self):
         """
