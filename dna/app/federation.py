@@ -698,11 +698,7 @@ class Federation:
             streamID = self.tables.route(sender, target)
             if streamID is not None:
                 authorization = self.streams[streamID]
-                acks = authorization.acks
-                flow = self.flow
-                if not ((acks is not None and acks.full)
-                        or (flow is not None and flow.isFull(streamID))):
-                    # As _isFull says, without the call.
+                if not self._isFull(authorization):
                     self._transmit(authorization, stanza, sender, target)
                     return
             if self._overLimit(0, sender, target, stanza):

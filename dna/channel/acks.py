@@ -265,9 +265,7 @@ class StreamAcks:
         self._sizes.append(size)
         self.unackedBytes += size
         self._sinceRequest += 1
-        if self._deadline is None and (
-                len(self.unacked) >= self._maxUnacked
-                or self.unackedBytes >= self._maxUnackedBytes):
+        if self._deadline is None and self.full:
             self._report(
                 "acks-full",
                 "Stream {streamID}: {count} stanzas ({size} bytes) unacknowledged: "

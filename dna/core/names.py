@@ -286,10 +286,10 @@ def splitJID(address):
     return _splitJID(address)
 
 
-#: The longest address whose parts L{splitJID} and L{domainOf} remember:
+#: The longest address whose parts L{splitJID} (and so L{domainOf}) remember:
 #: a peer sending distinct long addresses (up to 3,071 octets each) must
-#: not make the caches hold tens of megabytes (16,384 entries each, keys of
-#: at most 128 characters: a few megabytes).
+#: not make the cache hold tens of megabytes (16,384 entries, keys of at
+#: most 128 characters: a few megabytes).
 _CACHED_MAX = 128
 
 
@@ -342,13 +342,6 @@ def _prepared(profile, part, address):
     return prepared
 
 
-#: JID text -> its normalised domainpart, for L{domainOf} (cleared when
-#: full): one look-up per stanza address on the forwarding path. Only
-#: addresses of at most L{_CACHED_MAX} characters are kept.
-_domains = {}
-_DOMAINS_KEPT = 16384
-
-
 def domainOf(address):
     """
     Return the normalised domainpart of a JID.
@@ -361,14 +354,8 @@ def domainOf(address):
     @raise InvalidAddress: When C{address} is not a valid JID (see
         L{splitJID}).
     """
-    if address.__class__ is str:
-        domain = _domains.get(address)
-        if domain is None:
-            if len(address) > _CACHED_MAX:
-                return _splitJIDText(address)[1]
-            domain = _splitJID(address)[1]
-            if len(_domains) >= _DOMAINS_KEPT:
-                _domains.clear()
-            _domains[address] = domain
-        return domain
+    if address.__class__ is str and len(address) <= _CACHED_MAX:
+        # Straight to the remembered parts: one call per stanza address on
+        # the forwarding path.
+        return _splitJID(address)[1]
     return splitJID(address)[1]

@@ -88,6 +88,17 @@ def tlsaName(serverName, port):
                          + absoluteName(serverName).labels)
 
 
+def _tlsaOwner(serverName, port):
+    """
+    L{tlsaName}, or L{None} when the server name is too long to carry
+    C{_PORT._tcp.} in front: no TLSA record can exist for it.
+    """
+    try:
+        return tlsaName(serverName, port)
+    except dns.name.NameTooLong:
+        return None
+
+
 def decide(serverName, port, addresses, tlsa=None):
     """
     The pure decision of RFC 7673 section 3 on the validations of a
@@ -98,10 +109,8 @@ def decide(serverName, port, addresses, tlsa=None):
         were not asked (insecure or failed addresses).
     @rtype: L{TLSAResult}
     """
-    try:
-        where = f"{tlsaName(serverName, port).to_text(omit_final_dot=True)} TLSA"
-    except dns.name.NameTooLong:
-        where = None
+    owner = _tlsaOwner(serverName, port)
+    where = None if owner is None else f"{owner.to_text(omit_final_dot=True)} TLSA"
     if addresses.status == INSECURE:
         return TLSAResult(serverName, port, NO_DANE,
                           reason=f"the address records of {serverName} are insecure: "
@@ -213,11 +222,7 @@ class TLSALookup:
         # them: one round trip instead of two to a cold resolver, on the way
         # of every first connection. They count only when the addresses are
         # secure (decide); otherwise the question is withdrawn.
-        try:
-            owner = tlsaName(serverName, port)
-        except dns.name.NameTooLong:
-            # No TLSA record can exist (decide says so).
-            owner = None
+        owner = _tlsaOwner(serverName, port)
         tlsaAsked = None
         if owner is not None:
             tlsaAsked = self._validator.validate(owner, dns.rdatatype.TLSA, now)

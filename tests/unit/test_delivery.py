@@ -255,11 +255,12 @@ class ResumptionTests(SynchronousTestCase):
         self.servers = _Ordered(acks=True, delivery=True)
         self.addCleanup(self.servers.stop)
 
-    def test_handledBeforeBreakNotSentTwice(self):
+    def handledUnacknowledged(self):
         """
-        A message B handled just before the connection broke, whose
-        acknowledgement was lost, is not sent again: the grant on the next
-        connection says B handled it.
+        Open a connection on which A sends m1, acknowledged, then m2, which
+        B handles; B's answer to m2 has not left B.
+
+        @return: The connection.
         """
         servers = self.servers
         first = servers.connect()
@@ -267,6 +268,16 @@ class ResumptionTests(SynchronousTestCase):
         servers.pump()
         servers.send("a1.tld", "b1.tld")
         servers.moveBytes(first, "ab")
+        return first
+
+    def test_handledBeforeBreakNotSentTwice(self):
+        """
+        A message B handled just before the connection broke, whose
+        acknowledgement was lost, is not sent again: the grant on the next
+        connection says B handled it.
+        """
+        servers = self.servers
+        first = self.handledUnacknowledged()
         second = servers.connect()
         # B's <a/> is lost with the connection.
         servers.close(first)
@@ -312,11 +323,7 @@ class ResumptionTests(SynchronousTestCase):
             return establish(sender, target)
 
         servers.a._establish = counting
-        first = servers.connect()
-        servers.send("a1.tld", "b1.tld")
-        servers.pump()
-        servers.send("a1.tld", "b1.tld")
-        servers.moveBytes(first, "ab")
+        first = self.handledUnacknowledged()
         # B's <a/> for m2 is lost with the connection; no other is open.
         servers.close(first)
         self.assertEqual(1, servers.a.counters["delivery-resume-failed"])
@@ -351,11 +358,7 @@ class ResumptionTests(SynchronousTestCase):
         from dna.core.proofs import INDETERMINATE, DelegationVerdict
 
         servers = self.servers
-        first = servers.connect()
-        servers.send("a1.tld", "b1.tld")
-        servers.pump()
-        servers.send("a1.tld", "b1.tld")
-        servers.moveBytes(first, "ab")
+        first = self.handledUnacknowledged()
         # B handled m2; its <a/> is lost with the connection, and B's
         # resolver is down when A asks again.
         isDelegated = servers.checker.isDelegated
