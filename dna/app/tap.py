@@ -180,10 +180,17 @@ def twistdLogObserver():
     The observer twistd's C{--logger} makes for C{twistd dna}
     (L{logObserver} with what L{Options} kept). Writing to a file, it
     reopens a new one on C{SIGUSR1}, as twistd does, unless that signal is
-    handled already.
+    handled already. The level becomes the process's
+    (L{dna.core.loglevel.setLeastLevel}).
     """
+    from twisted.logger import LogLevel
+
+    from dna.core.loglevel import setLeastLevel
+
     logfile, nodaemon, logFormat, level = _twistdLog
     observer = logObserver(logfile, nodaemon, logFormat, level)
+    # Events below the level are not even made where that costs (per pair).
+    setLeastLevel(LogLevel.levelWithName(level))
     output = observer.output
     if output is not sys.stdout:
         import signal

@@ -25,8 +25,10 @@ before anything newer of the pair (L{dna.app.federation.Federation}). No
 byte is added to any stanza. Once a pair is counted on a stream, the
 Receiving Server also sends C{<a/>} unrequested after each read in which it
 handled stanzas of such pairs (L{StreamAcks.answerEagerly}), so that little
-is left unacknowledged if it dies. Processes that die lose what they held: the
-guarantee holds while both run.
+is left unacknowledged if it dies; a C{<r/>} that came in the read is
+answered by that same C{<a/>}, one per read. A sender whose peer answers
+unasked requests less often (L{EAGER_PEER_FACTOR}): the answers come anyway.
+Processes that die lose what they held: the guarantee holds while both run.
 
 The Receiving Server offers C{<sm xmlns='urn:xmpp:sm:3'/>}; the Originating
 Server sends C{<enable/>} and starts counting at once; the Receiving Server
@@ -63,6 +65,11 @@ _log = Logger()
 
 #: Ask for an acknowledgement after this many unacknowledged stanzas...
 DEFAULT_ACK_EVERY = 64
+#: ...or, once the peer has answered unasked (a Receiving Server that counts
+#: deliveries answers after each read: L{StreamAcks.answerEagerly}), this
+#: many times as many: its answers come anyway, and each request costs it
+#: an answer of its own.
+EAGER_PEER_FACTOR = 8
 #: ...or this many seconds after the first one, whichever comes first.
 DEFAULT_ACK_DELAY = 0.05
 
@@ -165,6 +172,12 @@ class StreamAcks:
         self._lastAnswered = None
         self._progress = None
         self._lastProgress = None
+        # whether a request came in the read being handled, to be answered
+        # after it (eager answers: one <a/> per read)
+        self._requested = False
+        # whether the peer answered when we had not asked since its last
+        # answer
+        self._peerEager = False
         xs.addObserver(REQUEST, self._onRequest)
         xs.addObserver(ANSWER, self._onAnswer)
         xs.addOnetimeObserver(STREAM_CLOSING_EVENT, self._onClosing)
@@ -206,7 +219,9 @@ class StreamAcks:
         C{progress()} changed: once the peer resumes a pair's delivery on
         this stream, C{progress} counts the stanzas of such pairs handled,
         so that a Receiving Server that dies leaves as few of them
-        unacknowledged as it can.
+        unacknowledged as it can. A request that comes in a read is
+        answered after it too, by the same C{<a/>}: one answer per read,
+        with what the whole read handled.
 
         @param progress: A callable returning a number.
         """
@@ -223,10 +238,13 @@ class StreamAcks:
 
     def _afterRead(self):
         progress = self._progress()
+        requested, self._requested = self._requested, False
         if progress != self._lastProgress:
             self._lastProgress = progress
-            if self._enabled and self.handled != self._lastAnswered and self._xs.transport is not None:
-                self._answer()
+            if self.handled != self._lastAnswered:
+                requested = True
+        if requested and self._enabled and self._xs.transport is not None:
+            self._answer()
 
     @property
     def enabled(self):
@@ -275,7 +293,8 @@ class StreamAcks:
             )
             self._deadline = self._clock.callLater(self._ackTimeout, self._timedOut)
             self._request()
-        elif self._sinceRequest >= self._every:
+        elif self._sinceRequest >= (
+                self._every * EAGER_PEER_FACTOR if self._peerEager else self._every):
             # One request per `every` stanzas, however many are unanswered:
             # during a burst the answers cannot come back in time.
             self._request()
@@ -300,6 +319,10 @@ class StreamAcks:
 
     def _onRequest(self, element):
         element.handled = True
+        if self._xs.afterRead is not None and self._xs.reading:
+            # Answered after the read, with the rest of what it handled.
+            self._requested = True
+            return
         self._answer()
 
     def _answer(self):
@@ -328,6 +351,8 @@ class StreamAcks:
             self._xs.sendStreamError(error.StreamError("bad-format"))
             return
         newly = (h - self._acked) % _MODULUS
+        if newly and not self._askedSinceAnswer:
+            self._peerEager = True
         if newly > len(self.unacked):
             _log.info(
                 "Stream {streamID}: peer acknowledged {h}, more than we sent",

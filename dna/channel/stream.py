@@ -816,8 +816,10 @@ class ForwardingStream(xmlstream.XmlStream):
         those that match every element of that name (C{"/*"},
         C{"/message"}: no predicate, no child); C{calls} are the callbacks
         as C{(key, method, args, kwargs, onetime)}, as Twisted would list
-        them. Kept per stanza name until the observers change (one-time
-        observers that fire change them).
+        them. Kept until the observers change (one-time observers that fire
+        change them), for the stanza names and the names an observer's
+        query names (C{<db:result/>}, C{<a/>}): a few, whatever the peer
+        sends.
         """
         plans = self._plans
         if plans is None:
@@ -825,23 +827,26 @@ class ForwardingStream(xmlstream.XmlStream):
         plan = plans.get(name)
         if plan is None:
             plan = []
+            named = name in STANZA_NAMES
             observers = self._xpathObservers
             for priority in sorted(observers, reverse=True):
                 for query, callbacklist in observers[priority].items():
                     location = getattr(query, "baseLocation", None)
                     check = query
                     if location.__class__ is _Location:
-                        if (location.elementName is not None
-                                and location.elementName != name):
-                            continue
+                        if location.elementName is not None:
+                            if location.elementName != name:
+                                continue
+                            named = True
                         if not location.predicates and location.childLocation is None:
                             check = None
                     calls = tuple(
                         (key, wrapper.method, wrapper.args, wrapper.kwargs, onetime)
                         for key, (wrapper, onetime) in callbacklist.callbacks.items())
                     plan.append((priority, query, callbacklist, check, calls))
-            if name in STANZA_NAMES:
-                # Other names come from the peer: not kept, so not bounded.
+            if named:
+                # Any other name, chosen by the peer, is not kept: the
+                # plans stay as few as the observers.
                 plans[name] = plan
         return plan
 
@@ -964,8 +969,13 @@ class S2SStream(ForwardingStream):
     afterRead = None
     """
     Called with no arguments after each read has been parsed and
-    dispatched (L{dna.channel.acks}: one unrequested C{<a/>} per read), or
-    L{None}.
+    dispatched (L{dna.channel.acks}: one C{<a/>} per read), or L{None}.
+    """
+
+    reading = False
+    """
+    Whether a read is being parsed and dispatched: what is dispatched now is
+    followed by L{afterRead}.
     """
 
     refusals = 0
@@ -1053,7 +1063,11 @@ class S2SStream(ForwardingStream):
         try:
             if self.rawDataInFn:
                 self.rawDataInFn(data)
-            self.stream.parse(data)
+            self.reading = True
+            try:
+                self.stream.parse(data)
+            finally:
+                self.reading = False
         except _Refusal as e:
             self._refuse(e.condition, e.reason, Failure(error.StreamError(e.condition, e.reason)))
         except domish.ParserError as e:

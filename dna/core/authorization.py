@@ -32,6 +32,7 @@ from twisted.words.protocols.jabber.xmlstream import STREAM_END_EVENT
 from twisted.words.xish import domish
 
 from dna.core.enforcement import StanzaFilter
+from dna.core.loglevel import wanted
 from dna.core.logthrottle import ThrottledLog
 from dna.core.names import domainOf, normalizeDomain
 from dna.core.proofs import INDETERMINATE, MAX_EXPLANATION, sanitize
@@ -878,6 +879,8 @@ class StreamAuthorization:
         """
         if counter is not None:
             self._incidents.counters[counter] += 1
+        if not wanted(level):
+            return
         local, remote = (target, sender) if incoming else (sender, target)
         _log.emit(
             level, message, event=event, streamID=self.streamID,

@@ -19,10 +19,11 @@ import attr
 import dns.exception
 from twisted.internet import defer
 from twisted.internet.defer import succeed
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from zope.interface import implementer
 
 from dna.core.coalesce import Coalescer
+from dna.core.loglevel import wanted
 from dna.core.names import normalizeDomain
 from dna.core.proofs import (
     DELEGATED,
@@ -218,10 +219,12 @@ class DelegationChecker:
             allowInsecure = self.policyFor(result.domain) == ALLOW_INSECURE
             verdict = delegates(result, serverNames, allowInsecure=allowInsecure,
                                 fallback=self._fallback)
-            _log.debug("Delegation of {domain} to {serverNames}: {verdict} "
-                       "({status}: {reason})", domain=result.domain,
-                       serverNames=serverNames, verdict=verdict, status=result.status,
-                       reason=result.reason)
+            if wanted(LogLevel.debug):
+                # One per pair checked.
+                _log.debug("Delegation of {domain} to {serverNames}: {verdict} "
+                           "({status}: {reason})", domain=result.domain,
+                           serverNames=serverNames, verdict=verdict, status=result.status,
+                           reason=result.reason)
             return verdict
 
         return self.check(domain).addCallback(decide)
@@ -492,10 +495,12 @@ class ProofChecker:
 
         def decided():
             verdict = combine(verdicts)
-            _log.debug("Delegation of {domain} to {serverNames}: {status} "
-                       "({prooftype}{explanation})", domain=normal,
-                       serverNames=serverNames, status=verdict.status,
-                       prooftype=verdict.prooftype or "", explanation=verdict.explanation)
+            if wanted(LogLevel.debug):
+                # One per pair checked.
+                _log.debug("Delegation of {domain} to {serverNames}: {status} "
+                           "({prooftype}{explanation})", domain=normal,
+                           serverNames=serverNames, status=verdict.status,
+                           prooftype=verdict.prooftype or "", explanation=verdict.explanation)
             return verdict
 
         return tryNext()

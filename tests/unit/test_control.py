@@ -498,9 +498,12 @@ class ControlConfigurationTests(SynchronousTestCase):
     """
 
     def setUp(self):
+        from dna.core import loglevel
         from tests.unit.test_config import ConfigurationFiles
 
         self.files = ConfigurationFiles(self)
+        # twistd's observer sets the process's least level: restored after.
+        self.patch(loglevel, "_least", loglevel._least)
 
     def load(self, extra):
         from dna.app.config import loadConfiguration
@@ -649,18 +652,29 @@ class ControlConfigurationTests(SynchronousTestCase):
         routine ones at debug, such as each pair granted, are not written.
         Events without a level (none of ours) are.
         """
+        from twisted.logger import LogLevel
+
+        from dna.core.loglevel import wanted
+
         lines = self.loggedLines()
         self.assertEqual(["at info", "at warn", "at error", "at critical", "no level"],
                          [line.split("] ", 1)[1] for line in lines])
+        # Nor are they made where that would cost (one per pair).
+        self.assertEqual((False, True), (wanted(LogLevel.debug), wanted(LogLevel.info)))
 
     def test_logLevelDebug(self):
         """
         C{[log] level = "debug"} writes the debug events too; C{--log-level}
         overrides it.
         """
+        from twisted.logger import LogLevel
+
+        from dna.core.loglevel import wanted
+
         lines = self.loggedLines(config='\n[log]\nlevel = "debug"\n')
         self.assertEqual("at debug", lines[0].split("] ", 1)[1])
         self.assertEqual(6, len(lines))
+        self.assertTrue(wanted(LogLevel.debug))
         lines = self.loggedLines("--log-level", "error", config='\n[log]\nlevel = "debug"\n')
         self.assertEqual(["at error", "at critical", "no level"],
                          [line.split("] ", 1)[1] for line in lines])

@@ -465,6 +465,7 @@ class DispatchTests(SynchronousTestCase):
             dispatcher.addObserver("/message[@type='chat']", observer("chat"), 5)
             dispatcher.addObserver("/message/body", observer("body"))
             dispatcher.addOnetimeObserver("/presence", observer("once"))
+            dispatcher.addObserver("/result", observer("result"))
 
             def adding(element):
                 calls.append(("adding", element.name))
@@ -487,7 +488,8 @@ class DispatchTests(SynchronousTestCase):
         elements = []
         for name, kind, body in [("message", "chat", True), ("iq", None, False),
                                  ("presence", None, False), ("message", None, False),
-                                 ("presence", None, False)]:
+                                 ("presence", None, False), ("result", None, False),
+                                 ("junk", None, False), ("result", None, False)]:
             element = domish.Element(("jabber:server", name))
             if kind:
                 element["type"] = kind
@@ -519,7 +521,30 @@ class DispatchTests(SynchronousTestCase):
             self.assertEqual(reference.dispatch(element), xs.dispatch(element))
         self.assertEqual(theirs, ours)
         self.assertNotIn(("message", "message"), ours)
+        self.assertIn(("result", "result"), ours)
         self.flushLoggedErrors(ZeroDivisionError)
+
+    def test_plansBounded(self):
+        """
+        A dispatch plan is kept for each stanza name and each name an
+        observer's query names, and for no other: names a peer makes up
+        cost a plan each time, and keep nothing.
+        """
+        from twisted.words.protocols.jabber import xmlstream
+        from twisted.words.xish import domish
+
+        from dna.channel.stream import ForwardingStream
+
+        xs = ForwardingStream(xmlstream.Authenticator())
+        calls = []
+        xs.addObserver("/*", lambda element: calls.append(("any", element.name)), -1)
+        xs.addObserver("/result", lambda element: calls.append(("result", element.name)))
+        names = ["result", "message"] + ["junk%d" % (i,) for i in range(100)] + ["result"]
+        for name in names:
+            xs.dispatch(domish.Element(("jabber:server", name)))
+        self.assertEqual({"result", "message"}, set(xs._plans))
+        self.assertEqual(2, calls.count(("result", "result")))
+        self.assertEqual(len(names), len([c for c in calls if c[0] == "any"]))
 
 
 

@@ -402,6 +402,26 @@ class DecisionLogTests(SynchronousTestCase):
                          (revoked["streamID"], revoked["local"], revoked["remote"],
                           revoked["side"]))
 
+    def test_routineNotMadeBelowLevel(self):
+        """
+        When the log writes nothing below info (L{setLeastLevel}, as
+        C{twistd dna} sets it), a grant, routine, is counted but no event is
+        made for it, nor for the delegation it rests on; a refusal is still
+        logged.
+        """
+        from twisted.logger import LogLevel
+
+        from dna.core import loglevel
+
+        self.patch(loglevel, "_least", loglevel._least)
+        loglevel.setLeastLevel(LogLevel.info)
+        xs = self.server.incoming()
+        receive(xs, resultElement("sender.tld", "target.tld"))
+        self.assertEqual([], [e for e in self.events if e.get("event") == "pair-granted"])
+        self.assertEqual([], [e for e in self.events if e.get("log_level") == LogLevel.debug])
+        self.assertEqual(1, self.server.service.federation.counters["result-valid"])
+        receive(xs, resultElement("stranger.tld", "target.tld"))
+        self._event("pair-refused")
 
     def test_limitRefused(self):
         """
