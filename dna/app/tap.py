@@ -215,7 +215,9 @@ def logObserver(logfile, nodaemon, logFormat=config.LOG_TEXT, level=config.DEFAU
     separator, for line-oriented shippers). The events below C{level} are
     dropped before they are formatted: the routine events at debug (one per
     pair granted, on each side) would cost more than anything else the
-    server does to set up a pair.
+    server does to set up a pair. The two lines Twisted writes at info for
+    the UDP port of each DNS query count as debug
+    (L{dna.dns.client.isQueryPortEvent}).
 
     @param logfile: twistd's C{--logfile} value, or L{None}.
     @param nodaemon: Whether twistd runs in the foreground (C{-n}).
@@ -243,13 +245,19 @@ def logObserver(logfile, nodaemon, logFormat=config.LOG_TEXT, level=config.DEFAU
         observer = FileLogObserver(output, lambda event: eventAsJSON(event) + "\n")
     else:
         observer = textFileLogObserver(output)
+    from dna.dns.client import isQueryPortEvent
+
     least = LogLevel.levelWithName(level)
+    quiet = least > LogLevel.debug
 
     def atLeast(event):
         # Events without a level (none of ours) pass, unlike with
         # LogLevelFilterPredicate.
         eventLevel = event.get("log_level")
         if eventLevel is not None and eventLevel < least:
+            return PredicateResult.no
+        if quiet and isQueryPortEvent(event):
+            # Twisted's, at info, two per DNS query: at debug for us.
             return PredicateResult.no
         return PredicateResult.maybe
 

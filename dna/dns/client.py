@@ -15,6 +15,7 @@ a fresh UDP port chosen by the kernel.
 
 import collections
 import ipaddress
+import re
 import secrets
 import struct
 
@@ -62,6 +63,28 @@ def _normalizeAddress(host):
     @raise ValueError: If C{host} is not an IP literal.
     """
     return str(ipaddress.ip_address(host))
+
+
+#: The two lines Twisted's UDP port writes, at info and unconditionally, for
+#: each port it opens and closes: one of each per query here.
+_QUERY_PORT_LINE = re.compile(r"_UDPTry starting on \d+\Z|\(UDP Port \d+ Closed\)\Z")
+
+
+def isQueryPortEvent(event):
+    """
+    Whether a log event is one of the two lines Twisted writes for the UDP
+    port of each query: routine, and as many as the queries, so that a log
+    of C{info} and above should not keep them (L{dna.app.tap.logObserver}
+    drops them below C{debug}). A process with UDP ports of its own would
+    see their closing lines go too.
+
+    @param event: A L{twisted.logger} event.
+    """
+    if event.get("log_namespace") != "log_legacy":
+        return False
+    message = event.get("message")
+    return (isinstance(message, tuple) and len(message) == 1 and isinstance(message[0], str)
+            and _QUERY_PORT_LINE.match(message[0]) is not None)
 
 
 class _UDPTry(DatagramProtocol):

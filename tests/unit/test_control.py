@@ -618,10 +618,11 @@ class ControlConfigurationTests(SynchronousTestCase):
         self.assertEqual(("s1", "test", "Stream {streamID}: hello"),
                          (event["streamID"], event["event"], event["log_format"]))
 
-    def loggedLines(self, *arguments, config=""):
+    def loggedLines(self, *arguments, config="", events=()):
         """
         The lines twistd's logger writes, as C{twistd dna} with
-        C{arguments} sets it up, for an event at each level.
+        C{arguments} sets it up, for an event at each level, then for
+        C{events}.
         """
         from twisted.logger import Logger, LogLevel
         from twisted.scripts.twistd import ServerOptions
@@ -643,6 +644,8 @@ class ControlConfigurationTests(SynchronousTestCase):
         for level in LogLevel.iterconstants():
             log.emit(level, "at {name}", name=level.name)
         observer({"log_format": "no level", "log_time": 0})
+        for event in events:
+            observer(dict(event))
         observer.output.close()
         return open(logfile).read().splitlines()
 
@@ -678,6 +681,29 @@ class ControlConfigurationTests(SynchronousTestCase):
         lines = self.loggedLines("--log-level", "error", config='\n[log]\nlevel = "debug"\n')
         self.assertEqual(["at error", "at critical", "no level"],
                          [line.split("] ", 1)[1] for line in lines])
+
+    def test_queryPortLines(self):
+        """
+        The two lines Twisted writes at info for the UDP port of each DNS
+        query (as L{twisted.python.log.msg} hands them to
+        L{twisted.logger}) are not written at info; at debug they are.
+        """
+        from twisted.logger import LogLevel
+
+        events = [
+            {"message": (text,), "isError": 0, "system": "-", "log_namespace": "log_legacy",
+             "log_level": LogLevel.info, "log_format": "{log_text}", "log_text": text,
+             "log_time": 0}
+            for text in ("_UDPTry starting on 40001", "(UDP Port 40001 Closed)")]
+
+        def lines(config=""):
+            return [line.split("] ", 1)[1]
+                    for line in self.loggedLines(config=config, events=events)
+                    if "UDP" in line]
+
+        self.assertEqual([], lines())
+        self.assertEqual(["_UDPTry starting on 40001", "(UDP Port 40001 Closed)"],
+                         lines(config='\n[log]\nlevel = "debug"\n'))
 
     def test_logLevelWord(self):
         """

@@ -799,3 +799,37 @@ class CancelTests(ClientTestsMixin, unittest.TestCase):
         self.failureResultOf(d, defer.CancelledError)
         self.assertFalse(transport.connected)
         self.assertClean()
+
+
+class QueryPortLogTests(unittest.TestCase):
+    """
+    L{dnsclient.isQueryPortEvent} knows the lines Twisted really writes for
+    the port of a query.
+    """
+
+    def test_realPort(self):
+        """
+        Opening and closing the UDP port of a query on the reactor writes
+        two events, both recognised; others are not.
+        """
+        from twisted.internet import reactor
+        from twisted.logger import globalLogPublisher
+
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        attempt = dnsclient._UDPTry(None, ("127.0.0.1", 53), 1)
+        attempt.closing = True
+        port = reactor.listenUDP(0, attempt, interface="127.0.0.1")
+        number = port.getHost().port
+
+        def closed(ignored):
+            mine = [e for e in events if str(number) in repr(e.get("message"))]
+            self.assertEqual(2, len(mine), mine)
+            self.assertTrue(all(dnsclient.isQueryPortEvent(e) for e in mine))
+            self.assertFalse(dnsclient.isQueryPortEvent(
+                {"log_namespace": "log_legacy", "message": ("Factory starting on 5",)}))
+            self.assertFalse(dnsclient.isQueryPortEvent(
+                {"log_namespace": "dna", "message": ("(UDP Port 5 Closed)",)}))
+
+        return defer.maybeDeferred(port.stopListening).addCallback(closed)
