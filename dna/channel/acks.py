@@ -175,8 +175,9 @@ class StreamAcks:
         # whether a request came in the read being handled, to be answered
         # after it (eager answers: one <a/> per read)
         self._requested = False
-        # whether the peer answered when we had not asked since its last
-        # answer
+        # requests sent and not answered yet (a plain peer answers each
+        # once), and whether the peer answered with none waiting
+        self._awaited = 0
         self._peerEager = False
         xs.addObserver(REQUEST, self._onRequest)
         xs.addObserver(ANSWER, self._onAnswer)
@@ -312,6 +313,7 @@ class StreamAcks:
         if self._xs.transport is not None and not getattr(self._xs, "footerSent", False):
             self._xs.send(_REQUEST_ELEMENT)
             self._askedSinceAnswer = True
+            self._awaited += 1
             if self.unacked and self._silence is None:
                 # A peer that answers nothing for ackTimeout while we keep
                 # stanzas is gone (a black hole), full or not.
@@ -351,7 +353,10 @@ class StreamAcks:
             self._xs.sendStreamError(error.StreamError("bad-format"))
             return
         newly = (h - self._acked) % _MODULUS
-        if newly and not self._askedSinceAnswer:
+        if self._awaited:
+            self._awaited -= 1
+        elif newly:
+            # More answers than requests: the peer answers unasked.
             self._peerEager = True
         if newly > len(self.unacked):
             _log.info(

@@ -1109,8 +1109,13 @@ class S2SStream(ForwardingStream):
     def sendStreamError(self, streamError):
         """
         Send a stream error and close the stream; parse nothing after it.
+        What the read being handled called for after it (L{afterRead}: the
+        answer to a request that came in it) goes first: nothing runs after
+        the read of a stream in error.
         """
         if self.streamError is None:
+            if self.reading and self.afterRead is not None:
+                self.afterRead()
             self.streamError = streamError.condition
         xmlstream.XmlStream.sendStreamError(self, streamError)
 

@@ -80,6 +80,21 @@ class StreamAcksTests(SynchronousTestCase):
         self.acks.sent(stanza(stanzaID="x"))
         self.assertEqual(3, len(smElements(self.xs, "r")))
 
+    def test_plainPeerStaysPlain(self):
+        """
+        A peer that answers each request once, late, is not taken for one
+        that answers unasked: with two requests out, the answer to the
+        second comes after the first's.
+        """
+        for i in range(6):
+            self.acks.sent(stanza(stanzaID=str(i)))
+        self.assertEqual(2, len(smElements(self.xs, "r")))
+        receive(self.xs, "<a xmlns='urn:xmpp:sm:3' h='3'/>")
+        receive(self.xs, "<a xmlns='urn:xmpp:sm:3' h='6'/>")
+        for i in range(3):
+            self.acks.sent(stanza(stanzaID=str(6 + i)))
+        self.assertEqual(3, len(smElements(self.xs, "r")))
+
     def test_unansweredRequestCloses(self):
         """
         A peer that answers no request for C{ackTimeout} seconds while

@@ -253,6 +253,11 @@ class ReceivingTests(SynchronousTestCase):
         self.assertEqual(["2"], answers())
         receive(xs, "<r xmlns='urn:xmpp:sm:3'/>")
         self.assertEqual(["2", "2"], answers())
+        # A read that ends the stream in error still answers first.
+        xs.dataReceived((one + "<r xmlns='urn:xmpp:sm:3'/><a xmlns='urn:xmpp:sm:3' h='zz'/>")
+                        .encode("utf-8"))
+        self.assertEqual(["2", "2", "3"], answers())
+        self.assertEqual("bad-format", xs.streamError)
 
 
 class _Ordered(TwoServers):
