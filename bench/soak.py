@@ -140,7 +140,7 @@ CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, CHECKOUT)
 
 from twisted.internet import defer, reactor, task, threads  # noqa: E402
-from twisted.words.protocols.jabber import component, xmlstream  # noqa: E402
+from twisted.words.protocols.jabber import component, error, xmlstream  # noqa: E402
 
 from bench.e2e import cleanUp, cpuSeconds, emit, note  # noqa: E402
 from dna.testing.pki import CertificateAuthority  # noqa: E402
@@ -176,14 +176,9 @@ LIMITS = (
 
 def errorCondition(stanza):
     """
-    The defined condition of an error stanza.
+    The defined condition of an error stanza, as Twisted reads it.
     """
-    for child in stanza.elements():
-        if child.name == "error":
-            for c in child.elements():
-                if c.name != "text":
-                    return c.name
-    return "undefined-condition"
+    return error.exceptionFromStanza(stanza).condition or "undefined-condition"
 
 
 class Provider:

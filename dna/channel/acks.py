@@ -239,12 +239,11 @@ class StreamAcks:
 
     def _afterRead(self):
         progress = self._progress()
-        requested, self._requested = self._requested, False
+        answer, self._requested = self._requested, False
         if progress != self._lastProgress:
             self._lastProgress = progress
-            if self.handled != self._lastAnswered:
-                requested = True
-        if requested and self._enabled and self._xs.transport is not None:
+            answer = answer or self.handled != self._lastAnswered
+        if answer and self._enabled and self._xs.transport is not None:
             self._answer()
 
     @property
@@ -321,7 +320,7 @@ class StreamAcks:
 
     def _onRequest(self, element):
         element.handled = True
-        if self._xs.afterRead is not None and self._xs.reading:
+        if self.eager and self._xs.reading:
             # Answered after the read, with the rest of what it handled.
             self._requested = True
             return

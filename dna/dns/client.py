@@ -492,9 +492,8 @@ class _Lookup:
 
     def _cleanUp(self):
         """
-        Cancel the timers, close every port and connection.
-
-        @return: A L{Deferred} firing when they are all closed.
+        Cancel the timers, start closing every port and connection (a
+        failure to close one is logged).
         """
         self._finished = True
         self._cancelTryTimer()
@@ -502,14 +501,10 @@ class _Lookup:
             if self._deadlineTimer.active():
                 self._deadlineTimer.cancel()
             self._deadlineTimer = None
-        closing = []
         for attempt in self._udpTries + self._tcpTries:
-            d = defer.maybeDeferred(attempt.close)
-            d.addErrback(self._logCloseError)
-            closing.append(d)
+            defer.maybeDeferred(attempt.close).addErrback(self._logCloseError)
         self._udpTries = []
         self._tcpTries = []
-        return defer.gatherResults(closing)
 
     def _logCloseError(self, failure):
         _log.failure("Cannot close a DNS socket for {name}", failure,

@@ -230,15 +230,14 @@ class TLSALookup:
             addresses = yield self._validator.validate(name, dns.rdatatype.A, now)
             if addresses.status == SECURE and addresses.rrset is None:
                 addresses = yield self._validator.validate(name, dns.rdatatype.AAAA, now)
-        except BaseException:
+            if addresses.status != SECURE or tlsaAsked is None:
+                return decide(serverName, port, addresses)
+            question, tlsaAsked = tlsaAsked, None
+            tlsa = yield question
+        finally:
             if tlsaAsked is not None:
+                # Not waited for (the addresses failed or are not secure).
                 _withdraw(tlsaAsked)
-            raise
-        if addresses.status != SECURE or tlsaAsked is None:
-            if tlsaAsked is not None:
-                _withdraw(tlsaAsked)
-            return decide(serverName, port, addresses)
-        tlsa = yield tlsaAsked
         result = decide(serverName, port, addresses, tlsa)
         _log.debug("DANE for {serverName}:{port}: {status} ({reason})",
                    serverName=serverName, port=port, status=result.status,

@@ -185,12 +185,12 @@ class FlowPair:
                         self.senders, self.dns.resolver,
                         self.ca.issue("xmpp.flowa.example", dnsNames=["xmpp.flowa.example"],
                                       clientAuth=True),
-                        self.ca, self._limits, self._controlSection("a"))
+                        self.ca, self._limits, self._sections("a"))
         self.b = Twistd(os.path.join(self.workdir, "b"), "xmpp.flowb.example", self.addressB,
                         self.targets, self.dns.resolver,
                         self.ca.issue("xmpp.flowb.example", dnsNames=["xmpp.flowb.example"],
                                       clientAuth=True),
-                        self.ca, self._limits, self._controlSection("b"))
+                        self.ca, self._limits, self._sections("b"))
         for process in (self.a, self.b):
             process.start()
             self._cleanups.append(process.stop)
@@ -203,7 +203,11 @@ class FlowPair:
         """
         return os.path.join(self._control, name + ".sock")
 
-    def _controlSection(self, name):
+    def _sections(self, name):
+        """
+        The sections of process C{name}'s configuration beside C{[limits]}:
+        its C{[control]}, if any, and the C{extra} ones.
+        """
         if self._control is None:
             return self._extra
         return f'\n[control]\nsocket = "{self.controlSocket(name)}"\n' + self._extra
