@@ -25,10 +25,8 @@ before anything newer of the pair (L{dna.app.federation.Federation}). No
 byte is added to any stanza. Once a pair is counted on a stream, the
 Receiving Server also sends C{<a/>} unrequested after each read in which it
 handled stanzas of such pairs (L{StreamAcks.answerEagerly}), so that little
-is left unacknowledged if it dies; a C{<r/>} that came in the read is
-answered by that same C{<a/>}, one per read. A sender whose peer answers
-unasked requests less often (L{EAGER_PEER_FACTOR}): the answers come anyway.
-Processes that die lose what they held: the guarantee holds while both run.
+is left unacknowledged if it dies. Processes that die lose what they held: the
+guarantee holds while both run.
 
 The Receiving Server offers C{<sm xmlns='urn:xmpp:sm:3'/>}; the Originating
 Server sends C{<enable/>} and starts counting at once; the Receiving Server
@@ -65,11 +63,6 @@ _log = Logger()
 
 #: Ask for an acknowledgement after this many unacknowledged stanzas...
 DEFAULT_ACK_EVERY = 64
-#: ...or, once the peer has answered unasked (a Receiving Server that counts
-#: deliveries answers after each read: L{StreamAcks.answerEagerly}), this
-#: many times as many: its answers come anyway, and each request costs it
-#: an answer of its own.
-EAGER_PEER_FACTOR = 8
 #: ...or this many seconds after the first one, whichever comes first.
 DEFAULT_ACK_DELAY = 0.05
 
@@ -172,13 +165,6 @@ class StreamAcks:
         self._lastAnswered = None
         self._progress = None
         self._lastProgress = None
-        # whether a request came in the read being handled, to be answered
-        # after it (eager answers: one <a/> per read)
-        self._requested = False
-        # requests sent and not answered yet (a plain peer answers each
-        # once), and whether the peer answered with none waiting
-        self._awaited = 0
-        self._peerEager = False
         xs.addObserver(REQUEST, self._onRequest)
         xs.addObserver(ANSWER, self._onAnswer)
         xs.addOnetimeObserver(STREAM_CLOSING_EVENT, self._onClosing)
@@ -220,9 +206,7 @@ class StreamAcks:
         C{progress()} changed: once the peer resumes a pair's delivery on
         this stream, C{progress} counts the stanzas of such pairs handled,
         so that a Receiving Server that dies leaves as few of them
-        unacknowledged as it can. A request that comes in a read is
-        answered after it too, by the same C{<a/>}: one answer per read,
-        with what the whole read handled.
+        unacknowledged as it can.
 
         @param progress: A callable returning a number.
         """
@@ -239,12 +223,10 @@ class StreamAcks:
 
     def _afterRead(self):
         progress = self._progress()
-        answer, self._requested = self._requested, False
         if progress != self._lastProgress:
             self._lastProgress = progress
-            answer = answer or self.handled != self._lastAnswered
-        if answer and self._enabled and self._xs.transport is not None:
-            self._answer()
+            if self._enabled and self.handled != self._lastAnswered and self._xs.transport is not None:
+                self._answer()
 
     @property
     def enabled(self):
@@ -293,8 +275,7 @@ class StreamAcks:
             )
             self._deadline = self._clock.callLater(self._ackTimeout, self._timedOut)
             self._request()
-        elif self._sinceRequest >= (
-                self._every * EAGER_PEER_FACTOR if self._peerEager else self._every):
+        elif self._sinceRequest >= self._every:
             # One request per `every` stanzas, however many are unanswered:
             # during a burst the answers cannot come back in time.
             self._request()
@@ -312,7 +293,6 @@ class StreamAcks:
         if self._xs.transport is not None and not getattr(self._xs, "footerSent", False):
             self._xs.send(_REQUEST_ELEMENT)
             self._askedSinceAnswer = True
-            self._awaited += 1
             if self.unacked and self._silence is None:
                 # A peer that answers nothing for ackTimeout while we keep
                 # stanzas is gone (a black hole), full or not.
@@ -320,10 +300,6 @@ class StreamAcks:
 
     def _onRequest(self, element):
         element.handled = True
-        if self.eager and self._xs.reading:
-            # Answered after the read, with the rest of what it handled.
-            self._requested = True
-            return
         self._answer()
 
     def _answer(self):
@@ -352,11 +328,6 @@ class StreamAcks:
             self._xs.sendStreamError(error.StreamError("bad-format"))
             return
         newly = (h - self._acked) % _MODULUS
-        if self._awaited:
-            self._awaited -= 1
-        elif newly:
-            # More answers than requests: the peer answers unasked.
-            self._peerEager = True
         if newly > len(self.unacked):
             _log.info(
                 "Stream {streamID}: peer acknowledged {h}, more than we sent",

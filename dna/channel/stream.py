@@ -969,13 +969,8 @@ class S2SStream(ForwardingStream):
     afterRead = None
     """
     Called with no arguments after each read has been parsed and
-    dispatched (L{dna.channel.acks}: one C{<a/>} per read), or L{None}.
-    """
-
-    reading = False
-    """
-    Whether a read is being parsed and dispatched: what is dispatched now is
-    followed by L{afterRead}.
+    dispatched (L{dna.channel.acks}: one unrequested C{<a/>} per read), or
+    L{None}.
     """
 
     refusals = 0
@@ -1063,11 +1058,7 @@ class S2SStream(ForwardingStream):
         try:
             if self.rawDataInFn:
                 self.rawDataInFn(data)
-            self.reading = True
-            try:
-                self.stream.parse(data)
-            finally:
-                self.reading = False
+            self.stream.parse(data)
         except _Refusal as e:
             self._refuse(e.condition, e.reason, Failure(error.StreamError(e.condition, e.reason)))
         except domish.ParserError as e:
@@ -1109,13 +1100,8 @@ class S2SStream(ForwardingStream):
     def sendStreamError(self, streamError):
         """
         Send a stream error and close the stream; parse nothing after it.
-        What the read being handled called for after it (L{afterRead}: the
-        answer to a request that came in it) goes first: nothing runs after
-        the read of a stream in error.
         """
         if self.streamError is None:
-            if self.reading and self.afterRead is not None:
-                self.afterRead()
             self.streamError = streamError.condition
         xmlstream.XmlStream.sendStreamError(self, streamError)
 

@@ -8,12 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.protocols.jabber.error import StreamError
 from twisted.words.xish import domish
 
-from dna.channel.acks import (
-    DEFAULT_ACK_TIMEOUT,
-    EAGER_PEER_FACTOR,
-    StreamAcks,
-    peerOffersAcks,
-)
+from dna.channel.acks import DEFAULT_ACK_TIMEOUT, StreamAcks, peerOffersAcks
 from dna.namespaces import NS_SM
 from tests.unit.streams import close, makeStream, receive, stanza
 
@@ -53,47 +48,6 @@ class StreamAcksTests(SynchronousTestCase):
         # The delay's timer is gone; the request's answer time-out runs.
         [call] = self.clock.getDelayedCalls()
         self.assertEqual(DEFAULT_ACK_TIMEOUT, call.getTime())
-
-    def test_eagerPeerAskedLessOften(self):
-        """
-        Once the peer answers without being asked (a Receiving Server that
-        counts deliveries answers after each read), requests go out after
-        C{every} times L{EAGER_PEER_FACTOR} stanzas instead of C{every}: its
-        answers come anyway. A peer that only answers requests is asked as
-        often as before.
-        """
-        for i in range(3):
-            self.acks.sent(stanza(stanzaID=str(i)))
-        self.assertEqual(1, len(smElements(self.xs, "r")))
-        # The answer to that request: still a plain peer.
-        receive(self.xs, "<a xmlns='urn:xmpp:sm:3' h='3'/>")
-        for i in range(3):
-            self.acks.sent(stanza(stanzaID=str(3 + i)))
-        self.assertEqual(2, len(smElements(self.xs, "r")))
-        receive(self.xs, "<a xmlns='urn:xmpp:sm:3' h='6'/>")
-        self.acks.sent(stanza(stanzaID="6"))
-        # Unasked; "6" counts towards the next request.
-        receive(self.xs, "<a xmlns='urn:xmpp:sm:3' h='7'/>")
-        for i in range(3 * EAGER_PEER_FACTOR - 2):
-            self.acks.sent(stanza(stanzaID=str(7 + i)))
-        self.assertEqual(2, len(smElements(self.xs, "r")))
-        self.acks.sent(stanza(stanzaID="x"))
-        self.assertEqual(3, len(smElements(self.xs, "r")))
-
-    def test_plainPeerStaysPlain(self):
-        """
-        A peer that answers each request once, late, is not taken for one
-        that answers unasked: with two requests out, the answer to the
-        second comes after the first's.
-        """
-        for i in range(6):
-            self.acks.sent(stanza(stanzaID=str(i)))
-        self.assertEqual(2, len(smElements(self.xs, "r")))
-        receive(self.xs, "<a xmlns='urn:xmpp:sm:3' h='3'/>")
-        receive(self.xs, "<a xmlns='urn:xmpp:sm:3' h='6'/>")
-        for i in range(3):
-            self.acks.sent(stanza(stanzaID=str(6 + i)))
-        self.assertEqual(3, len(smElements(self.xs, "r")))
 
     def test_unansweredRequestCloses(self):
         """

@@ -229,36 +229,6 @@ class ReceivingTests(SynchronousTestCase):
         receive(xs, stanza(sender="romeo@other.tld", to="juliet@target.tld"))
         self.assertEqual(["2", "2"], answers())
 
-    def test_eagerAnswersRequestAfterRead(self):
-        """
-        On a stream that answers eagerly, a C{<r/>} that comes in a read is
-        answered once, after the read, with everything the read handled,
-        stanzas after the request included: one C{<a/>} per read, not one
-        for the request and one for the read. A request in a read that
-        handled nothing is answered too.
-        """
-        xs, authorization = self.authorization("s1")
-        xs.addObserver("/message", authorization.countHandled)
-        xs.addObserver("/message", lambda element: handled.__setitem__(0, handled[0] + 1))
-        handled = [0]
-        authorization.acks = StreamAcks.accept(xs, lambda: handled[0], lambda s: None, self.clock)
-        receive(xs, "<enable xmlns='urn:xmpp:sm:3'/>")
-        self.request(xs)
-
-        def answers():
-            return [e["h"] for e in xs.output if isinstance(e, domish.Element) and e.name == "a"]
-
-        one = stanza(sender="romeo@sender.tld", to="juliet@target.tld").toXml()
-        xs.dataReceived((one + "<r xmlns='urn:xmpp:sm:3'/>" + one).encode("utf-8"))
-        self.assertEqual(["2"], answers())
-        receive(xs, "<r xmlns='urn:xmpp:sm:3'/>")
-        self.assertEqual(["2", "2"], answers())
-        # A read that ends the stream in error still answers first.
-        xs.dataReceived((one + "<r xmlns='urn:xmpp:sm:3'/><a xmlns='urn:xmpp:sm:3' h='zz'/>")
-                        .encode("utf-8"))
-        self.assertEqual(["2", "2", "3"], answers())
-        self.assertEqual("bad-format", xs.streamError)
-
 
 class _Ordered(TwoServers):
     """
