@@ -16,8 +16,8 @@ which system goes first. Prints C{name: value} lines (medians over the
 rounds):
 
   - C{e2e_setup_1000_pairs_s}: A's component sends one message for each of
-    the 40 x 25 pairs; until B's components (one per target domain) have
-    all 1,000. Includes every DNSSEC look-up, the connection, STARTTLS with
+    the 40 x 25 pairs; until B's components (one per target domain, in
+    their own process) have all 1,000. Includes every DNSSEC look-up, the connection, STARTTLS with
     mutual certificates and the 1,000 C{<db:result/>} authorizations.
     C{e2e_connections}: S2S connections between A and B afterwards.
   - C{prosody_setup_1000_pairs_s}, C{prosody_connections}: the same between
@@ -26,11 +26,15 @@ rounds):
     C{prosody_nagle_setup_1000_pairs_s} as Prosody ships (Nagle on).
     C{setup_speedup_vs_prosody}: the Prosody (nagle off) time over ours.
   - C{e2e_stanzas_per_s}: N messages component to component through both
-    servers over the open connection (a window of 2,000 in flight, as a
-    component with flow control sends). The receiving components are real
-    XEP-0114 components (Twisted's, handshake and all) that parse every
-    message with their C{XmlStream}, as the floor's receiver does, so that
-    the ratio compares like with like. With C{--lean-components} they
+    servers over the open connection (a sliding window of 2,000 in flight,
+    topped up 100 at a time, as a component with flow control keeps it
+    full: L{sendAll}). The receiving components are real XEP-0114
+    components (Twisted's, handshake and all) that parse every message with
+    their C{XmlStream}, as the floor's receiver does, so that the ratio
+    compares like with like; and, as the floor's receiver, they run in a
+    process of their own (L{ComponentsReceiver}): they are provider B's
+    services, and in the sender's process the sender could not send while
+    they parsed. With C{--lean-components} they
     read, once authenticated, with a bare expat parser that counts the
     top-level C{<message/>} elements (L{MessageCounter}) instead of building
     a domish tree for each and dispatching it: every message is still
@@ -40,9 +44,10 @@ rounds):
     measured; the floor's receiver still parses with an C{XmlStream}, so
     C{e2e_vs_floor} is then not like for like. C{e2e_cpu_us_per_stanza_a}, C{_b}:
     CPU time of each server per stanza meanwhile (/proc/PID/stat), which
-    depends less on what else the machine runs; C{_bench}, this process's
-    (the components at both ends: on two cores the three processes share
-    the CPU, so their sum sets the rate). C{floor_stanzas_per_s}: the same
+    depends less on what else the machine runs; C{_bench}, the components'
+    (this process, which sends, and the receiving components' process: on
+    two cores the four processes share the CPU, so their sum sets the
+    rate). C{floor_stanzas_per_s}: the same
     stanzas, same window, over one bare Twisted TLS link to another process
     that parses them with an C{XmlStream}. C{e2e_vs_floor}: the ratio.
   - C{new_pair_ms_p50}, C{new_pair_ms_p99}: after unbound restarts (cold
@@ -97,6 +102,8 @@ from tests.integration.processes import freePort, waitForPort  # noqa: E402
 
 SENDERS, TARGETS, FRESH, MANY = 40, 25, 40, 400
 WINDOW = 2000
+#: Stanzas written at once by L{sendAll}.
+CHUNK = 100
 IDLE_CONNECTIONS = 100
 
 
@@ -221,12 +228,18 @@ class Inbox:
         Count the messages that reach C{xs}, an authenticated component
         stream, from now on: with its own C{XmlStream} parsing each into a
         domish tree and dispatching it, as the floor's receiver does; or,
-        when L{lean}, with a L{MessageCounter}.
+        when L{lean}, with a L{MessageCounter}. (In the receiving
+        components' process, L{componentsReceiver}, which reports the count
+        after each read.)
         """
         if self.lean:
             MessageCounter(xs, self)
         else:
-            xs.addObserver("/message", lambda stanza: self.reached(self.count + 1))
+            xs.addObserver("/message", self._counted)
+
+    def _counted(self, stanza):
+        # As the floor's receiver counts: no waiters here.
+        self.count += 1
 
     def waitFor(self, count, timeout):
         d = defer.Deferred()
@@ -277,22 +290,127 @@ class MessageCounter:
 def sendAll(xs, stanzas, inbox, base, window=WINDOW):
     """
     Write C{stanzas} (text) with at most C{window} in flight beyond what
-    C{inbox} has received (C{base} before the first).
+    C{inbox} has received (C{base} before the first): a sliding window, as
+    a sender with flow control keeps it full, topped up by L{CHUNK} (at most
+    half the window) as soon as that many have arrived (not refilled by half once half has drained,
+    which left the first server idle while the window was refilled).
     """
+    step = min(CHUNK, window // 2)
     sent = 0
     while sent < len(stanzas):
-        room = base + sent - inbox.count
-        if room >= window:
+        inFlight = base + sent - inbox.count
+        if inFlight > window - step:
             try:
-                yield inbox.waitFor(base + sent - window // 2, timeout=60)
+                yield inbox.waitFor(base + sent - (window - step), timeout=60)
             except defer.TimeoutError:
                 raise Lost(f"{inbox.count - base} of {sent} stanzas arrived in 60 s")
             continue
-        chunk = stanzas[sent:sent + min(window - room, 100)]
+        chunk = stanzas[sent:sent + min(window - inFlight, step)]
         xs.transport.write("".join(chunk).encode("utf-8"))
         sent += len(chunk)
-        if sent % 1000 < 100:
+        if (sent - len(chunk)) // 1000 != sent // 1000:
+            # Let the reactor read, every thousand.
             yield task.deferLater(reactor, 0, lambda: None)
+
+
+class ComponentsReceiver(protocol.ProcessProtocol):
+    """
+    The receiving end's components, in a process of their own
+    (L{componentsReceiver}), as the floor's receiver is: they are the
+    target domains' services, at the other provider, and share no reactor
+    with the sending component (in one process, the sender could not send
+    while the receivers parsed, and the servers between would wait). The
+    process writes how many messages its components have received, as a
+    decimal line after each read that received some, and C{ready} once all
+    are authenticated; the counts go to the L{Inbox}.
+    """
+
+    def __init__(self, inbox):
+        self.inbox = inbox
+        self.pid = None
+        self._ready = None
+        self._buffer = b""
+        self._errors = []
+
+    def start(self, port, domains):
+        """
+        Start the process with a component for each of C{domains} on the
+        component port C{port} of a server.
+
+        @return: A L{Deferred} that fires once all are authenticated.
+        """
+        self._ready = defer.Deferred()
+        arguments = [sys.executable, os.path.abspath(__file__),
+                     "--components-receiver", str(port), ",".join(domains)]
+        if Inbox.lean:
+            arguments.append("--lean-components")
+        transport = reactor.spawnProcess(
+            self, sys.executable, arguments, env=dict(os.environ, PYTHONPATH=CHECKOUT),
+            path=CHECKOUT)
+        self.pid = transport.pid
+        return self._ready.addTimeout(30, reactor)
+
+    def outReceived(self, data):
+        *lines, self._buffer = (self._buffer + data).split(b"\n")
+        for line in lines:
+            if line == b"ready":
+                self._ready.callback(None)
+            elif line:
+                self.inbox.reached(int(line))
+
+    def errReceived(self, data):
+        self._errors.append(data)
+        sys.stderr.write(data.decode("utf-8", "replace"))
+
+    def processEnded(self, reason):
+        self.pid = None
+        if self._ready is not None and not self._ready.called:
+            self._ready.errback(reason)
+
+    def stop(self):
+        if self.pid is not None:
+            self.transport.signalProcess("KILL")
+
+
+def componentsReceiver(port, domains):
+    """
+    The receiving components, in their own process (L{ComponentsReceiver}):
+    an XEP-0114 component for each of C{domains}, parsing what it receives
+    with its C{XmlStream} (or a L{MessageCounter}); the count of messages
+    on standard output after each read that received some.
+    """
+    inbox = Inbox()
+    reported = [0]
+    pending = []
+
+    def report():
+        del pending[:]
+        if inbox.count != reported[0]:
+            reported[0] = inbox.count
+            os.write(1, b"%d\n" % (inbox.count,))
+
+    def attach(xs):
+        inbox.attach(xs)
+        dataReceived = xs.dataReceived
+
+        def reading(data):
+            dataReceived(data)
+            # Once for all the reads of this reactor turn.
+            if not pending:
+                pending.append(reactor.callLater(0, report))
+
+        xs.dataReceived = reading
+
+    def ready(result):
+        os.write(1, b"ready\n")
+
+    def failed(failure):
+        failure.printTraceback(file=sys.stderr)
+        reactor.stop()
+
+    reactor.callWhenRunning(
+        lambda: connectComponents(port, domains, attach=attach).addCallbacks(ready, failed))
+    reactor.run()
 
 
 # Processes
@@ -358,6 +476,7 @@ class Bench:
         b = Twistd(os.path.join(base, "b"), "xmpp.provb.example", self.dnaB,
                    self.targets, self.dns.resolver, self.certs["xmpp.provb.example"], self.ca)
         attached = []
+        receiver = None
         try:
             a.start()
             b.start()
@@ -366,8 +485,9 @@ class Bench:
             a.waitListening()
             b.waitListening()
             inbox = Inbox()
-            attached += yield connectComponents(
-                b.componentPort, self.targets, attach=inbox.attach)
+            receiver = ComponentsReceiver(inbox)
+            self.cleanups.append(receiver.stop)
+            yield receiver.start(b.componentPort, self.targets)
             [(xs, _, _)] = senders = yield connectComponents(
                 a.componentPort, self.senders[:1])
             attached += senders
@@ -385,20 +505,22 @@ class Bench:
             stanzas = [message(self.senders[i % SENDERS], self.targets[i % TARGETS],
                                100000 + i) for i in range(n)]
             before = inbox.count
-            cpu0 = [cpuSeconds(pid) for pid in (a.pid, b.pid)]
-            own0 = time.process_time()
+            pids = {"a": a.pid, "b": b.pid, "bench": os.getpid(),
+                    "receiver": receiver.pid}
+            cpu0 = {name: cpuSeconds(pid) for name, pid in pids.items()}
             sampler = None
             if os.environ.get("DNA_E2E_SAMPLE"):
-                sampler = Sampler({"a": a.pid, "b": b.pid, "bench": os.getpid()})
+                sampler = Sampler(pids)
                 sampler.start()
             t0 = time.perf_counter()
             yield sendAll(xs, stanzas, inbox, before)
             yield self.expect(inbox, before + n, "throughput", timeout=60)
             self.record("e2e_stanzas_per_s", n / (time.perf_counter() - t0))
-            self.record("e2e_cpu_us_per_stanza_bench", (time.process_time() - own0) / n * 1e6)
-            for name, pid, start in zip("ab", (a.pid, b.pid), cpu0):
-                self.record(f"e2e_cpu_us_per_stanza_{name}",
-                            (cpuSeconds(pid) - start) / n * 1e6)
+            used = {name: (cpuSeconds(pid) - cpu0[name]) / n * 1e6
+                    for name, pid in pids.items()}
+            self.record("e2e_cpu_us_per_stanza_a", used["a"])
+            self.record("e2e_cpu_us_per_stanza_b", used["b"])
+            self.record("e2e_cpu_us_per_stanza_bench", used["bench"] + used["receiver"])
             if sampler is not None:
                 sampler.stop()
 
@@ -435,6 +557,8 @@ class Bench:
                 stream.transport.abortConnection()
         finally:
             disconnectComponents(attached)
+            if receiver is not None:
+                receiver.stop()
             a.stop()
             b.stop()
 
@@ -489,12 +613,14 @@ class Bench:
             servers.append(server)
             self.cleanups.append(server.stop)
         attached = []
+        receiver = None
         try:
             for server in servers:
                 server.start()
             inbox = Inbox()
-            attached += yield connectComponents(
-                ports["xmpp.prosb.example"], self.pTargets, attach=inbox.attach)
+            receiver = ComponentsReceiver(inbox)
+            self.cleanups.append(receiver.stop)
+            yield receiver.start(ports["xmpp.prosb.example"], self.pTargets)
             senders = yield connectComponents(
                 ports["xmpp.prosa.example"], self.pSenders)
             attached += senders
@@ -512,6 +638,8 @@ class Bench:
             self.record(f"{key}_connections", established([self.proA, self.proB]))
         finally:
             disconnectComponents(attached)
+            if receiver is not None:
+                receiver.stop()
             for server in servers:
                 server.stop()
 
@@ -625,6 +753,8 @@ def run(options):
                 steps = steps[1:] if r % 2 == 0 else steps[:1]
             elif options.only == "dna":
                 steps = steps[:1] if r % 2 == 0 else steps[1:]
+            elif options.only == "floor":
+                steps = [bench.floorRound]
             for step in steps:
                 yield step()
             if options.only:
@@ -681,10 +811,14 @@ def main():
                              "for the bench; the floor's receiver still uses an XmlStream)")
     parser.add_argument("--only", help=argparse.SUPPRESS)
     parser.add_argument("--floor-receiver", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--components-receiver", type=int, help=argparse.SUPPRESS)
     options, rest = parser.parse_known_args()
     Inbox.lean = options.lean_components
     if options.floor_receiver:
         floorReceiver(options.floor_receiver, rest[0])
+        return
+    if options.components_receiver:
+        componentsReceiver(options.components_receiver, rest[0].split(","))
         return
     started = time.monotonic()
     failure = []

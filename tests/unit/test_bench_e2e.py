@@ -52,3 +52,97 @@ class MessageCounterTests(SynchronousTestCase):
         from xml.parsers import expat
 
         self.assertRaises(expat.ExpatError, self.xs.dataReceived, b"<message></iq>")
+
+
+class _Transport:
+    """
+    Records what L{bench.e2e.sendAll} writes, and how many were in flight
+    after each write.
+    """
+
+    def __init__(self, inbox, base):
+        self.inbox = inbox
+        self.base = base
+        self.sent = 0
+        self.inFlight = []
+
+    def write(self, data):
+        self.sent += data.count(b"<m/>")
+        self.inFlight.append(self.base + self.sent - self.inbox.count)
+
+
+class SendAllTests(SynchronousTestCase):
+    """
+    L{bench.e2e.sendAll}: a sliding window.
+    """
+
+    def setUp(self):
+        from bench.e2e import Inbox
+
+        self.inbox = Inbox()
+        self.inbox.reached(7)
+        self.xs = _Stream()
+        self.xs.transport = _Transport(self.inbox, 7)
+
+    def send(self, count, window):
+        from bench.e2e import sendAll
+
+        return sendAll(self.xs, ["<m/>"] * count, self.inbox, 7, window=window)
+
+    def test_toppedUp(self):
+        """
+        The window fills at once; then each time a chunk's worth arrives,
+        a chunk goes, and never more than the window is in flight.
+        """
+        d = self.send(450, 200)
+        self.assertEqual([100, 200], self.xs.transport.inFlight)
+        self.inbox.reached(7 + 99)
+        self.assertEqual(200, self.xs.transport.sent)
+        self.inbox.reached(7 + 100)
+        self.assertEqual([100, 200, 200], self.xs.transport.inFlight)
+        # 50 in flight: a chunk, then 150 are.
+        self.inbox.reached(7 + 250)
+        self.assertEqual(400, self.xs.transport.sent)
+        self.assertEqual([100, 200, 200, 150], self.xs.transport.inFlight)
+        self.inbox.reached(7 + 350)
+        self.assertEqual(450, self.xs.transport.sent)
+        self.assertLessEqual(max(self.xs.transport.inFlight), 200)
+        self.successResultOf(d)
+
+    def test_smallWindow(self):
+        """
+        A window under two chunks is topped up by half of it.
+        """
+        d = self.send(90, 60)
+        self.assertEqual([30, 60], self.xs.transport.inFlight)
+        self.inbox.reached(7 + 29)
+        self.assertEqual(60, self.xs.transport.sent)
+        self.inbox.reached(7 + 30)
+        self.assertEqual(90, self.xs.transport.sent)
+        self.successResultOf(d)
+
+
+class ComponentsReceiverTests(SynchronousTestCase):
+    """
+    L{bench.e2e.ComponentsReceiver} reads the receiving process's lines.
+    """
+
+    def test_lines(self):
+        """
+        C{ready} fires the start; each count, whole or split across reads,
+        reaches the inbox.
+        """
+        from twisted.internet import defer
+
+        from bench.e2e import ComponentsReceiver, Inbox
+
+        inbox = Inbox()
+        receiver = ComponentsReceiver(inbox)
+        receiver._ready = ready = defer.Deferred()
+        receiver.outReceived(b"rea")
+        self.assertNoResult(ready)
+        receiver.outReceived(b"dy\n12")
+        self.successResultOf(ready)
+        self.assertEqual(0, inbox.count)
+        receiver.outReceived(b"0\n130\n14")
+        self.assertEqual(130, inbox.count)
