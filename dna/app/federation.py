@@ -741,6 +741,14 @@ class Federation:
         self._bounce([stanza], error.StanzaError("resource-constraint", type="wait"))
         return True
 
+    def settingUp(self):
+        """
+        Whether some pair is being authorized (its stream being set up, or
+        its request on the way): L{dna.app.flow} reads in smaller slices
+        meanwhile.
+        """
+        return bool(self._authorizing)
+
     def _authorize(self, sender, target, attempts=MAX_ATTEMPTS):
         """
         Get C{sender} -> C{target} bound on some stream, then flush its queue.

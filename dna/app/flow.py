@@ -52,6 +52,16 @@ DEFAULT_HIGH_WATER = 256 * 1024
 #: L{Source}).
 DEFAULT_SLICE = 16 * 1024
 
+#: Bytes per reactor turn while pairs are being set up
+#: (L{FlowControl.settingUp}): the first stanza of each new pair sends a
+#: request for it, which leaves only when the reactor runs again; in
+#: smaller slices the peer gets the first requests sooner, and works on
+#: them while we read on (1,000 new pairs: set up in about a fifth less
+#: time). Once no pair waits, slices are L{DEFAULT_SLICE} again: each
+#: turn costs a poll and the writes, which small slices pay on every
+#: stanza.
+DEFAULT_SETUP_SLICE = 4 * 1024
+
 
 def _unregisterOnClose(transport):
     """
@@ -114,7 +124,8 @@ class Source:
     """
     A connection we read from, paused while any sink holds it, and read in
     slices: its data goes to the parser at most L{FlowControl.slice} bytes
-    per reactor turn.
+    per reactor turn (L{FlowControl.setupSlice} while pairs are being set
+    up).
 
     Twisted hands a protocol all it read at once (up to the transport's
     C{bufferSize}, the high-water mark: a few hundred stanzas), and what
@@ -164,7 +175,9 @@ class Source:
         """
         self._call = None
         data = self._pending.popleft()
-        size = self._flow.slice
+        flow = self._flow
+        settingUp = flow.settingUp
+        size = flow.setupSlice if settingUp is not None and settingUp() else flow.slice
         if len(data) > size:
             self._pending.appendleft(data[size:])
             data = data[:size]
@@ -223,13 +236,19 @@ class FlowControl:
 
     @ivar highWater: See L{DEFAULT_HIGH_WATER}.
     @ivar slice: See L{DEFAULT_SLICE}.
+    @ivar setupSlice: See L{DEFAULT_SETUP_SLICE}.
+    @ivar settingUp: Returns whether some pair is being set up (then
+        slices are L{setupSlice} bytes), or L{None}.
     @ivar clock: The L{IReactorTime} that schedules the next slice.
     @ivar current: The L{Source} whose data is being handled, or L{None}.
     @ivar sinks: Key -> L{Sink} of every connection we write to.
     @ivar batch: The L{WriteBatch} open while a source's data is handled.
     """
 
-    def __init__(self, counters, clock, highWater=DEFAULT_HIGH_WATER, slice=DEFAULT_SLICE):
+    settingUp = None
+
+    def __init__(self, counters, clock, highWater=DEFAULT_HIGH_WATER, slice=DEFAULT_SLICE,
+                 setupSlice=DEFAULT_SETUP_SLICE):
         """
         @param counters: The L{collections.Counter} of pauses and
             resumptions.
@@ -237,9 +256,11 @@ class FlowControl:
         @param highWater: Bytes a transport may buffer before its sink is
             full.
         @param slice: See L{slice}.
+        @param setupSlice: See L{setupSlice}.
         """
         self.highWater = highWater
         self.slice = slice
+        self.setupSlice = setupSlice
         self.clock = clock
         self.current = None
         self.sinks = {}

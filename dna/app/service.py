@@ -250,6 +250,7 @@ class DNAService(service.MultiService):
             clock=reactor,
         )
         self.flow = FlowControl(self.federation.counters, reactor, self.limits.highWater)
+        self.flow.settingUp = self.federation.settingUp
         self.federation.flow = self.flow
         self.connector = Connector(
             checker,

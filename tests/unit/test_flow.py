@@ -242,6 +242,28 @@ class SliceTests(SynchronousTestCase):
         self.assertEqual([], self.clock.calls)
         self.assertEqual(0, self.counters["flow-paused"])
 
+    def test_smallerWhileSettingUp(self):
+        """
+        While C{settingUp} says pairs are being set up, slices are
+        C{setupSlice} bytes; once it no longer does, C{slice} again.
+        """
+        self.flow.setupSlice = 50
+        settingUp = [True]
+        self.flow.settingUp = lambda: settingUp[0]
+        # Each message is 66 bytes: the first 50-byte slice ends none.
+        receive(self.source, self.messages("a", "b", "c", "d"))
+        self.assertEqual([], self.handled)
+        self.clock.turn()
+        self.assertEqual(["a"], self.handled)
+        self.clock.turn()
+        self.assertEqual(["a", "b"], self.handled)
+        settingUp[0] = False
+        self.clock.turn()
+        self.assertEqual(["a", "b", "c"], self.handled)
+        self.clock.turn()
+        self.assertEqual(["a", "b", "c", "d"], self.handled)
+        self.assertEqual("producing", self.source.transport.producerState)
+
     def test_shortDataAtOnce(self):
         """
         Data no longer than a slice is handled at once, and the transport is
@@ -452,6 +474,13 @@ class ServiceFlowTests(SynchronousTestCase):
         self.assertIs(self.service.flow.sinks["s1"], xs.transport.producer)
         close(xs)
         self.assertNotIn("s1", self.service.flow.sinks)
+
+    def test_setupSlices(self):
+        """
+        The flow control reads in smaller slices while the federation sets
+        up pairs.
+        """
+        self.assertEqual(self.service.federation.settingUp, self.service.flow.settingUp)
 
     def test_componentPausesIncomingStream(self):
         """
