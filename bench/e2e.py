@@ -83,8 +83,9 @@ sys.path.insert(0, CHECKOUT)
 
 from xml.parsers import expat  # noqa: E402
 
-from twisted.internet import defer, protocol, reactor, ssl, task  # noqa: E402
+from twisted.internet import defer, error, protocol, reactor, ssl, stdio, task  # noqa: E402
 from twisted.words.xish import xmlstream as xishstream  # noqa: E402
+from twisted.words.xish.xmlstream import STREAM_END_EVENT  # noqa: E402
 
 from dna.channel.originating import Connector  # noqa: E402
 from dna.testing.pki import CertificateAuthority  # noqa: E402
@@ -236,7 +237,7 @@ class Inbox:
         domish tree and dispatching it, as the floor's receiver does; or,
         when L{lean}, with a L{MessageCounter}. (In the receiving
         components' process, L{componentsReceiver}, which reports the count
-        after each read.)
+        once per reactor turn.)
         """
         if self.lean:
             MessageCounter(xs, self)
@@ -301,7 +302,7 @@ def sendAll(xs, stanzas, inbox, base, window=WINDOW):
     half the window) as soon as that many have arrived (not refilled by half once half has drained,
     which left the first server idle while the window was refilled).
     """
-    step = min(CHUNK, window // 2)
+    step = max(1, min(CHUNK, window // 2))
     sent = 0
     while sent < len(stanzas):
         inFlight = base + sent - inbox.count
@@ -311,7 +312,7 @@ def sendAll(xs, stanzas, inbox, base, window=WINDOW):
             except defer.TimeoutError:
                 raise Lost(f"{inbox.count - base} of {sent} stanzas arrived in 60 s")
             continue
-        chunk = stanzas[sent:sent + min(window - inFlight, step)]
+        chunk = stanzas[sent:sent + step]
         xs.transport.write("".join(chunk).encode("utf-8"))
         sent += len(chunk)
         if (sent - len(chunk)) // 1000 != sent // 1000:
@@ -327,8 +328,10 @@ class ComponentsReceiver(protocol.ProcessProtocol):
     with the sending component (in one process, the sender could not send
     while the receivers parsed, and the servers between would wait). The
     process writes how many messages its components have received, as a
-    decimal line after each read that received some, and C{ready} once all
-    are authenticated; the counts go to the L{Inbox}.
+    decimal line once per reactor turn in which some arrived, and C{ready}
+    once all are authenticated; the counts go to the L{Inbox}. It exits
+    when its standard input closes (this process ended, however) or a
+    component's connection is lost.
     """
 
     def __init__(self, inbox):
@@ -336,7 +339,6 @@ class ComponentsReceiver(protocol.ProcessProtocol):
         self.pid = None
         self._ready = None
         self._buffer = b""
-        self._errors = []
 
     def start(self, port, domains):
         """
@@ -357,6 +359,9 @@ class ComponentsReceiver(protocol.ProcessProtocol):
         return self._ready.addTimeout(30, reactor)
 
     def outReceived(self, data):
+        """
+        Lines from the process: C{ready}, then counts.
+        """
         *lines, self._buffer = (self._buffer + data).split(b"\n")
         for line in lines:
             if line == b"ready":
@@ -365,17 +370,39 @@ class ComponentsReceiver(protocol.ProcessProtocol):
                 self.inbox.reached(int(line))
 
     def errReceived(self, data):
-        self._errors.append(data)
+        """
+        The process's errors go to ours.
+        """
         sys.stderr.write(data.decode("utf-8", "replace"))
 
     def processEnded(self, reason):
+        """
+        The process ended: a round waiting for it fails at its time-out.
+        """
         self.pid = None
         if self._ready is not None and not self._ready.called:
             self._ready.errback(reason)
 
     def stop(self):
-        if self.pid is not None:
-            self.transport.signalProcess("KILL")
+        """
+        Kill the process, if it still runs.
+        """
+        if self.pid is not None and self.transport.pid is not None:
+            try:
+                self.transport.signalProcess("KILL")
+            except error.ProcessExitedAlready:
+                pass
+
+
+class _Parent(protocol.Protocol):
+    """
+    The receiving components' standard input: when it closes, the process
+    that started them has ended, and so do they.
+    """
+
+    def connectionLost(self, reason):
+        if reactor.running:
+            reactor.stop()
 
 
 def componentsReceiver(port, domains):
@@ -383,8 +410,11 @@ def componentsReceiver(port, domains):
     The receiving components, in their own process (L{ComponentsReceiver}):
     an XEP-0114 component for each of C{domains}, parsing what it receives
     with its C{XmlStream} (or a L{MessageCounter}); the count of messages
-    on standard output after each read that received some.
+    on standard output once per reactor turn in which some arrived. Ends
+    when standard input closes or a component's connection is lost (never
+    reconnecting: a server gone must not leave it spinning).
     """
+    stdio.StandardIO(_Parent(), stdout=os.dup(1))
     inbox = Inbox()
     reported = [0]
     pending = []
@@ -397,6 +427,7 @@ def componentsReceiver(port, domains):
 
     def attach(xs):
         inbox.attach(xs)
+        xs.addObserver(STREAM_END_EVENT, lambda reason: reactor.running and reactor.stop())
         dataReceived = xs.dataReceived
 
         def reading(data):

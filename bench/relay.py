@@ -9,8 +9,8 @@ accepts the sending XEP-0114 component, relay B the 25 receiving ones (the
 handshake accepted unchecked), and A holds one TLS link to B. Each parses
 with DNA's own parser (L{dna.channel.stream}: expat, stanzas kept as their
 bytes, B's side with the limits of an S2S stream), reads in slices of 16 KiB
-per reactor turn as L{dna.app.flow} does, and writes each stanza's bytes
-once per read and stream: A everything to the link, B each stanza to the
+per reactor turn as L{dna.app.flow} does, and writes the stanzas' bytes
+once per slice and stream: A everything to the link, B each stanza to the
 component of its C{to} domain. Nothing else: no binding table or filter,
 no delegation, no acknowledgements, numbering or flow control, no log. The
 components, the window and the floor are C{bench/e2e.py}'s (the floor
@@ -169,6 +169,11 @@ class LinkOut(protocol.Protocol):
     Relay A's end of the link.
     """
 
+    def connectionLost(self, reason):
+        # Nothing to relay to: end, and the bench notices.
+        if reactor.running:
+            reactor.stop()
+
     def connectionMade(self):
         self.transport.setTcpNoDelay(True)
         self.held = []
@@ -203,6 +208,7 @@ def relay(role, componentPort, linkPort, directory):
         sys.stdout.flush()
     else:
         out = protocol.ClientFactory.forProtocol(LinkOut)
+        out.clientConnectionFailed = lambda connector, reason: reactor.stop()
         out.components = components
         reactor.connectSSL("127.0.0.1", linkPort, out, ssl.CertificateOptions())
     reactor.run()
@@ -211,13 +217,20 @@ def relay(role, componentPort, linkPort, directory):
 # The driver
 
 
-def startRelay(role, componentPort, linkPort, directory):
+def startRelay(role, componentPort, linkPort, directory, cleanups):
+    """
+    Start relay C{role} and wait until it can relay (it exits if it
+    cannot); C{cleanups} gets a callable that kills it.
+    """
     process = subprocess.Popen(
         [sys.executable, os.path.abspath(__file__), "--relay", role, str(componentPort),
          str(linkPort), directory],
         cwd=CHECKOUT, env=dict(os.environ, PYTHONPATH=CHECKOUT),
         stdout=subprocess.PIPE)
-    if process.stdout.readline() != b"ready\n":
+    cleanups.append(lambda: process.poll() is None and process.kill())
+    ready = process.stdout.readline()
+    process.stdout.close()
+    if ready != b"ready\n":
         raise RuntimeError(f"relay {role} did not start")
     return process
 
@@ -236,10 +249,8 @@ def run(options, workdir, results, cleanups):
 
     for r in range(options.rounds):
         portA, portB, portLink = freePort(), freePort(), freePort()
-        b = startRelay("b", portB, portLink, workdir)
-        cleanups.append(lambda b=b: b.poll() is None and b.kill())
-        a = startRelay("a", portA, portLink, workdir)
-        cleanups.append(lambda a=a: a.poll() is None and a.kill())
+        b = startRelay("b", portB, portLink, workdir, cleanups)
+        a = startRelay("a", portA, portLink, workdir, cleanups)
         waitForPort(portA, a)
         inbox = Inbox()
         receiver = ComponentsReceiver(inbox)

@@ -345,6 +345,9 @@ class Federation:
         )
         self.streams[streamID] = authorization
         self.revalidator.watchStream(authorization)
+        if self.flow is not None:
+            # A slice that sends requests is followed by smaller ones.
+            authorization.onRequest = self.flow.requested
 
         def handledCount():
             return authorization.delivered + authorization.filter.rejected
@@ -740,14 +743,6 @@ class Federation:
         )
         self._bounce([stanza], error.StanzaError("resource-constraint", type="wait"))
         return True
-
-    def settingUp(self):
-        """
-        Whether some pair is being authorized (its stream being set up, or
-        its request on the way): L{dna.app.flow} reads in smaller slices
-        meanwhile.
-        """
-        return bool(self._authorizing)
 
     def _authorize(self, sender, target, attempts=MAX_ATTEMPTS):
         """

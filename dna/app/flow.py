@@ -52,14 +52,14 @@ DEFAULT_HIGH_WATER = 256 * 1024
 #: L{Source}).
 DEFAULT_SLICE = 16 * 1024
 
-#: Bytes per reactor turn while pairs are being set up
-#: (L{FlowControl.settingUp}): the first stanza of each new pair sends a
-#: request for it, which leaves only when the reactor runs again; in
-#: smaller slices the peer gets the first requests sooner, and works on
-#: them while we read on (1,000 new pairs: set up in about a fifth less
-#: time). Once no pair waits, slices are L{DEFAULT_SLICE} again: each
-#: turn costs a poll and the writes, which small slices pay on every
-#: stanza.
+#: Bytes per reactor turn of a source whose last slice sent requests for
+#: pairs (L{FlowControl.requested}): the first stanza of a new pair, or a
+#: grant that makes room in the request window, sends a request, which
+#: leaves only when the reactor runs again; in smaller slices the peer gets
+#: the first requests sooner, and works on them while we read on (1,000 new
+#: pairs: set up in about a fifth less time). Once a slice sends none, the
+#: next is L{DEFAULT_SLICE} again: each turn costs a poll and the writes,
+#: which small slices pay on every stanza.
 DEFAULT_SETUP_SLICE = 4 * 1024
 
 
@@ -124,8 +124,8 @@ class Source:
     """
     A connection we read from, paused while any sink holds it, and read in
     slices: its data goes to the parser at most L{FlowControl.slice} bytes
-    per reactor turn (L{FlowControl.setupSlice} while pairs are being set
-    up).
+    per reactor turn (L{FlowControl.setupSlice} after a slice that sent
+    requests for pairs).
 
     Twisted hands a protocol all it read at once (up to the transport's
     C{bufferSize}, the high-water mark: a few hundred stanzas), and what
@@ -137,7 +137,11 @@ class Source:
     while we handle the rest.
 
     @ivar holders: The keys of the sinks holding it.
+    @ivar requested: Whether the slice being handled sent requests for
+        pairs (L{FlowControl.requested}).
     """
+
+    requested = False
 
     def __init__(self, flow, xs, handle):
         """
@@ -176,8 +180,8 @@ class Source:
         self._call = None
         data = self._pending.popleft()
         flow = self._flow
-        settingUp = flow.settingUp
-        size = flow.setupSlice if settingUp is not None and settingUp() else flow.slice
+        size = flow.setupSlice if self.requested else flow.slice
+        self.requested = False
         if len(data) > size:
             self._pending.appendleft(data[size:])
             data = data[:size]
@@ -237,15 +241,11 @@ class FlowControl:
     @ivar highWater: See L{DEFAULT_HIGH_WATER}.
     @ivar slice: See L{DEFAULT_SLICE}.
     @ivar setupSlice: See L{DEFAULT_SETUP_SLICE}.
-    @ivar settingUp: Returns whether some pair is being set up (then
-        slices are L{setupSlice} bytes), or L{None}.
     @ivar clock: The L{IReactorTime} that schedules the next slice.
     @ivar current: The L{Source} whose data is being handled, or L{None}.
     @ivar sinks: Key -> L{Sink} of every connection we write to.
     @ivar batch: The L{WriteBatch} open while a source's data is handled.
     """
-
-    settingUp = None
 
     def __init__(self, counters, clock, highWater=DEFAULT_HIGH_WATER, slice=DEFAULT_SLICE,
                  setupSlice=DEFAULT_SETUP_SLICE):
@@ -350,6 +350,14 @@ class FlowControl:
 
         xs.addOnetimeObserver(STREAM_END_EVENT, gone)
         return sink
+
+    def requested(self):
+        """
+        A request for a pair went out while the L{current} source's data was
+        handled: its next slice is L{setupSlice} bytes.
+        """
+        if self.current is not None:
+            self.current.requested = True
 
     def isFull(self, key):
         """

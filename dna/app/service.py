@@ -250,7 +250,6 @@ class DNAService(service.MultiService):
             clock=reactor,
         )
         self.flow = FlowControl(self.federation.counters, reactor, self.limits.highWater)
-        self.flow.settingUp = self.federation.settingUp
         self.federation.flow = self.flow
         self.connector = Connector(
             checker,

@@ -229,6 +229,10 @@ class StreamAuthorization:
     #: How many of our requests may be out at once (see L{requestWindow}).
     window = INITIAL_REQUEST_WINDOW
 
+    #: Called with no arguments after each request we send, or L{None}
+    #: (L{dna.app.flow.FlowControl.requested}).
+    onRequest = None
+
     #: Whether the peer's refusals carry an C{<error/>} (DNA: they do, see
     #: L{_refuse}), so that a bare C{type='invalid'} is a revocation even
     #: while we ask for the pair. XEP-0220 peers refuse without one.
@@ -419,6 +423,8 @@ class StreamAuthorization:
                 self._requestTimeout, self._requestTimedOut, pair
             )
             self.xs.send(makeRequest())
+            if self.onRequest is not None:
+                self.onRequest()
 
     def _adapt(self, granted, condition=None):
         """

@@ -71,26 +71,6 @@ class FederationTests(SynchronousTestCase):
         self.assertEqual(["0", "1", "2", "3"], messages(self.xs))
         self.assertEqual([], self.delivered)
 
-    def test_settingUp(self):
-        """
-        C{settingUp} says whether some pair is being authorized: from the
-        first stanza of an unbound pair until its answer.
-        """
-        self.assertFalse(self.federation.settingUp())
-        self.send("0")
-        self.assertTrue(self.federation.settingUp())
-        self.grant()
-        self.assertFalse(self.federation.settingUp())
-        self.send("1", sender="mercutio@sender.tld")
-        self.assertFalse(self.federation.settingUp())
-        # Unanswered: until the request times out.
-        self.federation.tables.connections.addDelegatedNames("s1", ["other.tld"])
-        self.send("2", to="nurse@other.tld")
-        self.assertTrue(self.federation.settingUp())
-        self.clock.advance(3600)
-        self.assertFalse(self.federation.settingUp())
-        self.assertEqual(["2"], [b["id"] for b in self.delivered])
-
     def test_refusedBounces(self):
         """
         A refusal bounces every waiting stanza to its sender with

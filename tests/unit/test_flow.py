@@ -242,27 +242,35 @@ class SliceTests(SynchronousTestCase):
         self.assertEqual([], self.clock.calls)
         self.assertEqual(0, self.counters["flow-paused"])
 
-    def test_smallerWhileSettingUp(self):
+    def test_smallerAfterRequests(self):
         """
-        While C{settingUp} says pairs are being set up, slices are
-        C{setupSlice} bytes; once it no longer does, C{slice} again.
+        A slice during which a request for a pair went out
+        (L{FlowControl.requested}) is followed by one of C{setupSlice}
+        bytes; a slice that sent none, by one of C{slice} bytes again.
         """
         self.flow.setupSlice = 50
-        settingUp = [True]
-        self.flow.settingUp = lambda: settingUp[0]
-        # Each message is 66 bytes: the first 50-byte slice ends none.
-        receive(self.source, self.messages("a", "b", "c", "d"))
-        self.assertEqual([], self.handled)
-        self.clock.turn()
+        self.source.addObserver(
+            "/message[@id='a']", lambda e: self.flow.requested())
+        # Each message is 66 bytes, "b" ends at byte 132, "c" at 198: after
+        # the slice that handled "a" (bytes 0-100), one of 50 bytes, then
+        # of 100.
+        receive(self.source, self.messages("a", "b", "c", "d", "e"))
         self.assertEqual(["a"], self.handled)
         self.clock.turn()
         self.assertEqual(["a", "b"], self.handled)
-        settingUp[0] = False
         self.clock.turn()
         self.assertEqual(["a", "b", "c"], self.handled)
         self.clock.turn()
-        self.assertEqual(["a", "b", "c", "d"], self.handled)
+        self.assertEqual(["a", "b", "c", "d", "e"], self.handled)
         self.assertEqual("producing", self.source.transport.producerState)
+
+    def test_requestedOutsideReads(self):
+        """
+        A request sent while no source's data is handled (a timer, a
+        connection made) changes no slice.
+        """
+        self.flow.requested()
+        self.assertIsNone(self.flow.current)
 
     def test_shortDataAtOnce(self):
         """
@@ -475,12 +483,15 @@ class ServiceFlowTests(SynchronousTestCase):
         close(xs)
         self.assertNotIn("s1", self.service.flow.sinks)
 
-    def test_setupSlices(self):
+    def test_requestsMakeSlicesSmaller(self):
         """
-        The flow control reads in smaller slices while the federation sets
-        up pairs.
+        Each authenticated stream's requests for pairs tell the flow
+        control.
         """
-        self.assertEqual(self.service.federation.settingUp, self.service.flow.settingUp)
+        xs = self.server.incoming("s1")
+        authorization = self.service.federation.streams["s1"]
+        self.assertEqual(self.service.flow.requested, authorization.onRequest)
+        close(xs)
 
     def test_componentPausesIncomingStream(self):
         """

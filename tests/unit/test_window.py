@@ -65,6 +65,20 @@ class RequestWindowTests(AuthorizationTestMixin, SynchronousTestCase):
         )
         self.assertEqual(100 - INITIAL_REQUEST_WINDOW, self.authorization.waitingRequests)
 
+    def test_onRequest(self):
+        """
+        C{onRequest} is called once for each request as it goes out, not
+        for those waiting for the window.
+        """
+        sent = []
+        self.authorization.onRequest = lambda: sent.append(len(self.requests()))
+        for sender in senders(INITIAL_REQUEST_WINDOW + 2):
+            self.authorization.request(sender, "sender.tld")
+        self.assertEqual(list(range(1, INITIAL_REQUEST_WINDOW + 1)), sent)
+        # The grant frees a place and widens the window: both waiting go.
+        self.grant("s0.tld")
+        self.assertEqual(list(range(1, INITIAL_REQUEST_WINDOW + 3)), sent)
+
     def test_answersReleaseInOrder(self):
         """
         Each answer lets the oldest waiting request go; in the end every
