@@ -377,16 +377,25 @@ class ComponentsReceiver(protocol.ProcessProtocol):
 
     def processEnded(self, reason):
         """
-        The process ended: a round waiting for it fails at its time-out.
+        The process ended: unless we stopped it, whatever waits for it
+        fails now, saying so.
         """
         self.pid = None
         if self._ready is not None and not self._ready.called:
             self._ready.errback(reason)
+        if not self._stopping:
+            waiters, self.inbox._waiters = self.inbox._waiters, []
+            for count, d in waiters:
+                d.errback(Lost(f"the receiving components' process ended "
+                               f"({reason.value}) after {self.inbox.count} of {count}"))
+
+    _stopping = False
 
     def stop(self):
         """
         Kill the process, if it still runs.
         """
+        self._stopping = True
         if self.pid is not None and self.transport.pid is not None:
             try:
                 self.transport.signalProcess("KILL")

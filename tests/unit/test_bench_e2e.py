@@ -146,3 +146,28 @@ class ComponentsReceiverTests(SynchronousTestCase):
         self.assertEqual(0, inbox.count)
         receiver.outReceived(b"0\n130\n14")
         self.assertEqual(130, inbox.count)
+
+    def test_endedFailsWaiters(self):
+        """
+        A process that ends on its own fails what waits for its counts with
+        L{bench.e2e.Lost}, saying so; one we stopped does not.
+        """
+        from twisted.internet import defer
+        from twisted.python.failure import Failure
+
+        from bench.e2e import ComponentsReceiver, Inbox, Lost
+
+        inbox = Inbox()
+        receiver = ComponentsReceiver(inbox)
+        receiver._ready = defer.succeed(None)
+        d = defer.Deferred()
+        inbox._waiters.append((10, d))
+        receiver.processEnded(Failure(RuntimeError("gone")))
+        self.assertIn("process ended", str(self.failureResultOf(d, Lost).value))
+        stopped = ComponentsReceiver(inbox)
+        stopped._ready = defer.succeed(None)
+        stopped._stopping = True
+        later = defer.Deferred()
+        inbox._waiters.append((10, later))
+        stopped.processEnded(Failure(RuntimeError("killed")))
+        self.assertNoResult(later)
