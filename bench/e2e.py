@@ -679,7 +679,13 @@ class Bench:
             inbox = Inbox()
             receiver = ComponentsReceiver(inbox)
             self.cleanups.append(receiver.stop)
-            yield receiver.start(ports["xmpp.prosb.example"], self.pTargets)
+            try:
+                yield receiver.start(ports["xmpp.prosb.example"], self.pTargets)
+            except Exception:
+                # Seen once in a dozen runs: say what Prosody said.
+                for server in servers:
+                    note(f"{server.hosts[0]}:\n{server.logTail(15)}")
+                raise
             senders = yield connectComponents(
                 ports["xmpp.prosa.example"], self.pSenders)
             attached += senders
