@@ -320,6 +320,80 @@ def sendAll(xs, stanzas, inbox, base, window=WINDOW):
             yield task.deferLater(reactor, 0, lambda: None)
 
 
+@defer.inlineCallbacks
+def expect(inbox, count, what, timeout=60):
+    """
+    Wait until C{inbox} has C{count}; raise L{Lost}, naming C{what}, if it
+    has not after C{timeout} seconds.
+    """
+    try:
+        yield inbox.waitFor(count, timeout)
+    except defer.TimeoutError:
+        raise Lost(f"{what}: {inbox.count} of {count} stanzas arrived in {timeout} s")
+
+
+@defer.inlineCallbacks
+def throughput(xs, stanzas, inbox, pids, what):
+    """
+    Send C{stanzas} on C{xs} with L{sendAll} until C{inbox} has them all.
+
+    @param pids: Name -> process id of the processes whose CPU is counted.
+    @return: A L{Deferred} firing with (stanzas per second, name -> CPU
+        microseconds per stanza).
+    """
+    n = len(stanzas)
+    before = inbox.count
+    cpu0 = {name: cpuSeconds(pid) for name, pid in pids.items()}
+    t0 = time.perf_counter()
+    yield sendAll(xs, stanzas, inbox, before)
+    yield expect(inbox, before + n, what)
+    rate = n / (time.perf_counter() - t0)
+    return rate, {name: (cpuSeconds(pid) - cpu0[name]) / n * 1e6
+                  for name, pid in pids.items()}
+
+
+@defer.inlineCallbacks
+def besideFloor(measure, floor, floorFirst):
+    """
+    Call C{measure} and C{floor} (each returns a L{Deferred}) one after the
+    other, C{floor} first if C{floorFirst}: the speed of a shared machine
+    drifts within seconds, so a ratio compares what was measured together.
+
+    @return: A L{Deferred} firing with (C{measure}'s result, C{floor}'s).
+    """
+    if floorFirst:
+        bare = yield floor()
+    result = yield measure()
+    if not floorFirst:
+        bare = yield floor()
+    return result, bare
+
+
+def runToEnd(start, name, cleanUp=lambda: None):
+    """
+    Run the reactor until the L{Deferred} C{start()} returns fires, then
+    C{cleanUp()}; exit non-zero, saying why, if it failed (L{Lost}: with
+    C{"{name}: LOST STANZAS"}).
+    """
+    failure = []
+
+    def done(result):
+        if result is not None and hasattr(result, "value"):
+            failure.append(result)
+        reactor.stop()
+
+    reactor.callWhenRunning(lambda: start().addBoth(done))
+    reactor.run()
+    cleanUp()
+    if failure:
+        f = failure[0]
+        if f.check(Lost):
+            print(f"{name}: LOST STANZAS: {f.value}", file=sys.stderr)
+        else:
+            f.printTraceback(file=sys.stderr)
+        sys.exit(1)
+
+
 class ComponentsReceiver(protocol.ProcessProtocol):
     """
     The receiving end's components, in a process of their own
@@ -334,11 +408,19 @@ class ComponentsReceiver(protocol.ProcessProtocol):
     component's connection is lost.
     """
 
+    transport = None
+
     def __init__(self, inbox):
         self.inbox = inbox
-        self.pid = None
         self._ready = None
         self._buffer = b""
+
+    @property
+    def pid(self):
+        """
+        The process's id while it runs, else L{None}.
+        """
+        return None if self.transport is None else self.transport.pid
 
     def start(self, port, domains):
         """
@@ -352,10 +434,9 @@ class ComponentsReceiver(protocol.ProcessProtocol):
                      "--components-receiver", str(port), ",".join(domains)]
         if Inbox.lean:
             arguments.append("--lean-components")
-        transport = reactor.spawnProcess(
+        reactor.spawnProcess(
             self, sys.executable, arguments, env=dict(os.environ, PYTHONPATH=CHECKOUT),
             path=CHECKOUT)
-        self.pid = transport.pid
         return self._ready.addTimeout(30, reactor)
 
     def outReceived(self, data):
@@ -380,7 +461,6 @@ class ComponentsReceiver(protocol.ProcessProtocol):
         The process ended: unless we stopped it, whatever waits for it
         fails now, saying so.
         """
-        self.pid = None
         if self._ready is not None and not self._ready.called:
             self._ready.errback(reason)
         if not self._stopping:
@@ -396,7 +476,7 @@ class ComponentsReceiver(protocol.ProcessProtocol):
         Kill the process, if it still runs.
         """
         self._stopping = True
-        if self.pid is not None and self.transport.pid is not None:
+        if self.pid is not None:
             try:
                 self.transport.signalProcess("KILL")
             except error.ProcessExitedAlready:
@@ -550,38 +630,34 @@ class Bench:
             n = self.options.stanzas
             stanzas = [message(self.senders[i % SENDERS], self.targets[i % TARGETS],
                                100000 + i) for i in range(n)]
-            # The floor beside it, just before or just after (alternating):
-            # this machine's speed drifts by a tenth or more within seconds.
-            floor = self.options.only is None
-            if floor and self.round % 2:
-                yield self.floorRound()
-            before = inbox.count
             pids = {"a": a.pid, "b": b.pid, "bench": os.getpid(),
                     "receiver": receiver.pid}
-            cpu0 = {name: cpuSeconds(pid) for name, pid in pids.items()}
-            sampler = None
-            if os.environ.get("DNA_E2E_SAMPLE"):
-                sampler = Sampler(pids)
-                sampler.start()
-            t0 = time.perf_counter()
-            yield sendAll(xs, stanzas, inbox, before)
-            yield self.expect(inbox, before + n, "throughput", timeout=60)
-            self.record("e2e_stanzas_per_s", n / (time.perf_counter() - t0))
-            used = {name: (cpuSeconds(pid) - cpu0[name]) / n * 1e6
-                    for name, pid in pids.items()}
-            self.record("e2e_cpu_us_per_stanza_a", used["a"])
-            self.record("e2e_cpu_us_per_stanza_b", used["b"])
-            self.record("e2e_cpu_us_per_stanza_bench", used["bench"] + used["receiver"])
-            if sampler is not None:
-                sampler.stop()
-            if floor and not self.round % 2:
-                yield self.floorRound()
-            if floor:
-                e2e, bare = (self.results["e2e_stanzas_per_s"][-1],
-                             self.results["floor_stanzas_per_s"][-1])
+
+            @defer.inlineCallbacks
+            def measure():
+                sampler = None
+                if os.environ.get("DNA_E2E_SAMPLE"):
+                    sampler = Sampler(pids)
+                    sampler.start()
+                result = yield throughput(
+                    xs, stanzas, inbox, pids, f"round {self.round}, throughput")
+                if sampler is not None:
+                    sampler.stop()
+                return result
+
+            if self.options.only is None:
+                # The floor beside it, just before it in odd rounds.
+                (e2e, used), bare = yield besideFloor(
+                    measure, self.floorRound, floorFirst=self.round % 2)
                 self.record("e2e_vs_floor", e2e / bare)
                 note(f"round {self.round}: {e2e:.0f} against a floor of {bare:.0f}: "
                      f"{e2e / bare:.2f}")
+            else:
+                e2e, used = yield measure()
+            self.record("e2e_stanzas_per_s", e2e)
+            self.record("e2e_cpu_us_per_stanza_a", used["a"])
+            self.record("e2e_cpu_us_per_stanza_b", used["b"])
+            self.record("e2e_cpu_us_per_stanza_bench", used["bench"] + used["receiver"])
 
             # A new pair on the open connection, cold resolver cache.
             self.dns.restartResolver()
@@ -639,13 +715,8 @@ class Bench:
             streams.extend(batch)
         return streams
 
-    @defer.inlineCallbacks
     def expect(self, inbox, count, what, timeout):
-        try:
-            yield inbox.waitFor(count, timeout)
-        except defer.TimeoutError:
-            raise Lost(f"round {self.round}, {what}: {inbox.count} of {count} "
-                       f"stanzas arrived in {timeout} s")
+        return expect(inbox, count, f"round {self.round}, {what}", timeout)
 
     # Prosody
 
@@ -720,6 +791,7 @@ class Bench:
             directory, self.certs["xmpp.provb.example"], self.ca, stanzas, self.cleanups)
         self.record("floor_stanzas_per_s", rate)
         self.record("floor_cpu_us_per_stanza_receiver", cpu)
+        return rate
 
 
 @defer.inlineCallbacks
@@ -750,21 +822,12 @@ def measureFloor(directory, certificate, ca, stanzas, cleanups):
             "xmpp.provb.example", trustRoot=ssl.Certificate.loadPEM(ca.certificatePEM))
         reactor.connectSSL("127.0.0.1", port, factory, options)
         link = yield factory.ready
-        n = len(stanzas)
-        cpu0 = cpuSeconds(process.pid)
-        t0 = time.perf_counter()
-        yield sendAll(link, stanzas, inbox, 0)
-        try:
-            yield inbox.waitFor(n, 60)
-        except defer.TimeoutError:
-            raise Lost(f"floor: {inbox.count} of {n} stanzas arrived in 60 s")
-        rate = n / (time.perf_counter() - t0)
-        cpu = (cpuSeconds(process.pid) - cpu0) / n * 1e6
+        rate, used = yield throughput(link, stanzas, inbox, {"receiver": process.pid}, "floor")
         link.transport.loseConnection()
     finally:
         process.kill()
         process.wait()
-    return rate, cpu
+    return rate, used["receiver"]
 
 
 class FloorSender(protocol.Protocol):
@@ -911,22 +974,7 @@ def main():
         componentsReceiver(options.components_receiver, rest[0].split(","))
         return
     started = time.monotonic()
-    failure = []
-
-    def done(result):
-        if result is not None and hasattr(result, "value"):
-            failure.append(result)
-        reactor.stop()
-
-    reactor.callWhenRunning(lambda: run(options).addBoth(done))
-    reactor.run()
-    if failure:
-        f = failure[0]
-        if f.check(Lost):
-            print(f"e2e: LOST STANZAS: {f.value}", file=sys.stderr)
-        else:
-            f.printTraceback(file=sys.stderr)
-        sys.exit(1)
+    runToEnd(lambda: run(options), "e2e")
     note(f"total {time.monotonic() - started:.1f} s")
 
 

@@ -9,7 +9,7 @@ accepts the sending XEP-0114 component, relay B the 25 receiving ones (the
 handshake accepted unchecked), and A holds one TLS link to B. Each parses
 with DNA's own parser (L{dna.channel.stream}: expat, stanzas kept as their
 bytes, B's side with the limits of an S2S stream), reads in slices of 16 KiB
-per reactor turn as L{dna.app.flow} does, and writes the stanzas' bytes
+per reactor turn through L{dna.app.flow.Source}, and writes the stanzas' bytes
 once per slice and stream: A everything to the link, B each stanza to the
 component of its C{to} domain. Nothing else: no binding table or filter,
 no delegation, no acknowledgements, numbering or flow control, no log. The
@@ -26,11 +26,11 @@ message if a round loses a stanza.
 """
 
 import argparse
+import collections
 import os
 import subprocess
 import sys
 import tempfile
-import time
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, CHECKOUT)
@@ -42,17 +42,18 @@ from bench.e2e import (  # noqa: E402
     TARGETS,
     ComponentsReceiver,
     Inbox,
-    Lost,
+    besideFloor,
     cleanUp,
-    cpuSeconds,
     emit,
     measureFloor,
     median,
     message,
     note,
-    sendAll,
+    runToEnd,
+    throughput,
 )
 from dna.app.federation import toServerNamespace  # noqa: E402
+from dna.app.flow import FlowControl, Source  # noqa: E402
 from dna.channel.stream import RawStanza, _GuardedElementStream, _RawElementStream  # noqa: E402
 from dna.testing.pki import CertificateAuthority  # noqa: E402
 from tests.integration.flowpair import connectComponents, disconnectComponents  # noqa: E402
@@ -60,36 +61,27 @@ from tests.integration.processes import freePort, waitForPort  # noqa: E402
 
 NS_SERVER = "jabber:server"
 NS_COMPONENT = "jabber:component:accept"
-SLICE = 16 * 1024
 
 
 # The relays (each in its own process)
 
 
+#: A server's flow control with no sinks: it only slices the reads.
+_FLOW = FlowControl(collections.Counter(), reactor)
+
+
 class _Sliced(protocol.Protocol):
     """
-    Hands what it reads to L{handle} at most L{SLICE} bytes per reactor
-    turn, its transport paused meanwhile, as L{dna.app.flow.Source} does.
+    Hands what it reads to L{handle} in slices, one per reactor turn, its
+    transport paused meanwhile: through a server's own L{Source}.
     """
 
-    _pending = b""
-    _scheduled = False
+    def makeConnection(self, transport):
+        self._source = Source(_FLOW, self, self.handle)
+        protocol.Protocol.makeConnection(self, transport)
 
     def dataReceived(self, data):
-        self._pending += data
-        if not self._scheduled:
-            self._next()
-
-    def _next(self):
-        self._scheduled = False
-        data, self._pending = self._pending[:SLICE], self._pending[SLICE:]
-        self.handle(data)
-        if self._pending:
-            self.transport.pauseProducing()
-            self._scheduled = True
-            reactor.callLater(0, self._next)
-        else:
-            self.transport.resumeProducing()
+        self._source.dataReceived(data)
 
 
 class ComponentSide(_Sliced):
@@ -259,31 +251,16 @@ def run(options, workdir, results, cleanups):
         try:
             yield receiver.start(portB, targets)
             [(xs, _, _)] = attached = yield connectComponents(portA, senders[:1])
-            floor = []
             floorStanzas = [message(senders[i % SENDERS], targets[i % TARGETS], i)
                             for i in range(n)]
-            if r % 2:
-                floor.append((yield measureFloor(
-                    os.path.join(workdir, f"floor{r}"), certificate, ca, floorStanzas,
-                    cleanups)))
             stanzas = [message(senders[i % SENDERS], targets[i % TARGETS], 100000 + i)
                        for i in range(n)]
             pids = {"a": a.pid, "b": b.pid, "bench": os.getpid(), "receiver": receiver.pid}
-            cpu0 = {name: cpuSeconds(pid) for name, pid in pids.items()}
-            t0 = time.perf_counter()
-            yield sendAll(xs, stanzas, inbox, 0)
-            try:
-                yield inbox.waitFor(n, 60)
-            except defer.TimeoutError:
-                raise Lost(f"round {r}: {inbox.count} of {n} stanzas arrived in 60 s")
-            rate = n / (time.perf_counter() - t0)
-            used = {name: (cpuSeconds(pid) - cpu0[name]) / n * 1e6
-                    for name, pid in pids.items()}
-            if not r % 2:
-                floor.append((yield measureFloor(
-                    os.path.join(workdir, f"floor{r}"), certificate, ca, floorStanzas,
-                    cleanups)))
-            [(floorRate, _)] = floor
+            (rate, used), (floorRate, _) = yield besideFloor(
+                lambda: throughput(xs, stanzas, inbox, pids, f"round {r}"),
+                lambda: measureFloor(os.path.join(workdir, f"floor{r}"), certificate, ca,
+                                     floorStanzas, cleanups),
+                floorFirst=r % 2)
             record("relay_stanzas_per_s", rate)
             record("floor_stanzas_per_s", floorRate)
             record("relay_vs_floor", rate / floorRate)
@@ -310,24 +287,10 @@ def main():
         role, componentPort, linkPort, directory = options.relay
         relay(role, int(componentPort), int(linkPort), directory)
         return
-    results, cleanups, failure = {}, [], []
+    results, cleanups = {}, []
     workdir = tempfile.mkdtemp(prefix="dna-relay-")
-
-    def done(result):
-        if result is not None and hasattr(result, "value"):
-            failure.append(result)
-        reactor.stop()
-
-    reactor.callWhenRunning(lambda: run(options, workdir, results, cleanups).addBoth(done))
-    reactor.run()
-    cleanUp(cleanups, workdir, "DNA_KEEP_RELAY")
-    if failure:
-        f = failure[0]
-        if f.check(Lost):
-            print(f"relay: LOST STANZAS: {f.value}", file=sys.stderr)
-        else:
-            f.printTraceback(file=sys.stderr)
-        sys.exit(1)
+    runToEnd(lambda: run(options, workdir, results, cleanups), "relay",
+             lambda: cleanUp(cleanups, workdir, "DNA_KEEP_RELAY"))
     for name in ("relay_stanzas_per_s", "floor_stanzas_per_s", "relay_vs_floor",
                  "relay_cpu_us_per_stanza_a", "relay_cpu_us_per_stanza_b",
                  "relay_cpu_us_per_stanza_bench"):
